@@ -1,0 +1,44 @@
+"""The one place time is read (ARCHITECTURE: time is injected).
+
+The pure core takes ``now`` (monotonic seconds) as an argument; the shell gets it from a ``Clock``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Monotonic seconds for timers, wall-clock seconds for records."""
+
+    def now(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+
+class SystemClock:
+    """The real clock: ``time.monotonic`` for timers, ``time.time`` for wall time."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+class FakeClock:
+    """A clock that moves only when told to (tests)."""
+
+    def __init__(self, start: float = 0.0, wall_start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._wall_offset = wall_start - start
+
+    def now(self) -> float:
+        return self._now
+
+    def wall(self) -> float:
+        return self._now + self._wall_offset
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds

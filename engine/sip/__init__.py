@@ -1,0 +1,1 @@
+"""The pure sans-IO SIP core (RFC 3261 and friends): no sockets, no clocks, no event loop."""
