@@ -1,0 +1,205 @@
+"""RFC 3261 §25 grammar pieces: header-name table (compact forms), tokens, quoted strings, parameters, lists.
+
+These are the small lexical helpers every header parser shares. They work on ``str`` (the parser decodes a
+message head once, as UTF-8 with ``surrogateescape`` so that serialising it again gives the original bytes).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: RFC 3261 §7.3.3 and the compact forms registered since (RFC 3262/3265/3515/3892/4028/4474).
+COMPACT_FORMS: Final[dict[str, str]] = {
+    "i": "call-id",
+    "m": "contact",
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "l": "content-length",
+    "c": "content-type",
+    "k": "supported",
+    "s": "subject",
+    "e": "content-encoding",
+    "o": "event",
+    "u": "allow-events",
+    "r": "refer-to",
+    "b": "referred-by",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+#: How we spell header names we write (lower-case long form -> wire form). Others are title-cased.
+CANONICAL_NAMES: Final[dict[str, str]] = {
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "www-authenticate": "WWW-Authenticate",
+    "mime-version": "MIME-Version",
+    "rack": "RAck",
+    "rseq": "RSeq",
+    "sip-etag": "SIP-ETag",
+    "sip-if-match": "SIP-If-Match",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "p-preferred-identity": "P-Preferred-Identity",
+}
+
+#: Headers whose values may be comma-joined lists (RFC 3261 §7.3.1). Authorization and the
+#: *-Authenticate headers contain commas inside one value and are deliberately absent.
+LIST_HEADERS: Final[frozenset[str]] = frozenset(
+    {
+        "via", "contact", "route", "record-route", "path", "service-route", "allow", "supported",
+        "require", "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
+        "allow-events", "content-encoding", "in-reply-to", "warning", "error-info", "call-info",
+        "alert-info", "p-asserted-identity", "p-preferred-identity",
+    }
+)
+
+_TOKEN_EXTRA: Final = "-.!%*_+`'~"
+TOKEN_CHARS: Final[frozenset[str]] = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _TOKEN_EXTRA
+)
+
+
+def canonical_name(name: str) -> str:
+    """The wire spelling of a lower-case long header name (``call-id`` -> ``Call-ID``)."""
+    known = CANONICAL_NAMES.get(name)
+    if known is not None:
+        return known
+    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+
+
+def is_token(text: str) -> bool:
+    """True when ``text`` is a non-empty RFC 3261 token."""
+    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+
+
+def unquote(text: str) -> str:
+    """Strip the quotes of a quoted-string and resolve its backslash escapes (§25.1 quoted-pair).
+
+    Raises:
+        ValueError: ``text`` is not one complete quoted-string.
+    """
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        raise ValueError("not a quoted string")
+    body = text[1:-1]
+    if "\\" not in body:
+        if '"' in body:
+            raise ValueError("unescaped quote inside a quoted string")
+        return body
+    out: list[str] = []
+    i, n = 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch == "\\":
+            if i + 1 >= n:
+                raise ValueError("dangling backslash in a quoted string")
+            out.append(body[i + 1])
+            i += 2
+            continue
+        if ch == '"':
+            raise ValueError("unescaped quote inside a quoted string")
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def quote(text: str) -> str:
+    """Quote ``text`` as a quoted-string, escaping backslashes and quotes."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def find_unquoted(text: str, chars: str, start: int = 0) -> int:
+    """Index of the first of ``chars`` outside quoted strings and ``<...>``, or -1.
+
+    Raises:
+        ValueError: a quoted string or an angle bracket is not closed.
+    """
+    if '"' not in text and "<" not in text:
+        best = -1
+        for ch in chars:
+            pos = text.find(ch, start)
+            if pos >= 0 and (best < 0 or pos < best):
+                best = pos
+        return best
+    i, n = start, len(text)
+    while i < n:
+        ch = text[i]
+        if ch == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            if i >= n:
+                raise ValueError("unbalanced quotes")
+        elif ch == "<":
+            close = text.find(">", i)
+            if close < 0:
+                raise ValueError("unclosed <")
+            i = close
+        elif ch in chars:
+            return i
+        i += 1
+    return -1
+
+
+def split_list(value: str) -> list[str]:
+    """Split a comma-joined header value into its elements, respecting quotes and ``<...>``.
+
+    Raises:
+        ValueError: unbalanced quotes or brackets.
+    """
+    if "," not in value:
+        stripped = value.strip()
+        return [stripped] if stripped else []
+    parts: list[str] = []
+    start = 0
+    while True:
+        pos = find_unquoted(value, ",", start)
+        if pos < 0:
+            part = value[start:].strip()
+            if part:
+                parts.append(part)
+            return parts
+        part = value[start:pos].strip()
+        if part:
+            parts.append(part)
+        start = pos + 1
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """Parse ``;name=value;flag`` parameters (leading ``;`` optional); names lower-cased, order kept.
+
+    Whitespace around ``;`` and ``=`` is allowed (§25.1 SEMI and EQUAL include LWS). Quoted values keep
+    their quotes so that they serialise unchanged; callers unquote what they need.
+
+    Raises:
+        ValueError: an empty or non-token parameter name, or unbalanced quotes.
+    """
+    params: dict[str, str | None] = {}
+    text = text.strip()
+    if not text:
+        return params
+    if text[0] == ";":
+        text = text[1:]
+    pos = 0
+    n = len(text)
+    while pos <= n:
+        end = find_unquoted(text, ";", pos)
+        if end < 0:
+            end = n
+        item = text[pos:end]
+        eq = item.find("=")
+        if eq < 0:
+            name, value = item.strip(), None
+        else:
+            name, value = item[:eq].strip(), item[eq + 1 :].strip()
+            if not value:
+                raise ValueError(f"empty value for parameter {name!r}")
+        if not is_token(name):
+            raise ValueError(f"bad parameter name {name!r}")
+        params[name.lower()] = value
+        pos = end + 1
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    """Serialise parameters as ``;name=value;flag``."""
+    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())

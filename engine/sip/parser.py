@@ -1,0 +1,225 @@
+"""bytes -> Request | Response (RFC 3261 §7, §18.3): start line and header boundaries eagerly, bodies lazily.
+
+``parse_message`` raises only ``SipParseError``. When the start line and headers could be split, the error
+carries the partial message so that the endpoint can still address a stateless answer to it (STYLE 3.5).
+``StreamFramer`` cuts a TCP byte stream into messages by Content-Length (§18.3) and recognises RFC 5626
+CRLF keep-alives.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from engine.sip.errors import SipParseError
+from engine.sip.grammar import COMPACT_FORMS, TOKEN_CHARS, is_token
+from engine.sip.message import SIP_VERSION, Field, Message, Request, Response
+
+MAX_MESSAGE_BYTES: Final = 65_535
+_HEAD_END: Final = b"\r\n\r\n"
+_ENCODING: Final = "utf-8"
+_ERRORS: Final = "surrogateescape"
+
+
+def _split_fields(lines: list[str]) -> tuple[list[Field], SipParseError | None]:
+    """Header lines -> fields, unfolding continuation lines (§7.3.1). Returns the first error too."""
+    fields: list[Field] = []
+    error: SipParseError | None = None
+    compact = COMPACT_FORMS
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            if not fields:
+                error = error or SipParseError(400, "Continuation line before the first header")
+                continue
+            last = fields[-1]
+            last.value = f"{last.value} {line.strip()}".strip()
+            last.raw = f"{last.raw}\r\n{line}"
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            error = error or SipParseError(400, "Header line without a colon")
+            continue
+        name = line[:colon]
+        if name[-1] in (" ", "\t"):
+            name = name.rstrip()  # HCOLON = *( SP / HTAB ) ":" SWS
+        key = name.lower()
+        if not all(ch in TOKEN_CHARS for ch in key) or not key:
+            error = error or SipParseError(400, "Bad header name")
+            continue
+        key = compact.get(key, key)
+        fields.append(Field(key, line[colon + 1 :].strip(), line))
+    return fields, error
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
+    """Parse one SIP message.
+
+    Args:
+        data: one UDP datagram, or one message framed by ``StreamFramer``.
+        stream: True for stream transports, where Content-Length is mandatory (§18.3).
+
+    Returns:
+        the Request or Response. Header values stay text until their typed view is asked for.
+
+    Raises:
+        SipParseError: the bytes are not an acceptable SIP message; ``message`` is set when addressable.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise SipParseError(513, "Message Too Large")
+    start = 0
+    while data.startswith(b"\r\n", start):  # §7.5: ignore CRLFs before the start line
+        start += 2
+    end = data.find(_HEAD_END, start)
+    if end < 0:
+        head_bytes, body = data[start:].rstrip(b"\r\n"), b""
+        complete = False
+    else:
+        head_bytes, body = data[start:end], data[end + 4 :]
+        complete = True
+    if not head_bytes:
+        raise SipParseError(400, "Empty message")
+    head = head_bytes.decode(_ENCODING, _ERRORS)
+    lines = head.split("\r\n")
+    first = lines[0]
+    fields, error = _split_fields(lines[1:])
+
+    msg: Request | Response
+    if first.startswith("SIP/"):
+        msg, start_error = _response_line(first, fields, body)
+    else:
+        msg, start_error = _request_line(first, fields, body)
+    error = start_error or error
+    if error is None and not complete:
+        error = SipParseError(400, "Header section not terminated by an empty line")
+    if error is None:
+        error = _apply_content_length(msg, body, stream)
+    if error is not None:
+        error.message = msg if _addressable(msg) else None
+        raise error
+    return msg
+
+
+def _addressable(msg: Message) -> bool:
+    return isinstance(msg, Request) and msg.method != "" and any(f.name == "via" for f in msg.fields)
+
+
+def _request_line(line: str, fields: list[Field], body: bytes) -> tuple[Request, SipParseError | None]:
+    # §7.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF: exactly two single spaces.
+    parts = line.split(" ")
+    method = parts[0] if parts and is_token(parts[0]) else ""
+    if len(parts) != 3:
+        req = Request(method, parts[1] if len(parts) > 1 else "", fields, body)
+        if not method and not line.isprintable():
+            return req, SipParseError(400, "Not a SIP message")
+        return req, SipParseError(400, "Malformed Request-Line")
+    method, uri, version = parts
+    req = Request(method if is_token(method) else "", uri, fields, body, version)
+    if not is_token(method):
+        return req, SipParseError(400, "Malformed Request-Line")
+    if not uri or uri[0] == "<" or ":" not in uri:
+        return req, SipParseError(400, "Bad Request-URI")
+    if version != SIP_VERSION:
+        if version.upper().startswith("SIP/") and version[4:].replace(".", "").isdigit():
+            return req, SipParseError(505, "Version Not Supported")
+        return req, SipParseError(400, "Malformed Request-Line")
+    return req, None
+
+
+def _response_line(line: str, fields: list[Field], body: bytes) -> tuple[Response, SipParseError | None]:
+    # §7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+    parts = line.split(" ", 2)
+    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[0] != SIP_VERSION:
+        return Response(0, "", fields, body), SipParseError(400, "Malformed Status-Line")
+    status = int(parts[1])
+    resp = Response(status, parts[2] if len(parts) == 3 else "", fields, body)
+    if not 100 <= status <= 699:
+        return resp, SipParseError(400, "Status code out of range")
+    return resp, None
+
+
+def _apply_content_length(msg: Message, body: bytes, stream: bool) -> SipParseError | None:
+    values = [f.value for f in msg.fields if f.name == "content-length"]
+    if not values:
+        if stream and body:
+            return SipParseError(400, "Missing Content-Length")
+        return None  # §18.3: over UDP the body runs to the end of the datagram
+    if len(values) > 1:
+        return SipParseError(400, "Multiple Content-Length headers", header="content-length")
+    text = values[0]
+    if not text.isdigit() or len(text) > 9:
+        return SipParseError(400, "Bad Content-Length", header="content-length")
+    length = int(text)
+    if length > len(body):
+        return SipParseError(400, "Content-Length larger than the body", header="content-length")
+    if length < len(body):
+        msg.body = body[:length]  # §18.3: octets beyond Content-Length are discarded
+    return None
+
+
+class StreamFramer:
+    """Cuts a stream (TCP, later TLS) into SIP messages by their Content-Length (§18.3).
+
+    ``feed(data)`` returns the complete messages as bytes, and the number of RFC 5626 double-CRLF
+    keep-alive pings seen (each must be answered with a single CRLF pong). A header section or body larger
+    than ``max_bytes`` raises ``SipParseError(513)``; the connection should then be closed.
+    """
+
+    __slots__ = ("_buf", "max_bytes")
+
+    def __init__(self, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+        self._buf = bytearray()
+        self.max_bytes = max_bytes
+
+    def feed(self, data: bytes) -> tuple[list[bytes], int]:
+        """Add bytes; return (complete messages, keep-alive pings).
+
+        Raises:
+            SipParseError: the pending message is too large or its Content-Length is unusable.
+        """
+        buf = self._buf
+        buf += data
+        out: list[bytes] = []
+        pings = 0
+        while buf:
+            if buf[:1] in (b"\r", b"\n"):
+                if buf.startswith(b"\r\n\r\n"):
+                    pings += 1
+                    del buf[:4]
+                    continue
+                if buf.startswith(b"\r\n"):
+                    if len(buf) < 4 and buf in (b"\r\n", b"\r\n\r"):
+                        break  # maybe the start of a ping
+                    del buf[:2]
+                    continue
+                if len(buf) == 1 and buf == b"\r":
+                    break
+                del buf[:1]
+                continue
+            end = buf.find(_HEAD_END)
+            if end < 0:
+                if len(buf) > self.max_bytes:
+                    raise SipParseError(513, "Message Too Large")
+                break
+            length = _stream_content_length(bytes(buf[:end]))
+            total = end + 4 + length
+            if total > self.max_bytes:
+                raise SipParseError(513, "Message Too Large")
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out, pings
+
+
+def _stream_content_length(head: bytes) -> int:
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        colon = line.find(b":")
+        if colon <= 0:
+            continue
+        name = line[:colon].strip().lower()
+        if name in (b"content-length", b"l"):
+            text = line[colon + 1 :].strip()
+            if not text.isdigit() or len(text) > 9:
+                raise SipParseError(400, "Bad Content-Length")
+            length = int(text)
+    return length

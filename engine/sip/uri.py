@@ -1,0 +1,174 @@
+"""SIP, SIPS and TEL URIs (RFC 3261 §19.1, RFC 3966), with any other scheme kept as an opaque URI.
+
+``Uri.parse`` is strict about structure (no whitespace, no ``<>``) and lenient about content (escaped
+octets, including ``%00``, stay escaped in ``user`` and are decoded by ``user_decoded``). Comparison
+follows §19.1.4 for the parts a PBX relies on: scheme, decoded user, password, case-insensitive host,
+port, and the transport/user/ttl/method/maddr parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import unquote as _pct_unquote
+
+from engine.sip.grammar import format_params, parse_params
+
+SIP_SCHEMES: Final = frozenset({"sip", "sips"})
+KNOWN_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
+DEFAULT_PORTS: Final = {"sip": 5060, "sips": 5061}
+_COMPARED_PARAMS: Final = ("transport", "user", "ttl", "method", "maddr")
+_FORBIDDEN: Final = frozenset(" \t\r\n<>\"")
+_HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+_SCHEME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+
+
+@dataclass(slots=True, eq=False)
+class Uri:
+    """A parsed URI. For schemes other than sip/sips/tel only ``scheme`` and ``opaque`` are set."""
+
+    scheme: str
+    user: str | None = None
+    password: str | None = None
+    host: str = ""
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str = ""
+    opaque: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Uri:
+        """Parse a URI as it appears in a Request-URI or inside ``<...>``.
+
+        Raises:
+            ValueError: the text is not a URI (whitespace, brackets, bad host or port, no scheme).
+        """
+        colon = text.find(":")
+        if colon <= 0:
+            raise ValueError("URI has no scheme")
+        if any(ch in _FORBIDDEN for ch in text):
+            raise ValueError("URI contains whitespace, quotes or angle brackets")
+        scheme_raw = text[:colon]
+        if not scheme_raw[0].isalpha() or any(ch not in _SCHEME_CHARS for ch in scheme_raw):
+            raise ValueError("bad URI scheme")
+        scheme = scheme_raw.lower()
+        rest = text[colon + 1 :]
+        if scheme in SIP_SCHEMES:
+            return cls._parse_sip(scheme, rest)
+        if scheme == "tel":
+            semi = rest.find(";")
+            number = rest if semi < 0 else rest[:semi]
+            if not number:
+                raise ValueError("empty tel number")
+            params = parse_params(rest[semi:]) if semi >= 0 else {}
+            return cls(scheme=scheme, user=number, params=params)
+        if not rest:
+            raise ValueError("empty URI")
+        return cls(scheme=scheme, opaque=rest)
+
+    @classmethod
+    def _parse_sip(cls, scheme: str, rest: str) -> Uri:
+        headers = ""
+        q = rest.find("?")
+        if q >= 0:
+            rest, headers = rest[:q], rest[q + 1 :]
+        user: str | None = None
+        password: str | None = None
+        at = rest.rfind("@")
+        if at >= 0:
+            userinfo, rest = rest[:at], rest[at + 1 :]
+            pc = userinfo.find(":")
+            if pc >= 0:
+                user, password = userinfo[:pc], userinfo[pc + 1 :]
+            else:
+                user = userinfo
+            if not user:
+                raise ValueError("empty user part")
+        semi = rest.find(";")
+        hostport, params = (rest, {}) if semi < 0 else (rest[:semi], parse_params(rest[semi:]))
+        host, port = split_hostport(hostport)
+        return cls(scheme=scheme, user=user, password=password, host=host, port=port, params=params,
+                   headers=headers)
+
+    @property
+    def user_decoded(self) -> str | None:
+        """The user part with %-escapes resolved (``%32%30%31`` -> ``201``)."""
+        if self.user is None or "%" not in self.user:
+            return self.user
+        return _pct_unquote(self.user, errors="surrogateescape")
+
+    @property
+    def host_port(self) -> str:
+        """``host`` or ``host:port`` as written in a Via sent-by or a URI."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        if self.scheme not in KNOWN_SCHEMES:
+            return f"{self.scheme}:{self.opaque}"
+        if self.scheme == "tel":
+            return f"tel:{self.user}{format_params(self.params)}"
+        out = [self.scheme, ":"]
+        if self.user is not None:
+            out.append(self.user)
+            if self.password is not None:
+                out.append(":" + self.password)
+            out.append("@")
+        out.append(self.host_port)
+        if self.params:
+            out.append(format_params(self.params))
+        if self.headers:
+            out.append("?" + self.headers)
+        return "".join(out)
+
+    def __repr__(self) -> str:
+        return f"Uri({str(self)!r})"
+
+    def same_as(self, other: Uri) -> bool:
+        """RFC 3261 §19.1.4 equivalence (the parts that matter for routing and registration)."""
+        if self.scheme != other.scheme:
+            return False
+        if self.scheme not in KNOWN_SCHEMES:
+            return self.opaque == other.opaque
+        if self.user_decoded != other.user_decoded or self.password != other.password:
+            return False
+        if self.host.lower() != other.host.lower() or self.port != other.port:
+            return False
+        for name in _COMPARED_PARAMS:
+            a, b = self.params.get(name), other.params.get(name)
+            if (a is None) != (b is None) or (a is not None and b is not None and a.lower() != b.lower()):
+                return False
+        return True
+
+
+def split_hostport(text: str) -> tuple[str, int | None]:
+    """Split ``host[:port]`` (IPv6 references in brackets).
+
+    Raises:
+        ValueError: empty or malformed host, or a port outside 1..65535.
+    """
+    if not text:
+        raise ValueError("empty host")
+    if text[0] == "[":
+        close = text.find("]")
+        if close < 0:
+            raise ValueError("unclosed IPv6 reference")
+        host, rest = text[: close + 1], text[close + 1 :]
+        if rest and rest[0] != ":":
+            raise ValueError("junk after IPv6 reference")
+        port_text = rest[1:] if rest else None
+    else:
+        colon = text.find(":")
+        if colon >= 0:
+            host, port_text = text[:colon], text[colon + 1 :]
+        else:
+            host, port_text = text, None
+        if not host or any(ch not in _HOST_CHARS for ch in host):
+            raise ValueError(f"bad host {host!r}")
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or len(port_text) > 5:
+        raise ValueError(f"bad port {port_text!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range")
+    return host, port
