@@ -1,0 +1,290 @@
+"""SipEndpoint: the sans-IO facade over parsing, sanity checks, transactions and stateless answers.
+
+The aioquic shape (STYLE 3.1): the shell calls ``receive_datagram(data, peer, now)``, then drains
+``next_event()`` and ``datagrams_to_send()``, and keeps one timer armed at ``get_timer()`` that calls
+``handle_timer(now)``. The endpoint matches requests and responses to transactions (§17.1.3, §17.2.3, with
+the RFC 2543 fallback), absorbs retransmissions, answers CANCEL, applies RFC 3581 ``received``/``rport``,
+and answers malformed requests statelessly with the status their ``SipParseError`` carries (never an ACK,
+never a response).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+from engine.sip.errors import SipParseError
+from engine.sip.events import CancelReceived, Event, RequestReceived, ResponseReceived
+from engine.sip.message import Field, Message, Request, Response, make_response
+from engine.sip.parser import parse_message
+from engine.sip.sanity import check_request
+from engine.sip.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    ClientTransaction,
+    Peer,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    ServerTransaction,
+    TimerConfig,
+    Transaction,
+    TransactionState,
+)
+
+logger = logging.getLogger(__name__)
+
+MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
+_LOGGED_ERRORS_MAX: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    """Settings of one endpoint. ``via_host``/``via_port`` are what we write in our own Via headers."""
+
+    timers: TimerConfig = field(default_factory=TimerConfig)
+    supported: frozenset[str] = frozenset({"path"})
+    via_host: str = "127.0.0.1"
+    via_port: int = 5060
+    server_header: str = "pbx-engine"
+
+
+class SipEndpoint:
+    """One SIP endpoint (all transports) as a pure state machine. See the module docstring."""
+
+    def __init__(self, config: EndpointConfig, rng: random.Random) -> None:
+        self.config = config
+        self._rng = rng
+        self._server: dict[tuple[str, ...], ServerTransaction] = {}
+        self._client: dict[tuple[str, ...], ClientTransaction] = {}
+        self._events: deque[Event] = deque()
+        self._out: list[tuple[bytes, Peer]] = []
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._seq = itertools.count()
+        self.stats: dict[str, int] = {
+            "requests": 0, "responses": 0, "parse_errors": 0, "stateless_answers": 0, "dropped": 0,
+            "retransmissions_absorbed": 0,
+        }
+
+    # -- identifiers -------------------------------------------------------------------------------
+    def new_tag(self) -> str:
+        return f"{self._rng.getrandbits(64):016x}"
+
+    def new_branch(self) -> str:
+        return f"{MAGIC_COOKIE}{self._rng.getrandbits(80):020x}"
+
+    def new_call_id(self) -> str:
+        return f"{self._rng.getrandbits(96):024x}@{self.config.via_host}"
+
+    # -- TransactionHost ---------------------------------------------------------------------------
+    def transmit(self, data: bytes, peer: Peer) -> None:
+        self._out.append((data, peer))
+
+    def deliver(self, event: Event) -> None:
+        self._events.append(event)
+
+    def reschedule(self, tx: Transaction) -> None:
+        if tx.deadline is not None:
+            heapq.heappush(self._heap, (tx.deadline, next(self._seq), tx))
+
+    def forget(self, tx: Transaction) -> None:
+        if isinstance(tx, ServerTransaction):
+            if self._server.get(tx.key) is tx:
+                del self._server[tx.key]
+        elif self._client.get(tx.key) is tx:
+            del self._client[tx.key]
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
+        """Feed one datagram (or one framed stream message) received from ``peer``."""
+        if not data.strip(b"\r\n \t"):
+            return  # RFC 5626 keep-alive: no answer over UDP
+        try:
+            msg = parse_message(data, stream=peer.reliable)
+            if isinstance(msg, Request):
+                check_request(msg, self.config.supported)
+        except SipParseError as exc:
+            self._on_parse_error(exc, data, peer)
+            return
+        if isinstance(msg, Request):
+            self.stats["requests"] += 1
+            self._on_request(msg, peer, now)
+        else:
+            self.stats["responses"] += 1
+            self._on_response(msg, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every transaction timer due at ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, _, tx = heapq.heappop(heap)
+            if tx.deadline == at and tx.state is not TransactionState.TERMINATED:
+                tx.handle_timer(now)
+
+    # -- outputs -----------------------------------------------------------------------------------
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Peer]]:
+        out, self._out = self._out, []
+        return out
+
+    def get_timer(self) -> float | None:
+        heap = self._heap
+        while heap:
+            at, _, tx = heap[0]
+            if tx.deadline == at and tx.state is not TransactionState.TERMINATED:
+                return at
+            heapq.heappop(heap)
+        return None
+
+    # -- TU actions --------------------------------------------------------------------------------
+    def respond(self, tx: ServerTransaction, response: Response, now: float) -> None:
+        """Send ``response`` through ``tx``.
+
+        Raises:
+            LocalProtocolError: the transaction cannot send it (e.g. a second final response).
+        """
+        if not response.has("server"):
+            response.fields.append(Field("server", self.config.server_header))
+        tx.respond(response, now)
+
+    def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
+        """Start a client transaction: add our Via (new branch, rport) and send to ``peer``."""
+        branch = self.new_branch()
+        request.add(
+            "via", f"SIP/2.0/{peer.transport} {self.config.via_host}:{self.config.via_port};branch={branch};rport",
+            first=True,
+        )
+        key = (branch, request.method)
+        tx: ClientTransaction
+        if request.method == "INVITE":
+            tx = ClientInviteTransaction(request, key, peer, self, self.config.timers)
+        else:
+            tx = ClientNonInviteTransaction(request, key, peer, self, self.config.timers)
+        self._client[key] = tx
+        tx.start(now)  # type: ignore[attr-defined]
+        return tx
+
+    def send_stateless(self, message: Message, peer: Peer) -> None:
+        """Send without a transaction (ACK for 2xx, stateless replies)."""
+        self._out.append((message.serialize(), peer))
+
+    @property
+    def transaction_count(self) -> int:
+        return len(self._server) + len(self._client)
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _on_parse_error(self, exc: SipParseError, data: bytes, peer: Peer) -> None:
+        self.stats["parse_errors"] += 1
+        if self.stats["parse_errors"] <= _LOGGED_ERRORS_MAX:
+            logger.info("x %s:%d %d %s: %r", peer.host, peer.port, exc.status, exc.reason, data[:100])
+        msg = exc.message
+        if not isinstance(msg, Request) or msg.method == "ACK":
+            self.stats["dropped"] += 1
+            return
+        # §8.2: answer statelessly. A request whose Via cannot be parsed goes back to where it came from.
+        try:
+            dest = response_peer(msg, peer)
+        except SipParseError:
+            dest = peer
+        resp = make_response(msg, exc.status, exc.reason, to_tag=self.new_tag())
+        for name, value in exc.extra_headers:
+            resp.fields.append(Field(name.lower(), value))
+        resp.fields.append(Field("server", self.config.server_header))
+        self.stats["stateless_answers"] += 1
+        self._out.append((resp.serialize(), dest))
+
+    def _on_request(self, req: Request, peer: Peer, now: float) -> None:
+        via = req.top_via
+        # RFC 3581 §4 / RFC 3261 §18.2.1: note where the request really came from.
+        if via.host != peer.host or ("rport" in via.params and via.params["rport"] is None):
+            via.params["received"] = peer.host
+            if "rport" in via.params:
+                via.params["rport"] = str(peer.port)
+            req.set_top_via(via)
+        key = server_key(req, via.branch, via.sent_by)
+        tx = self._server.get(key)
+        if tx is not None:
+            self.stats["retransmissions_absorbed"] += 1
+            tx.receive_request(req, now)
+            return
+        dest = response_peer(req, peer)
+        method = req.method
+        if method == "ACK":
+            self._events.append(RequestReceived(req, None, dest))
+            return
+        if method == "CANCEL":
+            self._on_cancel(req, key, dest, now)
+            return
+        if method == "INVITE":
+            stx: ServerTransaction = ServerInviteTransaction(req, key, dest, self, self.config.timers)
+            self._server[key] = stx
+            self.respond(stx, make_response(req, 100), now)  # §17.2.1: Trying at once, absorbs retransmits
+        else:
+            stx = ServerNonInviteTransaction(req, key, dest, self, self.config.timers)
+            self._server[key] = stx
+        self._events.append(RequestReceived(req, stx, dest))
+
+    def _on_cancel(self, req: Request, key: tuple[str, ...], dest: Peer, now: float) -> None:
+        tx = ServerNonInviteTransaction(req, key, dest, self, self.config.timers)
+        self._server[key] = tx
+        invite_key = (*key[:-1], "INVITE")
+        invite_tx = self._server.get(invite_key)
+        # §9.2: the CANCEL is answered 200 when it matches a pending INVITE, 481 otherwise.
+        if isinstance(invite_tx, ServerInviteTransaction) and invite_tx.state is TransactionState.PROCEEDING:
+            self.respond(tx, make_response(req, 200, to_tag=self.new_tag()), now)
+            invite_tx.cancelled = True
+            self._events.append(CancelReceived(req, invite_tx))
+        else:
+            self.respond(tx, make_response(req, 481, to_tag=self.new_tag()), now)
+
+    def _on_response(self, resp: Response, now: float) -> None:
+        try:
+            via = resp.top_via
+            method = resp.cseq.method
+        except SipParseError:
+            self.stats["dropped"] += 1
+            return
+        tx = self._client.get((via.branch or "", method))
+        if tx is not None:
+            tx.receive_response(resp, now)
+        elif method == "INVITE" and 200 <= resp.status < 300:
+            self._events.append(ResponseReceived(resp, None))  # a late 2xx: the dialog layer ACKs it
+        else:
+            self.stats["dropped"] += 1
+
+
+def server_key(req: Request, branch: str | None, sent_by: str) -> tuple[str, ...]:
+    """§17.2.3 transaction key; an ACK maps to its INVITE's transaction.
+
+    With the RFC 3261 magic cookie: (branch, sent-by, method). Without it (RFC 2543 peers): Request-URI,
+    From tag, Call-ID, CSeq number, top Via sent-by and method (the To tag is left out so that the ACK for
+    a non-2xx final, which carries our To tag, finds the INVITE's transaction).
+    """
+    method = "INVITE" if req.method == "ACK" else req.method
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        return (branch, sent_by, method)
+    return ("2543", req.uri, req.from_.tag or "", req.call_id, str(req.cseq.seq), sent_by, method)
+
+
+def response_peer(req: Request, source: Peer) -> Peer:
+    """Where responses to ``req`` go (§18.2.2 with RFC 3581).
+
+    Over a reliable transport: back over the connection the request came on. Over UDP: to the source
+    address (``received``), and to the source port when the client asked for ``rport``, else to the Via
+    port (default 5060).
+
+    Raises:
+        SipParseError: the top Via is missing or malformed.
+    """
+    if source.reliable:
+        return source
+    via = req.top_via
+    if "rport" in via.params:
+        return source
+    return Peer(source.transport, source.host, via.port or 5060)

@@ -1,0 +1,537 @@
+"""RFC 3261 §17 transactions: client/server INVITE and non-INVITE, as (state, input) transition tables.
+
+Each transaction is a small state machine whose timers are deadlines stored on the object; the owning
+``TransactionHost`` (the endpoint) transmits what it asks for, delivers what it passes up, and re-arms a
+single timer from ``deadline``. Nothing here reads a clock or touches a socket: ``now`` is an argument.
+
+The INVITE server and client transactions include RFC 6026's Accepted state (Timers L and M): after a 2xx
+the transaction stays to absorb retransmitted INVITEs (server) and to pass retransmitted 2xx responses to
+the TU (client), instead of being destroyed at once as RFC 3261 first said.
+
+Every (state, input) pair a transaction can meet is in its table. A missing pair is our own misuse (for
+example the TU answering twice) and raises ``LocalProtocolError``; remote inputs that must be ignored in a
+state (a late response, a retransmission) are listed explicitly with no handler.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+
+from engine.sip.errors import LocalProtocolError
+from engine.sip.message import Field, Request, Response
+
+if TYPE_CHECKING:
+    from engine.sip.events import Event
+
+logger = logging.getLogger(__name__)
+
+T1: Final = 0.5  # RFC 3261 §17.1.1.1: RTT estimate
+T2: Final = 4.0  # maximum retransmit interval for non-INVITE requests and INVITE responses
+T4: Final = 5.0  # maximum duration a message remains in the network
+
+
+@dataclass(frozen=True, slots=True)
+class TimerConfig:
+    """T1/T2/T4 (§17.1.1.1, Table 4); every other timer derives from them."""
+
+    t1: float = T1
+    t2: float = T2
+    t4: float = T4
+
+    @property
+    def timeout(self) -> float:
+        """64*T1: Timers B, F, H, J (unreliable), L and M."""
+        return 64 * self.t1
+
+
+class Peer(NamedTuple):
+    """Where a message came from or goes to: transport (UDP/TCP/...), host and port."""
+
+    transport: str
+    host: str
+    port: int
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "UDP"
+
+
+class TransactionState(enum.Enum):
+    CALLING = "Calling"
+    TRYING = "Trying"
+    PROCEEDING = "Proceeding"
+    COMPLETED = "Completed"
+    CONFIRMED = "Confirmed"
+    ACCEPTED = "Accepted"
+    TERMINATED = "Terminated"
+
+
+class TransactionInput(enum.Enum):
+    # from the TU (local)
+    SEND_1XX = "send 1xx"
+    SEND_2XX = "send 2xx"
+    SEND_FINAL = "send 3xx-6xx"  # for non-INVITE: any final 2xx-6xx
+    # from the network (remote)
+    RECV_REQUEST = "request retransmission"
+    RECV_ACK = "ACK"
+    RECV_1XX = "1xx"
+    RECV_2XX = "2xx"
+    RECV_FINAL = "3xx-6xx"  # for non-INVITE: any final 2xx-6xx
+    TRANSPORT_ERROR = "transport error"
+    # timers
+    TIMER_A = "Timer A"
+    TIMER_B = "Timer B"
+    TIMER_D = "Timer D"
+    TIMER_E = "Timer E"
+    TIMER_F = "Timer F"
+    TIMER_G = "Timer G"
+    TIMER_H = "Timer H"
+    TIMER_I = "Timer I"
+    TIMER_J = "Timer J"
+    TIMER_K = "Timer K"
+    TIMER_L = "Timer L"
+    TIMER_M = "Timer M"
+
+
+class TransactionHost(Protocol):
+    """What a transaction needs from its owner (the endpoint): the seam that keeps it sans-IO."""
+
+    def transmit(self, data: bytes, peer: Peer) -> None: ...
+
+    def deliver(self, event: Event) -> None: ...
+
+    def reschedule(self, tx: Transaction) -> None: ...
+
+    def forget(self, tx: Transaction) -> None: ...
+
+
+S = TransactionState
+I = TransactionInput  # noqa: E741 - the tables read better with a one-letter alias
+Handler = Callable[["Transaction", float], None]
+Table = dict[tuple[TransactionState, TransactionInput], tuple[str | None, TransactionState]]
+_TIMER_INPUTS: Final = {
+    "a": I.TIMER_A, "b": I.TIMER_B, "d": I.TIMER_D, "e": I.TIMER_E, "f": I.TIMER_F, "g": I.TIMER_G,
+    "h": I.TIMER_H, "i": I.TIMER_I, "j": I.TIMER_J, "k": I.TIMER_K, "l": I.TIMER_L, "m": I.TIMER_M,
+}
+
+
+class Transaction:
+    """Common machinery: the table walk, timers as deadlines, state logging."""
+
+    TABLE: Table = {}
+    __slots__ = ("_timers", "config", "deadline", "host", "key", "peer", "state")
+
+    def __init__(self, key: tuple[str, ...], peer: Peer, host: TransactionHost, config: TimerConfig,
+                 state: TransactionState) -> None:
+        self.key = key
+        self.peer = peer
+        self.host = host
+        self.config = config
+        self.state = state
+        self._timers: dict[str, float] = {}
+        self.deadline: float | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.peer.reliable
+
+    def _input(self, inp: TransactionInput, now: float) -> None:
+        try:
+            handler, new_state = self.TABLE[(self.state, inp)]
+        except KeyError:
+            raise LocalProtocolError(
+                f"{type(self).__name__}: input {inp.value!r} not allowed in state {self.state.value}"
+            ) from None
+        old = self.state
+        self.state = new_state
+        if handler is not None:
+            getattr(self, handler)(now)
+        if new_state is not old:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s %s: %s -> %s", type(self).__name__, self.key[0], old.value, new_state.value)
+            if new_state is S.TERMINATED:
+                self._timers.clear()
+                self.deadline = None
+                self.host.forget(self)
+
+    def _arm(self, name: str, at: float) -> None:
+        self._timers[name] = at
+        self._update_deadline()
+
+    def _disarm(self, *names: str) -> None:
+        for name in names:
+            self._timers.pop(name, None)
+        self._update_deadline()
+
+    def _update_deadline(self) -> None:
+        new = min(self._timers.values()) if self._timers else None
+        if new != self.deadline:
+            self.deadline = new
+            if new is not None:
+                self.host.reschedule(self)
+
+    def timer_deadlines(self) -> dict[str, float]:
+        """The armed timers by letter (for tests and traces)."""
+        return dict(self._timers)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every timer due at ``now`` (earliest first)."""
+        while self._timers and self.state is not S.TERMINATED:
+            name, at = min(self._timers.items(), key=lambda item: item[1])
+            if at > now:
+                break
+            del self._timers[name]
+            self._input(_TIMER_INPUTS[name], now)
+        self._update_deadline()
+
+    def transport_error(self, now: float) -> None:
+        """§17.1.4 / §17.2.4: the transport reported a failure sending to ``peer``."""
+        self._input(I.TRANSPORT_ERROR, now)
+
+    def _terminated_by_error(self, now: float) -> None:
+        from engine.sip.events import TransactionTimedOut
+
+        self.host.deliver(TransactionTimedOut(self, transport_error=True))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Server transactions (§17.2)
+
+
+class ServerTransaction(Transaction):
+    """A server transaction keeps the request (until final) and the last response it sent as bytes."""
+
+    __slots__ = ("_last", "request")
+
+    def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
+                 config: TimerConfig, state: TransactionState) -> None:
+        super().__init__(key, peer, host, config, state)
+        self.request: Request = request
+        self._last: bytes | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response from the TU through this transaction.
+
+        Raises:
+            LocalProtocolError: the transaction can no longer send this response (e.g. a second final).
+        """
+        self._last = response.serialize()
+        status = response.status
+        if status < 200:
+            self._input(I.SEND_1XX, now)
+        elif status < 300:
+            self._input(I.SEND_2XX, now)
+        else:
+            self._input(I.SEND_FINAL, now)
+
+    def receive_request(self, request: Request, now: float) -> None:
+        """A retransmission (or, for INVITE server transactions, the ACK) matched this transaction."""
+        self._input(I.RECV_ACK if request.method == "ACK" else I.RECV_REQUEST, now)
+
+    def _send_last(self, now: float) -> None:
+        if self._last is not None:
+            self.host.transmit(self._last, self.peer)
+
+    def _noop(self, now: float) -> None:
+        """An input the state absorbs on purpose (named so the tables say so)."""
+
+
+class ServerNonInviteTransaction(ServerTransaction):
+    """§17.2.2, Figure 8."""
+
+    __slots__ = ()
+    TABLE: Table = {
+        (S.TRYING, I.SEND_1XX): ("_send_last", S.PROCEEDING),
+        (S.TRYING, I.SEND_2XX): ("_send_final", S.COMPLETED),
+        (S.TRYING, I.SEND_FINAL): ("_send_final", S.COMPLETED),
+        (S.TRYING, I.RECV_REQUEST): (None, S.TRYING),  # absorbed: the TU has said nothing yet
+        (S.TRYING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.PROCEEDING, I.SEND_1XX): ("_send_last", S.PROCEEDING),
+        (S.PROCEEDING, I.SEND_2XX): ("_send_final", S.COMPLETED),
+        (S.PROCEEDING, I.SEND_FINAL): ("_send_final", S.COMPLETED),
+        (S.PROCEEDING, I.RECV_REQUEST): ("_send_last", S.PROCEEDING),
+        (S.PROCEEDING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.COMPLETED, I.RECV_REQUEST): ("_send_last", S.COMPLETED),
+        (S.COMPLETED, I.TIMER_J): (None, S.TERMINATED),
+        (S.COMPLETED, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.TERMINATED, I.RECV_REQUEST): (None, S.TERMINATED),
+    }
+
+    def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
+                 config: TimerConfig) -> None:
+        super().__init__(request, key, peer, host, config, S.TRYING)
+
+    def _send_final(self, now: float) -> None:
+        self._send_last(now)
+        # Timer J: 64*T1 for unreliable transports, zero for reliable (§17.2.2).
+        if self.reliable:
+            self._input(I.TIMER_J, now)
+        else:
+            self._arm("j", now + self.config.timeout)
+
+
+class ServerInviteTransaction(ServerTransaction):
+    """§17.2.1, Figure 7, with RFC 6026's Accepted state."""
+
+    __slots__ = ("_g_interval", "cancelled")
+    TABLE: Table = {
+        (S.PROCEEDING, I.SEND_1XX): ("_send_last", S.PROCEEDING),
+        (S.PROCEEDING, I.SEND_2XX): ("_send_2xx", S.ACCEPTED),
+        (S.PROCEEDING, I.SEND_FINAL): ("_send_final", S.COMPLETED),
+        (S.PROCEEDING, I.RECV_REQUEST): ("_send_last", S.PROCEEDING),
+        (S.PROCEEDING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.COMPLETED, I.RECV_REQUEST): ("_send_last", S.COMPLETED),
+        (S.COMPLETED, I.RECV_ACK): ("_confirm", S.CONFIRMED),
+        (S.COMPLETED, I.TIMER_G): ("_retransmit_final", S.COMPLETED),
+        (S.COMPLETED, I.TIMER_H): ("_no_ack", S.TERMINATED),
+        (S.COMPLETED, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.CONFIRMED, I.RECV_REQUEST): (None, S.CONFIRMED),
+        (S.CONFIRMED, I.RECV_ACK): (None, S.CONFIRMED),
+        (S.CONFIRMED, I.TIMER_I): (None, S.TERMINATED),
+        # RFC 6026 §7.1: in Accepted, INVITE retransmissions are absorbed (the TU resends its 2xx),
+        # further 2xx from the TU pass through, and Timer L ends the state.
+        (S.ACCEPTED, I.RECV_REQUEST): (None, S.ACCEPTED),
+        (S.ACCEPTED, I.SEND_2XX): ("_send_last", S.ACCEPTED),
+        (S.ACCEPTED, I.TIMER_L): (None, S.TERMINATED),
+        (S.ACCEPTED, I.TRANSPORT_ERROR): (None, S.ACCEPTED),
+        (S.TERMINATED, I.RECV_REQUEST): (None, S.TERMINATED),
+        (S.TERMINATED, I.RECV_ACK): (None, S.TERMINATED),
+    }
+
+    def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
+                 config: TimerConfig) -> None:
+        super().__init__(request, key, peer, host, config, S.PROCEEDING)
+        self._g_interval = config.t1
+        self.cancelled = False
+
+    def _send_2xx(self, now: float) -> None:
+        self._send_last(now)
+        self._arm("l", now + self.config.timeout)
+
+    def _send_final(self, now: float) -> None:
+        self._send_last(now)
+        if not self.reliable:
+            self._g_interval = self.config.t1
+            self._arm("g", now + self._g_interval)
+        self._arm("h", now + self.config.timeout)
+
+    def _retransmit_final(self, now: float) -> None:
+        self._send_last(now)
+        # §17.2.1: Timer G doubles up to T2.
+        self._g_interval = min(2 * self._g_interval, self.config.t2)
+        self._arm("g", now + self._g_interval)
+
+    def _confirm(self, now: float) -> None:
+        self._disarm("g", "h")
+        if self.reliable:
+            self._input(I.TIMER_I, now)
+        else:
+            self._arm("i", now + self.config.t4)
+
+    def _no_ack(self, now: float) -> None:
+        from engine.sip.events import TransactionTimedOut
+
+        self.host.deliver(TransactionTimedOut(self))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Client transactions (§17.1)
+
+
+class ClientTransaction(Transaction):
+    """A client transaction sends ``request`` to ``peer`` and passes matching responses to the TU."""
+
+    __slots__ = ("_data", "_interval", "_response", "request")
+
+    def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
+                 config: TimerConfig, state: TransactionState) -> None:
+        super().__init__(key, peer, host, config, state)
+        self.request = request
+        self._data = request.serialize()
+        self._interval = config.t1
+        self._response: Response | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    def receive_response(self, response: Response, now: float) -> None:
+        """A response whose branch and CSeq method matched this transaction."""
+        status = response.status
+        inp = I.RECV_1XX if status < 200 else I.RECV_2XX if status < 300 else I.RECV_FINAL
+        self._response = response
+        self._input(inp, now)
+
+    def _pass_up(self, now: float) -> None:
+        from engine.sip.events import ResponseReceived
+
+        if self._response is not None:
+            self.host.deliver(ResponseReceived(self._response, self))
+
+    def _timed_out(self, now: float) -> None:
+        from engine.sip.events import TransactionTimedOut
+
+        self.host.deliver(TransactionTimedOut(self))
+
+    def _noop(self, now: float) -> None:
+        """An input the state absorbs on purpose."""
+
+
+class ClientNonInviteTransaction(ClientTransaction):
+    """§17.1.2, Figure 6."""
+
+    __slots__ = ()
+    TABLE: Table = {
+        (S.TRYING, I.TIMER_E): ("_retransmit", S.TRYING),
+        (S.TRYING, I.TIMER_F): ("_timed_out", S.TERMINATED),
+        (S.TRYING, I.RECV_1XX): ("_pass_up", S.PROCEEDING),
+        (S.TRYING, I.RECV_2XX): ("_complete", S.COMPLETED),
+        (S.TRYING, I.RECV_FINAL): ("_complete", S.COMPLETED),
+        (S.TRYING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.PROCEEDING, I.TIMER_E): ("_retransmit", S.PROCEEDING),
+        (S.PROCEEDING, I.TIMER_F): ("_timed_out", S.TERMINATED),
+        (S.PROCEEDING, I.RECV_1XX): ("_pass_up", S.PROCEEDING),
+        (S.PROCEEDING, I.RECV_2XX): ("_complete", S.COMPLETED),
+        (S.PROCEEDING, I.RECV_FINAL): ("_complete", S.COMPLETED),
+        (S.PROCEEDING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.COMPLETED, I.RECV_1XX): (None, S.COMPLETED),
+        (S.COMPLETED, I.RECV_2XX): (None, S.COMPLETED),
+        (S.COMPLETED, I.RECV_FINAL): (None, S.COMPLETED),
+        (S.COMPLETED, I.TIMER_K): (None, S.TERMINATED),
+        (S.TERMINATED, I.RECV_1XX): (None, S.TERMINATED),
+        (S.TERMINATED, I.RECV_2XX): (None, S.TERMINATED),
+        (S.TERMINATED, I.RECV_FINAL): (None, S.TERMINATED),
+    }
+
+    def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
+                 config: TimerConfig) -> None:
+        super().__init__(request, key, peer, host, config, S.TRYING)
+
+    def start(self, now: float) -> None:
+        """Send the request and arm Timers E (unreliable only) and F."""
+        self.host.transmit(self._data, self.peer)
+        if not self.reliable:
+            self._timers["e"] = now + self._interval
+        self._arm("f", now + self.config.timeout)
+
+    def _retransmit(self, now: float) -> None:
+        self.host.transmit(self._data, self.peer)
+        # §17.1.2.2: E doubles up to T2 in Trying; in Proceeding it fires every T2.
+        if self.state is S.PROCEEDING:
+            self._interval = self.config.t2
+        else:
+            self._interval = min(2 * self._interval, self.config.t2)
+        self._arm("e", now + self._interval)
+
+    def _complete(self, now: float) -> None:
+        self._disarm("e", "f")
+        self._pass_up(now)
+        if self.reliable:
+            self._input(I.TIMER_K, now)
+        else:
+            self._arm("k", now + self.config.t4)
+
+
+class ClientInviteTransaction(ClientTransaction):
+    """§17.1.1, Figure 5, with RFC 6026's Accepted state; builds the ACK for non-2xx finals (§17.1.1.3)."""
+
+    __slots__ = ("_ack",)
+    TABLE: Table = {
+        (S.CALLING, I.TIMER_A): ("_retransmit", S.CALLING),
+        (S.CALLING, I.TIMER_B): ("_timed_out", S.TERMINATED),
+        (S.CALLING, I.RECV_1XX): ("_proceed", S.PROCEEDING),
+        (S.CALLING, I.RECV_2XX): ("_accept", S.ACCEPTED),
+        (S.CALLING, I.RECV_FINAL): ("_complete", S.COMPLETED),
+        (S.CALLING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.PROCEEDING, I.RECV_1XX): ("_pass_up", S.PROCEEDING),
+        (S.PROCEEDING, I.RECV_2XX): ("_accept", S.ACCEPTED),
+        (S.PROCEEDING, I.RECV_FINAL): ("_complete", S.COMPLETED),
+        (S.PROCEEDING, I.TIMER_B): ("_timed_out", S.TERMINATED),
+        (S.PROCEEDING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        (S.COMPLETED, I.RECV_1XX): (None, S.COMPLETED),
+        (S.COMPLETED, I.RECV_2XX): (None, S.COMPLETED),
+        (S.COMPLETED, I.RECV_FINAL): ("_send_ack", S.COMPLETED),
+        (S.COMPLETED, I.TIMER_D): (None, S.TERMINATED),
+        (S.COMPLETED, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
+        # RFC 6026 §8.4: every 2xx (retransmissions too) goes to the TU, which ACKs it; Timer M ends it.
+        (S.ACCEPTED, I.RECV_1XX): (None, S.ACCEPTED),
+        (S.ACCEPTED, I.RECV_2XX): ("_pass_up", S.ACCEPTED),
+        (S.ACCEPTED, I.RECV_FINAL): (None, S.ACCEPTED),
+        (S.ACCEPTED, I.TIMER_M): (None, S.TERMINATED),
+        (S.ACCEPTED, I.TRANSPORT_ERROR): (None, S.ACCEPTED),
+        (S.TERMINATED, I.RECV_1XX): (None, S.TERMINATED),
+        (S.TERMINATED, I.RECV_2XX): (None, S.TERMINATED),
+        (S.TERMINATED, I.RECV_FINAL): (None, S.TERMINATED),
+    }
+
+    def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
+                 config: TimerConfig) -> None:
+        super().__init__(request, key, peer, host, config, S.CALLING)
+        self._ack: bytes | None = None
+
+    def start(self, now: float) -> None:
+        """Send the INVITE and arm Timers A (unreliable only) and B."""
+        self.host.transmit(self._data, self.peer)
+        if not self.reliable:
+            self._timers["a"] = now + self._interval
+        self._arm("b", now + self.config.timeout)
+
+    def _retransmit(self, now: float) -> None:
+        self.host.transmit(self._data, self.peer)
+        self._interval *= 2  # §17.1.1.2: Timer A doubles, with no T2 cap for INVITE
+        self._arm("a", now + self._interval)
+
+    def _proceed(self, now: float) -> None:
+        self._disarm("a")
+        self._pass_up(now)
+
+    def _accept(self, now: float) -> None:
+        self._disarm("a", "b")
+        self._pass_up(now)
+        self._arm("m", now + self.config.timeout)
+
+    def _complete(self, now: float) -> None:
+        self._disarm("a", "b")
+        if self._response is not None:
+            self._ack = build_non2xx_ack(self.request, self._response).serialize()
+        self._send_ack(now)
+        self._pass_up(now)
+        # Timer D: at least 32 s for unreliable transports, zero for reliable (§17.1.1.2).
+        if self.reliable:
+            self._input(I.TIMER_D, now)
+        else:
+            self._arm("d", now + max(32.0, self.config.timeout))
+
+    def _send_ack(self, now: float) -> None:
+        if self._ack is not None:
+            self.host.transmit(self._ack, self.peer)
+
+
+def build_non2xx_ack(invite: Request, response: Response) -> Request:
+    """§17.1.1.3: the ACK for a non-2xx final is part of the INVITE transaction.
+
+    Same Request-URI, Call-ID, From, top Via (hence branch) and Route as the INVITE; To from the response
+    (it carries the tag); CSeq with the same number and method ACK.
+    """
+    ack = Request("ACK", invite.uri)
+    fields = ack.fields
+    top_via = invite.top_via
+    fields.append(Field("via", top_via.serialize()))
+    fields.append(Field("max-forwards", "70"))
+    for f in invite.fields:
+        if f.name in ("from", "call-id", "route"):
+            fields.append(Field(f.name, f.value, f.raw))
+    for f in response.fields:
+        if f.name == "to":
+            fields.append(Field("to", f.value, f.raw))
+            break
+    fields.append(Field("cseq", f"{invite.cseq.seq} ACK"))
+    return ack
