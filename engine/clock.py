@@ -42,3 +42,20 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+
+
+class LoopClock:
+    """The event loop's monotonic clock (the time base of ``loop.call_at``) plus wall time."""
+
+    def __init__(self, loop: _Loop) -> None:
+        self._loop = loop
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+class _Loop(Protocol):
+    def time(self) -> float: ...

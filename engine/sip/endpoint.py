@@ -167,7 +167,7 @@ class SipEndpoint:
         else:
             tx = ClientNonInviteTransaction(request, key, peer, self, self.config.timers)
         self._client[key] = tx
-        tx.start(now)  # type: ignore[attr-defined]
+        tx.start(now)
         return tx
 
     def send_stateless(self, message: Message, peer: Peer) -> None:

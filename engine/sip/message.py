@@ -328,7 +328,7 @@ class Message:
     def serialize(self) -> bytes:
         """The wire form. Content-Length is always written last and always matches the body."""
         lines = [self.start_line()]
-        lines.extend(f.raw if f.raw is not None else f.line() for f in self.fields if f.name != "content-length")
+        lines.extend(f.line() for f in self.fields if f.name != "content-length")
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")
@@ -410,7 +410,9 @@ class Response(Message):
 RESPONSE_COPIED: Final = ("via", "from", "to", "call-id", "cseq")
 
 
-def make_response(request: Message, status: int, reason: str | None = None, *, to_tag: str | None = None) -> Response:
+def make_response(
+    request: Message, status: int, reason: str | None = None, *, to_tag: str | None = None
+) -> Response:
     """Build a response to ``request`` per RFC 3261 §8.2.6.
 
     The copied headers keep their original text; a To tag is added when ``to_tag`` is given and the To

@@ -186,11 +186,11 @@ class StreamFramer:
                     del buf[:4]
                     continue
                 if buf.startswith(b"\r\n"):
-                    if len(buf) < 4 and buf in (b"\r\n", b"\r\n\r"):
+                    if len(buf) < 4 and bytes(buf) in (b"\r\n", b"\r\n\r"):
                         break  # maybe the start of a ping
                     del buf[:2]
                     continue
-                if len(buf) == 1 and buf == b"\r":
+                if bytes(buf) == b"\r":
                     break
                 del buf[:1]
                 continue

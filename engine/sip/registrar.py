@@ -172,7 +172,8 @@ class Registrar:
             old = bindings.get(contact_key(contact.uri_text))
             if old is not None and old.call_id == call_id and cseq <= old.cseq:
                 # §10.3 step 7: an out-of-order request for a binding is refused, before anything changes.
-                return self._fail(req, 500, "Out of order REGISTER (CSeq not higher)", to_tag, retry_after=True)
+                return self._fail(req, 500, "Out of order REGISTER (CSeq not higher)", to_tag,
+                                  retry_after=True)
             planned.append((contact, min(expires, self.max_expires)))
 
         user_agent = req.get("user-agent") or ""

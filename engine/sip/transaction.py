@@ -363,6 +363,10 @@ class ClientTransaction(Transaction):
     def method(self) -> str:
         return self.request.method
 
+    def start(self, now: float) -> None:
+        """Send the request and arm the first timers."""
+        raise NotImplementedError
+
     def receive_response(self, response: Response, now: float) -> None:
         """A response whose branch and CSeq method matched this transaction."""
         status = response.status

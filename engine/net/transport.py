@@ -1,0 +1,225 @@
+"""SIP transports: UDP and TCP on the same port, as thin asyncio Protocols over the sans-IO endpoint.
+
+``SipTransport`` owns the sockets and the single re-armed timer (the aioquic adapter shape). Every
+received datagram or framed TCP message goes to ``SipEndpoint.receive_datagram``; then the endpoint's
+events are handed to the transaction user, its datagrams are sent (UDP per Via/rport, TCP back over the
+connection the peer uses: connection reuse), and the timer is re-armed. Any exception while handling one
+message is logged with its source and counted; the transport keeps serving (STYLE 3.5 rule 3).
+
+TLS and WebSocket come later as further ``asyncio.Protocol`` classes feeding the same ``_receive``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Final, cast
+
+from engine.clock import Clock
+from engine.sip.endpoint import SipEndpoint
+from engine.sip.errors import SipParseError
+from engine.sip.events import Event
+from engine.sip.parser import MAX_MESSAGE_BYTES, StreamFramer
+from engine.sip.transaction import Peer
+
+logger = logging.getLogger(__name__)
+
+UDP_BUFFER_BYTES: Final = 8 * 1024 * 1024
+MAX_TCP_CONNECTIONS: Final = 10_000
+TCP_IDLE_TIMEOUT_S: Final = 3600.0
+
+EventHandler = Callable[[Event, float], None]
+
+
+class SipTransport:
+    """The SIP listening sockets of one engine process and the pump between them and the endpoint."""
+
+    def __init__(self, endpoint: SipEndpoint, handler: EventHandler, clock: Clock) -> None:
+        self.endpoint = endpoint
+        self.handler = handler
+        self.clock = clock
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp_server: asyncio.Server | None = None
+        self.connections: dict[tuple[str, int], SipTcpProtocol] = {}
+        self.internal_errors = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        """Bind UDP and TCP on ``host:port`` (port 0 picks one free for both). Returns the bound address.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER_BYTES)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER_BYTES)
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        bound_port = sock.getsockname()[1]
+        self.udp, _ = await loop.create_datagram_endpoint(lambda: SipUdpProtocol(self), sock=sock)
+        self.tcp_server = await loop.create_server(
+            lambda: SipTcpProtocol(self), host, bound_port, reuse_address=True, backlog=1024
+        )
+        logger.info("SIP listening on udp+tcp %s:%d", host, bound_port)
+        return host, bound_port
+
+    async def stop(self) -> None:
+        """Stop accepting, close every connection and the UDP socket."""
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.tcp_server is not None:
+            self.tcp_server.close()
+        for conn in list(self.connections.values()):
+            conn.close()
+        if self.udp is not None:
+            self.udp.close()
+        if self.tcp_server is not None:
+            await self.tcp_server.wait_closed()
+
+    # -- the pump ----------------------------------------------------------------------------------
+    def receive(self, data: bytes, peer: Peer) -> None:
+        """Feed one message from ``peer`` and run everything it causes."""
+        now = self.clock.now()
+        try:
+            self.endpoint.receive_datagram(data, peer, now)
+            self._drain(now)
+        except Exception:
+            self.internal_errors += 1
+            logger.exception("internal error handling a message from %s:%d: %r", peer.host, peer.port,
+                             data[:100])
+            self.endpoint.datagrams_to_send()  # drop half-built output of the failed message
+        self._flush()
+        self._arm()
+
+    def pump(self) -> None:
+        """Deliver pending events and send pending output (after the application acted on its own)."""
+        self._drain(self.clock.now())
+        self._flush()
+        self._arm()
+
+    def _drain(self, now: float) -> None:
+        endpoint, handler = self.endpoint, self.handler
+        event = endpoint.next_event()
+        while event is not None:
+            handler(event, now)
+            event = endpoint.next_event()
+
+    def _flush(self) -> None:
+        out = self.endpoint.datagrams_to_send()
+        if not out:
+            return
+        udp = self.udp
+        for data, peer in out:
+            if peer.transport == "UDP":
+                if udp is not None:
+                    udp.sendto(data, (peer.host, peer.port))
+            else:
+                conn = self.connections.get((peer.host, peer.port))
+                if conn is not None:
+                    conn.send(data)
+                else:
+                    logger.info("no %s connection to %s:%d any more; dropped %d bytes", peer.transport,
+                                peer.host, peer.port, len(data))
+
+    def _arm(self) -> None:
+        at = self.endpoint.get_timer()
+        if at is None or self._loop is None:
+            return
+        # A later deadline can wait for the armed one: it re-arms when it fires (fewer TimerHandles).
+        if self._timer_at is not None and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.clock.now()
+        try:
+            self.endpoint.handle_timer(now)
+            self._drain(now)
+        except Exception:
+            self.internal_errors += 1
+            logger.exception("internal error in a SIP timer")
+        self._flush()
+        self._arm()
+
+
+class SipUdpProtocol(asyncio.DatagramProtocol):
+    """UDP: one datagram is one message (§18.3)."""
+
+    def __init__(self, owner: SipTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.owner.receive(data, Peer("UDP", str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        logger.debug("udp error: %s", exc)
+
+
+class SipTcpProtocol(asyncio.Protocol):
+    """One TCP connection: a ``StreamFramer`` cuts the stream into messages; CRLF pings get a pong."""
+
+    def __init__(self, owner: SipTransport) -> None:
+        self.owner = owner
+        self.framer = StreamFramer(MAX_MESSAGE_BYTES)
+        self.transport: asyncio.Transport | None = None
+        self.peer = Peer("TCP", "", 0)
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = tr = cast(asyncio.Transport, transport)
+        addr = transport.get_extra_info("peername")
+        self.peer = Peer("TCP", str(addr[0]), int(addr[1]))
+        if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
+            logger.warning("too many TCP connections; refusing %s:%d", self.peer.host, self.peer.port)
+            tr.abort()
+            return
+        self.owner.connections[(self.peer.host, self.peer.port)] = self
+        self._touch()
+
+    def data_received(self, data: bytes) -> None:
+        self._touch()
+        try:
+            messages, pings = self.framer.feed(data)
+        except SipParseError as exc:
+            logger.info("closing TCP %s:%d: %s %s", self.peer.host, self.peer.port, exc.status, exc.reason)
+            self.close()
+            return
+        if pings and self.transport is not None:
+            self.transport.write(b"\r\n" * pings)  # RFC 5626 §4.4.1: pong
+        for message in messages:
+            self.owner.receive(message, self.peer)
+
+    def send(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.owner.connections.get((self.peer.host, self.peer.port)) is self:
+            del self.owner.connections[(self.peer.host, self.peer.port)]
+        if self._idle is not None:
+            self._idle.cancel()
+
+    def _touch(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(TCP_IDLE_TIMEOUT_S, self.close)
