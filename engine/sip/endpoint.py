@@ -156,10 +156,8 @@ class SipEndpoint:
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Start a client transaction: add our Via (new branch, rport) and send to ``peer``."""
         branch = self.new_branch()
-        request.add(
-            "via", f"SIP/2.0/{peer.transport} {self.config.via_host}:{self.config.via_port};branch={branch};rport",
-            first=True,
-        )
+        sent_by = f"{self.config.via_host}:{self.config.via_port}"
+        request.add("via", f"SIP/2.0/{peer.transport} {sent_by};branch={branch};rport", first=True)
         key = (branch, request.method)
         tx: ClientTransaction
         if request.method == "INVITE":

@@ -180,7 +180,7 @@ class StreamFramer:
         out: list[bytes] = []
         pings = 0
         while buf:
-            if buf[:1] in (b"\r", b"\n"):
+            if buf[0] in (13, 10):  # CR, LF
                 if buf.startswith(b"\r\n\r\n"):
                     pings += 1
                     del buf[:4]
