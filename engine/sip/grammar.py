@@ -6,6 +6,7 @@ message head once, as UTF-8 with ``surrogateescape`` so that serialising it agai
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 #: RFC 3261 §7.3.3 and the compact forms registered since (RFC 3262/3265/3515/3892/4028/4474).
@@ -67,9 +68,12 @@ def canonical_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
 
 
+_TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+
+
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
-    return bool(text) and all(ch in TOKEN_CHARS for ch in text)
+    return _TOKEN_RE.fullmatch(text) is not None
 
 
 def unquote(text: str) -> str:
@@ -164,40 +168,27 @@ def split_list(value: str) -> list[str]:
         start = pos + 1
 
 
+_PARAM: Final = r"""\s*;\s*([A-Za-z0-9\-.!%*_+`'~]+)(?:\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^\s;"<>,=]+))?\s*"""
+_PARAM_RE: Final = re.compile(_PARAM)
+_PARAMS_RE: Final = re.compile(f"(?:{_PARAM})*", re.S)
+
+
 def parse_params(text: str) -> dict[str, str | None]:
     """Parse ``;name=value;flag`` parameters (leading ``;`` optional); names lower-cased, order kept.
 
-    Whitespace around ``;`` and ``=`` is allowed (§25.1 SEMI and EQUAL include LWS). Quoted values keep
-    their quotes so that they serialise unchanged; callers unquote what they need.
+    Whitespace around ``;`` and ``=`` is allowed (§25.1 SEMI and EQUAL include LWS). A value is a token-like
+    word or a quoted string; quoted values keep their quotes so that they serialise unchanged.
 
     Raises:
-        ValueError: an empty or non-token parameter name, or unbalanced quotes.
+        ValueError: an empty or non-token parameter name, an empty value, or unbalanced quotes.
     """
-    params: dict[str, str | None] = {}
-    text = text.strip()
-    if not text:
-        return params
-    if text[0] == ";":
-        text = text[1:]
-    pos = 0
-    n = len(text)
-    while pos <= n:
-        end = find_unquoted(text, ";", pos)
-        if end < 0:
-            end = n
-        item = text[pos:end]
-        eq = item.find("=")
-        if eq < 0:
-            name, value = item.strip(), None
-        else:
-            name, value = item[:eq].strip(), item[eq + 1 :].strip()
-            if not value:
-                raise ValueError(f"empty value for parameter {name!r}")
-        if not is_token(name):
-            raise ValueError(f"bad parameter name {name!r}")
-        params[name.lower()] = value
-        pos = end + 1
-    return params
+    if not text or text.isspace():
+        return {}
+    if text.lstrip()[0] != ";":
+        text = ";" + text
+    if _PARAMS_RE.fullmatch(text) is None:
+        raise ValueError(f"malformed parameters {text[:60]!r}")
+    return {name.lower(): (value or None) for name, value in _PARAM_RE.findall(text)}
 
 
 def format_params(params: dict[str, str | None]) -> str:

@@ -18,9 +18,14 @@ from engine.sip.grammar import (
     split_list,
     unquote,
 )
-from engine.sip.uri import Uri, split_hostport
+from engine.sip.uri import Uri
 
+_HOST_RE: Final = re.compile(r"[A-Za-z0-9\-.]+")
 MAX_CSEQ: Final = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31
+# [ "quoted display" | tokens ] <uri> [;params], no stray quotes or brackets: the common case, one regex.
+_ADDR_RE: Final = re.compile(
+    r'\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"\s*|([^"<>]*))<([^<>"\s]+)>\s*(;.*)?', re.S
+)
 
 # sent-protocol with LWS allowed around each "/" (§25.1 SLASH), then LWS, then sent-by.
 _VIA_RE: Final = re.compile(
@@ -49,9 +54,13 @@ class Via:
         if m is None:
             raise ValueError("malformed Via")
         transport, host, port_text, params_text = m.groups()
-        _, port = split_hostport(host if port_text is None else f"{host}:{port_text}")
-        if host[0] != "[":
-            split_hostport(host)
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if not 0 < port < 65536 or len(port_text) > 5:
+                raise ValueError("Via port out of range")
+        if host[0] != "[" and _HOST_RE.fullmatch(host) is None:
+            raise ValueError(f"bad Via host {host!r}")
         return cls(transport.upper(), host, port, parse_params(params_text) if params_text else {})
 
     @classmethod
@@ -86,6 +95,22 @@ class Address:
 
     @classmethod
     def parse(cls, text: str) -> Address:
+        """Parse one address (see ``_parse``), through a fast path for the common ``[name] <uri>;params``.
+
+        Raises:
+            ValueError: unbalanced quotes or brackets, a bad URI, or bad parameters.
+        """
+        m = _ADDR_RE.fullmatch(text)
+        if m is not None:
+            quoted, plain, uri_text, params_text = m.groups()
+            display = unquote(f'"{quoted}"') if quoted is not None else (plain.strip() or None) if plain else None
+            if display is not None and quoted is None and not all(is_token(w) for w in display.split()):
+                raise ValueError("display name must be tokens or a quoted string")
+            return cls(Uri.parse(uri_text), display, parse_params(params_text) if params_text else {}, uri_text)
+        return cls._parse(text)
+
+    @classmethod
+    def _parse(cls, text: str) -> Address:
         """Parse one address (§20.10 syntax, shared by From/To/Contact/Route).
 
         In the addr-spec form (no ``<...>``) a URI cannot carry ``;``, ``?`` or ``,``: everything after the

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from engine.sip.errors import SipParseError
-from engine.sip.grammar import COMPACT_FORMS, TOKEN_CHARS, is_token
+from engine.sip.grammar import COMPACT_FORMS, is_token
 from engine.sip.message import SIP_VERSION, Field, Message, Request, Response
 
 MAX_MESSAGE_BYTES: Final = 65_535
@@ -20,11 +20,29 @@ _ENCODING: Final = "utf-8"
 _ERRORS: Final = "surrogateescape"
 
 
+_NAME_CACHE: dict[str, str | None] = {}
+_NAME_CACHE_MAX: Final = 2048
+
+
+def _header_key(name: str) -> str | None:
+    """Raw header name -> stored key (lower-case long form), None when not a token. Cached: phones use
+    a few dozen spellings, so this is one dict lookup per header line."""
+    key = _NAME_CACHE.get(name)
+    if key is not None or name in _NAME_CACHE:
+        return key
+    stripped = name.rstrip(" \t")  # HCOLON = *( SP / HTAB ) ":" SWS
+    if is_token(stripped):
+        lower = stripped.lower()
+        key = COMPACT_FORMS.get(lower, lower)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = key
+    return key
+
+
 def _split_fields(lines: list[str]) -> tuple[list[Field], SipParseError | None]:
     """Header lines -> fields, unfolding continuation lines (§7.3.1). Returns the first error too."""
     fields: list[Field] = []
     error: SipParseError | None = None
-    compact = COMPACT_FORMS
     for line in lines:
         if line[:1] in (" ", "\t"):
             if not fields:
@@ -38,14 +56,10 @@ def _split_fields(lines: list[str]) -> tuple[list[Field], SipParseError | None]:
         if colon <= 0:
             error = error or SipParseError(400, "Header line without a colon")
             continue
-        name = line[:colon]
-        if name[-1] in (" ", "\t"):
-            name = name.rstrip()  # HCOLON = *( SP / HTAB ) ":" SWS
-        key = name.lower()
-        if not all(ch in TOKEN_CHARS for ch in key) or not key:
+        key = _header_key(line[:colon])
+        if key is None:
             error = error or SipParseError(400, "Bad header name")
             continue
-        key = compact.get(key, key)
         fields.append(Field(key, line[colon + 1 :].strip(), line))
     return fields, error
 

@@ -8,6 +8,7 @@ port, and the transport/user/ttl/method/maddr parameters.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote as _pct_unquote
@@ -18,9 +19,14 @@ SIP_SCHEMES: Final = frozenset({"sip", "sips"})
 KNOWN_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
 DEFAULT_PORTS: Final = {"sip": 5060, "sips": 5061}
 _COMPARED_PARAMS: Final = ("transport", "user", "ttl", "method", "maddr")
-_FORBIDDEN: Final = frozenset(" \t\r\n<>\"")
-_HOST_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
-_SCHEME_CHARS: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
+_FORBIDDEN_RE: Final = re.compile(r'[\s<>"]')
+_HOST_RE: Final = re.compile(r"[A-Za-z0-9\-.]+")
+_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+# The common shape of a SIP URI in one pass: userinfo (anything but @ and ?; ';' is legal in a user part),
+# host (IPv6 reference or hostname/IPv4), port, parameters, headers.
+_SIP_RE: Final = re.compile(
+    r"(?:([^@?]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?(;[^?]*)?(?:\?(.*))?", re.S
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -46,12 +52,13 @@ class Uri:
         colon = text.find(":")
         if colon <= 0:
             raise ValueError("URI has no scheme")
-        if any(ch in _FORBIDDEN for ch in text):
+        if _FORBIDDEN_RE.search(text) is not None:
             raise ValueError("URI contains whitespace, quotes or angle brackets")
-        scheme_raw = text[:colon]
-        if not scheme_raw[0].isalpha() or any(ch not in _SCHEME_CHARS for ch in scheme_raw):
-            raise ValueError("bad URI scheme")
-        scheme = scheme_raw.lower()
+        scheme = text[:colon]
+        if scheme != "sip":
+            if _SCHEME_RE.fullmatch(scheme) is None:
+                raise ValueError("bad URI scheme")
+            scheme = scheme.lower()
         rest = text[colon + 1 :]
         if scheme in SIP_SCHEMES:
             return cls._parse_sip(scheme, rest)
@@ -68,6 +75,27 @@ class Uri:
 
     @classmethod
     def _parse_sip(cls, scheme: str, rest: str) -> Uri:
+        m = _SIP_RE.fullmatch(rest)
+        if m is not None:
+            userinfo, host, port_text, params_text, headers = m.groups()
+            user = password = None
+            if userinfo is not None:
+                user, colon, pw = userinfo.partition(":")
+                if colon:
+                    password = pw
+                if not user:
+                    raise ValueError("empty user part")
+            port = None
+            if port_text is not None:
+                port = int(port_text)
+                if not 0 < port < 65536:
+                    raise ValueError(f"port {port} out of range")
+            return cls(scheme, user, password, host, port, parse_params(params_text) if params_text else {},
+                       headers or "")
+        return cls._parse_sip_slow(scheme, rest)
+
+    @classmethod
+    def _parse_sip_slow(cls, scheme: str, rest: str) -> Uri:
         headers = ""
         q = rest.find("?")
         if q >= 0:
@@ -162,7 +190,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
             host, port_text = text[:colon], text[colon + 1 :]
         else:
             host, port_text = text, None
-        if not host or any(ch not in _HOST_CHARS for ch in host):
+        if _HOST_RE.fullmatch(host) is None:
             raise ValueError(f"bad host {host!r}")
     if port_text is None:
         return host, None
