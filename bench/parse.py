@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.sip.message import Request  # noqa: E402
-from engine.sip.parser import parse_message  # noqa: E402
-from engine.sip.sanity import check_request  # noqa: E402
+from engine.sip.message import Request
+from engine.sip.parser import parse_message
+from engine.sip.sanity import check_request
 
 INVITE = (
     b"INVITE sip:201@pbx.example.com SIP/2.0\r\n"
@@ -128,10 +128,11 @@ def main() -> int:
             print(f"{name:8s} {len(data):4d} B  {label:12s} median {med:10,.0f} msg/s  "
                   f"({1e6 / med:6.2f} µs/msg; min {min(rates):,.0f} max {max(rates):,.0f})", flush=True)
     print()
-    print(f"| message | bytes | measure | median msg/s | µs/msg | runs (min-max msg/s) |")
+    print("| message | bytes | measure | median msg/s | µs/msg | runs (min-max msg/s) |")
     print("|---|---|---|---|---|---|")
     for name, size, label, med, lo, hi in rows:
-        print(f"| {name} | {size} | {label} | {med:,.0f} | {1e6 / med:.2f} | {args.runs} ({lo:,.0f}-{hi:,.0f}) |")
+        print(f"| {name} | {size} | {label} | {med:,.0f} | {1e6 / med:.2f} "
+              f"| {args.runs} ({lo:,.0f}-{hi:,.0f}) |")
     return 0
 
 

@@ -103,10 +103,14 @@ class Address:
         m = _ADDR_RE.fullmatch(text)
         if m is not None:
             quoted, plain, uri_text, params_text = m.groups()
-            display = unquote(f'"{quoted}"') if quoted is not None else (plain.strip() or None) if plain else None
-            if display is not None and quoted is None and not all(is_token(w) for w in display.split()):
-                raise ValueError("display name must be tokens or a quoted string")
-            return cls(Uri.parse(uri_text), display, parse_params(params_text) if params_text else {}, uri_text)
+            if quoted is not None:
+                display: str | None = unquote(f'"{quoted}"')
+            else:
+                display = plain.strip() or None if plain else None
+                if display is not None and not all(is_token(w) for w in display.split()):
+                    raise ValueError("display name must be tokens or a quoted string")
+            params = parse_params(params_text) if params_text else {}
+            return cls(Uri.parse(uri_text), display, params, uri_text)
         return cls._parse(text)
 
     @classmethod
