@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from engine.sip.grammar import (
@@ -18,7 +19,7 @@ from engine.sip.grammar import (
     split_list,
     unquote,
 )
-from engine.sip.uri import Uri
+from engine.sip.uri import Uri, parse_uri
 
 _HOST_RE: Final = re.compile(r"[A-Za-z0-9\-.]+")
 MAX_CSEQ: Final = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31
@@ -84,9 +85,12 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{format_params(self.params)}"
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False)
 class Address:
-    """A name-addr or addr-spec with header parameters (From, To, Contact, Route, Record-Route, ...)."""
+    """A name-addr or addr-spec with header parameters (From, To, Contact, Route, Record-Route, ...).
+
+    Immutable (``params`` included, by convention): parsed addresses are shared through ``parse_address``.
+    """
 
     uri: Uri
     display: str | None = None
@@ -110,7 +114,7 @@ class Address:
                 if display is not None and not all(is_token(w) for w in display.split()):
                     raise ValueError("display name must be tokens or a quoted string")
             params = parse_params(params_text) if params_text else {}
-            return cls(Uri.parse(uri_text), display, params, uri_text)
+            return cls(parse_uri(uri_text), display, params, uri_text)
         return cls._parse(text)
 
     @classmethod
@@ -158,7 +162,7 @@ class Address:
             uri_text, params_text = (text, "") if semi < 0 else (text[:semi], text[semi:])
             if "?" in uri_text or ">" in text:
                 raise ValueError("addr-spec with headers or brackets must be written as <uri>")
-        return cls(Uri.parse(uri_text.strip()), display, parse_params(params_text), uri_text.strip())
+        return cls(parse_uri(uri_text.strip()), display, parse_params(params_text), uri_text.strip())
 
     @classmethod
     def parse_list(cls, text: str) -> list[Address]:
@@ -177,6 +181,17 @@ class Address:
         uri = self.uri_text or str(self.uri)
         head = f"{quote(self.display)} <{uri}>" if self.display else f"<{uri}>"
         return head + format_params(self.params)
+
+
+@lru_cache(maxsize=8192)
+def parse_address(text: str) -> Address:
+    """``Address.parse`` with a bounded memo (a phone's From/To/Contact repeat verbatim between the
+    challenged and the authenticated REGISTER, and across refreshes).
+
+    Raises:
+        ValueError: as ``Address.parse``.
+    """
+    return Address.parse(text)
 
 
 def _closing_quote(text: str) -> int:

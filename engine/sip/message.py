@@ -13,8 +13,8 @@ from typing import Final
 
 from engine.sip.errors import SipParseError
 from engine.sip.grammar import COMPACT_FORMS, LIST_HEADERS, canonical_name, split_list
-from engine.sip.headers import Address, CSeq, Via, parse_tokens, parse_uint
-from engine.sip.uri import Uri
+from engine.sip.headers import Address, CSeq, Via, parse_address, parse_tokens, parse_uint
+from engine.sip.uri import Uri, parse_uri
 
 SIP_VERSION: Final = "SIP/2.0"
 _ENCODING: Final = "utf-8"
@@ -46,7 +46,8 @@ class Field:
         self.raw = raw
 
     def line(self) -> str:
-        return self.raw if self.raw is not None else f"{canonical_name(self.name)}: {self.value}"
+        raw = self.raw
+        return raw if raw is not None else f"{canonical_name(self.name)}: {self.value}"
 
     def __repr__(self) -> str:
         return f"Field({self.name!r}, {self.value!r})"
@@ -248,7 +249,7 @@ class Message:
         cached = self._cache.get(key)
         if cached is None:
             try:
-                cached = Address.parse(self._single(key))
+                cached = parse_address(self._single(key))
             except ValueError as exc:
                 raise self._bad(key, exc) from None
             self._cache[key] = cached
@@ -274,7 +275,7 @@ class Message:
         cached = self._cache.get(key)
         if cached is None:
             try:
-                cached = [Address.parse(v) for v in self.get_all(key)]
+                cached = [parse_address(v) for v in self.get_all(key)]
             except ValueError as exc:
                 raise self._bad(key, exc) from None
             self._cache[key] = cached
@@ -328,7 +329,13 @@ class Message:
     def serialize(self) -> bytes:
         """The wire form. Content-Length is always written last and always matches the body."""
         lines = [self.start_line()]
-        lines.extend(f.line() for f in self.fields if f.name != "content-length")
+        for f in self.fields:
+            raw = f.raw
+            if raw is not None:
+                if f.name != "content-length":
+                    lines.append(raw)
+            elif f.name != "content-length":
+                lines.append(f"{canonical_name(f.name)}: {f.value}")
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")
@@ -367,7 +374,7 @@ class Request(Message):
         cached = self._cache.get(":ruri")
         if cached is None:
             try:
-                cached = Uri.parse(self.uri)
+                cached = parse_uri(self.uri)
             except ValueError as exc:
                 raise SipParseError(400, "Bad Request-URI", message=self,
                                     extra_headers=(("Warning", f'399 pbx "Request-URI: {exc}"'),)) from None
@@ -425,10 +432,13 @@ def make_response(
             add_tag = request.to.tag is None
         except SipParseError:
             add_tag = False  # answering a malformed To: echo it as it came
+    # Field objects are never changed in place once parsed (set/remove replace them), so the response
+    # shares the request's: no copies on the hot path.
     for f in request.fields:
-        if f.name in RESPONSE_COPIED or (status == 100 and f.name == "timestamp"):
-            if f.name == "to" and to_tag is not None and add_tag:
+        name = f.name
+        if name in RESPONSE_COPIED or (status == 100 and name == "timestamp"):
+            if name == "to" and to_tag is not None and add_tag:
                 fields.append(Field("to", f"{f.value};tag={to_tag}"))
             else:
-                fields.append(Field(f.name, f.value, f.raw))
+                fields.append(f)
     return resp

@@ -42,8 +42,16 @@ def _header_key(name: str) -> str | None:
 def _split_fields(lines: list[str]) -> tuple[list[Field], SipParseError | None]:
     """Header lines -> fields, unfolding continuation lines (§7.3.1). Returns the first error too."""
     fields: list[Field] = []
+    append = fields.append
+    key_of = _NAME_CACHE.get
     error: SipParseError | None = None
     for line in lines:
+        # Fast path: an unfolded line whose name (as written) is already known.
+        name, sep, value = line.partition(":")
+        key = key_of(name)
+        if key is not None and sep:
+            append(Field(key, value.strip(), line))
+            continue
         if line[:1] in (" ", "\t"):
             if not fields:
                 error = error or SipParseError(400, "Continuation line before the first header")
@@ -91,8 +99,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         complete = True
     if not head_bytes:
         raise SipParseError(400, "Empty message")
-    head = head_bytes.decode(_ENCODING, _ERRORS)
-    lines = head.split("\r\n")
+    lines = head_bytes.decode(_ENCODING, _ERRORS).split("\r\n")
     first = lines[0]
     fields, error = _split_fields(lines[1:])
 

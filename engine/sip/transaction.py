@@ -203,19 +203,22 @@ class Transaction:
 
 
 class ServerTransaction(Transaction):
-    """A server transaction keeps the request (until final) and the last response it sent as bytes."""
+    """A server transaction keeps the request until its final response, then only that response's bytes.
 
-    __slots__ = ("_last", "request")
+    Completed transactions live on for Timer J/H/L (32 s over UDP) only to replay their answer; at thousands
+    of requests a second, keeping each parsed request (dozens of objects) that long costs the cyclic garbage
+    collector full sweeps over millions of objects, which stall the loop. So ``request`` becomes None once
+    the final response is sent.
+    """
+
+    __slots__ = ("_last", "method", "request")
 
     def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
                  config: TimerConfig, state: TransactionState) -> None:
         super().__init__(key, peer, host, config, state)
-        self.request: Request = request
+        self.request: Request | None = request
+        self.method = request.method
         self._last: bytes | None = None
-
-    @property
-    def method(self) -> str:
-        return self.request.method
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the TU through this transaction.
@@ -227,10 +230,9 @@ class ServerTransaction(Transaction):
         status = response.status
         if status < 200:
             self._input(I.SEND_1XX, now)
-        elif status < 300:
-            self._input(I.SEND_2XX, now)
-        else:
-            self._input(I.SEND_FINAL, now)
+            return
+        self._input(I.SEND_2XX if status < 300 else I.SEND_FINAL, now)
+        self.request = None
 
     def receive_request(self, request: Request, now: float) -> None:
         """A retransmission (or, for INVITE server transactions, the ACK) matched this transaction."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote as _pct_unquote
 
@@ -29,9 +30,12 @@ _SIP_RE: Final = re.compile(
 )
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(frozen=True, slots=True, eq=False)
 class Uri:
-    """A parsed URI. For schemes other than sip/sips/tel only ``scheme`` and ``opaque`` are set."""
+    """A parsed URI. For schemes other than sip/sips/tel only ``scheme`` and ``opaque`` are set.
+
+    Immutable (``params`` included, by convention): parsed URIs are shared through ``parse_uri``'s cache.
+    """
 
     scheme: str
     user: str | None = None
@@ -166,6 +170,17 @@ class Uri:
             if (a is None) != (b is None) or (a is not None and b is not None and a.lower() != b.lower()):
                 return False
         return True
+
+
+@lru_cache(maxsize=8192)
+def parse_uri(text: str) -> Uri:
+    """``Uri.parse`` with a bounded memo: Request-URIs, and the From/To/Contact URIs of a phone's
+    refreshes, repeat verbatim, so most lookups skip parsing.
+
+    Raises:
+        ValueError: as ``Uri.parse``.
+    """
+    return Uri.parse(text)
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
