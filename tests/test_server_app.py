@@ -1,0 +1,193 @@
+"""SipApplication (the transaction user of `pbx serve`) driven in-process: endpoint + app, no sockets.
+
+Digest responses are computed here from the RFC 7616 formulas with hashlib, independently of engine.sip.auth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+
+import pytest
+
+from engine.clock import FakeClock
+from engine.server import ALLOW, SipApplication, binding_from_record, binding_record
+from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
+from engine.sip.endpoint import EndpointConfig, SipEndpoint
+from engine.sip.message import Response
+from engine.sip.parser import parse_message
+from engine.sip.registrar import Location, Registrar
+from engine.sip.transaction import Peer
+
+REALM = "test.pbx"
+USERS = {"201": "secret-201", "202": "secret-202"}
+PHONE = Peer("UDP", "127.0.0.1", 5099)
+
+
+@dataclass
+class Rig:
+    clock: FakeClock = field(default_factory=FakeClock)
+    endpoint: SipEndpoint = field(default_factory=lambda: SipEndpoint(EndpointConfig(), random.Random(7)))
+    location: Location = field(default_factory=Location)
+    app: SipApplication | None = None
+    seq: int = 0
+
+    def __post_init__(self) -> None:
+        creds = {
+            u: Credentials(u, REALM, compute_ha1(u, REALM, pw), compute_ha1(u, REALM, pw, "SHA-256"))
+            for u, pw in USERS.items()
+        }
+        auth = DigestAuthenticator(REALM, b"k" * 32, algorithms=("MD5", "SHA-256"), failure_limit=3,
+                                   rng=random.Random(3))
+        self.app = SipApplication(self.endpoint, auth, Registrar(self.location), creds, self.clock, None)
+
+    def send(self, text: str, peer: Peer = PHONE) -> Response | None:
+        """Feed one request; return the final response sent for it (None when nothing was sent)."""
+        assert self.app is not None
+        self.endpoint.receive_datagram(text.encode(), peer, self.clock.now())
+        while (event := self.endpoint.next_event()) is not None:
+            self.app.handle(event, self.clock.now())
+        finals = [parse_message(d) for d, _ in self.endpoint.datagrams_to_send()]
+        finals = [r for r in finals if isinstance(r, Response) and r.status >= 200]
+        return finals[-1] if finals else None
+
+    def request(self, method: str, ruri: str = "sip:test.pbx", *, user: str = "201", extra: str = "",
+                cseq: int | None = None, call_id: str = "cid-1") -> str:
+        self.seq += 1
+        return (
+            f"{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5099;branch=z9hG4bK-{self.seq};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{user}@test.pbx>;tag=f{self.seq}\r\n"
+            f"To: <sip:{user}@test.pbx>\r\n"
+            f"Call-ID: {call_id}\r\nCSeq: {cseq or self.seq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+        )
+
+
+def digest(challenge: str, method: str, uri: str, user: str, password: str, *, nc: int = 1,
+           header: str = "Authorization") -> str:
+    params = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
+    algorithm = params.get("algorithm", "MD5")
+    h = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
+    ha1 = h(f"{user}:{params['realm']}:{password}".encode()).hexdigest()
+    ha2 = h(f"{method}:{uri}".encode()).hexdigest()
+    ncs, cnonce = f"{nc:08x}", "c0ffee"
+    resp = h(f"{ha1}:{params['nonce']}:{ncs}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+    return (f'{header}: Digest username="{user}", realm="{params["realm"]}", nonce="{params["nonce"]}", '
+            f'uri="{uri}", response="{resp}", algorithm={algorithm}, cnonce="{cnonce}", qop=auth, nc={ncs}, '
+            f'opaque="{params["opaque"]}"\r\n')
+
+
+def register(rig: Rig, user: str, password: str, contact: str, *, expires: int = 3600,
+             call_id: str = "reg-1", cseq: int = 1, algorithm: str = "MD5") -> Response:
+    extra = f"Contact: {contact}\r\nExpires: {expires}\r\n" if contact else ""
+    first = rig.send(rig.request("REGISTER", user=user, extra=extra, cseq=cseq, call_id=call_id))
+    assert first is not None and first.status == 401
+    challenges = [f.value for f in first.fields if f.name == "www-authenticate"]
+    challenge = next(c for c in challenges if f"algorithm={algorithm}" in c)
+    auth = digest(challenge, "REGISTER", "sip:test.pbx", user, password)
+    resp = rig.send(rig.request("REGISTER", user=user, extra=extra + auth, cseq=cseq + 1, call_id=call_id))
+    assert resp is not None
+    return resp
+
+
+def test_options_answered_with_capabilities() -> None:
+    rig = Rig()
+    resp = rig.send(rig.request("OPTIONS"))
+    assert resp is not None and resp.status == 200
+    assert resp.get("allow") == ALLOW
+    assert resp.get("accept") == "application/sdp"
+    assert "path" in (resp.get("supported") or "")
+    assert resp.to.tag  # §8.2.6.2: a To tag on every final response to a request without one
+
+
+def test_register_challenges_md5_first_then_sha256() -> None:
+    rig = Rig()
+    resp = rig.send(rig.request("REGISTER", extra="Contact: <sip:201@127.0.0.1:5099>\r\n"))
+    assert resp is not None and resp.status == 401
+    challenges = [f.value for f in resp.fields if f.name == "www-authenticate"]
+    assert [re.search(r"algorithm=([\w-]+)", c).group(1) for c in challenges] == ["MD5", "SHA-256"]  # type: ignore[union-attr]
+    assert all(f'realm="{REALM}"' in c and 'qop="auth"' in c for c in challenges)
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_register_binds_contact_and_echoes_it(algorithm: str) -> None:
+    rig = Rig()
+    resp = register(rig, "201", USERS["201"], "<sip:201@127.0.0.1:5099>", expires=600, algorithm=algorithm)
+    assert resp.status == 200
+    assert resp.get_all("contact") == ["<sip:201@127.0.0.1:5099>;expires=600"]
+    assert resp.get("date")
+    bindings = rig.location.lookup("201", rig.clock.wall())
+    assert [b.contact for b in bindings] == ["sip:201@127.0.0.1:5099"]
+    assert bindings[0].source == PHONE
+
+
+def test_register_query_and_unregister() -> None:
+    rig = Rig()
+    assert register(rig, "201", USERS["201"], "<sip:201@127.0.0.1:5099>").status == 200
+    query = register(rig, "201", USERS["201"], "", cseq=5)
+    assert query.status == 200 and len(query.get_all("contact")) == 1
+    gone = register(rig, "201", USERS["201"], "*", expires=0, cseq=9)
+    assert gone.status == 200 and gone.get_all("contact") == []
+    assert rig.location.lookup("201", rig.clock.wall()) == []
+
+
+def test_wrong_password_is_challenged_again_then_throttled() -> None:
+    rig = Rig()
+    statuses = [register(rig, "201", "wrong", "<sip:201@127.0.0.1:5099>", cseq=10 * i + 1).status
+                for i in range(3)]
+    assert statuses == [401, 401, 401]
+    # failure_limit=3 reached: the source is now refused outright, even with the right password.
+    blocked = rig.send(rig.request("REGISTER", extra="Contact: <sip:201@127.0.0.1:5099>\r\n"))
+    assert blocked is not None and blocked.status == 403
+    other = Peer("UDP", "127.0.0.2", 5099)
+    fine = rig.send(rig.request("OPTIONS"), other)
+    assert fine is not None and fine.status == 200
+
+
+def test_user_cannot_register_someone_elses_line() -> None:
+    rig = Rig()
+    extra = "Contact: <sip:202@127.0.0.1:5099>\r\n"
+    first = rig.send(rig.request("REGISTER", user="202", extra=extra))
+    assert first is not None
+    auth = digest(first.get("www-authenticate") or "", "REGISTER", "sip:test.pbx", "201", USERS["201"])
+    resp = rig.send(rig.request("REGISTER", user="202", extra=extra + auth))
+    assert resp is not None and resp.status == 403
+    assert rig.location.lookup("202", rig.clock.wall()) == []
+
+
+def test_interval_too_brief() -> None:
+    rig = Rig()
+    resp = register(rig, "201", USERS["201"], "<sip:201@127.0.0.1:5099>", expires=10)
+    assert resp.status == 423 and resp.get("min-expires") == "60"
+
+
+@pytest.mark.parametrize(("method", "status"), [("MESSAGE", 405), ("PUBLISH", 405), ("FOO", 501),
+                                                 ("SUBSCRIBE", 489), ("BYE", 481)])
+def test_methods_we_do_not_serve(method: str, status: int) -> None:
+    rig = Rig()
+    resp = rig.send(rig.request(method))
+    assert resp is not None and resp.status == status
+    if status in (405, 501):
+        assert resp.get("allow") == ALLOW
+
+
+def test_invite_needs_proxy_auth_and_max_forwards() -> None:
+    rig = Rig()
+    resp = rig.send(rig.request("INVITE", "sip:202@test.pbx"))
+    assert resp is not None and resp.status == 407 and resp.get("proxy-authenticate")
+    zero = rig.send(rig.request("INVITE", "sip:202@test.pbx").replace("Max-Forwards: 70", "Max-Forwards: 0"))
+    assert zero is not None and zero.status == 483
+    challenge = resp.get("proxy-authenticate") or ""
+    auth = digest(challenge, "INVITE", "sip:999@test.pbx", "201", USERS["201"], header="Proxy-Authorization")
+    unknown = rig.send(rig.request("INVITE", "sip:999@test.pbx", extra=auth))
+    assert unknown is not None and unknown.status == 404
+
+
+def test_binding_record_round_trip() -> None:
+    rig = Rig()
+    register(rig, "201", USERS["201"], '<sip:201@127.0.0.1:5099>;+sip.instance="<urn:uuid:1>";reg-id=1')
+    (b,) = rig.location.lookup("201", rig.clock.wall())
+    back = binding_from_record(binding_record(b))
+    assert (back.aor, back.contact, back.expires_at, back.source, back.instance_id, back.reg_id) == (
+        b.aor, b.contact, b.expires_at, b.source, "<urn:uuid:1>", 1)
