@@ -1,0 +1,313 @@
+"""The ``pbx`` command line: run the engine and do the common admin steps on a data directory.
+
+Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
+  pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL]
+  pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW] [--json]
+  pbx import     FILE --data-dir DIR [--json]
+  pbx reg list   --data-dir DIR [--json]
+  pbx --version
+
+Exit status: 0 on success, 2 on invalid input (the message names the field, e.g.
+``extension: 201 is already in use``), 1 when the data directory or database cannot be used.
+Output goes through ``_out``/``_err`` (stdout/stderr), never ``print``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from engine import __version__
+from engine.clock import SystemClock
+from engine.model import ModelError
+from engine.store import BindingRecord, Store, StoreError, load_company_file
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1
+EXIT_INVALID: Final = 2
+DEFAULT_DATA_DIR: Final = "./data"
+DEFAULT_SIP: Final = "0.0.0.0:5060"
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def _json(value: Any) -> None:
+    _out(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def parse_hostport(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise argparse.ArgumentTypeError(f"write IPv6 addresses as [ADDRESS]:PORT, got {text!r}")
+    return host, int(port_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pbx",
+        description="pbx-engine: an open-source cloud PBX. Run the engine and administer a data directory.",
+        epilog="Exit status: 0 ok, 2 invalid input (the message names the field), 1 other failures.",
+    )
+    parser.add_argument("--version", action="version", version=f"pbx-engine {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def data_dir_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--data-dir",
+            type=Path,
+            default=Path(DEFAULT_DATA_DIR),
+            metavar="DIR",
+            help=f"the data directory holding pbx.sqlite3 (default {DEFAULT_DATA_DIR}; created when missing)",
+        )
+
+    def json_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the engine in the foreground",
+        description="Run the engine in the foreground until SIGTERM/SIGINT. On an empty data directory the "
+        "example company (config/example-company.yaml) is imported first.",
+    )
+    data_dir_arg(serve)
+    serve.add_argument(
+        "--sip",
+        type=parse_hostport,
+        default=parse_hostport(DEFAULT_SIP),
+        metavar="HOST:PORT",
+        help=f"address for SIP over UDP and TCP (default {DEFAULT_SIP})",
+    )
+    serve.add_argument(
+        "--api", type=parse_hostport, default=None, metavar="HOST:PORT", help="address for the admin REST API"
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning"),
+        default="info",
+        help="log verbosity; debug logs one line per SIP request (default info)",
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
+    user = commands.add_parser("user", help="manage users", description="Manage users and their lines.")
+    user_commands = user.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = user_commands.add_parser(
+        "add",
+        help="create a user with a line",
+        description="Create a user and a line. The line's SIP username is its extension. A data directory "
+        "that does not exist yet gets an empty company (not the example company).",
+    )
+    data_dir_arg(add)
+    add.add_argument("--first", required=True, metavar="F", help="first name")
+    add.add_argument("--last", required=True, metavar="L", help="last name")
+    add.add_argument("--email", metavar="E", help="e-mail address (unique)")
+    add.add_argument(
+        "--extension", metavar="N", help="extension, 3-6 digits (default: the next free one from 201)"
+    )
+    add.add_argument("--sip-password", metavar="PW", help="SIP password (default: a generated one)")
+    json_arg(add)
+    add.set_defaults(handler=_cmd_user_add)
+
+    imp = commands.add_parser(
+        "import",
+        help="load a company file",
+        description="Replace the configuration with a company file like config/example-company.yaml, "
+        "all or nothing.",
+    )
+    imp.add_argument("file", type=Path, metavar="FILE", help="the company file (YAML)")
+    data_dir_arg(imp)
+    json_arg(imp)
+    imp.set_defaults(handler=_cmd_import)
+
+    reg = commands.add_parser("reg", help="registrations", description="Inspect SIP registrations.")
+    reg_commands = reg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    reg_list = reg_commands.add_parser(
+        "list",
+        help="list stored registrations",
+        description="List the registrations persisted in the store (as of the writer's last commit).",
+    )
+    data_dir_arg(reg_list)
+    json_arg(reg_list)
+    reg_list.set_defaults(handler=_cmd_reg_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``pbx`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    label = " ".join(str(part) for part in (args.command, getattr(args, "action", None)) if part)
+    try:
+        return handler(args)
+    except BrokenPipeError:
+        # The reader went away (``pbx reg list | head``): not an error worth a traceback.
+        sys.stderr.close()
+        return EXIT_FAILURE
+    except ModelError as exc:
+        if getattr(args, "json", False):
+            _json({"error": {"field": exc.field, "message": exc.message}})
+        _err(f"pbx {label}: {exc}")
+        return EXIT_INVALID
+    except (StoreError, OSError) as exc:
+        if getattr(args, "json", False):
+            _json({"error": {"field": None, "message": str(exc)}})
+        _err(f"pbx {label}: {exc}")
+        return EXIT_FAILURE
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from engine.server import serve
+    except ModuleNotFoundError as exc:
+        if exc.name != "engine.server":
+            raise
+        _err("pbx serve: this build has no server (engine.server is missing)")
+        return EXIT_FAILURE
+    sip_host, sip_port = args.sip
+    return serve(
+        data_dir=Path(args.data_dir),
+        sip_host=sip_host,
+        sip_port=sip_port,
+        api=args.api,
+        log_level=args.log_level,
+    )
+
+
+def _cmd_user_add(args: argparse.Namespace) -> int:
+    store = Store.open(args.data_dir)
+    try:
+        user, line, password = store.add_user(
+            args.first, args.last, args.email, args.extension, args.sip_password
+        )
+        realm = store.company().sip_realm
+    finally:
+        store.close()
+    if args.json:
+        _json(
+            {
+                "user": {
+                    "id": user.id,
+                    "first_name": user.first_name,
+                    "last_name": user.last_name,
+                    "email": user.email,
+                },
+                "line": {"id": line.id, "extension": line.extension, "name": line.name},
+                "extension": line.extension,
+                "sip_username": line.extension,
+                "sip_password": password,
+                "sip_realm": realm,
+            }
+        )
+    else:
+        _out(f"Created user {user.display_name} (id {user.id}){f' <{user.email}>' if user.email else ''}")
+        _out(f"  extension:    {line.extension}")
+        _out(f"  SIP username: {line.extension}")
+        _out(f"  SIP password: {password}")
+        _out(f"  SIP realm:    {realm}")
+    return EXIT_OK
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    clock = SystemClock()
+    started = clock.now()
+    doc = load_company_file(args.file)
+    store = Store.open(args.data_dir)
+    try:
+        summary = store.import_company(doc)
+    finally:
+        store.close()
+    elapsed = clock.now() - started
+    if args.json:
+        _json(
+            {
+                "company": summary.company,
+                "users": summary.users,
+                "lines": summary.lines,
+                "numbers": summary.numbers,
+                "dial_plans": summary.dial_plans,
+                "config_version": summary.config_version,
+                "seconds": round(elapsed, 3),
+            }
+        )
+    else:
+        _out(
+            f"Imported {summary.company}: {_count(summary.users, 'user')}, {_count(summary.lines, 'line')}, "
+            f"{_count(summary.numbers, 'number')}, {_count(summary.dial_plans, 'dial plan')} "
+            f"in {elapsed:.2f} s (config version {summary.config_version})"
+        )
+    return EXIT_OK
+
+
+def _cmd_reg_list(args: argparse.Namespace) -> int:
+    store = Store.open(args.data_dir)
+    try:
+        records = store.list_bindings()
+    finally:
+        store.close()
+    now = SystemClock().wall()
+    if args.json:
+        _json([_binding_json(r, now) for r in records])
+        return EXIT_OK
+    if not records:
+        _out("No registrations.")
+        return EXIT_OK
+    rows = [
+        (
+            r.aor,
+            r.contact,
+            f"{r.expires_at - now:.0f}s" if r.expires_at > now else "expired",
+            f"{r.source_transport}:{r.source_host}:{r.source_port}",
+            r.user_agent,
+        )
+        for r in records
+    ]
+    _table(("AOR", "CONTACT", "EXPIRES", "SOURCE", "USER-AGENT"), rows)
+    _out(_count(len(records), "registration"))
+    return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _binding_json(r: BindingRecord, now: float) -> dict[str, Any]:
+    return {
+        "aor": r.aor,
+        "contact": r.contact,
+        "expires_at": r.expires_at,
+        "expires_in": max(0, round(r.expires_at - now)),
+        "q": r.q,
+        "call_id": r.call_id,
+        "cseq": r.cseq,
+        "source_transport": r.source_transport,
+        "source_host": r.source_host,
+        "source_port": r.source_port,
+        "user_agent": r.user_agent,
+        "instance_id": r.instance_id,
+        "reg_id": r.reg_id,
+    }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=False)]
+    for row in (header, *rows):
+        _out("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

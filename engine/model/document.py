@@ -1,0 +1,207 @@
+"""The company document: the shape of ``config/example-company.yaml`` and files like it, validated whole.
+
+``parse_company_document`` turns the loaded mapping into typed specs or raises the first ``ModelError``,
+its field a path into the document (``users[3].extension``, ``numbers[0].route.target``). Every reference
+must resolve (a number's route target, a line's external caller ID). Users without an extension get the
+next free ones, in file order, after all explicit extensions are reserved. Persistence (HA1 values, ids)
+is the store's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from engine.model import rules
+from engine.model.entities import (
+    DEFAULT_COUNTRY,
+    DEFAULT_FIRST_EXTENSION,
+    DEFAULT_TIMEZONE,
+    Company,
+    PhoneNumber,
+)
+from engine.model.errors import ModelError
+
+FORMAT_VERSION: Final = 1
+_TOP_KEYS: Final = frozenset({"version", "company", "users", "numbers", "dial_plans"})
+_COMPANY_KEYS: Final = frozenset({"name", "sip_realm", "timezone", "country", "first_extension"})
+_USER_KEYS: Final = frozenset(
+    {"first_name", "last_name", "email", "extension", "sip_password", "line_name", "external_caller_id"}
+)
+_NUMBER_KEYS: Final = frozenset({"number", "route"})
+_ROUTE_KEYS: Final = frozenset({"kind", "target"})
+_PLAN_KEYS: Final = frozenset({"name", "graph"})
+
+
+@dataclass(frozen=True, slots=True)
+class UserSpec:
+    """A user and their line as the document describes them (extension resolved, password in clear)."""
+
+    first_name: str
+    last_name: str
+    email: str | None
+    extension: str
+    sip_password: str
+    line_name: str
+    external_caller_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DialPlanSpec:
+    name: str
+    graph: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CompanyDocument:
+    """A whole company, validated: what an import replaces the store's configuration with."""
+
+    company: Company
+    users: tuple[UserSpec, ...]
+    numbers: tuple[PhoneNumber, ...]
+    dial_plans: tuple[DialPlanSpec, ...]
+
+
+def parse_company_document(doc: object) -> CompanyDocument:
+    """Validate a loaded company document. Raises ``ModelError`` naming the first bad field."""
+    top = _mapping(doc, "", _TOP_KEYS)
+    version = top.get("version", FORMAT_VERSION)
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise ModelError("version", f"unsupported company file version {version!r} (this engine reads 1)")
+    if "company" not in top:
+        raise ModelError("company", "is required")
+    company = _company(top["company"])
+    plans = _dial_plans(_list(top.get("dial_plans"), "dial_plans"))
+    raw_numbers = _list(top.get("numbers"), "numbers")
+    number_set = {
+        rules.check_e164(_mapping(item, f"numbers[{i}]", _NUMBER_KEYS).get("number"), f"numbers[{i}].number")
+        for i, item in enumerate(raw_numbers)
+    }
+    users = _users(_list(top.get("users"), "users"), company.first_extension, number_set)
+    extensions = {u.extension for u in users}
+    numbers = _numbers(raw_numbers, {p.name for p in plans}, extensions)
+    return CompanyDocument(company, users, numbers, plans)
+
+
+def _company(value: object) -> Company:
+    raw = _mapping(value, "company", _COMPANY_KEYS)
+    return Company(
+        name=rules.check_text(raw.get("name"), "company.name"),
+        sip_realm=rules.check_realm(raw.get("sip_realm"), "company.sip_realm"),
+        timezone=rules.check_timezone(raw.get("timezone", DEFAULT_TIMEZONE), "company.timezone"),
+        country=rules.check_country(raw.get("country", DEFAULT_COUNTRY), "company.country"),
+        first_extension=rules.check_first_extension(
+            raw.get("first_extension", DEFAULT_FIRST_EXTENSION), "company.first_extension"
+        ),
+    )
+
+
+def _users(items: list[object], first_extension: int, numbers: set[str]) -> tuple[UserSpec, ...]:
+    raws = [_mapping(item, f"users[{i}]", _USER_KEYS) for i, item in enumerate(items)]
+    taken: dict[str, int] = {}
+    for i, raw in enumerate(raws):
+        if raw.get("extension") is None:
+            continue
+        ext = rules.check_extension(raw["extension"], f"users[{i}].extension")
+        if ext in taken:
+            raise ModelError(f"users[{i}].extension", f"{ext} is already in use by users[{taken[ext]}]")
+        taken[ext] = i
+    free = rules.free_extensions(taken.keys(), first_extension)
+    emails: dict[str, int] = {}
+    out: list[UserSpec] = []
+    for i, raw in enumerate(raws):
+        at = f"users[{i}]"
+        first = rules.check_text(raw.get("first_name"), f"{at}.first_name")
+        last = rules.check_text(raw.get("last_name"), f"{at}.last_name")
+        email = rules.check_email(raw.get("email"), f"{at}.email")
+        if email is not None:
+            key = email.lower()
+            if key in emails:
+                raise ModelError(f"{at}.email", f"{email} is already used by users[{emails[key]}]")
+            emails[key] = i
+        if "sip_password" not in raw:
+            raise ModelError(f"{at}.sip_password", "is required")
+        password = rules.check_sip_password(raw["sip_password"], f"{at}.sip_password")
+        given = raw.get("extension")
+        extension = rules.check_extension(given) if given is not None else next(free)
+        line_name = raw.get("line_name")
+        caller_id = raw.get("external_caller_id")
+        if caller_id is not None:
+            caller_id = rules.check_e164(caller_id, f"{at}.external_caller_id")
+            if caller_id not in numbers:
+                raise ModelError(
+                    f"{at}.external_caller_id", f"{caller_id} is not one of the company's numbers"
+                )
+        out.append(
+            UserSpec(
+                first_name=first,
+                last_name=last,
+                email=email,
+                extension=extension,
+                sip_password=password,
+                line_name=(
+                    f"{first} {last}" if line_name is None else rules.check_text(line_name, f"{at}.line_name")
+                ),
+                external_caller_id=caller_id,
+            )
+        )
+    return tuple(out)
+
+
+def _numbers(items: list[object], plans: set[str], extensions: set[str]) -> tuple[PhoneNumber, ...]:
+    seen: dict[str, int] = {}
+    out: list[PhoneNumber] = []
+    for i, item in enumerate(items):
+        at = f"numbers[{i}]"
+        raw = _mapping(item, at, _NUMBER_KEYS)
+        e164 = rules.check_e164(raw.get("number"), f"{at}.number")
+        if e164 in seen:
+            raise ModelError(f"{at}.number", f"{e164} is already listed as numbers[{seen[e164]}]")
+        seen[e164] = i
+        if "route" not in raw:
+            raise ModelError(f"{at}.route", "is required")
+        route = _mapping(raw["route"], f"{at}.route", _ROUTE_KEYS)
+        kind = rules.check_route_kind(route.get("kind"), f"{at}.route.kind")
+        target = route.get("target")
+        if kind == "extension":
+            target = rules.check_extension(target, f"{at}.route.target")
+            if target not in extensions:
+                raise ModelError(f"{at}.route.target", f"no line has extension {target}")
+        else:
+            if not isinstance(target, str) or target not in plans:
+                raise ModelError(f"{at}.route.target", f"no dial plan named {target!r}")
+        out.append(PhoneNumber(e164, kind, target))
+    return tuple(out)
+
+
+def _dial_plans(items: list[object]) -> tuple[DialPlanSpec, ...]:
+    seen: set[str] = set()
+    out: list[DialPlanSpec] = []
+    for i, item in enumerate(items):
+        at = f"dial_plans[{i}]"
+        raw = _mapping(item, at, _PLAN_KEYS)
+        name = rules.check_plan_name(raw.get("name"), f"{at}.name")
+        if name in seen:
+            raise ModelError(f"{at}.name", f"a dial plan named {name!r} is already defined")
+        seen.add(name)
+        out.append(DialPlanSpec(name, rules.check_graph(raw.get("graph", {}), f"{at}.graph")))
+    return tuple(out)
+
+
+def _mapping(value: object, field: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ModelError(field, "must be a mapping")
+    for key in value:
+        if key not in allowed:
+            where = f"{field}.{key}" if field else str(key)
+            raise ModelError(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _list(value: object, field: str) -> list[object]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ModelError(field, "must be a list")
+    return value

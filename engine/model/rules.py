@@ -1,0 +1,180 @@
+"""Validation rules for admin input and the free-extension search.
+
+Each ``check_*`` function takes the raw value as it came from YAML, JSON or a command line, returns the
+normalised value or raises ``ModelError`` naming ``field``. Callers that validate a nested document pass the
+path (``users[3].extension``) or re-home the error with ``ModelError.under``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zoneinfo
+from collections.abc import Collection, Iterator
+from typing import Any, Final
+
+from engine.model.errors import ModelError
+
+EXTENSION_RE: Final = re.compile(r"[0-9]{3,6}")
+MIN_EXTENSION: Final = 100
+MAX_EXTENSION: Final = 999_999
+E164_RE: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_E164_SEPARATORS: Final = re.compile(r"[\s\-./()]")
+EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
+REALM_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}")
+PLAN_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+COUNTRY_RE: Final = re.compile(r"[A-Z]{2}")
+MAX_NAME = 100
+MAX_PASSWORD = 128
+ROUTE_KINDS: Final = ("dial_plan", "extension")
+
+
+def check_text(value: object, field: str, *, max_len: int = MAX_NAME) -> str:
+    """A required single-line string, stripped, 1..max_len characters."""
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string")
+    text = value.strip()
+    if not text:
+        raise ModelError(field, "must not be empty")
+    if len(text) > max_len:
+        raise ModelError(field, f"must be at most {max_len} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ModelError(field, "must not contain control characters")
+    return text
+
+
+def check_extension(value: object, field: str = "extension") -> str:
+    """3-6 digits. YAML integers are accepted and read as their decimal digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string of 3-6 digits")
+    text = value.strip()
+    if not EXTENSION_RE.fullmatch(text):
+        raise ModelError(field, f"{text!r} is not 3-6 digits")
+    return text
+
+
+def check_first_extension(value: object, field: str = "first_extension") -> int:
+    """Where free-extension search starts: a number of 3-6 digits."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_EXTENSION <= value <= MAX_EXTENSION:
+        raise ModelError(field, f"must be a number from {MIN_EXTENSION} to {MAX_EXTENSION}")
+    return value
+
+
+def check_email(value: object, field: str = "email") -> str | None:
+    """An optional e-mail address (None or empty means none)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string")
+    text = value.strip()
+    if not text:
+        return None
+    if len(text) > 254 or not EMAIL_RE.fullmatch(text):
+        raise ModelError(field, f"{text!r} is not an e-mail address")
+    return text
+
+
+def check_sip_password(value: object, field: str = "sip_password") -> str:
+    """A SIP password as given (not stripped: spaces count), 1..128 printable characters."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ModelError(field, "must be a string")
+    text = str(value)
+    if not text:
+        raise ModelError(field, "must not be empty")
+    if len(text) > MAX_PASSWORD:
+        raise ModelError(field, f"must be at most {MAX_PASSWORD} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        raise ModelError(field, "must not contain control characters")
+    return text
+
+
+def check_e164(value: object, field: str = "number") -> str:
+    """An E.164 number; spaces, dashes, dots and parentheses are dropped (``+49 30 23125-100``)."""
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string in E.164 form, e.g. '+49 30 23125 100'")
+    text = _E164_SEPARATORS.sub("", value)
+    if not E164_RE.fullmatch(text):
+        raise ModelError(field, f"{value!r} is not an E.164 number (+, country code, 7-15 digits)")
+    return text
+
+
+def check_realm(value: object, field: str = "sip_realm") -> str:
+    """A digest realm: a host-like token (letters, digits, '.', '-', '_')."""
+    if not isinstance(value, str) or not REALM_RE.fullmatch(value.strip()):
+        raise ModelError(field, "must be a host-like name (letters, digits, '.', '-', '_')")
+    return value.strip()
+
+
+def check_timezone(value: object, field: str = "timezone") -> str:
+    """An IANA time zone name known to this system (``Europe/Berlin``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ModelError(field, "must be an IANA time zone name such as 'Europe/Berlin'")
+    name = value.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ModelError(field, f"unknown time zone {name!r}") from None
+    return name
+
+
+def check_country(value: object, field: str = "country") -> str:
+    """An ISO 3166-1 alpha-2 country code, upper-cased."""
+    if not isinstance(value, str) or not COUNTRY_RE.fullmatch(value.strip().upper()):
+        raise ModelError(field, "must be a two-letter country code such as 'DE'")
+    return value.strip().upper()
+
+
+def check_plan_name(value: object, field: str = "name") -> str:
+    """A dial-plan name: letters, digits, '_', '.', '-'; up to 64 characters."""
+    if not isinstance(value, str) or not PLAN_NAME_RE.fullmatch(value):
+        raise ModelError(field, "must be 1-64 letters, digits, '_', '.' or '-'")
+    return value
+
+
+def check_graph(value: object, field: str = "graph") -> dict[str, Any]:
+    """A JSON-able mapping with string keys (the dial-plan graph, opaque for now)."""
+    if not isinstance(value, dict):
+        raise ModelError(field, "must be a mapping")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(field, f"must be JSON data: {exc}") from None
+    return value
+
+
+def check_route_kind(value: object, field: str = "route.kind") -> str:
+    """The kind of destination a number routes to."""
+    if not isinstance(value, str) or value not in ROUTE_KINDS:
+        raise ModelError(field, f"must be one of {', '.join(ROUTE_KINDS)}")
+    return value
+
+
+def check_unique_extension(extension: str, in_use: Collection[str], field: str = "extension") -> str:
+    """``extension`` unless it is taken."""
+    if extension in in_use:
+        raise ModelError(field, f"{extension} is already in use")
+    return extension
+
+
+def next_free_extension(in_use: Collection[str], first: int = 201) -> str:
+    """The lowest unused extension >= ``first`` (numeric order; 3-6 digits)."""
+    return next(free_extensions(in_use, first))
+
+
+def free_extensions(in_use: Collection[str], first: int = 201) -> Iterator[str]:
+    """Unused extensions from ``first`` upwards, lowest first; for assigning many at once.
+
+    The caller adds what it takes to ``in_use`` if it needs later calls to see them; this iterator never
+    yields the same value twice. Raises ``ModelError("extension", ...)`` when the 6-digit range is exhausted.
+    """
+    candidate = max(first, MIN_EXTENSION)
+    while candidate <= MAX_EXTENSION:
+        text = str(candidate)
+        if text not in in_use:
+            yield text
+        candidate += 1
+    raise ModelError("extension", f"no free extension from {first} to {MAX_EXTENSION}")

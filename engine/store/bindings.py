@@ -1,0 +1,242 @@
+"""Registrar bindings at rest: the record type and the background writer that persists changes.
+
+The registrar runs on the event loop and must never wait for the database (ARCHITECTURE rule 4). It hands
+every change to ``BindingWriter``, whose methods only put a tuple on a ``queue.SimpleQueue``. One thread
+drains the queue in batches: after the first change it sleeps ``flush_interval_s`` (cut short by ``flush``
+or ``stop``), then takes what piled up, up to ``max_batch`` changes (no sleep while a backlog remains); it
+coalesces them per (aor, contact) and commits each batch as one transaction through
+``Store.write_bindings``. A failed batch is logged and retried a few times, then dropped with an error
+log; the thread keeps running. ``flush`` is a marker in the same queue, so it returns once everything
+enqueued before it is committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from engine.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+_UPSERT: Final = 0
+_DELETE: Final = 1
+_DELETE_AOR: Final = 2
+_FLUSH: Final = 3
+_STOP: Final = 4
+_RETRY_DELAYS_S: Final = (0.05, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class BindingRecord:
+    """One row of ``registrations``: a contact bound to an address-of-record until ``expires_at``."""
+
+    aor: str
+    contact: str
+    expires_at: float  # wall-clock epoch seconds
+    q: float
+    call_id: str
+    cseq: int
+    source_transport: str
+    source_host: str
+    source_port: int
+    user_agent: str
+    instance_id: str | None = None
+    reg_id: int | None = None
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters kept by the writer thread (read them after ``flush``)."""
+
+    batches: int = 0
+    upserts: int = 0  # rows upserted after coalescing
+    deletes: int = 0
+    aor_deletes: int = 0
+    errors: int = 0
+    dropped: int = 0  # changes lost: a batch that failed every retry, or a change made after stop()
+    thread_ident: int | None = None
+    commit_threads: set[int] = field(default_factory=set)
+
+
+class _Batch:
+    """Changes collected from the queue, coalesced: the last change per (aor, contact) wins, and
+    ``delete_aor`` discards earlier changes to that AOR and runs before the ones that follow it."""
+
+    __slots__ = ("aor_deletes", "changes", "size")
+
+    def __init__(self) -> None:
+        self.changes: dict[str, dict[str, BindingRecord | None]] = {}
+        self.aor_deletes: set[str] = set()
+        self.size = 0
+
+    def add(self, item: tuple[Any, ...]) -> None:
+        self.size += 1
+        kind = item[0]
+        if kind == _UPSERT:
+            record: BindingRecord = item[1]
+            self.changes.setdefault(record.aor, {})[record.contact] = record
+        elif kind == _DELETE:
+            self.changes.setdefault(item[1], {})[item[2]] = None
+        else:
+            self.changes.pop(item[1], None)
+            self.aor_deletes.add(item[1])
+
+    def split(self) -> tuple[list[BindingRecord], list[tuple[str, str]], list[str]]:
+        upserts: list[BindingRecord] = []
+        deletes: list[tuple[str, str]] = []
+        for aor, contacts in self.changes.items():
+            for contact, record in contacts.items():
+                if record is None:
+                    deletes.append((aor, contact))
+                else:
+                    upserts.append(record)
+        return upserts, deletes, sorted(self.aor_deletes)
+
+
+class BindingWriter:
+    """Persists registrar changes from a background thread; every public method but ``flush``/``stop``
+    returns at once without touching the database."""
+
+    def __init__(self, store: Store, *, flush_interval_s: float = 0.2, max_batch: int = 5000) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._store = store
+        self._interval = flush_interval_s
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._pause = threading.Event()  # never set: waiting on it is the retry back-off sleep
+        self._wake = threading.Event()  # set by flush()/stop(): end the batching wait now
+        self._backlog = False  # the last batch was full: do not wait before the next
+        self.stats = WriterStats()
+
+    def start(self) -> None:
+        """Start the writer thread (once)."""
+        if self._thread is not None or self._stopped:
+            raise RuntimeError("BindingWriter.start() called twice")
+        self._thread = threading.Thread(target=self._run, name="pbx-binding-writer", daemon=True)
+        self._thread.start()
+
+    def upsert(self, record: BindingRecord) -> None:
+        """Insert or replace the binding (record.aor, record.contact). Non-blocking."""
+        if self._stopped:
+            self._late("upsert")
+            return
+        self._queue.put((_UPSERT, record))
+
+    def delete(self, aor: str, contact: str) -> None:
+        """Remove one binding. Non-blocking."""
+        if self._stopped:
+            self._late("delete")
+            return
+        self._queue.put((_DELETE, aor, contact))
+
+    def delete_aor(self, aor: str) -> None:
+        """Remove every binding of ``aor`` (REGISTER with ``Contact: *``). Non-blocking."""
+        if self._stopped:
+            self._late("delete_aor")
+            return
+        self._queue.put((_DELETE_AOR, aor))
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Block until every change enqueued so far has been committed (or given up on, see the log).
+
+        Raises:
+            RuntimeError: the writer thread is not running.
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the binding writer is not running")
+        done = threading.Event()
+        self._queue.put((_FLUSH, done))
+        self._wake.set()
+        if not done.wait(timeout):
+            raise TimeoutError(f"binding writer did not flush within {timeout:g} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued and end the thread. Later changes are dropped (and logged)."""
+        thread = self._thread
+        if thread is None or self._stopped:
+            self._stopped = True
+            return
+        self._stopped = True
+        self._queue.put((_STOP,))
+        self._wake.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.error("binding writer did not finish within %g s; unwritten changes may be lost", timeout)
+
+    def _late(self, what: str) -> None:
+        self.stats.dropped += 1
+        logger.warning("binding writer: %s after stop() dropped", what)
+
+    def _run(self) -> None:
+        self.stats.thread_ident = threading.get_ident()
+        while True:
+            try:
+                batch, markers, stop = self._collect()
+                if batch.size:
+                    self._commit(batch)
+                for marker in markers:
+                    marker.set()
+                if stop:
+                    return
+            except Exception:
+                # Never die silently: log and go on with the next batch.
+                self.stats.errors += 1
+                logger.exception("binding writer: unexpected error")
+
+    def _collect(self) -> tuple[_Batch, list[threading.Event], bool]:
+        batch = _Batch()
+        markers: list[threading.Event] = []
+        item = self._queue.get()
+        # Wait out the interval once, then drain what piled up without blocking: one wake-up per batch
+        # rather than one per change, so the writer does not take the GIL from the event loop per REGISTER.
+        # flush()/stop() set _wake to cut the wait short; after a full batch (a backlog) there is no wait.
+        if item[0] not in (_FLUSH, _STOP) and not self._backlog:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+        self._backlog = False
+        while True:
+            kind = item[0]
+            if kind == _FLUSH:
+                markers.append(item[1])
+                return batch, markers, False
+            if kind == _STOP:
+                return batch, markers, True
+            batch.add(item)
+            if batch.size >= self._max_batch:
+                self._backlog = True
+                return batch, markers, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, markers, False
+
+    def _commit(self, batch: _Batch) -> None:
+        upserts, deletes, aors = batch.split()
+        for attempt, delay in enumerate((*_RETRY_DELAYS_S, None), start=1):
+            try:
+                self._store.write_bindings(upserts, deletes, aors)
+            except Exception:
+                self.stats.errors += 1
+                logger.exception(
+                    "binding writer: committing %d changes failed (attempt %d)", batch.size, attempt
+                )
+                if delay is not None:
+                    self._pause.wait(delay)
+                continue
+            self.stats.batches += 1
+            self.stats.upserts += len(upserts)
+            self.stats.deletes += len(deletes)
+            self.stats.aor_deletes += len(aors)
+            self.stats.commit_threads.add(threading.get_ident())
+            return
+        self.stats.dropped += batch.size
+        logger.error("binding writer: gave up on %d changes after %d attempts", batch.size, attempt)

@@ -1,0 +1,428 @@
+"""The admin store: one SQLAlchemy Core engine over SQLite (default) or PostgreSQL, and its operations.
+
+``Store.open`` creates the data directory and database, sets SQLite up for a server (WAL journal,
+``synchronous=NORMAL``, foreign keys, a busy timeout) and migrates the schema. Every configuration change
+runs in one write transaction that also bumps ``config_version``, so a running server notices changes made
+by another process (``pbx user add``) by polling one integer.
+
+On SQLite, transactions are started by us, not by the ``sqlite3`` module (whose implicit transactions
+leave DDL in autocommit): reads use ``BEGIN``, writes ``BEGIN IMMEDIATE`` so that two writers queue on
+the busy timeout instead of failing on a lock upgrade.
+
+Passwords are never stored: a line keeps HA1 = H(extension:realm:password) for MD5 and SHA-256, so
+changing the company's SIP realm requires new SIP passwords for every line.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+
+from engine.model import (
+    Company,
+    DialPlan,
+    Line,
+    ModelError,
+    PhoneNumber,
+    User,
+    next_free_extension,
+    parse_company_document,
+    rules,
+)
+from engine.sip.auth import Credentials, compute_ha1
+from engine.store import schema
+from engine.store.bindings import BindingRecord
+from engine.store.migrate import migrate
+
+DB_FILE: Final = "pbx.sqlite3"
+DEFAULT_COMPANY_NAME: Final = "My Company"
+SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+PASSWORD_LENGTH: Final = 20
+_PASSWORD_ALPHABET: Final = string.ascii_letters + string.digits
+_BINDING_FIELDS: Final = tuple(c.name for c in schema.registrations.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What an import wrote (the previous configuration is replaced)."""
+
+    company: str
+    users: int
+    lines: int
+    numbers: int
+    dial_plans: int
+    config_version: int
+
+
+def generate_sip_password() -> str:
+    """A fresh SIP password: 20 letters and digits (about 119 bits) from ``secrets``."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
+
+
+def ha1_pair(extension: str, realm: str, password: str) -> tuple[str, str]:
+    """(MD5, SHA-256) HA1 of a line's credentials."""
+    return (
+        compute_ha1(extension, realm, password, "MD5"),
+        compute_ha1(extension, realm, password, "SHA-256"),
+    )
+
+
+class Store:
+    """The persistent admin configuration and registrar bindings.
+
+    Methods are synchronous and may block on I/O: call them from a thread or an executor, never from the
+    event loop (the server uses ``BindingWriter`` for registrations).
+    """
+
+    def __init__(self, engine: sa.Engine, data_dir: Path) -> None:
+        self.engine = engine
+        self.data_dir = data_dir
+        self._sqlite = engine.dialect.name == "sqlite"
+        if engine.dialect.name == "postgresql":
+            self._insert: Any = postgresql.insert
+        else:
+            self._insert = sqlite.insert
+
+    @classmethod
+    def open(cls, data_dir: Path | str, url: str | None = None) -> Store:
+        """Open (creating if needed) the store of ``data_dir``; ``url`` selects another database
+        (``postgresql+psycopg://user@host/db``). Migrates the schema.
+
+        Raises:
+            SchemaVersionError: the database is newer than this engine.
+            StoreError: the database is not usable.
+        """
+        directory = Path(data_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        engine = _create_engine(url or f"sqlite:///{directory / DB_FILE}")
+        store = cls(engine, directory)
+        try:
+            with store._write() as conn:
+                migrate(conn)
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self.engine.dispose()
+
+    # -- configuration -----------------------------------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        """True when nothing was configured yet (no company saved, no users)."""
+        with self._read() as conn:
+            has_company = conn.execute(sa.select(schema.company.c.id).limit(1)).first() is not None
+            has_user = conn.execute(sa.select(schema.users.c.id).limit(1)).first() is not None
+        return not (has_company or has_user)
+
+    def company(self) -> Company:
+        """The company's settings (defaults, unsaved, while the store is empty)."""
+        with self._read() as conn:
+            return self._company(conn)
+
+    def users(self) -> list[User]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.id)).all()
+        return [User(r.id, r.first_name, r.last_name, r.email) for r in rows]
+
+    def lines(self) -> list[Line]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.lines).order_by(schema.lines.c.id)).all()
+        return [_line(r) for r in rows]
+
+    def numbers(self) -> list[PhoneNumber]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.numbers).order_by(schema.numbers.c.e164)).all()
+        return [PhoneNumber(r.e164, r.route_kind, r.route_target) for r in rows]
+
+    def dial_plans(self) -> list[DialPlan]:
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.dial_plans).order_by(schema.dial_plans.c.id)).all()
+        return [DialPlan(r.id, r.name, json.loads(r.graph)) for r in rows]
+
+    def config_version(self) -> int:
+        """A counter bumped by every configuration change (cheap to poll)."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(schema.config_version.c.version)).scalar_one())
+
+    def sip_credentials(self) -> dict[str, Credentials]:
+        """SIP username (the extension) -> its digest credentials for the company's realm."""
+        with self._read() as conn:
+            realm = self._company(conn).sip_realm
+            rows = conn.execute(
+                sa.select(schema.lines.c.extension, schema.lines.c.ha1_md5, schema.lines.c.ha1_sha256)
+            ).all()
+        return {r.extension: Credentials(r.extension, realm, r.ha1_md5, r.ha1_sha256) for r in rows}
+
+    def import_company(self, doc: Mapping[str, Any]) -> ImportSummary:
+        """Replace the configuration (company, users, lines, numbers, dial plans) with ``doc``.
+
+        All or nothing: the document is validated whole first and written in one transaction.
+        Registrations are kept.
+
+        Raises:
+            ModelError: bad data, the field named by its path in the document (``users[3].extension``).
+        """
+        parsed = parse_company_document(doc)
+        company = parsed.company
+        realm = company.sip_realm
+        user_rows = [
+            {"first_name": u.first_name, "last_name": u.last_name, "email": u.email} for u in parsed.users
+        ]
+        with self._write() as conn:
+            version = self._bump(conn)
+            for table in (schema.lines, schema.users, schema.numbers, schema.dial_plans, schema.company):
+                conn.execute(sa.delete(table))
+            conn.execute(sa.insert(schema.company).values(id=1, **_company_row(company)))
+            ids: list[int] = []
+            if user_rows:
+                stmt = sa.insert(schema.users).returning(schema.users.c.id, sort_by_parameter_order=True)
+                ids = list(conn.execute(stmt, user_rows).scalars())
+            line_rows = []
+            for user_id, spec in zip(ids, parsed.users, strict=True):
+                md5, sha256 = ha1_pair(spec.extension, realm, spec.sip_password)
+                line_rows.append(
+                    {
+                        "user_id": user_id,
+                        "extension": spec.extension,
+                        "name": spec.line_name,
+                        "external_caller_id": spec.external_caller_id,
+                        "ha1_md5": md5,
+                        "ha1_sha256": sha256,
+                    }
+                )
+            if line_rows:
+                conn.execute(sa.insert(schema.lines), line_rows)
+            if parsed.numbers:
+                conn.execute(
+                    sa.insert(schema.numbers),
+                    [
+                        {"e164": n.e164, "route_kind": n.route_kind, "route_target": n.route_target}
+                        for n in parsed.numbers
+                    ],
+                )
+            if parsed.dial_plans:
+                conn.execute(
+                    sa.insert(schema.dial_plans),
+                    [
+                        {"name": p.name, "graph": json.dumps(p.graph, sort_keys=True)}
+                        for p in parsed.dial_plans
+                    ],
+                )
+        return ImportSummary(
+            company=company.name,
+            users=len(user_rows),
+            lines=len(line_rows),
+            numbers=len(parsed.numbers),
+            dial_plans=len(parsed.dial_plans),
+            config_version=version,
+        )
+
+    def add_user(
+        self,
+        first: str,
+        last: str,
+        email: str | None,
+        extension: str | None,
+        sip_password: str | None,
+    ) -> tuple[User, Line, str]:
+        """Create a user with one line; returns them and the line's SIP password.
+
+        ``extension`` None takes the next free one from the company's first extension; ``sip_password``
+        None generates one. An empty store gets a default company first (not the example company).
+
+        Raises:
+            ModelError: a bad or taken value, naming the field (``extension: 201 is already in use``).
+        """
+        first_name = rules.check_text(first, "first_name")
+        last_name = rules.check_text(last, "last_name")
+        mail = rules.check_email(email, "email")
+        wanted = None if extension is None else rules.check_extension(extension, "extension")
+        password = generate_sip_password() if sip_password is None else rules.check_sip_password(sip_password)
+        with self._write() as conn:
+            self._bump(conn)
+            company = self._company(conn)
+            if conn.execute(sa.select(schema.company.c.id)).first() is None:
+                conn.execute(sa.insert(schema.company).values(id=1, **_company_row(company)))
+            in_use = set(conn.execute(sa.select(schema.lines.c.extension)).scalars())
+            if wanted is None:
+                ext = next_free_extension(in_use, company.first_extension)
+            else:
+                ext = rules.check_unique_extension(wanted, in_use, "extension")
+            if mail is not None:
+                taken = conn.execute(
+                    sa.select(schema.users.c.id).where(sa.func.lower(schema.users.c.email) == mail.lower())
+                ).first()
+                if taken is not None:
+                    raise ModelError("email", f"{mail} is already used by another user")
+            user_id = conn.execute(
+                sa.insert(schema.users)
+                .values(first_name=first_name, last_name=last_name, email=mail)
+                .returning(schema.users.c.id)
+            ).scalar_one()
+            md5, sha256 = ha1_pair(ext, company.sip_realm, password)
+            line_name = f"{first_name} {last_name}"
+            line_id = conn.execute(
+                sa.insert(schema.lines)
+                .values(
+                    user_id=user_id,
+                    extension=ext,
+                    name=line_name,
+                    external_caller_id=None,
+                    ha1_md5=md5,
+                    ha1_sha256=sha256,
+                )
+                .returning(schema.lines.c.id)
+            ).scalar_one()
+        user = User(user_id, first_name, last_name, mail)
+        return user, Line(line_id, user_id, ext, line_name, None, md5, sha256), password
+
+    # -- registrations -----------------------------------------------------------------------------------
+
+    def load_bindings(self, now_wall: float) -> list[BindingRecord]:
+        """The unexpired bindings; deletes the expired ones (``expires_at <= now_wall``)."""
+        reg = schema.registrations
+        with self._write() as conn:
+            conn.execute(sa.delete(reg).where(reg.c.expires_at <= now_wall))
+            rows = conn.execute(sa.select(reg).order_by(reg.c.aor, reg.c.contact)).all()
+        return [_binding(r) for r in rows]
+
+    def list_bindings(self) -> list[BindingRecord]:
+        """Every stored binding, expired or not, by AOR and contact."""
+        reg = schema.registrations
+        with self._read() as conn:
+            rows = conn.execute(sa.select(reg).order_by(reg.c.aor, reg.c.contact)).all()
+        return [_binding(r) for r in rows]
+
+    def write_bindings(
+        self,
+        upserts: Sequence[BindingRecord],
+        deletes: Sequence[tuple[str, str]] = (),
+        delete_aors: Sequence[str] = (),
+    ) -> None:
+        """Apply registrar changes in one transaction: AOR deletes, then single deletes, then upserts.
+
+        Blocking; ``BindingWriter`` calls it from its thread.
+        """
+        reg = schema.registrations
+        with self._write() as conn:
+            if delete_aors:
+                conn.execute(
+                    sa.delete(reg).where(reg.c.aor == sa.bindparam("b_aor")),
+                    [{"b_aor": a} for a in delete_aors],
+                )
+            if deletes:
+                conn.execute(
+                    sa.delete(reg).where(
+                        reg.c.aor == sa.bindparam("b_aor"), reg.c.contact == sa.bindparam("b_contact")
+                    ),
+                    [{"b_aor": a, "b_contact": c} for a, c in deletes],
+                )
+            if upserts:
+                stmt = self._insert(reg)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[reg.c.aor, reg.c.contact],
+                    set_={
+                        name: stmt.excluded[name]
+                        for name in _BINDING_FIELDS
+                        if name not in ("aor", "contact")
+                    },
+                )
+                conn.execute(stmt, [{name: getattr(r, name) for name in _BINDING_FIELDS} for r in upserts])
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            if self._sqlite:
+                conn.execution_options(pbx_begin="BEGIN IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @staticmethod
+    def _bump(conn: sa.Connection) -> int:
+        """Bump config_version first thing in a write (on PostgreSQL its row lock serialises writers)."""
+        cv = schema.config_version
+        conn.execute(sa.update(cv).where(cv.c.id == 1).values(version=cv.c.version + 1))
+        return int(conn.execute(sa.select(cv.c.version).where(cv.c.id == 1)).scalar_one())
+
+    @staticmethod
+    def _company(conn: sa.Connection) -> Company:
+        row = conn.execute(sa.select(schema.company).where(schema.company.c.id == 1)).first()
+        if row is None:
+            return Company(DEFAULT_COMPANY_NAME)
+        return Company(row.name, row.sip_realm, row.timezone, row.country, row.first_extension)
+
+
+def _company_row(company: Company) -> dict[str, Any]:
+    return {
+        "name": company.name,
+        "sip_realm": company.sip_realm,
+        "timezone": company.timezone,
+        "country": company.country,
+        "first_extension": company.first_extension,
+    }
+
+
+def _line(r: sa.Row[Any]) -> Line:
+    return Line(r.id, r.user_id, r.extension, r.name, r.external_caller_id, r.ha1_md5, r.ha1_sha256)
+
+
+def _binding(r: sa.Row[Any]) -> BindingRecord:
+    return BindingRecord(
+        aor=r.aor,
+        contact=r.contact,
+        expires_at=float(r.expires_at),
+        q=float(r.q),
+        call_id=r.call_id,
+        cseq=r.cseq,
+        source_transport=r.source_transport,
+        source_host=r.source_host,
+        source_port=r.source_port,
+        user_agent=r.user_agent,
+        instance_id=r.instance_id,
+        reg_id=r.reg_id,
+    )
+
+
+def _create_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module (see the module docstring).
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    conn.exec_driver_sql(str(conn.get_execution_options().get("pbx_begin", "BEGIN")))

@@ -1,0 +1,274 @@
+"""The ``pbx`` command line as operators and the integration tests run it: a subprocess per command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine.cli import build_parser, main, parse_hostport
+from engine.sip.auth import compute_ha1
+from engine.store import BindingRecord, Store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+EXAMPLE = REPO_ROOT / "config" / "example-company.yaml"
+
+
+def pbx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def pbx_json(*args: str) -> Any:
+    done = pbx(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_user_add_on_a_new_data_dir_creates_an_empty_company(tmp_path: Path) -> None:
+    data = tmp_path / "new" / "data"
+    done = pbx("user", "add", "--data-dir", str(data), "--first", "Anna", "--last", "Schmidt")
+    assert done.returncode == 0, done.stderr
+    assert "extension:    201" in done.stdout and "SIP password:" in done.stdout
+    store = Store.open(data)
+    try:
+        assert [u.last_name for u in store.users()] == ["Schmidt"]  # not the example company's five
+        assert store.company().name != "Beispiel GmbH"
+    finally:
+        store.close()
+
+
+def test_user_add_json_shape_and_next_free_extension(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    first = pbx_json(
+        "user",
+        "add",
+        "--data-dir",
+        data,
+        "--first",
+        "Anna",
+        "--last",
+        "Schmidt",
+        "--email",
+        "anna@example.org",
+    )
+    assert set(first) >= {"user", "line", "extension", "sip_username", "sip_password", "sip_realm"}
+    assert first["extension"] == first["sip_username"] == first["line"]["extension"] == "201"
+    assert first["user"] == {
+        "id": 1,
+        "first_name": "Anna",
+        "last_name": "Schmidt",
+        "email": "anna@example.org",
+    }
+    assert len(first["sip_password"]) >= 16
+    explicit = pbx_json(
+        "user",
+        "add",
+        "--data-dir",
+        data,
+        "--first",
+        "Bob",
+        "--last",
+        "Braun",
+        "--extension",
+        "203",
+        "--sip-password",
+        "secret-203",
+    )
+    assert (explicit["extension"], explicit["sip_password"]) == ("203", "secret-203")
+    assert pbx_json("user", "add", "--data-dir", data, "--first", "C", "--last", "D")["extension"] == "202"
+    store = Store.open(data)
+    try:
+        creds = store.sip_credentials()
+    finally:
+        store.close()
+    assert creds["203"].ha1_md5 == compute_ha1("203", explicit["sip_realm"], "secret-203")
+    assert creds["201"].ha1_sha256 == compute_ha1("201", first["sip_realm"], first["sip_password"], "SHA-256")
+
+
+def test_user_add_duplicate_extension_exits_2_naming_the_field(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    assert (
+        pbx("user", "add", "--data-dir", data, "--first", "A", "--last", "B", "--extension", "201").returncode
+        == 0
+    )
+    done = pbx("user", "add", "--data-dir", data, "--first", "C", "--last", "D", "--extension", "201")
+    assert done.returncode == 2
+    assert "extension: 201 is already in use" in done.stderr
+    as_json = pbx(
+        "user", "add", "--data-dir", data, "--first", "C", "--last", "D", "--extension", "20", "--json"
+    )
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["error"]["field"] == "extension"
+
+
+def test_import_the_example_and_a_bad_file(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    done = pbx("import", str(EXAMPLE), "--data-dir", data)
+    assert done.returncode == 0, done.stderr
+    assert "Beispiel GmbH: 5 users, 5 lines, 2 numbers, 1 dial plan" in done.stdout
+    bad = yaml.safe_load(EXAMPLE.read_text())
+    bad["users"][3]["extension"] = "201"
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text(yaml.safe_dump(bad))
+    failed = pbx("import", str(bad_file), "--data-dir", data)
+    assert failed.returncode == 2
+    assert "users[3].extension: 201 is already in use by users[0]" in failed.stderr
+    store = Store.open(data)
+    try:
+        assert store.company().name == "Beispiel GmbH" and len(store.lines()) == 5
+    finally:
+        store.close()
+
+
+def test_import_of_a_thousand_users_prints_a_json_summary(tmp_path: Path) -> None:
+    doc = {
+        "version": 1,
+        "company": {"name": "Integration Test GmbH", "sip_realm": "pbx.test"},
+        "users": [
+            {"first_name": "Load", "last_name": f"U{n}", "extension": str(n), "sip_password": f"pw{n}"}
+            for n in range(100000, 101000)
+        ],
+    }
+    path = tmp_path / "bulk.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    started = time.perf_counter()
+    summary = pbx_json("import", str(path), "--data-dir", str(tmp_path / "data"))
+    assert time.perf_counter() - started < 30
+    assert (summary["users"], summary["lines"], summary["company"]) == (1000, 1000, "Integration Test GmbH")
+
+
+def test_import_of_a_missing_file_fails_cleanly(tmp_path: Path) -> None:
+    done = pbx("import", str(tmp_path / "nope.yaml"), "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 1 and "nope.yaml" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_reg_list_on_an_empty_store_and_with_bindings(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = pbx("reg", "list", "--data-dir", str(data))
+    assert done.returncode == 0 and "No registrations." in done.stdout
+    assert pbx_json("reg", "list", "--data-dir", str(data)) == []
+    store = Store.open(data)
+    try:
+        store.write_bindings(
+            [
+                BindingRecord(
+                    "sip:201@pbx.test",
+                    "sip:201@10.0.0.1:5062",
+                    time.time() + 600,
+                    1.0,
+                    "c",
+                    3,
+                    "udp",
+                    "10.0.0.1",
+                    5062,
+                    "baresip",
+                )
+            ]
+        )
+    finally:
+        store.close()
+    (row,) = pbx_json("reg", "list", "--data-dir", str(data))
+    assert (row["aor"], row["contact"], row["source_port"], row["user_agent"]) == (
+        "sip:201@pbx.test",
+        "sip:201@10.0.0.1:5062",
+        5062,
+        "baresip",
+    )
+    assert 590 <= row["expires_in"] <= 600
+    table = pbx("reg", "list", "--data-dir", str(data)).stdout
+    assert "sip:201@10.0.0.1:5062" in table and "1 registration" in table
+
+
+def test_help_documents_every_command() -> None:
+    done = pbx("--help")
+    assert done.returncode == 0
+    for command in ("serve", "user", "import", "reg"):
+        assert command in done.stdout
+    serve_help = pbx("serve", "--help").stdout
+    for flag in ("--data-dir", "--sip", "--api", "--log-level"):
+        assert flag in serve_help
+    add_help = pbx("user", "add", "--help").stdout
+    for flag in ("--first", "--last", "--email", "--extension", "--sip-password", "--json"):
+        assert flag in add_help
+    assert pbx("--version").stdout.startswith("pbx-engine ")
+
+
+def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def fake_serve(**kwargs: Any) -> int:
+        calls.append(kwargs)
+        return 0
+
+    monkeypatch.setitem(sys.modules, "engine.server", types.SimpleNamespace(serve=fake_serve))
+    assert (
+        main(
+            [
+                "serve",
+                "--data-dir",
+                "/tmp/x",
+                "--sip",
+                "127.0.0.1:5070",
+                "--api",
+                "[::1]:8080",
+                "--log-level",
+                "debug",
+            ]
+        )
+        == 0
+    )
+    assert main(["serve"]) == 0
+    assert calls == [
+        {
+            "data_dir": Path("/tmp/x"),
+            "sip_host": "127.0.0.1",
+            "sip_port": 5070,
+            "api": ("::1", 8080),
+            "log_level": "debug",
+        },
+        {
+            "data_dir": Path("./data"),
+            "sip_host": "0.0.0.0",
+            "sip_port": 5060,
+            "api": None,
+            "log_level": "info",
+        },
+    ]
+
+
+def test_serve_without_a_server_module_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "engine.server", None)  # makes the import fail as if missing
+    assert main(["serve"]) == 1
+    assert "engine.server is missing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["5060", "host:", ":5060", "host:99999", "::1:5060", "h:p"])
+def test_bad_host_port_is_a_usage_error(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["serve", "--sip", bad])
+    assert exit_.value.code == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+
+
+def test_parse_hostport() -> None:
+    assert parse_hostport("0.0.0.0:5060") == ("0.0.0.0", 5060)
+    assert parse_hostport("[::]:5060") == ("::", 5060)
+    assert parse_hostport("pbx.example:5080") == ("pbx.example", 5080)
