@@ -1,0 +1,58 @@
+# Helpers for scripts/install.sh and scripts/test.sh (Debian 12). Source it; it does nothing by itself.
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$REPO/.venv}"
+
+say() { echo "==> $*" >&2; }
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+as_root() {
+	if [ "$(id -u)" = 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo -n "$@" || sudo "$@"
+	else
+		die "need root for: $* (run as root or install sudo)"
+	fi
+}
+
+pkg_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# apt_install PKG...: installs the packages not installed yet; non-interactive, and retries while another
+# process holds the dpkg/apt lock (unattended-upgrades on a fresh machine, another job in CI).
+apt_install() {
+	local missing=() p i
+	for p in "$@"; do pkg_installed "$p" || missing+=("$p"); done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} by hand"
+	say "apt-get install ${missing[*]}"
+	local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=120
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+	for i in $(seq 1 20); do
+		as_root "${apt[@]}" update </dev/null && break
+		say "apt-get update failed (lock held?); retry $i/20 in 15 s"
+		sleep 15
+	done
+	for i in $(seq 1 20); do
+		as_root "${apt[@]}" install --no-install-recommends "${missing[@]}" </dev/null && return 0
+		say "apt-get install failed (lock held?); retry $i/20 in 15 s"
+		sleep 15
+	done
+	die "apt-get install ${missing[*]} kept failing"
+}
+
+# ensure_venv: $VENV with a Python >= 3.11 (python3-venv from apt when the interpreter lacks venv/ensurepip)
+ensure_venv() {
+	local py="${PYTHON:-python3}"
+	command -v "$py" >/dev/null || apt_install python3
+	"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$py is older than 3.11"
+	if [ ! -x "$VENV/bin/python" ]; then
+		"$py" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+		say "creating $VENV"
+		"$py" -m venv "$VENV"
+	fi
+}
+
+pip_install() {
+	"$VENV/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "$@" </dev/null
+}

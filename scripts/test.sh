@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install what the tests need on Debian 12 and run the whole suite:
+#   apt-get: sip-tester (SIPp), baresip, python3-venv when needed
+#   pip:     -e '.[test]' into ./.venv (pytest, hypothesis, ruff, mypy, import-linter, pjsua2-python)
+#   then:    python -m pytest (unit tests, quality gates, integration tests against a real `pbx serve`)
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m integration -x`).
+# Exit status: pytest's, except that "no tests collected" (5) is a failure too.
+set -euo pipefail
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+cd "$REPO"
+apt_install sip-tester baresip
+ensure_venv
+say "pip install -e '.[test]' (into $VENV)"
+pip_install -e '.[test]'
+[ -d "$REPO/../shared" ] || say "WARNING: $REPO/../shared is missing; tests that need it will fail"
+export PATH="$VENV/bin:$PATH"
+say "pytest $*"
+set +e
+"$VENV/bin/python" -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+	echo "ERROR: pytest collected no tests" >&2
+	exit 1
+fi
+exit "$rc"
