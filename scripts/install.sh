@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install pbx-engine on Debian 12 and start it in the foreground on its embedded default:
-#   a virtualenv in ./.venv, `pip install .`, then
+#   a virtualenv in ./.venv, `pip install -e .` (runs from this checkout), then
 #   pbx serve --data-dir ./data --sip 0.0.0.0:5060
 # The data dir is SQLite; on first start the example company (config/example-company.yaml) is imported.
 # Stop with Ctrl-C (SIGINT) or SIGTERM.
@@ -10,8 +10,8 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$REPO"
 ensure_venv
-say "pip install . (into $VENV)"
-pip_install .
+say "pip install -e . (into $VENV)"
+pip_install -e .
 [ "${NO_START:-0}" = 1 ] && { say "installed: $VENV/bin/pbx"; exit 0; }
 say "starting: pbx serve --data-dir ${DATA_DIR:-./data} --sip ${SIP:-0.0.0.0:5060}"
 exec "$VENV/bin/pbx" serve --data-dir "${DATA_DIR:-./data}" --sip "${SIP:-0.0.0.0:5060}" --log-level "${LOG_LEVEL:-info}"
