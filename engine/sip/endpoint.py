@@ -20,6 +20,7 @@ from typing import Final
 
 from engine.sip.errors import SipParseError
 from engine.sip.events import CancelReceived, Event, RequestReceived, ResponseReceived
+from engine.sip.headers import Via
 from engine.sip.message import Field, Message, Request, Response, make_response
 from engine.sip.parser import parse_message
 from engine.sip.sanity import check_request
@@ -187,6 +188,7 @@ class SipEndpoint:
             return
         # §8.2: answer statelessly. A request whose Via cannot be parsed goes back to where it came from.
         try:
+            stamp_via(msg, peer)
             dest = response_peer(msg, peer)
         except SipParseError:
             dest = peer
@@ -198,13 +200,7 @@ class SipEndpoint:
         self._out.append((resp.serialize(), dest))
 
     def _on_request(self, req: Request, peer: Peer, now: float) -> None:
-        via = req.top_via
-        # RFC 3581 §4 / RFC 3261 §18.2.1: note where the request really came from.
-        if via.host != peer.host or ("rport" in via.params and via.params["rport"] is None):
-            via.params["received"] = peer.host
-            if "rport" in via.params:
-                via.params["rport"] = str(peer.port)
-            req.set_top_via(via)
+        via = stamp_via(req, peer)
         key = server_key(req, via.branch, via.sent_by)
         tx = self._server.get(key)
         if tx is not None:
@@ -233,13 +229,15 @@ class SipEndpoint:
         self._server[key] = tx
         invite_key = (*key[:-1], "INVITE")
         invite_tx = self._server.get(invite_key)
-        # §9.2: the CANCEL is answered 200 when it matches a pending INVITE, 481 otherwise.
-        if isinstance(invite_tx, ServerInviteTransaction) and invite_tx.state is TransactionState.PROCEEDING:
-            self.respond(tx, make_response(req, 200, to_tag=self.new_tag()), now)
+        # §9.2: a CANCEL that matches an INVITE transaction is answered 200 by the UAS itself; it only has an
+        # effect while no final response was sent (Proceeding). One that matches nothing gets 481.
+        if not isinstance(invite_tx, ServerInviteTransaction):
+            self.respond(tx, make_response(req, 481, to_tag=self.new_tag()), now)
+            return
+        self.respond(tx, make_response(req, 200, to_tag=self.new_tag()), now)
+        if invite_tx.state is TransactionState.PROCEEDING and not invite_tx.cancelled:
             invite_tx.cancelled = True
             self._events.append(CancelReceived(req, invite_tx))
-        else:
-            self.respond(tx, make_response(req, 481, to_tag=self.new_tag()), now)
 
     def _on_response(self, resp: Response, now: float) -> None:
         try:
@@ -255,6 +253,22 @@ class SipEndpoint:
             self._events.append(ResponseReceived(resp, None))  # a late 2xx: the dialog layer ACKs it
         else:
             self.stats["dropped"] += 1
+
+
+def stamp_via(req: Request, peer: Peer) -> Via:
+    """RFC 3261 §18.2.1 / RFC 3581 §4: note in the top Via where the request really came from
+    (``received`` when the address differs, ``rport`` filled in when asked for). Returns the top Via.
+
+    Raises:
+        SipParseError: the top Via is missing or malformed.
+    """
+    via = req.top_via
+    if via.host != peer.host or ("rport" in via.params and via.params["rport"] is None):
+        via.params["received"] = peer.host
+        if "rport" in via.params:
+            via.params["rport"] = str(peer.port)
+        req.set_top_via(via)
+    return via
 
 
 def server_key(req: Request, branch: str | None, sent_by: str) -> tuple[str, ...]:

@@ -168,9 +168,14 @@ def split_list(value: str) -> list[str]:
         start = pos + 1
 
 
-_PARAM: Final = r"""\s*;\s*([A-Za-z0-9\-.!%*_+`'~]+)(?:\s*=\s*("[^"\\]*(?:\\.[^"\\]*)*"|[^\s;"<>,=]+))?\s*"""
+# One ";name[=value]" parameter. Possessive quantifiers (Python 3.11) keep matching linear: no whitespace run
+# can be split between two parameters, so a long run of blanks cannot make the regex backtrack.
+_PARAM: Final = (
+    r"""\s*+;\s*+([A-Za-z0-9\-.!%*_+`'~]++)"""
+    r"""(?:\s*+=\s*+("[^"\\]*+(?:\\.[^"\\]*+)*+"|[^\s;"<>,=]++))?+"""
+)
 _PARAM_RE: Final = re.compile(_PARAM)
-_PARAMS_RE: Final = re.compile(f"(?:{_PARAM})*", re.S)
+_PARAMS_RE: Final = re.compile(f"(?:{_PARAM})*+\\s*+", re.S)
 
 
 def parse_params(text: str) -> dict[str, str | None]:

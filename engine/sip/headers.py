@@ -31,7 +31,7 @@ _ADDR_RE: Final = re.compile(
 # sent-protocol with LWS allowed around each "/" (§25.1 SLASH), then LWS, then sent-by.
 _VIA_RE: Final = re.compile(
     r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9.!%*_+`'~-]+)\s+(\[[0-9A-Fa-f:.]+\]|[^\s;:]+)(?:\s*:\s*(\d+))?\s*(;.*)?\Z",
-    re.S,
+    re.S | re.I,
 )
 
 

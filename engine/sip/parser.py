@@ -138,7 +138,7 @@ def _request_line(line: str, fields: list[Field], body: bytes) -> tuple[Request,
         return req, SipParseError(400, "Malformed Request-Line")
     if not uri or uri[0] == "<" or ":" not in uri:
         return req, SipParseError(400, "Bad Request-URI")
-    if version != SIP_VERSION:
+    if version != SIP_VERSION and version.upper() != SIP_VERSION:  # §25: "SIP" is case-insensitive
         if version.upper().startswith("SIP/") and version[4:].replace(".", "").isdigit():
             return req, SipParseError(505, "Version Not Supported")
         return req, SipParseError(400, "Malformed Request-Line")
@@ -148,7 +148,7 @@ def _request_line(line: str, fields: list[Field], body: bytes) -> tuple[Request,
 def _response_line(line: str, fields: list[Field], body: bytes) -> tuple[Response, SipParseError | None]:
     # §7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
     parts = line.split(" ", 2)
-    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[0] != SIP_VERSION:
+    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[0].upper() != SIP_VERSION:
         return Response(0, "", fields, body), SipParseError(400, "Malformed Status-Line")
     status = int(parts[1])
     resp = Response(status, parts[2] if len(parts) == 3 else "", fields, body)

@@ -144,27 +144,32 @@ class Registrar:
         header_expires = req.expires
         call_id = req.call_id
         cseq = req.cseq.seq
-        bindings = self.location._bindings(aor)
+        # Look, don't create: a refused request must not leave an empty AOR behind.
+        bindings = self.location._aors.get(aor, {})
         changes: list[BindingChange] = []
 
         if raw_contacts == ["*"]:
             # §10.3 step 6: "*" is valid only alone and with Expires: 0.
             if header_expires != 0:
                 return self._fail(req, 400, "Wildcard Contact requires Expires: 0", to_tag)
-            for key, b in list(bindings.items()):
-                if b.call_id == call_id and cseq <= b.cseq:
-                    continue  # an older request of the same registration: keep (step 7)
-                del bindings[key]
+            # Step 6: a binding with the same Call-ID is removed only if the CSeq is higher; otherwise
+            # "the update MUST be aborted and the request fails" -- so check them all before removing any.
+            if any(b.call_id == call_id and cseq <= b.cseq for b in bindings.values()):
+                return self._fail(req, 500, "Out of order REGISTER (CSeq not higher)", to_tag,
+                                  retry_after=True)
+            for b in bindings.values():
                 changes.append(BindingChange(aor, b.contact, None))
-            self.location._drop_empty(aor)
+            self.location._aors.pop(aor, None)
             return RegisterOutcome(self._ok(req, aor, now, to_tag), changes)
         if "*" in raw_contacts:
             return self._fail(req, 400, "Wildcard Contact must be the only Contact", to_tag)
 
+        # Validate every contact before changing anything (a bad second contact must not half-apply).
         contacts = req.addresses("contact")
-        planned: list[tuple[Address, int]] = []
+        planned: list[tuple[Address, int, float, str | None, int | None]] = []
         for contact in contacts:
             expires = self._expires_of(contact, header_expires)
+            q, instance, reg_id = _q_value(contact), _instance_id(contact), _reg_id(contact)
             if 0 < expires < self.min_expires:
                 resp = make_response(req, 423, "Interval Too Brief", to_tag=to_tag)
                 resp.fields.append(Field("min-expires", str(self.min_expires)))
@@ -174,16 +179,17 @@ class Registrar:
                 # §10.3 step 7: an out-of-order request for a binding is refused, before anything changes.
                 return self._fail(req, 500, "Out of order REGISTER (CSeq not higher)", to_tag,
                                   retry_after=True)
-            planned.append((contact, min(expires, self.max_expires)))
+            planned.append((contact, min(expires, self.max_expires), q, instance, reg_id))
+        if not planned:
+            return RegisterOutcome(self._ok(req, aor, now, to_tag), [])  # §10.3 step 8: a query
 
         user_agent = req.get("user-agent") or ""
         path = tuple(req.get_all("path"))
-        for contact, expires in planned:
+        bindings = self.location._bindings(aor)
+        for contact, expires, q, instance, reg_id in planned:
             uri_text = contact.uri_text
             key = contact_key(uri_text)
             old = bindings.get(key)
-            instance = _instance_id(contact)
-            reg_id = _reg_id(contact)
             if instance is not None:
                 # RFC 5626 §6: the same instance (and reg-id) replaces the device's previous contact.
                 for other_key, other in list(bindings.items()):
@@ -195,7 +201,6 @@ class Registrar:
                     del bindings[key]
                     changes.append(BindingChange(aor, old.contact, None))
                 continue
-            q = _q_value(contact)
             binding = Binding(aor, uri_text, now + expires, q, call_id, cseq, source, user_agent, instance,
                               reg_id, path)
             bindings[key] = binding

@@ -226,13 +226,16 @@ class ServerTransaction(Transaction):
         Raises:
             LocalProtocolError: the transaction can no longer send this response (e.g. a second final).
         """
-        self._last = response.serialize()
         status = response.status
-        if status < 200:
-            self._input(I.SEND_1XX, now)
-            return
-        self._input(I.SEND_2XX if status < 300 else I.SEND_FINAL, now)
-        self.request = None
+        inp = I.SEND_1XX if status < 200 else I.SEND_2XX if status < 300 else I.SEND_FINAL
+        if (self.state, inp) not in self.TABLE:
+            raise LocalProtocolError(
+                f"{type(self).__name__}: cannot send {status} in state {self.state.value}"
+            )
+        self._last = response.serialize()
+        self._input(inp, now)
+        if status >= 200:
+            self.request = None
 
     def receive_request(self, request: Request, now: float) -> None:
         """A retransmission (or, for INVITE server transactions, the ACK) matched this transaction."""
@@ -289,6 +292,7 @@ class ServerInviteTransaction(ServerTransaction):
         (S.PROCEEDING, I.SEND_2XX): ("_send_2xx", S.ACCEPTED),
         (S.PROCEEDING, I.SEND_FINAL): ("_send_final", S.COMPLETED),
         (S.PROCEEDING, I.RECV_REQUEST): ("_send_last", S.PROCEEDING),
+        (S.PROCEEDING, I.RECV_ACK): (None, S.PROCEEDING),  # no final sent yet: nothing to acknowledge
         (S.PROCEEDING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
         (S.COMPLETED, I.RECV_REQUEST): ("_send_last", S.COMPLETED),
         (S.COMPLETED, I.RECV_ACK): ("_confirm", S.CONFIRMED),
@@ -301,6 +305,7 @@ class ServerInviteTransaction(ServerTransaction):
         # RFC 6026 §7.1: in Accepted, INVITE retransmissions are absorbed (the TU resends its 2xx),
         # further 2xx from the TU pass through, and Timer L ends the state.
         (S.ACCEPTED, I.RECV_REQUEST): (None, S.ACCEPTED),
+        (S.ACCEPTED, I.RECV_ACK): (None, S.ACCEPTED),  # passed to the TU by receive_request
         (S.ACCEPTED, I.SEND_2XX): ("_send_last", S.ACCEPTED),
         (S.ACCEPTED, I.TIMER_L): (None, S.TERMINATED),
         (S.ACCEPTED, I.TRANSPORT_ERROR): (None, S.ACCEPTED),
@@ -313,6 +318,18 @@ class ServerInviteTransaction(ServerTransaction):
         super().__init__(request, key, peer, host, config, S.PROCEEDING)
         self._g_interval = config.t1
         self.cancelled = False
+
+    def receive_request(self, request: Request, now: float) -> None:
+        """An INVITE retransmission or an ACK matched this transaction.
+
+        RFC 6026 §7.1: an ACK that matches in Accepted (RFC 2543 peers reuse the INVITE's branch) is the ACK
+        for the 2xx, which belongs to the TU: it is passed up, and the transaction stays as it is.
+        """
+        if request.method == "ACK" and self.state is S.ACCEPTED:
+            from engine.sip.events import RequestReceived
+
+            self.host.deliver(RequestReceived(request, None, self.peer))
+        super().receive_request(request, now)
 
     def _send_2xx(self, now: float) -> None:
         self._send_last(now)
@@ -460,7 +477,6 @@ class ClientInviteTransaction(ClientTransaction):
         (S.PROCEEDING, I.RECV_1XX): ("_pass_up", S.PROCEEDING),
         (S.PROCEEDING, I.RECV_2XX): ("_accept", S.ACCEPTED),
         (S.PROCEEDING, I.RECV_FINAL): ("_complete", S.COMPLETED),
-        (S.PROCEEDING, I.TIMER_B): ("_timed_out", S.TERMINATED),
         (S.PROCEEDING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
         (S.COMPLETED, I.RECV_1XX): (None, S.COMPLETED),
         (S.COMPLETED, I.RECV_2XX): (None, S.COMPLETED),
@@ -496,7 +512,9 @@ class ClientInviteTransaction(ClientTransaction):
         self._arm("a", now + self._interval)
 
     def _proceed(self, now: float) -> None:
-        self._disarm("a")
+        # Figure 5: Timer B runs in Calling only; a ringing callee may take longer than 64*T1 (a proxy or
+        # B2BUA bounds ringing with its own timer, §16.6 Timer C).
+        self._disarm("a", "b")
         self._pass_up(now)
 
     def _accept(self, now: float) -> None:

@@ -165,11 +165,28 @@ class Uri:
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
+        # §19.1.4: user/ttl/method/maddr/transport must match when either URI has them; any other
+        # parameter present in both must match; header components are never ignored.
         for name in _COMPARED_PARAMS:
-            a, b = self.params.get(name), other.params.get(name)
-            if (a is None) != (b is None) or (a is not None and b is not None and a.lower() != b.lower()):
+            if (name in self.params) != (name in other.params):
                 return False
-        return True
+        for name, a in self.params.items():
+            if name in other.params:
+                b = other.params[name]
+                if (a is None) != (b is None) or (a is not None and b is not None and a.lower() != b.lower()):
+                    return False
+        return _headers_set(self.headers) == _headers_set(other.headers)
+
+
+def _headers_set(headers: str) -> frozenset[tuple[str, str]]:
+    """URI header components as a set of (lower-case name, decoded value): their order does not matter."""
+    if not headers:
+        return frozenset()
+    out = set()
+    for item in headers.split("&"):
+        name, _, value = item.partition("=")
+        out.add((_pct_unquote(name).lower(), _pct_unquote(value)))
+    return frozenset(out)
 
 
 @lru_cache(maxsize=8192)
