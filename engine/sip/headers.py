@@ -183,15 +183,20 @@ class Address:
         return head + format_params(self.params)
 
 
-@lru_cache(maxsize=8192)
+#: Longest value the parse memos keep: real From/To/Contact values are far shorter, and a peer must not be
+#: able to pin large strings in memory (8192 entries x 64 KB would be half a gigabyte).
+MEMO_MAX_LEN: Final = 256
+_memo_address = lru_cache(maxsize=8192)(Address.parse)
+
+
 def parse_address(text: str) -> Address:
-    """``Address.parse`` with a bounded memo (a phone's From/To/Contact repeat verbatim between the
-    challenged and the authenticated REGISTER, and across refreshes).
+    """``Address.parse`` with a bounded memo for short values (a phone's From/To/Contact repeat verbatim
+    between the challenged and the authenticated REGISTER, and across refreshes).
 
     Raises:
         ValueError: as ``Address.parse``.
     """
-    return Address.parse(text)
+    return _memo_address(text) if len(text) <= MEMO_MAX_LEN else Address.parse(text)
 
 
 def _closing_quote(text: str) -> int:

@@ -22,20 +22,22 @@ _ERRORS: Final = "surrogateescape"
 
 _NAME_CACHE: dict[str, str | None] = {}
 _NAME_CACHE_MAX: Final = 2048
+_NAME_CACHED_MAX_LEN: Final = 64
 
 
 def _header_key(name: str) -> str | None:
     """Raw header name -> stored key (lower-case long form), None when not a token. Cached: phones use
     a few dozen spellings, so this is one dict lookup per header line."""
     key = _NAME_CACHE.get(name)
-    if key is not None or name in _NAME_CACHE:
+    if key is not None:
         return key
     stripped = name.rstrip(" \t")  # HCOLON = *( SP / HTAB ) ":" SWS
     if is_token(stripped):
         lower = stripped.lower()
         key = COMPACT_FORMS.get(lower, lower)
-    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-        _NAME_CACHE[name] = key
+        # Only valid, short names are remembered: a peer cannot fill the cache with junk or long names.
+        if len(name) <= _NAME_CACHED_MAX_LEN and len(_NAME_CACHE) < _NAME_CACHE_MAX:
+            _NAME_CACHE[name] = key
     return key
 
 
@@ -232,8 +234,17 @@ class StreamFramer:
 
 
 def _stream_content_length(head: bytes) -> int:
-    length = 0
+    """Content-Length of a framed head, read exactly as ``parse_message`` reads it: continuation lines are
+    unfolded first (§7.3.1), so a folded value counts and a look-alike inside another header's continuation
+    does not (a framer and parser that disagree let a peer smuggle a message into the stream)."""
+    headers: list[bytes] = []
     for line in head.split(b"\r\n")[1:]:
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] += b" " + line.strip()
+        else:
+            headers.append(line)
+    length = 0
+    for line in headers:
         colon = line.find(b":")
         if colon <= 0:
             continue

@@ -189,15 +189,18 @@ def _headers_set(headers: str) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
-@lru_cache(maxsize=8192)
+MEMO_MAX_LEN: Final = 256  # see headers.MEMO_MAX_LEN
+_memo_uri = lru_cache(maxsize=8192)(Uri.parse)
+
+
 def parse_uri(text: str) -> Uri:
-    """``Uri.parse`` with a bounded memo: Request-URIs, and the From/To/Contact URIs of a phone's
-    refreshes, repeat verbatim, so most lookups skip parsing.
+    """``Uri.parse`` with a bounded memo for short texts: Request-URIs, and the From/To/Contact URIs of a
+    phone's refreshes, repeat verbatim, so most lookups skip parsing.
 
     Raises:
         ValueError: as ``Uri.parse``.
     """
-    return Uri.parse(text)
+    return _memo_uri(text) if len(text) <= MEMO_MAX_LEN else Uri.parse(text)
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
