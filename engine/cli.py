@@ -1,7 +1,7 @@
 """The ``pbx`` command line: run the engine and do the common admin steps on a data directory.
 
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
-  pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL]
+  pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL] [--digest ALGS]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW] [--json]
   pbx import     FILE --data-dir DIR [--json]
   pbx reg list   --data-dir DIR [--json]
@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="info",
         help="log verbosity; debug logs one line per SIP request (default info)",
     )
+    serve.add_argument(
+        "--digest",
+        type=parse_digest_algorithms,
+        default=("MD5",),
+        metavar="ALG[,ALG]",
+        help="digest algorithms to challenge with, most preferred first: MD5, SHA-256 (RFC 8760), "
+        "MD5-sess, SHA-256-sess (default MD5: SIPp and some phones give up on a SHA-256 challenge)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     user = commands.add_parser("user", help="manage users", description="Manage users and their lines.")
@@ -170,6 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILURE
 
 
+def parse_digest_algorithms(text: str) -> tuple[str, ...]:
+    """``SHA-256,MD5`` -> ("SHA-256", "MD5"); each must be an algorithm engine.sip.auth knows."""
+    known = {"MD5": "MD5", "SHA-256": "SHA-256", "MD5-SESS": "MD5-sess", "SHA-256-SESS": "SHA-256-sess"}
+    names = [part.strip().upper() for part in text.split(",") if part.strip()]
+    if not names or any(n not in known for n in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give distinct algorithms from {', '.join(known.values())}, separated by commas"
+        )
+    return tuple(known[n] for n in names)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from engine.server import serve
@@ -185,6 +204,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         sip_port=sip_port,
         api=args.api,
         log_level=args.log_level,
+        digest_algorithms=args.digest,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 from engine.sip.errors import SipParseError
@@ -226,7 +227,7 @@ class Registrar:
         resp = make_response(req, 200, to_tag=to_tag)
         for b in self.location.lookup(aor, now):
             resp.fields.append(Field("contact", b.contact_value(now)))
-        resp.fields.append(Field("date", email.utils.formatdate(now, usegmt=True)))
+        resp.fields.append(Field("date", http_date(now)))
         return resp
 
     @staticmethod
@@ -236,6 +237,16 @@ class Registrar:
         if retry_after:
             resp.fields.append(Field("retry-after", "1"))
         return RegisterOutcome(resp, [])
+
+
+@lru_cache(maxsize=4)
+def _http_date(second: int) -> str:
+    return email.utils.formatdate(second, usegmt=True)
+
+
+def http_date(now: float) -> str:
+    """RFC 3261 §20.17 Date value for wall-clock ``now`` (formatted once per second)."""
+    return _http_date(int(now))
 
 
 def _q_value(contact: Address) -> float:

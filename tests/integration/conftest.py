@@ -28,6 +28,7 @@ def pbx_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         preload: bool = True,
         log_level: str = "debug",
         name: str = "pbx",
+        extra_args: Sequence[str] = (),
     ) -> PbxServer:
         data_dir = tmp_path / f"{name}-data"
         if preload:
@@ -35,7 +36,7 @@ def pbx_factory(tmp_path: Path) -> Iterator[ServerFactory]:
             run_pbx("import", str(company), "--data-dir", str(data_dir))
         else:
             data_dir.mkdir()
-        server = PbxServer(data_dir, tmp_path / f"{name}.log", log_level=log_level)
+        server = PbxServer(data_dir, tmp_path / f"{name}.log", log_level=log_level, extra_args=extra_args)
         servers.append(server)
         server.start()
         return server
@@ -52,6 +53,19 @@ def pbx_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 def pbx_server(pbx_factory: ServerFactory) -> PbxServer:
     """A running server with the ten test lines 1000..1009 (password ``secret-<ext>``, realm pbx.test)."""
     return pbx_factory()
+
+
+@pytest.fixture
+def server_for(pbx_factory: ServerFactory) -> Callable[[str], PbxServer]:
+    """A server challenging with ``algorithm``: MD5 is the default; others are offered first with
+    ``--digest ALG,MD5`` (the SHA-256 deployments' setting)."""
+
+    def get(algorithm: str) -> PbxServer:
+        if algorithm == "MD5":
+            return pbx_factory()
+        return pbx_factory(name=f"pbx-{algorithm.lower()}", extra_args=("--digest", f"{algorithm},MD5"))
+
+    return get
 
 
 @pytest.fixture

@@ -179,7 +179,9 @@ class PbxServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_level: str = "debug",
+        extra_args: Sequence[str] = (),
     ) -> None:
+        self.extra_args = tuple(extra_args)
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.data_dir = data_dir
@@ -209,6 +211,7 @@ class PbxServer:
             f"{self.host}:{self.port}",
             "--log-level",
             self.log_level,
+            *self.extra_args,
         ]
 
     def log_text(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -29,22 +30,33 @@ def test_options_answers_200_with_allow(pbx_server: PbxServer) -> None:
     assert {"REGISTER", "OPTIONS", "INVITE"} <= allow, resp.text
 
 
-def test_challenge_offers_md5_and_sha256(pbx_server: PbxServer) -> None:
-    with SipClient(pbx_server.addr) as c:
+def offered_algorithms(server: PbxServer) -> list[str]:
+    with SipClient(server.addr) as c:
         resp = c.register(ALICE.extension, None)
     assert resp.status == 401, resp.text
-    algorithms = set()
+    algorithms = []
     for value in resp.get_all("www-authenticate"):
         scheme, params = parse_challenge(value)
         assert scheme.lower() == "digest", value
         assert params.get("realm") == "pbx.test", value
         assert "auth" in params.get("qop", "").split(","), value
-        algorithms.add(params.get("algorithm", "MD5").upper())
-    assert {"MD5", "SHA-256"} <= algorithms, resp.text
+        algorithms.append(params.get("algorithm", "MD5").upper())
+    return algorithms
+
+
+def test_default_challenge_is_md5(pbx_server: PbxServer) -> None:
+    assert offered_algorithms(pbx_server) == ["MD5"]
+
+
+def test_digest_option_offers_sha256_first(server_for: Callable[[str], PbxServer]) -> None:
+    assert offered_algorithms(server_for("SHA-256")) == ["SHA-256", "MD5"]
 
 
 @pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
-def test_register_digest_then_query_then_remove(pbx_server: PbxServer, algorithm: str) -> None:
+def test_register_digest_then_query_then_remove(
+    server_for: Callable[[str], PbxServer], algorithm: str
+) -> None:
+    pbx_server = server_for(algorithm)
     with SipClient(pbx_server.addr) as c:
         ok = c.register(ALICE.extension, ALICE.password, expires=600, algorithm=algorithm)
         assert ok.status == 200, ok.text

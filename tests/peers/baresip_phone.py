@@ -230,7 +230,8 @@ def run(proc: subprocess.Popen[bytes], args: argparse.Namespace) -> int:
                     quitting = True
                     ctrl.command("quit")
                 elif cmd == "unregister":
-                    ctrl.command(f"uadel {aor(args)}")
+                    # baresip files the UA under the AOR without its ;transport parameter
+                    ctrl.command(f"uadel {aor(args).split(';', 1)[0]}")
                 elif cmd == "register":
                     ctrl.command(f"uanew {account_line(args)}")
                 else:
