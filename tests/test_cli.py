@@ -229,6 +229,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "[::1]:8080",
                 "--log-level",
                 "debug",
+                "--digest",
+                "sha-256, MD5",
             ]
         )
         == 0
@@ -241,6 +243,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "sip_port": 5070,
             "api": ("::1", 8080),
             "log_level": "debug",
+            "digest_algorithms": ("SHA-256", "MD5"),
         },
         {
             "data_dir": Path("./data"),
@@ -248,8 +251,12 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "sip_port": 5060,
             "api": None,
             "log_level": "info",
+            "digest_algorithms": ("MD5",),
         },
     ]
+    for bad in ("SHA-512", "MD5,MD5", ""):
+        with pytest.raises(SystemExit):
+            main(["serve", "--digest", bad])
 
 
 def test_serve_without_a_server_module_says_so(
