@@ -150,8 +150,7 @@ class SipEndpoint:
         Raises:
             LocalProtocolError: the transaction cannot send it (e.g. a second final response).
         """
-        if not response.has("server"):
-            response.fields.append(Field("server", self.config.server_header))
+        response.fields.append(Field("server", self.config.server_header))
         tx.respond(response, now)
 
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:

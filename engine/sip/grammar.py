@@ -60,12 +60,17 @@ TOKEN_CHARS: Final[frozenset[str]] = frozenset(
 )
 
 
+_SPELLINGS: dict[str, str] = dict(CANONICAL_NAMES)
+
+
 def canonical_name(name: str) -> str:
     """The wire spelling of a lower-case long header name (``call-id`` -> ``Call-ID``)."""
-    known = CANONICAL_NAMES.get(name)
-    if known is not None:
-        return known
-    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+    known = _SPELLINGS.get(name)
+    if known is None:
+        known = "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+        if len(_SPELLINGS) < 1024 and len(name) <= 64:  # only our own names get here; bounded anyway
+            _SPELLINGS[name] = known
+    return known
 
 
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")

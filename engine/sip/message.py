@@ -62,21 +62,32 @@ def header_key(name: str) -> str:
 class Message:
     """Headers and body shared by requests and responses."""
 
-    __slots__ = ("_cache", "body", "fields")
+    __slots__ = ("_cache", "_index", "_index_of", "body", "fields")
 
     def __init__(self, fields: list[Field] | None = None, body: bytes = b"") -> None:
         self.fields: list[Field] = fields if fields is not None else []
         self.body = body
         self._cache: dict[str, object] = {}
+        self._index: dict[str, Field] = {}
+        self._index_of: tuple[int, int] = (0, -1)  # (id, len) of the field list the index describes
 
     # -- raw access --------------------------------------------------------------------------------
+    def _first(self, key: str) -> Field | None:
+        """The first field called ``key``: one dict lookup. The index is rebuilt (one pass) whenever the
+        field list was replaced or grew, so code may append to ``fields`` directly."""
+        fields = self.fields
+        if self._index_of != (id(fields), len(fields)):
+            index: dict[str, Field] = {}
+            for f in reversed(fields):
+                index[f.name] = f
+            self._index = index
+            self._index_of = (id(fields), len(fields))
+        return self._index.get(key)
+
     def get(self, name: str) -> str | None:
         """The value of the first header called ``name`` (compact forms accepted), or None."""
-        key = header_key(name)
-        for f in self.fields:
-            if f.name == key:
-                return f.value
-        return None
+        f = self._first(header_key(name))
+        return None if f is None else f.value
 
     def get_fields(self, name: str) -> list[Field]:
         key = header_key(name)
@@ -102,8 +113,7 @@ class Message:
         return values
 
     def has(self, name: str) -> bool:
-        key = header_key(name)
-        return any(f.name == key for f in self.fields)
+        return self._first(header_key(name)) is not None
 
     def add(self, name: str, value: str, *, first: bool = False) -> None:
         """Append (or, with ``first``, prepend) a header."""
@@ -209,6 +219,7 @@ class Message:
                 if vias_rest:
                     new.append(Field("via", ", ".join(vias_rest)))
                 self.fields[idx : idx + 1] = new
+                self._index_of = (0, -1)  # replaced in place: the index is stale
                 break
         else:
             self.fields.insert(0, Field("via", via.serialize()))
@@ -216,14 +227,10 @@ class Message:
         self._cache["via:top"] = via
 
     def _single(self, key: str) -> str:
-        value = None
-        for f in self.fields:
-            if f.name == key:
-                value = f.value
-                break
-        if value is None:
+        f = self._first(key)
+        if f is None:
             raise self._missing(key)
-        return value
+        return f.value
 
     @property
     def call_id(self) -> str:
@@ -314,6 +321,8 @@ class Message:
         """
         out: list[str] = []
         key = header_key(name)
+        if self._first(key) is None:
+            return out
         for f in self.fields:
             if f.name == key:
                 try:
