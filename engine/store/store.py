@@ -16,6 +16,7 @@ changing the company's SIP realm requires new SIP passwords for every line.
 from __future__ import annotations
 
 import json
+import operator
 import secrets
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,6 +51,19 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 PASSWORD_LENGTH: Final = 20
 _PASSWORD_ALPHABET: Final = string.ascii_letters + string.digits
 _BINDING_FIELDS: Final = tuple(c.name for c in schema.registrations.columns)
+_binding_row: Final = operator.attrgetter(*_BINDING_FIELDS)
+
+
+def _binding_upsert_sql(paramstyle: str) -> str:
+    """INSERT ... ON CONFLICT (aor, contact) DO UPDATE for the registrations table, in the driver's style."""
+    marker = "?" if paramstyle == "qmark" else "%s"
+    cols = ", ".join(_BINDING_FIELDS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _BINDING_FIELDS if c not in ("aor", "contact"))
+    values = ", ".join([marker] * len(_BINDING_FIELDS))
+    return (
+        f"INSERT INTO {schema.registrations.name} ({cols}) VALUES ({values}) "
+        f"ON CONFLICT (aor, contact) DO UPDATE SET {updates}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +106,7 @@ class Store:
             self._insert: Any = postgresql.insert
         else:
             self._insert = sqlite.insert
+        self._upsert_sql = _binding_upsert_sql(engine.dialect.paramstyle)
 
     @classmethod
     def open(cls, data_dir: Path | str, url: str | None = None) -> Store:
@@ -331,16 +346,10 @@ class Store:
                     [{"b_aor": a, "b_contact": c} for a, c in deletes],
                 )
             if upserts:
-                stmt = self._insert(reg)
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=[reg.c.aor, reg.c.contact],
-                    set_={
-                        name: stmt.excluded[name]
-                        for name in _BINDING_FIELDS
-                        if name not in ("aor", "contact")
-                    },
-                )
-                conn.execute(stmt, [{name: getattr(r, name) for name in _BINDING_FIELDS} for r in upserts])
+                # The registrar writes thousands of rows a second from a thread that shares the GIL with the
+                # event loop: one driver-level executemany of plain tuples costs a fraction of Core's
+                # per-row parameter processing. The statement is portable (SQLite >= 3.24, PostgreSQL).
+                conn.exec_driver_sql(self._upsert_sql, [_binding_row(r) for r in upserts])
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
