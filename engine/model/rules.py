@@ -33,7 +33,11 @@ def check_text(value: object, field: str, *, max_len: int = MAX_NAME) -> str:
     """A required single-line string, stripped, 1..max_len characters."""
     if not isinstance(value, str):
         raise ModelError(field, "must be a string")
-    text = value.strip()
+    return _check_line(value.strip(), field, max_len)
+
+
+def _check_line(text: str, field: str, max_len: int) -> str:
+    """Non-empty, at most ``max_len`` characters, no control characters."""
     if not text:
         raise ModelError(field, "must not be empty")
     if len(text) > max_len:
@@ -82,14 +86,7 @@ def check_sip_password(value: object, field: str = "sip_password") -> str:
     """A SIP password as given (not stripped: spaces count), 1..128 printable characters."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise ModelError(field, "must be a string")
-    text = str(value)
-    if not text:
-        raise ModelError(field, "must not be empty")
-    if len(text) > MAX_PASSWORD:
-        raise ModelError(field, f"must be at most {MAX_PASSWORD} characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
-        raise ModelError(field, "must not contain control characters")
-    return text
+    return _check_line(str(value), field, MAX_PASSWORD)
 
 
 def check_e164(value: object, field: str = "number") -> str:
