@@ -21,7 +21,7 @@ from engine.clock import Clock
 from engine.sip.endpoint import SipEndpoint
 from engine.sip.errors import SipParseError
 from engine.sip.events import Event
-from engine.sip.parser import MAX_MESSAGE_BYTES, StreamFramer
+from engine.sip.parser import MAX_MESSAGE_BYTES, StreamFramer, parse_message
 from engine.sip.transaction import Peer
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 UDP_BUFFER_BYTES: Final = 8 * 1024 * 1024
 MAX_TCP_CONNECTIONS: Final = 10_000
 TCP_IDLE_TIMEOUT_S: Final = 3600.0
+CONNECT_TIMEOUT_S: Final = 5.0
+MAX_PENDING_CONNECTS: Final = 256  # outbound TCP connects in flight; beyond this, answers are dropped
 
 EventHandler = Callable[[Event, float], None]
 
@@ -47,6 +49,7 @@ class SipTransport:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connecting: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on ``host:port`` (port 0 picks one free for both). Returns the bound address.
@@ -83,6 +86,8 @@ class SipTransport:
             conn.close()
         if self.udp is not None:
             self.udp.close()
+        for task in list(self._connecting):
+            task.cancel()
         if self.tcp_server is not None:
             await self.tcp_server.wait_closed()
 
@@ -128,8 +133,38 @@ class SipTransport:
                 if conn is not None:
                     conn.send(data)
                 else:
-                    logger.info("no %s connection to %s:%d any more; dropped %d bytes", peer.transport,
-                                peer.host, peer.port, len(data))
+                    self._send_on_new_connection(data, peer)
+
+    def _send_on_new_connection(self, data: bytes, peer: Peer) -> None:
+        """RFC 3261 §18.2.2: the connection a response should go back on has closed, so open one to the top
+        Via's ``received`` address (else its host) and sent-by port (default 5060), as the client expects."""
+        if self._loop is None or len(self._connecting) >= MAX_PENDING_CONNECTS:
+            logger.info("no TCP connection to %s:%d; dropped %d bytes", peer.host, peer.port, len(data))
+            return
+        try:
+            via = parse_message(data, stream=True).top_via
+        except SipParseError:
+            logger.info("no TCP connection to %s:%d for a request; dropped", peer.host, peer.port)
+            return
+        host = via.params.get("received") or via.host
+        port = via.port or 5060
+        conn = self.connections.get((host, port))
+        if conn is not None:
+            conn.send(data)
+            return
+        task = self._loop.create_task(self._connect_and_send(host, port, data))
+        self._connecting.add(task)
+        task.add_done_callback(self._connecting.discard)
+
+    async def _connect_and_send(self, host: str, port: int, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            connecting = loop.create_connection(lambda: SipTcpProtocol(self), host.strip("[]"), port)
+            _, proto = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
+        except (TimeoutError, OSError) as exc:
+            logger.info("cannot reconnect to %s:%d to deliver a response: %s", host, port, exc)
+            return
+        proto.send(data)
 
     def _arm(self) -> None:
         at = self.endpoint.get_timer()

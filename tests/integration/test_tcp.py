@@ -65,3 +65,4 @@ def test_one_message_split_over_several_sends(pbx_server: PbxServer) -> None:
         # The connection stays usable for the next request.
         again = c.options()
         assert again.status == 200, again.text
+
