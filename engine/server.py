@@ -58,6 +58,7 @@ class SipApplication:
         self.credentials: Mapping[str, Credentials] = credentials
         self.clock = clock
         self.writer = writer
+        self.internal_errors = 0
         self._debug = logger.isEnabledFor(logging.DEBUG)
 
     def handle(self, event: Event, now: float) -> None:
@@ -71,6 +72,12 @@ class SipApplication:
             resp = make_response(req, exc.status, exc.reason, to_tag=self.endpoint.new_tag())
             for name, value in exc.extra_headers:
                 resp.fields.append(Field(name.lower(), value))
+        except Exception:
+            # A bug here must not strand the transaction (it would wait forever for an answer): log, 500.
+            self.internal_errors += 1
+            logger.exception("internal error handling %s %s from %s:%d", req.method, req.uri, tx.peer.host,
+                             tx.peer.port)
+            resp = make_response(req, 500, to_tag=self.endpoint.new_tag())
         if self._debug:
             logger.debug("< %s %s from %s:%s:%d -> %d %s", req.method, req.uri, tx.peer.transport,
                          tx.peer.host, tx.peer.port, resp.status, resp.reason)
@@ -155,7 +162,7 @@ class SipApplication:
         assert writer is not None
         for change in changes:
             if change.binding is None:
-                writer.delete(change.aor, change.contact)
+                writer.delete(storable(change.aor), storable(change.contact))
             else:
                 writer.upsert(binding_record(change.binding))
 
@@ -164,15 +171,24 @@ class SipApplication:
         gone = self.registrar.location.purge_expired(self.clock.wall())
         if self.writer is not None:
             for b in gone:
-                self.writer.delete(b.aor, b.contact)
+                self.writer.delete(storable(b.aor), storable(b.contact))
         return len(gone)
+
+
+def storable(text: str) -> str:
+    """Text as the database can take it. The parser keeps undecodable bytes as lone surrogates (so that a
+    message re-serialises byte for byte); a database driver refuses those, so they become U+FFFD here."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def binding_record(b: Binding) -> BindingRecord:
     return BindingRecord(
-        aor=b.aor, contact=b.contact, expires_at=b.expires_at, q=b.q, call_id=b.call_id, cseq=b.cseq,
-        source_transport=b.source.transport, source_host=b.source.host, source_port=b.source.port,
-        user_agent=b.user_agent, instance_id=b.instance_id, reg_id=b.reg_id,
+        aor=storable(b.aor), contact=storable(b.contact), expires_at=b.expires_at, q=b.q,
+        call_id=storable(b.call_id), cseq=b.cseq, source_transport=b.source.transport,
+        source_host=b.source.host, source_port=b.source.port, user_agent=storable(b.user_agent),
+        instance_id=None if b.instance_id is None else storable(b.instance_id), reg_id=b.reg_id,
     )
 
 

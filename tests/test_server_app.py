@@ -191,3 +191,27 @@ def test_binding_record_round_trip() -> None:
     back = binding_from_record(binding_record(b))
     assert (back.aor, back.contact, back.expires_at, back.source, back.instance_id, back.reg_id) == (
         b.aor, b.contact, b.expires_at, b.source, "<urn:uuid:1>", 1)
+
+
+def test_non_ascii_digit_expires_is_a_400_not_a_crash() -> None:
+    rig = Rig()
+    resp = register(rig, "201", USERS["201"], "<sip:201@127.0.0.1:5099>;expires=\u00b2")
+    assert resp.status == 400
+    assert rig.endpoint.transaction_count <= 2  # answered: the transactions end with their timers
+
+
+def test_a_bug_in_the_application_is_answered_500_and_the_transaction_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig()
+    assert rig.app is not None
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(rig.app, "_dispatch", broken)
+    resp = rig.send(rig.request("OPTIONS"))
+    assert resp is not None and resp.status == 500
+    assert rig.app.internal_errors == 1
+    rig.endpoint.handle_timer(rig.clock.now() + 64 * 0.5)
+    assert rig.endpoint.transaction_count == 0

@@ -30,6 +30,7 @@ UDP_BUFFER_BYTES: Final = 8 * 1024 * 1024
 MAX_TCP_CONNECTIONS: Final = 10_000
 TCP_IDLE_TIMEOUT_S: Final = 3600.0
 CONNECT_TIMEOUT_S: Final = 5.0
+MAX_TCP_WRITE_BUFFER: Final = 1 << 20  # bytes queued for one peer before the connection is dropped
 MAX_PENDING_CONNECTS: Final = 256  # outbound TCP connects in flight; beyond this, answers are dropped
 
 EventHandler = Callable[[Event, float], None]
@@ -136,18 +137,21 @@ class SipTransport:
                     self._send_on_new_connection(data, peer)
 
     def _send_on_new_connection(self, data: bytes, peer: Peer) -> None:
-        """RFC 3261 §18.2.2: the connection a response should go back on has closed, so open one to the top
-        Via's ``received`` address (else its host) and sent-by port (default 5060), as the client expects."""
+        """Open a connection for ``data``. A request goes to ``peer``. A response whose connection has closed
+        goes, per RFC 3261 §18.2.2, to the top Via's ``received`` address (else its host) and sent-by port
+        (default 5060), where the client listens."""
         if self._loop is None or len(self._connecting) >= MAX_PENDING_CONNECTS:
             logger.info("no TCP connection to %s:%d; dropped %d bytes", peer.host, peer.port, len(data))
             return
-        try:
-            via = parse_message(data, stream=True).top_via
-        except SipParseError:
-            logger.info("no TCP connection to %s:%d for a request; dropped", peer.host, peer.port)
-            return
-        host = via.params.get("received") or via.host
-        port = via.port or 5060
+        host, port = peer.host, peer.port
+        if data.startswith(b"SIP/2.0 "):
+            try:
+                via = parse_message(data, stream=True).top_via
+            except SipParseError:
+                logger.info("unroutable response to %s:%d dropped", peer.host, peer.port)
+                return
+            host = via.params.get("received") or via.host
+            port = via.port or 5060
         conn = self.connections.get((host, port))
         if conn is not None:
             conn.send(data)
@@ -240,8 +244,23 @@ class SipTcpProtocol(asyncio.Protocol):
             self.owner.receive(message, self.peer)
 
     def send(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
+            # A peer that sends but never reads must not make us queue answers without end.
+            logger.info("closing TCP %s:%d: it does not read its answers", self.peer.host, self.peer.port)
+            transport.abort()
+
+    def pause_writing(self) -> None:
+        """Our output to this peer is backing up: stop reading its requests until it drains."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+            self.transport.resume_reading()
 
     def close(self) -> None:
         if self.transport is not None:

@@ -76,6 +76,12 @@ def canonical_name(name: str) -> str:
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 
 
+def is_digits(text: str | bytes) -> bool:
+    """True for a non-empty run of ASCII digits. (``str.isdigit`` also accepts "²" and other Unicode
+    digits, which ``int()`` then rejects: every number read from the wire goes through this check.)"""
+    return text.isascii() and text.isdigit()
+
+
 def is_token(text: str) -> bool:
     """True when ``text`` is a non-empty RFC 3261 token."""
     return _TOKEN_RE.fullmatch(text) is not None

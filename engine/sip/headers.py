@@ -13,6 +13,7 @@ from typing import Final
 
 from engine.sip.grammar import (
     format_params,
+    is_digits,
     is_token,
     parse_params,
     quote,
@@ -226,7 +227,7 @@ class CSeq:
             ValueError: not exactly a number and a token, or the number is 2**31 or more.
         """
         parts = text.split()
-        if len(parts) != 2 or not parts[0].isdigit() or not is_token(parts[1]):
+        if len(parts) != 2 or not is_digits(parts[0]) or not is_token(parts[1]):
             raise ValueError("malformed CSeq")
         if len(parts[0]) > 10 or int(parts[0]) > MAX_CSEQ:
             raise ValueError("CSeq number out of range")
@@ -243,7 +244,7 @@ def parse_uint(text: str, limit: int) -> int:
         ValueError: not digits, or above ``limit``.
     """
     text = text.strip()
-    if not text.isdigit() or len(text) > 12:
+    if not is_digits(text) or len(text) > 12:
         raise ValueError("not a non-negative integer")
     value = int(text)
     if value > limit:

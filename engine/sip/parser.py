@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final
 
 from engine.sip.errors import SipParseError
-from engine.sip.grammar import COMPACT_FORMS, is_token
+from engine.sip.grammar import COMPACT_FORMS, is_digits, is_token
 from engine.sip.message import SIP_VERSION, Field, Message, Request, Response
 
 MAX_MESSAGE_BYTES: Final = 65_535
@@ -141,7 +141,7 @@ def _request_line(line: str, fields: list[Field], body: bytes) -> tuple[Request,
     if not uri or uri[0] == "<" or ":" not in uri:
         return req, SipParseError(400, "Bad Request-URI")
     if version != SIP_VERSION and version.upper() != SIP_VERSION:  # §25: "SIP" is case-insensitive
-        if version.upper().startswith("SIP/") and version[4:].replace(".", "").isdigit():
+        if version.upper().startswith("SIP/") and is_digits(version[4:].replace(".", "")):
             return req, SipParseError(505, "Version Not Supported")
         return req, SipParseError(400, "Malformed Request-Line")
     return req, None
@@ -150,7 +150,7 @@ def _request_line(line: str, fields: list[Field], body: bytes) -> tuple[Request,
 def _response_line(line: str, fields: list[Field], body: bytes) -> tuple[Response, SipParseError | None]:
     # §7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
     parts = line.split(" ", 2)
-    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[0].upper() != SIP_VERSION:
+    if len(parts) < 2 or len(parts[1]) != 3 or not is_digits(parts[1]) or parts[0].upper() != SIP_VERSION:
         return Response(0, "", fields, body), SipParseError(400, "Malformed Status-Line")
     status = int(parts[1])
     resp = Response(status, parts[2] if len(parts) == 3 else "", fields, body)
@@ -168,7 +168,7 @@ def _apply_content_length(msg: Message, body: bytes, stream: bool) -> SipParseEr
     if len(values) > 1:
         return SipParseError(400, "Multiple Content-Length headers", header="content-length")
     text = values[0]
-    if not text.isdigit() or len(text) > 9:
+    if not is_digits(text) or len(text) > 9:
         return SipParseError(400, "Bad Content-Length", header="content-length")
     length = int(text)
     if length > len(body):
@@ -251,7 +251,7 @@ def _stream_content_length(head: bytes) -> int:
         name = line[:colon].strip().lower()
         if name in (b"content-length", b"l"):
             text = line[colon + 1 :].strip()
-            if not text.isdigit() or len(text) > 9:
+            if not is_digits(text) or len(text) > 9:
                 raise SipParseError(400, "Bad Content-Length")
             length = int(text)
     return length

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Final
 
 from engine.sip.errors import SipParseError
-from engine.sip.grammar import unquote
+from engine.sip.grammar import is_digits, unquote
 from engine.sip.headers import Address
 from engine.sip.message import Field, Request, Response, make_response
 from engine.sip.transaction import Peer
@@ -218,7 +218,7 @@ class Registrar:
     def _expires_of(self, contact: Address, header_expires: int | None) -> int:
         value = contact.params.get("expires")
         if value is not None:
-            if not value.isdigit() or len(value) > 10:
+            if not is_digits(value) or len(value) > 10:
                 raise SipParseError(400, "Bad Contact expires parameter", header="contact")
             return int(value)
         return self.default_expires if header_expires is None else header_expires
@@ -276,6 +276,6 @@ def _reg_id(contact: Address) -> int | None:
     text = contact.params.get("reg-id")
     if text is None:
         return None
-    if not text.isdigit() or len(text) > 9:
+    if not is_digits(text) or len(text) > 9:
         raise SipParseError(400, "Bad reg-id", header="contact")
     return int(text)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote as _pct_unquote
 
-from engine.sip.grammar import format_params, parse_params
+from engine.sip.grammar import format_params, is_digits, parse_params
 
 SIP_SCHEMES: Final = frozenset({"sip", "sips"})
 KNOWN_SCHEMES: Final = frozenset({"sip", "sips", "tel"})
@@ -229,7 +229,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
             raise ValueError(f"bad host {host!r}")
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or len(port_text) > 5:
+    if not is_digits(port_text) or len(port_text) > 5:
         raise ValueError(f"bad port {port_text!r}")
     port = int(port_text)
     if not 0 < port < 65536:

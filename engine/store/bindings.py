@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -227,16 +228,52 @@ class BindingWriter:
             except Exception:
                 self.stats.errors += 1
                 logger.exception(
-                    "binding writer: committing %d changes failed (attempt %d)", batch.size, attempt
+                    "binding writer: committing %d changes failed (attempt %d)",
+                    len(upserts) + len(deletes) + len(aors), attempt,
                 )
+                if attempt == 1 and len(upserts) + len(deletes) + len(aors) > 1:
+                    # One bad row must not sink the others: write them one by one and keep retrying only
+                    # the ones that fail (if all fail, the cause is likely transient, e.g. a locked file).
+                    upserts, deletes, aors = self._one_by_one(upserts, deletes, aors)
+                    if not (upserts or deletes or aors):
+                        return
                 if delay is not None:
                     self._pause.wait(delay)
                 continue
-            self.stats.batches += 1
-            self.stats.upserts += len(upserts)
-            self.stats.deletes += len(deletes)
-            self.stats.aor_deletes += len(aors)
-            self.stats.commit_threads.add(threading.get_ident())
+            self._count(upserts, deletes, aors)
             return
-        self.stats.dropped += batch.size
-        logger.error("binding writer: gave up on %d changes after %d attempts", batch.size, attempt)
+        left = len(upserts) + len(deletes) + len(aors)
+        self.stats.dropped += left
+        logger.error("binding writer: gave up on %d changes after %d attempts", left, attempt)
+
+    def _count(self, upserts: Sequence[BindingRecord], deletes: Sequence[tuple[str, str]],
+               aors: Sequence[str]) -> None:
+        self.stats.batches += 1
+        self.stats.upserts += len(upserts)
+        self.stats.deletes += len(deletes)
+        self.stats.aor_deletes += len(aors)
+        self.stats.commit_threads.add(threading.get_ident())
+
+    def _one_by_one(
+        self, upserts: list[BindingRecord], deletes: list[tuple[str, str]], aors: list[str]
+    ) -> tuple[list[BindingRecord], list[tuple[str, str]], list[str]]:
+        """Write each change in its own transaction (AOR deletes, deletes, upserts: the batch order);
+        return the ones that failed."""
+        failed_aors = [a for a in aors if not self._try((), (), [a])]
+        failed_deletes = [d for d in deletes if not self._try((), [d], ())]
+        failed_upserts = [u for u in upserts if not self._try([u], (), ())]
+        self._count(
+            upserts[: len(upserts) - len(failed_upserts)],  # counts only: which ones does not matter
+            deletes[: len(deletes) - len(failed_deletes)],
+            aors[: len(aors) - len(failed_aors)],
+        )
+        return failed_upserts, failed_deletes, failed_aors
+
+    def _try(self, upserts: Sequence[BindingRecord], deletes: Sequence[tuple[str, str]],
+             aors: Sequence[str]) -> bool:
+        try:
+            self._store.write_bindings(upserts, deletes, aors)
+        except Exception:
+            logger.warning("binding writer: one change failed on its own", exc_info=True)
+            return False
+        return True

@@ -53,3 +53,63 @@ def test_response_for_a_closed_tcp_connection_goes_to_the_via_sent_by() -> None:
     data = asyncio.run(scenario())
     assert data.startswith(b"SIP/2.0 200 OK\r\n")
     assert b"branch=z9hG4bK-x" in data
+
+
+def test_a_tcp_peer_that_never_reads_cannot_grow_our_memory() -> None:
+    """Requests keep coming, answers are never read: the transport stops reading that peer when its output
+    backs up, and drops it past MAX_TCP_WRITE_BUFFER, so what we queue for it stays bounded."""
+    import socket
+
+    from engine.net.transport import MAX_TCP_WRITE_BUFFER
+    from engine.sip.events import Event, RequestReceived
+
+    async def scenario() -> tuple[int, bool]:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(EndpointConfig(), random.Random(1))
+        big_body = b"x" * 4000  # large answers fill the buffers quickly
+
+        def answer(event: Event, now: float) -> None:
+            if isinstance(event, RequestReceived) and event.transaction is not None:
+                resp = make_response(event.request, 200, to_tag="t")
+                resp.body = big_body
+                endpoint.respond(event.transaction, resp, now)
+
+        transport = SipTransport(endpoint, answer, LoopClock(loop))
+        _, port = await transport.start("127.0.0.1", 0)
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", port))
+        client.setblocking(False)
+        peak = 0
+        pushed_back = False
+        blocked_in_a_row = 0
+        pad = "p" * 2000  # 20,000 requests of ~2 KB: far more than loopback socket buffers hold
+        try:
+            for i in range(20_000):
+                request = (
+                    f"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK-{i}\r\n"
+                    f"From: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: c{i}\r\n"
+                    f"CSeq: 1 OPTIONS\r\nX-Pad: {pad}\r\nContent-Length: 0\r\n\r\n"
+                ).encode()
+                try:
+                    client.send(request)
+                    blocked_in_a_row = 0
+                except (BlockingIOError, ConnectionError):
+                    pushed_back = True  # we stopped reading it (or dropped it): it cannot push more
+                    blocked_in_a_row += 1
+                    if blocked_in_a_row >= 50:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0)
+                for conn in transport.connections.values():
+                    if conn.transport is not None:
+                        peak = max(peak, conn.transport.get_write_buffer_size())
+            assert endpoint.stats["requests"] < 20_000  # it stopped reading (or dropped) the peer
+            return peak, pushed_back
+        finally:
+            client.close()
+            await transport.stop()
+
+    peak, pushed_back = asyncio.run(scenario())
+    assert pushed_back  # 80 MB of answers cannot all fit in kernel buffers: the peer was held off
+    assert peak <= MAX_TCP_WRITE_BUFFER + 8192

@@ -1059,3 +1059,22 @@ def test_framer_ignores_a_content_length_lookalike_on_a_continuation_line() -> N
     assert parse_message(data, stream=True).get("subject") == "x content-length: 99"
     other = GOLDENS["folded"]
     assert StreamFramer().feed(data + other) == ([data, other], 0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: \xc2\xb2\r\n\r\n",
+        b"SIP/2.0 \xc2\xb2\xc2\xb2\xc2\xb2 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"Content-Length: 0\r\n\r\n",
+        b"OPTIONS sip:x:\xc2\xb2 SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nContent-Length: 0\r\n\r\n",
+    ],
+    ids=["content-length", "status-code", "uri-port"],
+)
+def test_unicode_digits_are_not_numbers(data: bytes) -> None:
+    """'²' passes str.isdigit() but int() refuses it: every number on the wire must be ASCII digits, and the
+    parser must answer with SipParseError, never ValueError."""
+    with pytest.raises(SipParseError):
+        msg = parse_message(data)
+        if isinstance(msg, Request):
+            _ = msg.request_uri
