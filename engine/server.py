@@ -251,7 +251,7 @@ class Server:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 await transport.stop()
                 await loop.run_in_executor(None, writer.stop)
-                # A config poll may still be running in an executor thread: let it end before the store closes.
+                # A config poll may still run in an executor thread: let it end before the store closes.
                 await loop.shutdown_default_executor()
         finally:
             store.close()
