@@ -78,9 +78,6 @@ class SipEndpoint:
     def new_branch(self) -> str:
         return f"{MAGIC_COOKIE}{self._rng.getrandbits(80):020x}"
 
-    def new_call_id(self) -> str:
-        return f"{self._rng.getrandbits(96):024x}@{self.config.via_host}"
-
     # -- TransactionHost ---------------------------------------------------------------------------
     def transmit(self, data: bytes, peer: Peer) -> None:
         self._out.append((data, peer))

@@ -54,12 +54,6 @@ LIST_HEADERS: Final[frozenset[str]] = frozenset(
     }
 )
 
-_TOKEN_EXTRA: Final = "-.!%*_+`'~"
-TOKEN_CHARS: Final[frozenset[str]] = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _TOKEN_EXTRA
-)
-
-
 _SPELLINGS: dict[str, str] = dict(CANONICAL_NAMES)
 
 

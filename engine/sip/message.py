@@ -8,7 +8,7 @@ that fails to parse raises ``SipParseError`` naming it. Header names are stored 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Final
 
 from engine.sip.errors import SipParseError
@@ -147,11 +147,6 @@ class Message:
         key = header_key(name)
         self.fields = [f for f in self.fields if f.name != key]
         self._cache.pop(key, None)
-
-    def copy_headers_from(self, other: Message, names: Iterable[str]) -> None:
-        """Append ``other``'s headers called ``names``, in ``other``'s order, keeping their raw text."""
-        keys = {header_key(n) for n in names}
-        self.fields.extend(Field(f.name, f.value, f.raw) for f in other.fields if f.name in keys)
 
     # -- typed views -------------------------------------------------------------------------------
     def _bad(self, key: str, exc: Exception | None = None) -> SipParseError:

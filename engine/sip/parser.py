@@ -167,10 +167,9 @@ def _apply_content_length(msg: Message, body: bytes, stream: bool) -> SipParseEr
         return None  # §18.3: over UDP the body runs to the end of the datagram
     if len(values) > 1:
         return SipParseError(400, "Multiple Content-Length headers", header="content-length")
-    text = values[0]
-    if not is_digits(text) or len(text) > 9:
+    length = _content_length(values[0])
+    if length is None:
         return SipParseError(400, "Bad Content-Length", header="content-length")
-    length = int(text)
     if length > len(body):
         return SipParseError(400, "Content-Length larger than the body", header="content-length")
     if length < len(body):
@@ -233,25 +232,21 @@ class StreamFramer:
         return out, pings
 
 
+def _content_length(text: str) -> int | None:
+    """A Content-Length value: 1 to 9 ASCII digits, else None."""
+    return int(text) if is_digits(text) and len(text) <= 9 else None
+
+
 def _stream_content_length(head: bytes) -> int:
-    """Content-Length of a framed head, read exactly as ``parse_message`` reads it: continuation lines are
-    unfolded first (§7.3.1), so a folded value counts and a look-alike inside another header's continuation
-    does not (a framer and parser that disagree let a peer smuggle a message into the stream)."""
-    headers: list[bytes] = []
-    for line in head.split(b"\r\n")[1:]:
-        if line[:1] in (b" ", b"\t") and headers:
-            headers[-1] += b" " + line.strip()
-        else:
-            headers.append(line)
+    """Content-Length of a framed head, read by the parser's own field splitter (unfolding included,
+    §7.3.1): a framer and a parser that disagree would let a peer smuggle a message into the stream.
+    With several Content-Length headers the last one frames; the parser then refuses the message."""
+    fields, _ = _split_fields(head.decode(_ENCODING, _ERRORS).split("\r\n")[1:])
     length = 0
-    for line in headers:
-        colon = line.find(b":")
-        if colon <= 0:
-            continue
-        name = line[:colon].strip().lower()
-        if name in (b"content-length", b"l"):
-            text = line[colon + 1 :].strip()
-            if not is_digits(text) or len(text) > 9:
+    for f in fields:
+        if f.name == "content-length":
+            value = _content_length(f.value)
+            if value is None:
                 raise SipParseError(400, "Bad Content-Length")
-            length = int(text)
+            length = value
     return length

@@ -245,9 +245,6 @@ class ServerTransaction(Transaction):
         if self._last is not None:
             self.host.transmit(self._last, self.peer)
 
-    def _noop(self, now: float) -> None:
-        """An input the state absorbs on purpose (named so the tables say so)."""
-
 
 class ServerNonInviteTransaction(ServerTransaction):
     """§17.2.2, Figure 8."""
@@ -403,9 +400,6 @@ class ClientTransaction(Transaction):
         from engine.sip.events import TransactionTimedOut
 
         self.host.deliver(TransactionTimedOut(self))
-
-    def _noop(self, now: float) -> None:
-        """An input the state absorbs on purpose."""
 
 
 class ClientNonInviteTransaction(ClientTransaction):
