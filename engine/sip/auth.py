@@ -823,3 +823,38 @@ class DigestAuthenticator:
         # watermark with it is harmless; no special case.)
         if issued_ms > self._watermark_ms:
             self._watermark_ms = issued_ms
+
+
+def answer_challenge(challenge: str, method: str, uri: str, username: str, password: str, cnonce: str,
+                     nc: int = 1) -> str:
+    """The ``Authorization``/``Proxy-Authorization`` value that answers a server's Digest ``challenge``
+    (RFC 7616 §3.4; what the engine sends a carrier that challenges our outbound INVITE).
+
+    qop=auth is used when offered, else the RFC 2069 form; ``-sess`` algorithms need qop.
+
+    Raises:
+        ValueError: not a Digest challenge, no nonce, or an algorithm or qop we cannot answer.
+    """
+    scheme, params = parse_credentials(challenge)
+    if scheme != "digest":
+        raise ValueError(f"not a Digest challenge: {scheme!r}")
+    nonce = params.get("nonce")
+    if nonce is None:
+        raise ValueError("challenge without nonce")
+    realm = params.get("realm", "")
+    algorithm = params.get("algorithm", "MD5")
+    offered = [q.strip().lower() for q in params.get("qop", "").split(",") if q.strip()]
+    if offered and "auth" not in offered:
+        raise ValueError(f"unsupported qop {params['qop']!r}")
+    qop = "auth" if offered else None
+    nc_text = f"{nc:08x}"
+    ha1 = compute_ha1(username, realm, password, algorithm.upper().removesuffix("-SESS"))
+    response = compute_response(ha1, nonce, method, uri, algorithm=algorithm, qop=qop, nc=nc_text,
+                                cnonce=cnonce)
+    parts = [f"username={_quote(username)}", f"realm={_quote(realm)}", f"nonce={_quote(nonce)}",
+             f"uri={_quote(uri)}", f"response={_quote(response)}", f"algorithm={algorithm}"]
+    if qop is not None:
+        parts += [f"qop={qop}", f"nc={nc_text}", f"cnonce={_quote(cnonce)}"]
+    if "opaque" in params:
+        parts.append(f"opaque={_quote(params['opaque'])}")
+    return "Digest " + ", ".join(parts)

@@ -75,6 +75,10 @@ class SipEndpoint:
     def new_tag(self) -> str:
         return f"{self._rng.getrandbits(64):016x}"
 
+    def new_session_id(self) -> int:
+        """A random SDP session id (RFC 4566 §5.2: a numeric string; 62 bits keep it a positive int64)."""
+        return self._rng.getrandbits(62)
+
     def new_branch(self) -> str:
         return f"{MAGIC_COOKIE}{self._rng.getrandbits(80):020x}"
 
@@ -164,6 +168,56 @@ class SipEndpoint:
         self._client[key] = tx
         tx.start(now)
         return tx
+
+    def send_ack(self, ack: Request, peer: Peer) -> bytes:
+        """Send the ACK for a 2xx (§13.2.2.4): its own Via branch, no transaction. Returns the bytes sent,
+        which the dialog user resends for each retransmission of that 2xx."""
+        sent_by = f"{self.config.via_host}:{self.config.via_port}"
+        ack.add("via", f"SIP/2.0/{peer.transport} {sent_by};branch={self.new_branch()};rport", first=True)
+        data = ack.serialize()
+        self._out.append((data, peer))
+        return data
+
+    def cancel(self, tx: ClientTransaction, now: float,
+               reason: str | None = None) -> ClientTransaction | None:
+        """§9.1: CANCEL the pending INVITE of ``tx``; None when there is nothing to cancel (no provisional
+        response yet is fine: the CANCEL still goes out; a final response already received is not).
+
+        The CANCEL has the INVITE's Request-URI, Call-ID, To, From, CSeq number, Route set and top Via
+        (same branch), and is a client transaction of its own.
+        """
+        if not isinstance(tx, ClientInviteTransaction) or tx.state not in (
+                TransactionState.CALLING, TransactionState.PROCEEDING):
+            return None
+        invite = tx.request
+        cancel = Request("CANCEL", invite.uri)
+        fields = cancel.fields
+        for f in invite.fields:
+            if f.name == "via":
+                fields.append(Field("via", f.value, f.raw))
+                break
+        fields.append(Field("max-forwards", "70"))
+        for f in invite.fields:
+            if f.name in ("route", "from", "to", "call-id"):
+                fields.append(Field(f.name, f.value, f.raw))
+        fields.append(Field("cseq", f"{invite.cseq.seq} CANCEL"))
+        if reason is not None:
+            fields.append(Field("reason", reason))  # RFC 3326, e.g. "call completed elsewhere"
+        key = (tx.key[0], "CANCEL")
+        ctx = ClientNonInviteTransaction(cancel, key, tx.peer, self, self.config.timers)
+        self._client[key] = ctx
+        ctx.start(now)
+        return ctx
+
+    def abandon(self, tx: ClientTransaction) -> None:
+        """Forget a client INVITE transaction whose CANCEL got no final response within 64*T1 (§9.1)."""
+        tx.state = TransactionState.TERMINATED
+        tx.deadline = None
+        self.forget(tx)
+
+    def send_raw(self, data: bytes, peer: Peer) -> None:
+        """Send bytes built earlier (a 2xx or an ACK being retransmitted by its dialog user)."""
+        self._out.append((data, peer))
 
     def send_stateless(self, message: Message, peer: Peer) -> None:
         """Send without a transaction (ACK for 2xx, stateless replies)."""

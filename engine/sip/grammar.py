@@ -41,6 +41,7 @@ CANONICAL_NAMES: Final[dict[str, str]] = {
     "sip-if-match": "SIP-If-Match",
     "p-asserted-identity": "P-Asserted-Identity",
     "p-preferred-identity": "P-Preferred-Identity",
+    "min-se": "Min-SE",
 }
 
 #: Headers whose values may be comma-joined lists (RFC 3261 §7.3.1). Authorization and the

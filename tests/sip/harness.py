@@ -53,6 +53,19 @@ class Datagram:
 
 
 Match = Callable[[Datagram], bool]
+WALL_OFFSET = 1_800_000_000.0
+
+
+@dataclass(eq=False, slots=True)
+class Timer:
+    """A transaction-user timer on the network clock (what ``loop.call_at`` returns, minus the loop)."""
+
+    when: float
+    callback: Callable[[], object]
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 @dataclass(slots=True)
@@ -136,6 +149,20 @@ class Network:
         self.undeliverable: list[Datagram] = []  # addressed to nobody on the network
         self._queue: list[tuple[float, int, Datagram]] = []
         self._seq = itertools.count()
+        self._timers: list[tuple[float, int, Timer]] = []
+
+    # -- a scheduler for transaction users with their own timers (the B2BUA) ---------------------------
+    def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
+        """``loop.call_at`` on the network's clock: ``callback`` runs when ``run`` reaches ``when``."""
+        timer = Timer(when, callback)
+        heapq.heappush(self._timers, (when, next(self._seq), timer))
+        return timer
+
+    def time(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return WALL_OFFSET + self.now
 
     # -- topology --------------------------------------------------------------------------------------
     def add_endpoint(self, name: str, host: str, port: int, *, tu: TU | None = None,
@@ -227,6 +254,10 @@ class Network:
     def next_time(self) -> float | None:
         """When something next happens: a datagram arrives or an endpoint timer is due."""
         times = [self._queue[0][0]] if self._queue else []
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        if self._timers:
+            times.append(self._timers[0][0])
         for node in self.endpoints():
             t = node.endpoint.get_timer()
             if t is not None:
@@ -247,7 +278,17 @@ class Network:
                 if timer is not None and timer <= self.now:
                     node.endpoint.handle_timer(self.now)
                     self.settle()
+            while self._timers and self._timers[0][0] <= self.now:
+                _, _, tu_timer = heapq.heappop(self._timers)
+                if not tu_timer.cancelled:
+                    tu_timer.cancelled = True
+                    tu_timer.callback()
+                    self.settle()
         self.now = max(self.now, until)
+
+    def pending_timers(self) -> int:
+        """Transaction-user timers still armed (a finished call must leave none behind)."""
+        return sum(1 for _, _, t in self._timers if not t.cancelled)
 
     def in_flight(self) -> int:
         return len(self._queue)

@@ -1,0 +1,1092 @@
+"""The B2BUA: every call is an inbound leg (we are the caller's UAS) and outbound legs (we are UAC to each
+branch), bridged by the ``CallManager``.
+
+The manager is the transaction user for everything that belongs to calls: the INVITEs it was handed by the
+application (after authentication and routing), the responses to the INVITEs it sent, ACKs, CANCELs and
+in-dialog requests. It forks to all branches in parallel, relays provisional responses (183 with SDP as
+early media), lets the first 2xx win and CANCELs the rest (RFC 3326 Reason: "Call completed elsewhere"),
+answers the caller with the best final response when nobody answers (§16.7), passes re-INVITE/UPDATE/INFO
+end to end, honours RFC 4028 session timers the caller asks for, and anchors media in the RTP relay (or
+releases it when policy allows).
+
+Every call and leg has a bounded lifetime: the ring timeout, Timer B, 64*T1 after a CANCEL, 64*T1 for the
+caller's ACK, the session timer and a maximum call duration all end it; ``CallManager.calls`` and
+``CallManager.legs`` are empty again after any of these paths (tests check this).
+
+The manager never reads a clock or sleeps: ``now`` comes with every input, timers go through the injected
+``Scheduler`` (the event loop in production), and after acting on a timer it calls ``flush`` so the
+transport sends what was queued.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from engine.clock import Clock
+from engine.media.io import RelaySession, RtpRelay
+from engine.media.relay import RelayExhausted
+from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
+from engine.sip.auth import answer_challenge
+from engine.sip.dialog import Dialog
+from engine.sip.endpoint import SipEndpoint
+from engine.sip.errors import SipParseError
+from engine.sip.events import CancelReceived, Event, RequestReceived, ResponseReceived, TransactionTimedOut
+from engine.sip.message import Field, Request, Response, make_response
+from engine.sip.sdp import (
+    SdpError,
+    SdpRewriter,
+    SessionDescription,
+    filter_codecs,
+    has_usable_audio,
+    parse_sdp,
+)
+from engine.sip.transaction import ClientTransaction, Peer, ServerTransaction, TransactionState
+
+logger = logging.getLogger(__name__)
+
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+SUPPORTED: Final = "timer"
+COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
+DEFAULT_RING_TIMEOUT_S: Final = 60.0
+DEFAULT_MAX_CALL_S: Final = 6 * 3600.0
+MIN_SE: Final = 90  # RFC 4028 §5: the smallest Session-Expires we accept
+#: Final statuses that mean "busy" wherever they come from (§21.4.24, §21.6.1).
+BUSY: Final = frozenset({486, 600})
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the manager needs of the event loop: ``loop.call_at`` (monotonic time, like ``now``)."""
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One place to ring: the Request-URI and the address the INVITE is sent to."""
+
+    uri: str
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a routed call goes and how it presents itself there."""
+
+    branches: tuple[Branch, ...]
+    from_address: str  # the caller as the callee sees it, e.g. '"Anna Schmidt" <sip:201@pbx.example>'
+    to_address: str  # e.g. '<sip:202@pbx.example>'
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. P-Asserted-Identity towards a carrier
+    ring_timeout: float = DEFAULT_RING_TIMEOUT_S
+    credentials: tuple[str, str] | None = None  # (username, password) when the far end challenges us
+    media_release: bool = False  # both ends may exchange RTP directly (policy decided by the router)
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Who called whom, for the CDR."""
+
+    direction: Direction
+    caller: str
+    caller_name: str
+    callee: str
+    did: str | None = None
+    trunk: str | None = None
+
+
+class CallState(enum.Enum):
+    RINGING = "ringing"  # outbound legs pending
+    ANSWERED = "answered"  # bridged
+    ENDED = "ended"  # final answer given or BYE sent; only lingering legs may remain
+
+
+class LegState(enum.Enum):
+    CALLING = "calling"
+    EARLY = "early"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    """An in-dialog request forwarded to the other side, waiting for that side's final response."""
+
+    origin: ServerTransaction | None  # None: a request we originated (a session refresh)
+    side: _Side
+    offer: bool  # it carried SDP that we rewrote
+
+
+@dataclass(eq=False, slots=True)
+class _Side:
+    """One bridged dialog of an answered call (caller side or callee side)."""
+
+    call: Call
+    dialog: Dialog
+    rewriter: SdpRewriter
+    relay_index: int  # 0: relay side "a" (caller), 1: relay side "b" (callee)
+    last_sdp: bytes = b""  # the last SDP we sent this side
+    remote_version: int | None = None  # o= session version of the last SDP this side sent us
+    ok_data: bytes | None = None  # our last 2xx to an INVITE from this side, resent until its ACK
+    ok_timer: TimerHandle | None = None
+    ok_interval: float = 0.0
+    ok_deadline: float = 0.0
+    ack_data: bytes | None = None  # our ACK for this side's last 2xx, resent on its retransmissions
+    ack_seq: int = -1
+    invite_pending: bool = False  # a re-INVITE we forwarded to this side is open (491 glare)
+    session_timer: TimerHandle | None = None
+    session_expires: int = 0
+
+    @property
+    def other(self) -> _Side:
+        call = self.call
+        assert call.caller_side is not None and call.callee_side is not None
+        return call.callee_side if self is call.caller_side else call.caller_side
+
+
+@dataclass(eq=False, slots=True)
+class OutLeg:
+    """One branch being rung: a client INVITE transaction, then (when it answers) the callee dialog."""
+
+    call: Call
+    branch: Branch
+    request: Request
+    tx: ClientTransaction
+    started_at: float
+    state: LegState = LegState.CALLING
+    status: int = 0
+    reason: str = ""
+    answered_at: float | None = None
+    ended_at: float | None = None
+    provisional: bool = False
+    cancel_pending: bool = False
+    cancelled: bool = False
+    auth_tried: bool = False
+    guard: TimerHandle | None = None
+
+    def record(self, wall_of: Callable[[float], float]) -> LegRecord:
+        return LegRecord(target=self.branch.uri, started_at=wall_of(self.started_at),
+                         answered_at=None if self.answered_at is None else wall_of(self.answered_at),
+                         ended_at=wall_of(self.ended_at if self.ended_at is not None else self.started_at),
+                         status=self.status)
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One call: the caller's INVITE, its outbound legs, and once answered the two bridged sides."""
+
+    id: str
+    info: CallInfo
+    invite: Request
+    tx: ServerTransaction
+    caller_peer: Peer
+    destination: Destination
+    local_tag: str
+    contact: str
+    started_at: float
+    offer: SessionDescription | None
+    relay: RelaySession | None
+    caller_rewriter: SdpRewriter
+    callee_rewriter: SdpRewriter
+    callee_sdp: bytes
+    state: CallState = CallState.RINGING
+    legs: list[OutLeg] = field(default_factory=list)
+    caller_side: _Side | None = None
+    callee_side: _Side | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    final_status: int = 0
+    disposition: Disposition | None = None
+    cause: str = ""
+    timers: list[TimerHandle] = field(default_factory=list)
+    early_sdp_sent: bytes = b""
+    ringing_sent: bool = False
+    caller_session_expires: int = 0
+
+
+CdrSink = Callable[[CallRecord], None]
+
+
+class CallManager:
+    """The transaction user for calls. See the module docstring."""
+
+    def __init__(self, endpoint: SipEndpoint, scheduler: Scheduler, flush: Callable[[], None],
+                 relay: RtpRelay | None, media_host: str, cdr_sink: CdrSink, clock: Clock, *,
+                 max_call_seconds: float = DEFAULT_MAX_CALL_S) -> None:
+        self.endpoint = endpoint
+        self.scheduler = scheduler
+        self.flush = flush
+        self.relay = relay
+        self.media_host = media_host
+        self.cdr_sink = cdr_sink
+        self.clock = clock
+        self.max_call_seconds = max_call_seconds
+        self.calls: dict[str, Call] = {}
+        self.legs: dict[ClientTransaction, OutLeg] = {}
+        self.dialogs: dict[tuple[str, str], _Side] = {}  # (Call-ID, our tag) -> side
+        self.by_invite: dict[ServerTransaction, Call] = {}
+        self.pending: dict[ClientTransaction, _Pending] = {}
+        self._ids = itertools.count(1)
+        self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0, "internal_errors": 0}
+
+    # -- entry points ------------------------------------------------------------------------------
+    def start_call(self, invite: Request, tx: ServerTransaction, peer: Peer, destination: Destination,
+                   info: CallInfo, now: float) -> None:
+        """Ring ``destination`` for the caller's ``invite`` (already authenticated and routed)."""
+        ep = self.endpoint
+        self.stats["calls"] += 1
+        call_id = f"{ep.new_tag()}"
+        local_tag = ep.new_tag()
+        contact = self._contact(peer)
+        call = Call(id=call_id, info=info, invite=invite, tx=tx, caller_peer=peer, destination=destination,
+                    local_tag=local_tag, contact=contact, started_at=now, offer=None, relay=None,
+                    caller_rewriter=SdpRewriter(self._session_id()),
+                    callee_rewriter=SdpRewriter(self._session_id()), callee_sdp=b"")
+        self.calls[call_id] = call
+        self.by_invite[tx] = call
+        try:
+            self._prepare(call, now)
+        except _Reject as rej:
+            self._fail(call, rej.status, rej.reason, rej.disposition, rej.reason, now, headers=rej.headers)
+            return
+        call.timers.append(self.scheduler.call_at(now + destination.ring_timeout,
+                                                  lambda: self._timer(self._ring_timeout, call)))
+        call.timers.append(self.scheduler.call_at(now + self.max_call_seconds,
+                                                  lambda: self._timer(self._max_duration, call)))
+        for branch in destination.branches:
+            self._send_leg(call, branch, now)
+        if not call.legs:
+            self._fail(call, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE, "no branch to ring",
+                       now)
+
+    def refuse(self, invite: Request, tx: ServerTransaction, status: int, reason: str,
+               disposition: Disposition, info: CallInfo, now: float, warning: str | None = None) -> None:
+        """Answer a call that routing refused, and record it (unknown numbers and forbidden destinations
+        belong in the CDRs too)."""
+        resp = make_response(invite, status, reason, to_tag=self.endpoint.new_tag())
+        if warning:
+            resp.fields.append(Field("warning", f'399 pbx "{_warning_text(warning)}"'))
+        self.endpoint.respond(tx, resp, now)
+        self.stats["calls"] += 1
+        self.stats["failed"] += 1
+        at = self.wall_of(now)
+        self._sink(CallRecord(
+            call_id=self.endpoint.new_tag(), direction=info.direction, caller=info.caller,
+            caller_name=info.caller_name, callee=info.callee, did=info.did, trunk=info.trunk, started_at=at,
+            answered_at=None, ended_at=at, disposition=disposition, status=status,
+            hangup_cause=warning or reason))
+
+    def shutdown(self, now: float) -> None:
+        """The engine is stopping: BYE every answered call, 503 every ringing one (CDRs written)."""
+        for call in list(self.calls.values()):
+            if call.state is CallState.ANSWERED:
+                self._hang_up(call, now, "engine shutting down")
+            elif call.state is CallState.RINGING:
+                for leg in call.legs:
+                    self._cancel_leg(leg, now)
+                self._fail(call, 503, "Service Unavailable", Disposition.FAILED, "engine shutting down", now)
+
+    def handle(self, event: Event, now: float) -> bool:
+        """Act on an endpoint event if it belongs to a call; False when it is not ours."""
+        try:
+            return self._handle(event, now)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            logger.exception("internal error in call handling of %r", event)
+            if isinstance(event, RequestReceived) and event.transaction is not None:
+                self._answer(event.transaction, event.request, 500, now)
+                return True
+            return isinstance(event, ResponseReceived) and event.transaction in self.legs
+
+    def _handle(self, event: Event, now: float) -> bool:
+        if isinstance(event, ResponseReceived):
+            tx = event.transaction
+            if tx is None:
+                return False
+            leg = self.legs.get(tx)
+            if leg is not None:
+                self._leg_response(leg, event.response, now)
+                return True
+            pending = self.pending.get(tx)
+            if pending is not None:
+                self._pending_response(tx, pending, event.response, now)
+                return True
+            return False
+        if isinstance(event, RequestReceived):
+            req = event.request
+            to_tag = _to_tag(req)
+            if to_tag is None:
+                return False
+            side = self.dialogs.get((req.call_id, to_tag))
+            if event.transaction is None:  # an ACK for a 2xx
+                if side is not None:
+                    self._ack_received(side, req, now)
+                return True
+            if side is None:
+                self._answer(event.transaction, req, 481, now)
+                return True
+            self._in_dialog(side, req, event.transaction, now)
+            return True
+        if isinstance(event, CancelReceived):
+            call = self.by_invite.get(event.invite_transaction)
+            if call is None:
+                return False
+            self._caller_cancelled(call, now)
+            return True
+        if isinstance(event, TransactionTimedOut):
+            timed_out = event.transaction
+            if isinstance(timed_out, ClientTransaction):
+                leg = self.legs.get(timed_out)
+                if leg is not None:
+                    self._leg_final(leg, 408, now)
+                    return True
+                pending = self.pending.pop(timed_out, None)
+                if pending is not None:
+                    origin = pending.origin
+                    if origin is not None and origin.request is not None:
+                        self._answer(origin, origin.request, 408, now)
+                    if timed_out.method == "INVITE":
+                        pending.side.other.invite_pending = False
+                    return True
+                return False
+            # Our final to the caller was never ACKed (Timer H) or the transport failed: nothing to undo.
+            return isinstance(timed_out, ServerTransaction) and timed_out in self.by_invite
+        return False
+
+    @property
+    def active_calls(self) -> int:
+        return len(self.calls)
+
+    # -- setting a call up -------------------------------------------------------------------------
+    def _prepare(self, call: Call, now: float) -> None:
+        """Read the caller's offer, open the relay, build the SDP the branches get."""
+        invite = call.invite
+        if invite.max_forwards is not None and invite.max_forwards <= 1:
+            raise _Reject(483, "Too Many Hops", Disposition.FAILED)
+        se = self._session_expires_request(invite)
+        if se is not None and se < MIN_SE:
+            raise _Reject(422, "Session Interval Too Small", Disposition.FAILED, (("Min-SE", str(MIN_SE)),))
+        call.caller_session_expires = se or 0
+        if not invite.body:
+            # A late offer would need the callee's offer relayed in our 200 and the answer held until the
+            # caller's ACK; not supported yet (noted for the planners).
+            raise _Reject(488, "Not Acceptable Here", Disposition.FAILED,
+                          (("Warning", '399 pbx "an SDP offer is required in the INVITE"'),))
+        try:
+            offer = filter_codecs(parse_sdp(invite.body))
+        except SdpError as exc:
+            raise _Reject(400, "Bad SDP", Disposition.FAILED,
+                          (("Warning", f'399 pbx "SDP: {_warning_text(str(exc))}"'),)) from None
+        if not has_usable_audio(offer):
+            raise _Reject(488, "Not Acceptable Here", Disposition.FAILED,
+                          (("Warning", '305 pbx "no common codec: PCMU, PCMA"'),))
+        call.offer = offer
+        if call.destination.media_release or self.relay is None:
+            call.callee_sdp = call.callee_rewriter.passthrough(offer)
+            return
+        try:
+            relay = self.relay.open_session()
+        except RelayExhausted:
+            raise _Reject(503, "Service Unavailable", Disposition.FAILED,
+                          (("Warning", '399 pbx "no free media ports"'),)) from None
+        call.relay = relay
+        addr, port = _audio_address(offer)
+        if addr is not None:
+            relay.a.set_remote(addr, port)
+        call.callee_sdp = call.callee_rewriter.rewrite(offer, self.media_host, _ports(offer, relay.b.port))
+
+    def _send_leg(self, call: Call, branch: Branch, now: float, *, auth: tuple[str, str] | None = None,
+                  previous: Request | None = None) -> OutLeg:
+        ep = self.endpoint
+        dest = call.destination
+        if previous is None:
+            req = Request("INVITE", branch.uri)
+            fields = req.fields
+            mf = call.invite.max_forwards
+            fields.append(Field("max-forwards", str(min(70, (mf if mf is not None else 70) - 1))))
+            fields.append(Field("from", f"{dest.from_address};tag={ep.new_tag()}"))
+            fields.append(Field("to", dest.to_address))
+            fields.append(Field("call-id", f"{ep.new_tag()}{ep.new_tag()}@pbx-engine"))
+            fields.append(Field("cseq", "1 INVITE"))
+            fields.append(Field("contact", self._contact(branch.peer)))
+            fields.append(Field("allow", ALLOW))
+            fields.append(Field("supported", SUPPORTED))
+            for name, value in dest.headers:
+                fields.append(Field(name.lower(), value))
+            fields.append(Field("content-type", "application/sdp"))
+            req.body = call.callee_sdp
+        else:
+            # §22.2: the retry with credentials is a new transaction: same Call-ID, From tag and To, CSeq + 1.
+            req = Request("INVITE", previous.uri)
+            req.fields = [f for f in previous.fields if f.name not in ("via", "cseq", "authorization",
+                                                                         "proxy-authorization")]
+            req.body = previous.body
+            req.add("cseq", f"{previous.cseq.seq + 1} INVITE")
+            if auth is not None:
+                req.add(*auth)
+        tx = ep.send_request(req, branch.peer, now)
+        leg = OutLeg(call=call, branch=branch, request=req, tx=tx, started_at=now)
+        call.legs.append(leg)
+        self.legs[tx] = leg
+        return leg
+
+    # -- responses on outbound legs ----------------------------------------------------------------
+    def _leg_response(self, leg: OutLeg, resp: Response, now: float) -> None:
+        status = resp.status
+        call = leg.call
+        if status < 200:
+            if status == 100:
+                return
+            leg.provisional = True
+            if leg.state is LegState.CALLING:
+                leg.state = LegState.EARLY
+            if leg.cancel_pending:
+                self._cancel_leg(leg, now)
+                return
+            if call.state is CallState.RINGING:
+                self._relay_provisional(call, resp, now)
+            return
+        if status < 300:
+            self._leg_answered(leg, resp, now)
+            return
+        if (status in (401, 407) and call.destination.credentials is not None and not leg.auth_tried
+                and call.state is CallState.RINGING and not leg.cancelled
+                and self._retry_with_auth(leg, resp, now)):
+            return
+        self._leg_final(leg, status, now, resp)
+
+    def _retry_with_auth(self, leg: OutLeg, resp: Response, now: float) -> bool:
+        call = leg.call
+        creds = call.destination.credentials
+        assert creds is not None
+        name = "www-authenticate" if resp.status == 401 else "proxy-authenticate"
+        challenge = resp.get(name)
+        if challenge is None:
+            return False
+        try:
+            value = answer_challenge(challenge, "INVITE", leg.request.uri, creds[0], creds[1],
+                                     self.endpoint.new_tag())
+        except ValueError as exc:
+            logger.info("call %s: cannot answer the challenge of %s: %s", call.id, leg.branch.uri, exc)
+            return False
+        self._drop_leg(leg, now, resp.status)
+        header = "authorization" if resp.status == 401 else "proxy-authorization"
+        new = self._send_leg(call, leg.branch, now, auth=(header, value), previous=leg.request)
+        new.auth_tried = True
+        return True
+
+    def _relay_provisional(self, call: Call, resp: Response, now: float) -> None:
+        sdp = self._early_media(call, resp)
+        if sdp:
+            if sdp == call.early_sdp_sent:
+                return
+            call.early_sdp_sent = sdp
+            out = self._caller_response(call, 183, "Session Progress", sdp)
+        else:
+            if call.ringing_sent:
+                return
+            call.ringing_sent = True
+            out = self._caller_response(call, 180, "Ringing")
+        self.endpoint.respond(call.tx, out, now)
+
+    def _early_media(self, call: Call, resp: Response) -> bytes:
+        if not resp.body or (resp.status == 180 and not _is_sdp(resp)):
+            return b""
+        try:
+            answer = filter_codecs(parse_sdp(resp.body))
+        except SdpError:
+            return b""
+        return self._answer_sdp_for_caller(call, answer)
+
+    def _answer_sdp_for_caller(self, call: Call, answer: SessionDescription) -> bytes:
+        relay = call.relay
+        if relay is None:
+            return call.caller_rewriter.passthrough(answer)
+        addr, port = _audio_address(answer)
+        if addr is not None:
+            relay.b.set_remote(addr, port)
+        return call.caller_rewriter.rewrite(answer, self.media_host, _ports(answer, relay.a.port))
+
+    def _leg_answered(self, leg: OutLeg, resp: Response, now: float) -> None:
+        call = leg.call
+        if leg.state is LegState.ANSWERED:
+            self._resend_ack(call.callee_side, resp)  # a retransmitted 2xx
+            return
+        try:
+            dialog = Dialog.as_uac(leg.request, resp, leg.branch.peer)
+        except SipParseError:
+            logger.info("call %s: unusable 2xx from %s", call.id, leg.branch.uri)
+            self._leg_final(leg, 502, now)
+            return
+        side = _Side(call=call, dialog=dialog, rewriter=call.callee_rewriter, relay_index=1,
+                     last_sdp=call.callee_sdp)
+        ack = dialog.ack(leg.request.cseq.seq)
+        side.ack_data = self.endpoint.send_ack(ack, dialog.peer)
+        side.ack_seq = leg.request.cseq.seq
+        if call.state is not CallState.RINGING or leg.cancelled:
+            # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
+            self._release_leg(leg, now, resp.status)
+            self._send_bye(side, now)
+            return
+        leg.state = LegState.ANSWERED
+        leg.status = resp.status
+        leg.answered_at = now
+        self._release_leg(leg, now, resp.status, ended=False)
+        try:
+            answer = filter_codecs(parse_sdp(resp.body))
+            sdp = self._answer_sdp_for_caller(call, answer)
+            side.remote_version = answer.origin.sess_version
+        except SdpError as exc:
+            logger.info("call %s: bad SDP in the answer of %s: %s", call.id, leg.branch.uri, exc)
+            self._send_bye(side, now)
+            self._fail(call, 502, "Bad Gateway", Disposition.FAILED, "callee answered with bad SDP", now)
+            return
+        call.state = CallState.ANSWERED
+        call.answered_at = now
+        self.stats["answered"] += 1
+        call.callee_side = side
+        self.dialogs[(dialog.call_id, dialog.local_tag)] = side
+        self._refresher_from_callee(side, resp, now)
+        caller_dialog = Dialog.as_uas(call.invite, call.local_tag, call.contact, call.caller_peer)
+        caller = _Side(call=call, dialog=caller_dialog, rewriter=call.caller_rewriter, relay_index=0,
+                       last_sdp=sdp)
+        call.caller_side = caller
+        self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
+        if call.offer is not None:
+            caller.remote_version = call.offer.origin.sess_version
+        for other in call.legs:
+            if other is not leg:
+                self._cancel_leg(other, now, COMPLETED_ELSEWHERE)
+        ok = self._caller_response(call, 200, "OK", sdp)
+        if call.caller_session_expires:
+            ok.fields.append(Field("session-expires", f"{call.caller_session_expires};refresher=uac"))
+            ok.fields.append(Field("require", "timer"))
+            self._arm_session_timer(caller, call.caller_session_expires, now)
+        self.endpoint.respond(call.tx, ok, now)
+        self.by_invite.pop(call.tx, None)
+        self._start_ok_retransmit(caller, ok, now)
+
+    def _leg_final(self, leg: OutLeg, status: int, now: float, resp: Response | None = None) -> None:
+        call = leg.call
+        if resp is not None:
+            leg.reason = resp.reason
+        self._release_leg(leg, now, status)
+        if call.state is not CallState.RINGING:
+            return
+        if status >= 600:
+            # §16.7: a 6xx ends the search; the other branches are cancelled.
+            for other in call.legs:
+                self._cancel_leg(other, now)
+            self._fail(call, status, resp.reason if resp is not None else None, _disposition(status),
+                       f"{status} {resp.reason if resp is not None else ''}".strip(), now)
+            return
+        if any(other.state in (LegState.CALLING, LegState.EARLY) for other in call.legs):
+            return
+        best = _best_status([other.status for other in call.legs])
+        reason = next((o.reason for o in call.legs if o.status == best and o.reason), None)
+        self._fail(call, best, reason, _disposition(best), f"{best} {reason or ''}".strip(), now)
+
+    def _release_leg(self, leg: OutLeg, now: float, status: int, *, ended: bool = True) -> None:
+        """The leg's INVITE transaction is done (final response or timeout): stop tracking it."""
+        self.legs.pop(leg.tx, None)
+        if leg.guard is not None:
+            leg.guard.cancel()
+            leg.guard = None
+        if leg.status == 0 or ended:
+            leg.status = status
+        if ended and leg.state is not LegState.ANSWERED:
+            leg.state = LegState.ENDED
+            leg.ended_at = now
+        self._maybe_forget(leg.call)
+
+    def _drop_leg(self, leg: OutLeg, now: float, status: int) -> None:
+        """A leg replaced by its authenticated retry: not part of the call's record."""
+        self._release_leg(leg, now, status)
+        if leg in leg.call.legs:
+            leg.call.legs.remove(leg)
+
+    def _cancel_leg(self, leg: OutLeg, now: float, reason: str | None = None) -> None:
+        if leg.state not in (LegState.CALLING, LegState.EARLY) or leg.cancelled:
+            return
+        if not leg.provisional:
+            # §9.1: no CANCEL before a provisional response; it goes out when one arrives (or Timer B ends
+            # the leg).
+            leg.cancel_pending = True
+            return
+        leg.cancelled = True
+        self.endpoint.cancel(leg.tx, now, reason)
+        # §9.1: if the INVITE gets no final response within 64*T1 of the CANCEL, give the leg up.
+        guard_at = now + self.endpoint.config.timers.timeout
+        leg.guard = self.scheduler.call_at(guard_at, lambda: self._timer(self._leg_abandoned, leg))
+
+    def _leg_abandoned(self, leg: OutLeg, now: float) -> None:
+        leg.guard = None
+        if self.legs.get(leg.tx) is leg:
+            self.endpoint.abandon(leg.tx)
+            self._leg_final(leg, 487, now)
+
+    # -- the caller's side -------------------------------------------------------------------------
+    def _caller_cancelled(self, call: Call, now: float) -> None:
+        if call.state is not CallState.RINGING:
+            return
+        for leg in call.legs:
+            self._cancel_leg(leg, now)
+        self._fail(call, 487, "Request Terminated", Disposition.CANCELLED, "caller hung up before answer",
+                   now)
+
+    def _ring_timeout(self, call: Call, now: float) -> None:
+        if call.state is not CallState.RINGING:
+            return
+        for leg in call.legs:
+            self._cancel_leg(leg, now)
+        self._fail(call, 480, "No Answer", Disposition.NO_ANSWER, "ring timeout", now)
+
+    def _max_duration(self, call: Call, now: float) -> None:
+        if call.state is CallState.RINGING:
+            self._ring_timeout(call, now)
+        elif call.state is CallState.ANSWERED:
+            self._hang_up(call, now, "maximum call duration reached")
+
+    def _caller_response(self, call: Call, status: int, reason: str, sdp: bytes = b"") -> Response:
+        out = make_response(call.invite, status, reason, to_tag=call.local_tag)
+        fields = out.fields
+        for f in call.invite.fields:
+            if f.name == "record-route":
+                fields.append(f)
+        fields.append(Field("contact", call.contact))
+        if status >= 200:
+            fields.append(Field("allow", ALLOW))
+            fields.append(Field("supported", SUPPORTED))
+        if sdp:
+            fields.append(Field("content-type", "application/sdp"))
+            out.body = sdp
+        return out
+
+    def _fail(self, call: Call, status: int, reason: str | None, disposition: Disposition, cause: str,
+              now: float, headers: Sequence[tuple[str, str]] = ()) -> None:
+        """Give the caller a final non-2xx answer and end the call."""
+        if call.state is CallState.ENDED:
+            return
+        call.state = CallState.ENDED
+        resp = make_response(call.invite, status, reason, to_tag=call.local_tag)
+        for name, value in headers:
+            resp.fields.append(Field(name.lower(), value))
+        if call.tx.state is TransactionState.PROCEEDING:
+            self.endpoint.respond(call.tx, resp, now)
+        self.stats["failed"] += 1
+        call.final_status = status
+        call.disposition = disposition
+        call.cause = cause
+        call.ended_at = now
+        self._end(call)
+
+    def _start_ok_retransmit(self, side: _Side, ok: Response, now: float) -> None:
+        """§13.3.1.4: the UAS core resends its 2xx (T1 doubling up to T2) until the ACK, for 64*T1."""
+        timers = self.endpoint.config.timers
+        if side.dialog.peer.reliable:
+            side.ok_data = None
+            return
+        side.ok_data = ok.serialize()
+        side.ok_interval = timers.t1
+        side.ok_deadline = now + timers.timeout
+        side.ok_timer = self.scheduler.call_at(now + timers.t1, lambda: self._timer(self._resend_ok, side))
+
+    def _resend_ok(self, side: _Side, now: float) -> None:
+        side.ok_timer = None
+        if side.ok_data is None or side.call.state is CallState.ENDED:
+            return
+        if now >= side.ok_deadline:
+            side.ok_data = None
+            # §13.3.1.4: no ACK within 64*T1: the dialog is confirmed and then ended with a BYE.
+            self._hang_up(side.call, now, "no ACK for the 2xx", from_side=None)
+            return
+        self.endpoint.send_raw(side.ok_data, side.dialog.peer)
+        side.ok_interval = min(2 * side.ok_interval, self.endpoint.config.timers.t2)
+        side.ok_timer = self.scheduler.call_at(now + side.ok_interval,
+                                               lambda: self._timer(self._resend_ok, side))
+
+    def _ack_received(self, side: _Side, ack: Request, now: float) -> None:
+        side.ok_data = None
+        if side.ok_timer is not None:
+            side.ok_timer.cancel()
+            side.ok_timer = None
+
+    def _resend_ack(self, side: _Side | None, resp: Response) -> None:
+        if side is not None and side.ack_data is not None and resp.cseq.seq == side.ack_seq:
+            self.endpoint.send_raw(side.ack_data, side.dialog.peer)
+
+    # -- in-dialog requests ------------------------------------------------------------------------
+    def _in_dialog(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
+        status = side.dialog.check_request(req)
+        if status is not None:
+            self._answer(tx, req, status, now)
+            return
+        method = req.method
+        call = side.call
+        if method == "BYE":
+            self._answer(tx, req, 200, now)
+            who = "caller" if side is call.caller_side else "callee"
+            self._hang_up(call, now, f"{who} hung up", from_side=side)
+        elif method in ("INVITE", "UPDATE"):
+            self._offer_in_dialog(side, req, tx, now)
+        elif method == "OPTIONS":
+            self._answer(tx, req, 200, now)
+        elif method == "INFO":
+            self._forward(side, req, tx, now, body=req.body)
+        else:
+            self._answer(tx, req, 405 if method in ("REFER", "MESSAGE", "NOTIFY", "PRACK") else 501, now)
+
+    def _offer_in_dialog(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
+        """re-INVITE / UPDATE: a session refresh (no SDP, or the same SDP version) is answered here; a new
+        offer (hold, resume, codec change) goes to the other side with our addresses in it."""
+        if side.session_expires:
+            self._arm_session_timer(side, side.session_expires, now)
+        if req.method == "INVITE" and side.invite_pending:
+            self._answer(tx, req, 491, now)  # §14.2 glare: a re-INVITE of ours towards this side is open
+            return
+        offer: SessionDescription | None = None
+        if req.body:
+            try:
+                offer = filter_codecs(parse_sdp(req.body))
+            except SdpError as exc:
+                resp = make_response(req, 488, to_tag=side.dialog.local_tag)
+                resp.fields.append(Field("warning", f'399 pbx "SDP: {exc}"'))
+                self._respond(tx, resp, now)
+                return
+        if offer is None or offer.origin.sess_version == side.remote_version:
+            self._answer_locally(side, req, tx, now)
+            return
+        side.remote_version = offer.origin.sess_version
+        other = side.other
+        relay = side.call.relay
+        if relay is None:
+            body = other.rewriter.passthrough(offer)
+        else:
+            addr, port = _audio_address(offer)
+            if addr is not None:
+                (relay.a if side.relay_index == 0 else relay.b).set_remote(addr, port)
+            port_other = (relay.a if other.relay_index == 0 else relay.b).port
+            body = other.rewriter.rewrite(offer, self.media_host, _ports(offer, port_other))
+        other.last_sdp = body
+        self._forward(side, req, tx, now, body=body, offer=True)
+
+    def _answer_locally(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
+        resp = make_response(req, 200, to_tag=side.dialog.local_tag)
+        resp.fields.append(Field("contact", side.dialog.local_contact))
+        if side.session_expires:
+            resp.fields.append(Field("session-expires", f"{side.session_expires};refresher=uac"))
+            resp.fields.append(Field("require", "timer"))
+        if side.last_sdp:
+            resp.fields.append(Field("content-type", "application/sdp"))
+            resp.body = side.last_sdp
+        self._respond(tx, resp, now)
+        if req.method == "INVITE":
+            self._start_ok_retransmit(side, resp, now)
+
+    def _forward(self, side: _Side, req: Request, tx: ServerTransaction, now: float, *, body: bytes,
+                 offer: bool = False) -> None:
+        other = side.other
+        out = other.dialog.request(req.method, body, req.get("content-type"))
+        for name in ("content-disposition", "info-package", "recv-info"):
+            value = req.get(name)
+            if value is not None:
+                out.fields.append(Field(name, value))
+        ctx = self.endpoint.send_request(out, other.dialog.peer, now)
+        self.pending[ctx] = _Pending(origin=tx, side=side, offer=offer)
+        if req.method == "INVITE":
+            other.invite_pending = True
+
+    def _pending_response(self, ctx: ClientTransaction, pending: _Pending, resp: Response,
+                          now: float) -> None:
+        side = pending.side
+        other = side.other
+        if resp.status < 200:
+            return
+        self.pending.pop(ctx, None)
+        is_invite = ctx.method == "INVITE"
+        if is_invite:
+            other.invite_pending = False
+        origin = pending.origin
+        if side.call.state is not CallState.ANSWERED or origin is None:
+            if is_invite and resp.status < 300:
+                self.endpoint.send_ack(other.dialog.ack(ctx.request.cseq.seq), other.dialog.peer)
+            return
+        request = origin.request
+        if request is None:
+            return
+        out = make_response(request, resp.status, resp.reason, to_tag=side.dialog.local_tag)
+        if resp.status < 300:
+            if is_invite:
+                other.dialog.refresh_target(resp)
+                ack = other.dialog.ack(ctx.request.cseq.seq)
+                other.ack_data = self.endpoint.send_ack(ack, other.dialog.peer)
+                other.ack_seq = ctx.request.cseq.seq
+            if pending.offer and resp.body:
+                try:
+                    answer = filter_codecs(parse_sdp(resp.body))
+                except SdpError:
+                    answer = None
+                if answer is not None:
+                    other.remote_version = answer.origin.sess_version
+                    out.body = self._sdp_towards(side, answer)
+                    side.last_sdp = out.body
+                    out.fields.append(Field("content-type", "application/sdp"))
+            elif resp.body:
+                out.body = resp.body
+                ctype = resp.get("content-type")
+                if ctype:
+                    out.fields.append(Field("content-type", ctype))
+            out.fields.append(Field("contact", side.dialog.local_contact))
+        self._respond(origin, out, now)
+        if is_invite and resp.status < 300:
+            self._start_ok_retransmit(side, out, now)
+
+    def _sdp_towards(self, side: _Side, answer: SessionDescription) -> bytes:
+        """``answer`` from the other side, as ``side`` should see it."""
+        relay = side.call.relay
+        if relay is None:
+            return side.rewriter.passthrough(answer)
+        other_relay = relay.b if side.relay_index == 0 else relay.a
+        addr, port = _audio_address(answer)
+        if addr is not None:
+            other_relay.set_remote(addr, port)
+        mine = (relay.a if side.relay_index == 0 else relay.b).port
+        return side.rewriter.rewrite(answer, self.media_host, _ports(answer, mine))
+
+    # -- session timers (RFC 4028) -----------------------------------------------------------------
+    @staticmethod
+    def _session_expires_request(req: Request) -> int | None:
+        value = req.get("session-expires")
+        if value is None:
+            return None
+        try:
+            return int(value.split(";", 1)[0].strip())
+        except ValueError:
+            raise SipParseError(400, "Bad Session-Expires header", message=req) from None
+
+    def _arm_session_timer(self, side: _Side, seconds: int, now: float) -> None:
+        """The caller refreshes (refresher=uac); if no refresh arrives in time the call ends (§10: BYE
+        at the expiry minus a margin of min(32, SE/3))."""
+        side.session_expires = seconds
+        if side.session_timer is not None:
+            side.session_timer.cancel()
+        at = now + seconds - min(32, seconds / 3)
+        side.session_timer = self.scheduler.call_at(at, lambda: self._timer(self._session_expired, side))
+
+    def _session_expired(self, side: _Side, now: float) -> None:
+        side.session_timer = None
+        if side.call.state is CallState.ANSWERED:
+            self._hang_up(side.call, now, "session timer expired")
+
+    def _refresher_from_callee(self, side: _Side, resp: Response, now: float) -> None:
+        """The callee's 2xx may make us the refresher (Session-Expires ...;refresher=uac): send a refresh
+        (UPDATE without SDP when allowed, else re-INVITE with the same SDP) every half interval."""
+        value = resp.get("session-expires")
+        if value is None or "refresher=uac" not in value.replace(" ", "").lower():
+            return
+        try:
+            seconds = max(MIN_SE, int(value.split(";", 1)[0].strip()))
+        except ValueError:
+            return
+        allow = {t.upper() for t in resp.tokens("allow")} if resp.has("allow") else set()
+        method = "UPDATE" if "UPDATE" in allow else "INVITE"
+
+        def refresh(now: float) -> None:
+            if side.call.state is not CallState.ANSWERED:
+                return
+            body = side.last_sdp if method == "INVITE" else b""
+            req = side.dialog.request(method, body)
+            req.fields.append(Field("session-expires", f"{seconds};refresher=uac"))
+            ctx = self.endpoint.send_request(req, side.dialog.peer, now)
+            self.pending[ctx] = _Pending(origin=None, side=side.other, offer=False)
+            side.session_timer = self.scheduler.call_at(now + seconds / 2, lambda: self._timer(refresh, None))
+
+        side.session_timer = self.scheduler.call_at(now + seconds / 2, lambda: self._timer(refresh, None))
+
+    # -- ending ------------------------------------------------------------------------------------
+    def _hang_up(self, call: Call, now: float, cause: str, from_side: _Side | None = None) -> None:
+        """End an answered call: BYE every side that did not send the BYE itself."""
+        if call.state is not CallState.ANSWERED:
+            return
+        call.state = CallState.ENDED
+        for side in (call.caller_side, call.callee_side):
+            if side is not None and side is not from_side:
+                self._send_bye(side, now)
+        call.final_status = 200
+        call.disposition = Disposition.ANSWERED
+        call.cause = cause
+        call.ended_at = now
+        self._end(call)
+
+    def _send_bye(self, side: _Side, now: float) -> None:
+        bye = side.dialog.request("BYE")
+        self.endpoint.send_request(bye, side.dialog.peer, now)
+
+    def _end(self, call: Call) -> None:
+        """The call is over for the caller: write its CDR, free its media and timers. Outbound legs still
+        waiting for their final response stay in ``legs`` until it comes (each bounded by its own timer)."""
+        for handle in call.timers:
+            handle.cancel()
+        call.timers.clear()
+        for side in (call.caller_side, call.callee_side):
+            if side is None:
+                continue
+            for pending_timer in (side.ok_timer, side.session_timer):
+                if pending_timer is not None:
+                    pending_timer.cancel()
+            side.ok_timer = side.session_timer = None
+            side.ok_data = None
+            self.dialogs.pop((side.dialog.call_id, side.dialog.local_tag), None)
+        if call.relay is not None:
+            call.relay.close()
+        self.by_invite.pop(call.tx, None)
+        for ctx in [c for c, p in self.pending.items() if p.side.call is call]:
+            del self.pending[ctx]
+        now_end = call.ended_at if call.ended_at is not None else call.started_at
+        for leg in call.legs:
+            if leg.ended_at is None and leg.state is LegState.ANSWERED:
+                leg.ended_at = now_end
+        self._write_cdr(call)
+        self._maybe_forget(call)
+
+    def _maybe_forget(self, call: Call) -> None:
+        if call.state is CallState.ENDED and not any(self.legs.get(leg.tx) is leg for leg in call.legs):
+            self.calls.pop(call.id, None)
+
+    def wall_of(self, t: float) -> float:
+        """A monotonic instant as wall-clock epoch seconds (for records)."""
+        return self.clock.wall() - (self.clock.now() - t)
+
+    def _write_cdr(self, call: Call) -> None:
+        wall = self.wall_of
+        info = call.info
+        ended = call.ended_at if call.ended_at is not None else call.started_at
+        record = CallRecord(
+            call_id=call.id, direction=info.direction, caller=info.caller, caller_name=info.caller_name,
+            callee=info.callee, did=info.did, trunk=info.trunk, started_at=wall(call.started_at),
+            answered_at=None if call.answered_at is None else wall(call.answered_at), ended_at=wall(ended),
+            disposition=call.disposition or Disposition.FAILED, status=call.final_status,
+            hangup_cause=call.cause, legs=tuple(leg.record(wall) for leg in call.legs),
+        )
+        self._sink(record)
+
+    def _sink(self, record: CallRecord) -> None:
+        try:
+            self.cdr_sink(record)
+        except Exception:
+            logger.exception("call %s: writing the CDR failed", record.call_id)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _timer(self, action: Callable[..., None], obj: object) -> None:
+        """Run a timer action with the current time, then send what it queued."""
+        now = self.clock.now()
+        try:
+            if obj is None:
+                action(now)
+            else:
+                action(obj, now)
+        except Exception:
+            self.stats["internal_errors"] += 1
+            logger.exception("internal error in a call timer")
+        self.flush()
+
+    def _answer(self, tx: ServerTransaction, req: Request, status: int, now: float) -> None:
+        tag = _to_tag(req) or self.endpoint.new_tag()
+        self._respond(tx, make_response(req, status, to_tag=tag), now)
+
+    def _respond(self, tx: ServerTransaction, resp: Response, now: float) -> None:
+        if tx.state is TransactionState.TERMINATED:
+            return
+        self.endpoint.respond(tx, resp, now)
+
+    def _contact(self, peer: Peer) -> str:
+        cfg = self.endpoint.config
+        suffix = "" if peer.transport == "UDP" else f";transport={peer.transport.lower()}"
+        return f"<sip:{cfg.via_host}:{cfg.via_port}{suffix}>"
+
+    def _session_id(self) -> int:
+        return self.endpoint.new_session_id()
+
+
+class _Reject(Exception):
+    def __init__(self, status: int, reason: str, disposition: Disposition,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.disposition = disposition
+        self.headers = headers
+
+
+def _warning_text(text: str) -> str:
+    """Text that fits a Warning header's quoted string."""
+    return text.replace("\\", "").replace('"', "'")
+
+
+def _to_tag(req: Request) -> str | None:
+    try:
+        return req.to.tag
+    except SipParseError:
+        return None
+
+
+def _is_sdp(msg: Request | Response) -> bool:
+    ctype = msg.get("content-type")
+    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
+
+
+def _audio_address(sdp: SessionDescription) -> tuple[str | None, int]:
+    """The connection address and port of the first active audio stream."""
+    for m in sdp.media:
+        if m.media == "audio" and m.port != 0:
+            return m.connection_address(sdp), m.port
+    return None, 0
+
+
+def _ports(sdp: SessionDescription, relay_port: int) -> list[int]:
+    """Relay ports per m= line: the relay carries the first active audio stream; others are rejected."""
+    out: list[int] = []
+    used = False
+    for m in sdp.media:
+        if m.media == "audio" and m.port != 0 and not used:
+            out.append(relay_port)
+            used = True
+        else:
+            out.append(0)
+    return out
+
+
+def _best_status(statuses: Sequence[int]) -> int:
+    """§16.7 step 6, as a PBX reads it: busy anywhere is busy; otherwise the lowest 4xx, then 5xx; a
+    branch that timed out counts as no answer (480)."""
+    finals = [s for s in statuses if s >= 300]
+    if not finals:
+        return 480
+    if any(s in BUSY for s in finals):
+        return 486
+    for lo, hi in ((600, 700), (400, 500), (500, 600), (300, 400)):
+        cls = [s for s in finals if lo <= s < hi and s != 408]
+        if cls:
+            return min(cls)
+    return 480
+
+
+def _disposition(status: int) -> Disposition:
+    if status in BUSY:
+        return Disposition.BUSY
+    if status == 487:
+        return Disposition.CANCELLED
+    if status in (408, 480, 603):
+        return Disposition.NO_ANSWER
+    if status in (404, 484, 604):
+        return Disposition.NOT_FOUND
+    if status == 403:
+        return Disposition.FORBIDDEN
+    return Disposition.FAILED

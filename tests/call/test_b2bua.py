@@ -1,0 +1,251 @@
+"""The B2BUA's call state machine on the in-memory network: exact timing, every ending, and no leaks.
+
+Topology: alice (10.0.0.1) calls through the pbx (10.0.0.2) to one or two phones of bob (10.0.0.3/.4).
+Media is released (no relay here: the relay is tested on real sockets in tests/media and end to end in
+the integration suite), so the SDP checks look at origins and addresses passed through.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from engine.call.b2bua import Branch, CallInfo, CallManager, Destination
+from engine.model.cdr import CallRecord, Direction, Disposition
+from engine.sip.events import Event, RequestReceived
+from engine.sip.transaction import TimerConfig
+from tests.call.phone import Phone
+from tests.sip.harness import Network, Node, is_request, is_response, sent_from
+
+PBX_URI = "sip:202@10.0.0.2"
+
+
+class NetClock:
+    def __init__(self, net: Network) -> None:
+        self.net = net
+
+    def now(self) -> float:
+        return self.net.now
+
+    def wall(self) -> float:
+        return self.net.wall()
+
+
+class Rig:
+    def __init__(self, callees: int = 1, *, ring_timeout: float = 20.0, modes: tuple[str, ...] = ("answer",),
+                 timers: TimerConfig | None = None) -> None:
+        self.net = Network()
+        net = self.net
+        self.cdrs: list[CallRecord] = []
+        self.alice = Phone(net, net.add_endpoint("alice", "10.0.0.1", 5060, seed=1, timers=timers))
+        self.pbx = net.add_endpoint("pbx", "10.0.0.2", 5060, seed=2, timers=timers)
+        self.bobs = [Phone(net, net.add_endpoint(f"bob{i}", f"10.0.0.{3 + i}", 5060, seed=3 + i,
+                                                 timers=timers), mode=modes[min(i, len(modes) - 1)])
+                     for i in range(callees)]
+        self.manager = CallManager(self.pbx.endpoint, net, lambda: None, None, "10.0.0.2", self.cdrs.append,
+                                   NetClock(net))
+        self.destination = Destination(
+            branches=tuple(Branch(f"sip:bob@{b.node.host}:5060", b.node.peer) for b in self.bobs),
+            from_address='"Alice" <sip:201@pbx.test>', to_address="<sip:202@pbx.test>",
+            ring_timeout=ring_timeout)
+        self.pbx.tu = self._pbx_tu
+
+    def _pbx_tu(self, node: Node, event: Event) -> None:
+        if self.manager.handle(event, self.net.now):
+            return
+        if isinstance(event, RequestReceived) and event.transaction is not None \
+                and event.request.method == "INVITE":
+            info = CallInfo(Direction.INTERNAL, caller="201", caller_name="Alice", callee="202")
+            self.manager.start_call(event.request, event.transaction, event.peer, self.destination, info,
+                                    self.net.now)
+
+    def at(self, t: float, action: Callable[[], object]) -> None:
+        self.net.call_at(t, action)
+
+    def assert_clean(self) -> None:
+        """Nothing of the call is left: calls, legs, dialogs, pending requests, timers, transactions."""
+        m = self.manager
+        assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.pending == {} and m.by_invite == {}
+        assert self.net.pending_timers() == 0
+        assert self.pbx.endpoint.transaction_count == 0
+
+
+def test_answered_call_bridges_both_dialogs_and_the_callee_hangs_up() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(5.0, rig.bobs[0].bye)
+    rig.net.run(until=60.0)
+    assert rig.alice.statuses[:3] == [100, 180, 200]
+    assert rig.alice.statuses.count(200) == 1
+    bob = rig.bobs[0]
+    (invite,) = [r for r in bob.requests if r.method == "INVITE"]
+    assert (invite.get("from") or "").startswith('"Alice" <sip:201@pbx.test>')
+    assert invite.max_forwards == 69
+    assert [r.method for r in rig.alice.requests] == ["BYE"]
+    (cdr,) = rig.cdrs
+    assert cdr.disposition is Disposition.ANSWERED and cdr.hangup_cause == "callee hung up"
+    assert cdr.duration == pytest.approx(5.0 - 1.125 - 0.125, abs=0.3)
+    assert cdr.legs[0].status == 200
+    rig.assert_clean()
+
+
+def test_caller_hangs_up() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, rig.alice.bye)
+    rig.net.run(until=60.0)
+    assert [r.method for r in rig.bobs[0].requests] == ["INVITE", "ACK", "BYE"]
+    assert rig.cdrs[0].hangup_cause == "caller hung up"
+    rig.assert_clean()
+
+
+def test_parallel_ringing_first_answer_wins_and_the_other_branch_is_cancelled_with_a_reason() -> None:
+    rig = Rig(callees=2, modes=("answer", "ring"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(5.0, rig.alice.bye)
+    rig.net.run(until=60.0)
+    cancels = [d for d in rig.net.sent if is_request("CANCEL")(d) and sent_from(rig.pbx)(d)]
+    assert len(cancels) == 1 and cancels[0].dst == rig.bobs[1].node.peer
+    assert b'Reason: SIP;cause=200;text="Call completed elsewhere"' in cancels[0].data
+    (cdr,) = rig.cdrs
+    assert cdr.disposition is Disposition.ANSWERED
+    assert sorted(leg.status for leg in cdr.legs) == [200, 487]
+    rig.assert_clean()
+
+
+def test_busy_everywhere_gives_486_and_a_busy_cdr() -> None:
+    rig = Rig(callees=2, modes=("busy", "busy"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.net.run(until=60.0)
+    assert rig.alice.statuses[-1] == 486
+    assert rig.cdrs[0].disposition is Disposition.BUSY and rig.cdrs[0].status == 486
+    rig.assert_clean()
+
+
+def test_one_busy_one_ringing_keeps_ringing_the_other() -> None:
+    rig = Rig(callees=2, modes=("busy", "answer"))
+    rig.bobs[1].answer_after = 3.0
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(10.0, rig.alice.bye)
+    rig.net.run(until=60.0)
+    assert 200 in rig.alice.statuses and 486 not in rig.alice.statuses
+    rig.assert_clean()
+
+
+def test_no_answer_within_the_ring_timeout_cancels_and_answers_480() -> None:
+    rig = Rig(modes=("ring",), ring_timeout=7.0)
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.net.run(until=60.0)
+    finals = [s for s in rig.alice.statuses if s >= 200]
+    assert finals == [480]
+    cancel_at = [d.sent_at for d in rig.net.sent if is_request("CANCEL")(d) and sent_from(rig.pbx)(d)]
+    assert cancel_at == [pytest.approx(7.125)]
+    cdr = rig.cdrs[0]
+    assert cdr.disposition is Disposition.NO_ANSWER and cdr.hangup_cause == "ring timeout"
+    rig.assert_clean()
+
+
+def test_caller_cancel_cancels_every_branch_and_gets_487() -> None:
+    rig = Rig(callees=2, modes=("ring", "ring"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(2.0, rig.alice.cancel)
+    rig.net.run(until=60.0)
+    assert rig.alice.statuses[-1] == 487
+    assert len([d for d in rig.net.sent if is_request("CANCEL")(d) and sent_from(rig.pbx)(d)]) == 2
+    assert rig.cdrs[0].disposition is Disposition.CANCELLED
+    rig.assert_clean()
+
+
+def test_a_branch_that_never_answers_times_out_with_timer_b() -> None:
+    """A phone that vanished: our INVITE is lost every time; Timer B (64*T1) ends the leg, and the caller
+    hears "temporarily unavailable" (a timed-out branch counts as no answer, §16.7 would say 408)."""
+    rig = Rig(modes=("silent",), ring_timeout=120.0)
+    rig.net.drop(lambda d: is_request("INVITE")(d) and sent_from(rig.pbx)(d), times=None)
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.net.run(until=100.0)
+    assert [s for s in rig.alice.statuses if s >= 200] == [480]
+    assert rig.cdrs[0].legs[0].status == 408
+    assert rig.cdrs[0].disposition is Disposition.NO_ANSWER
+    rig.assert_clean()
+
+
+def test_a_ringing_branch_that_ignores_our_cancel_is_abandoned_after_64_t1() -> None:
+    rig = Rig(modes=("ring",), ring_timeout=5.0)
+    rig.net.drop(lambda d: is_request("CANCEL")(d) and sent_from(rig.pbx)(d), times=None)
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.net.run(until=120.0)
+    assert [s for s in rig.alice.statuses if s >= 200] == [480]
+    rig.assert_clean()
+
+
+def test_the_2xx_is_resent_until_the_caller_acks_and_a_call_never_acked_is_torn_down() -> None:
+    rig = Rig()
+    rig.net.drop(lambda d: is_request("ACK")(d) and sent_from(rig.alice.node)(d), times=None)
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.net.run(until=80.0)
+    oks = [d.sent_at for d in rig.net.sent if is_response(200, "INVITE")(d) and sent_from(rig.pbx)(d)]
+    # §13.3.1.4: 0.5, 1, 2, 4, 4, ... seconds apart, for 64*T1
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(oks)]
+    assert gaps[:4] == [0.5, 1.0, 2.0, 4.0] and set(gaps[4:]) == {4.0}
+    assert rig.cdrs[0].hangup_cause == "no ACK for the 2xx"
+    assert [r.method for r in rig.bobs[0].requests][-1] == "BYE"
+    rig.assert_clean()
+
+
+def test_reinvite_for_hold_passes_end_to_end_and_back() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))
+    rig.at(6.0, lambda: rig.alice.reinvite("sendrecv"))
+    rig.at(9.0, rig.alice.bye)
+    rig.net.run(until=60.0)
+    bob_invites = [r for r in rig.bobs[0].requests if r.method == "INVITE"]
+    assert len(bob_invites) == 3
+    assert b"a=sendonly" in bob_invites[1].body and b"a=sendrecv" in bob_invites[2].body
+    # each re-INVITE reached bob with our origin and a new version
+    versions = [int(r.body.split(b"\r\n")[1].split()[2]) for r in bob_invites]
+    assert versions == sorted(versions) and len(set(versions)) == 3
+    assert rig.alice.statuses.count(200) >= 3
+    rig.assert_clean()
+
+
+def test_session_refresh_with_the_same_sdp_is_answered_locally() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, extra=(("Session-Expires", "120;refresher=uac"), ("Supported", "timer")))
+    rig.at(30.0, lambda: rig.alice.ep.send_request(rig.alice.dialog.request("UPDATE"), rig.alice.dialog.peer,  # type: ignore[union-attr]
+                                                   rig.net.now))
+    rig.at(100.0, rig.alice.bye)
+    rig.net.run(until=150.0)
+    assert [r.method for r in rig.bobs[0].requests].count("UPDATE") == 0
+    assert rig.cdrs[0].hangup_cause == "caller hung up"
+    rig.assert_clean()
+
+
+def test_session_timer_expiry_ends_the_call() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, extra=(("Session-Expires", "90;refresher=uac"), ("Supported", "timer")))
+    rig.net.run(until=200.0)
+    assert rig.cdrs[0].hangup_cause == "session timer expired"
+    assert [r.method for r in rig.alice.requests] == ["BYE"]
+    rig.assert_clean()
+
+
+def test_too_small_session_interval_gets_422_with_min_se() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, extra=(("Session-Expires", "30"),))
+    rig.net.run(until=40.0)
+    assert rig.alice.statuses[-1] == 422
+    assert any(b"Min-SE: 90" in d.data for d in rig.net.sent if sent_from(rig.pbx)(d))
+    rig.assert_clean()
+
+
+def test_in_dialog_request_for_an_unknown_dialog_gets_481() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, rig.alice.bye)
+    rig.at(4.0, rig.alice.bye)  # the second BYE finds no dialog any more
+    rig.net.run(until=60.0)
+    assert rig.alice.statuses[-1] == 481
+    rig.assert_clean()
