@@ -407,7 +407,8 @@ class SdpRewriter:
     def rewrite(self, sdp: SessionDescription, host: str, ports: Sequence[int]) -> bytes:
         """The body to send: ``sdp`` with our origin, ``host`` as every c= address and the relay ports.
 
-        Each accepted stream (port != 0) of ``sdp.media[i]`` gets ``ports[i]``; rejected streams stay at 0.
+        Each accepted stream (port != 0) of ``sdp.media[i]`` gets ``ports[i]``; rejected streams stay at 0,
+        and a 0 in ``ports`` rejects that stream (e.g. a second audio stream the relay does not carry).
         An a=rtcp line becomes ``port+1`` on ``host`` (the relay's RTCP socket). ICE attributes go, at session
         and media level: the peer must send to us, not try paths to the phone behind us.
 
@@ -420,7 +421,7 @@ class SdpRewriter:
             The SDP body.
 
         Raises:
-            ValueError: ``host`` is empty or contains whitespace, a port is out of range, or ``ports`` has
+            ValueError: ``host`` is empty or contains whitespace, a port is out of 0-65534, or ``ports`` has
                 no entry for an accepted stream (our own misuse, not the peer's).
         """
         _check_host(host)
@@ -434,6 +435,9 @@ class SdpRewriter:
             if index >= len(ports):
                 raise ValueError(f"no relay port given for media section {index}")
             port = ports[index]
+            if port == 0:  # the caller does not carry this stream: reject it (RFC 3264 §6)
+                media.append(replace(section, port=0, attributes=attributes))
+                continue
             if not 0 < port < 65535:
                 raise ValueError(f"relay port {port} out of range")
             attributes = [

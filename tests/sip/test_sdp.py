@@ -424,6 +424,16 @@ def test_rewrite_leaves_rejected_streams_at_port_zero() -> None:
     assert sdp.connection == "198.51.100.7"
 
 
+def test_a_zero_relay_port_rejects_that_stream() -> None:
+    """Two accepted audio streams, one relay pair: the caller rejects the second with port 0."""
+    body = BARESIP + b"m=audio 10782 RTP/AVP 0\r\na=rtcp:10783\r\na=ice-ufrag:x\r\n"
+    sdp = parse_sdp(SdpRewriter(1).rewrite(parse_sdp(body), "198.51.100.7", [20000, 0]))
+    assert [(m.port, m.formats) for m in sdp.media] == [(20000, ["0", "8", "101"]), (0, ["0"])]
+    assert sdp.media[1].attributes == [("rtcp", "10783")]
+    with pytest.raises(ValueError, match="relay port -2 out of range"):
+        SdpRewriter(1).rewrite(parse_sdp(body), "198.51.100.7", [20000, -2])
+
+
 def test_origin_version_moves_only_when_the_sdp_changes() -> None:
     """RFC 3264 §8: unchanged re-sends keep the version; each change adds exactly one."""
     rewriter = SdpRewriter(1234)
