@@ -202,10 +202,11 @@ class RelaySession:
                     logger.debug("RTP recv on port %d failed: %s", sock.getsockname()[1], exc)
                     break
                 received += 1
-                if not latch.accept(source):
+                # Latch.accept and Latch.destination, inlined for the common case (a latched peer).
+                if source != latch.latched and not latch.accept(source):
                     stats.dropped += 1
                     continue
-                destination = out_latch.destination
+                destination = out_latch.latched or out_latch.signalled
                 if destination is None:
                     stats.dropped += 1
                     continue
