@@ -3,12 +3,14 @@
 ``parse_company_document`` turns the loaded mapping into typed specs or raises the first ``ModelError``,
 its field a path into the document (``users[3].extension``, ``numbers[0].route.target``). Every reference
 must resolve (a number's route target, a line's external caller ID). Users without an extension get the
-next free ones, in file order, after all explicit extensions are reserved. Persistence (HA1 values, ids)
-is the store's job.
+next free ones, in file order, after all explicit extensions are reserved. Trunk names are unique and no
+two trunks' sources overlap (an inbound call is matched to its trunk by source address). Persistence (HA1
+values, ids) is the store's job.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -16,22 +18,38 @@ from typing import Any, Final
 from engine.model import rules
 from engine.model.entities import (
     DEFAULT_COUNTRY,
+    DEFAULT_DIAL_PERMISSIONS,
     DEFAULT_FIRST_EXTENSION,
     DEFAULT_TIMEZONE,
+    DEFAULT_TRUNK_PORT,
     Company,
     PhoneNumber,
 )
 from engine.model.errors import ModelError
 
 FORMAT_VERSION: Final = 1
-_TOP_KEYS: Final = frozenset({"version", "company", "users", "numbers", "dial_plans"})
-_COMPANY_KEYS: Final = frozenset({"name", "sip_realm", "timezone", "country", "first_extension"})
+_TOP_KEYS: Final = frozenset({"version", "company", "users", "numbers", "dial_plans", "trunks"})
+_COMPANY_KEYS: Final = frozenset(
+    {"name", "sip_realm", "timezone", "country", "first_extension", "area_code", "media_release_networks"}
+)
 _USER_KEYS: Final = frozenset(
-    {"first_name", "last_name", "email", "extension", "sip_password", "line_name", "external_caller_id"}
+    {
+        "first_name",
+        "last_name",
+        "email",
+        "extension",
+        "sip_password",
+        "line_name",
+        "external_caller_id",
+        "dial_permissions",
+    }
 )
 _NUMBER_KEYS: Final = frozenset({"number", "route"})
 _ROUTE_KEYS: Final = frozenset({"kind", "target"})
 _PLAN_KEYS: Final = frozenset({"name", "graph"})
+_TRUNK_KEYS: Final = frozenset(
+    {"name", "sources", "host", "port", "transport", "username", "password", "from_domain", "outbound"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +63,28 @@ class UserSpec:
     sip_password: str
     line_name: str
     external_caller_id: str | None
+    dial_permissions: frozenset[str] = DEFAULT_DIAL_PERMISSIONS
 
 
 @dataclass(frozen=True, slots=True)
 class DialPlanSpec:
     name: str
     graph: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkSpec:
+    """A trunk as the document describes it: ``engine.model.Trunk`` without the id the store assigns."""
+
+    name: str
+    sources: tuple[str, ...]
+    host: str
+    port: int = DEFAULT_TRUNK_PORT
+    transport: str = "UDP"
+    username: str | None = None
+    password: str | None = None
+    from_domain: str | None = None
+    outbound: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +95,7 @@ class CompanyDocument:
     users: tuple[UserSpec, ...]
     numbers: tuple[PhoneNumber, ...]
     dial_plans: tuple[DialPlanSpec, ...]
+    trunks: tuple[TrunkSpec, ...] = ()
 
 
 def parse_company_document(doc: object) -> CompanyDocument:
@@ -81,7 +116,8 @@ def parse_company_document(doc: object) -> CompanyDocument:
     users = _users(_list(top.get("users"), "users"), company.first_extension, number_set)
     extensions = {u.extension for u in users}
     numbers = _numbers(raw_numbers, {p.name for p in plans}, extensions)
-    return CompanyDocument(company, users, numbers, plans)
+    trunks = _trunks(_list(top.get("trunks"), "trunks"))
+    return CompanyDocument(company, users, numbers, plans, trunks)
 
 
 def _company(value: object) -> Company:
@@ -93,6 +129,10 @@ def _company(value: object) -> Company:
         country=rules.check_country(raw.get("country", DEFAULT_COUNTRY), "company.country"),
         first_extension=rules.check_first_extension(
             raw.get("first_extension", DEFAULT_FIRST_EXTENSION), "company.first_extension"
+        ),
+        area_code=rules.check_area_code(raw.get("area_code"), "company.area_code"),
+        media_release_networks=rules.check_networks(
+            raw.get("media_release_networks"), "company.media_release_networks"
         ),
     )
 
@@ -133,6 +173,9 @@ def _users(items: list[object], first_extension: int, numbers: set[str]) -> tupl
                 raise ModelError(
                     f"{at}.external_caller_id", f"{caller_id} is not one of the company's numbers"
                 )
+        permissions = DEFAULT_DIAL_PERMISSIONS
+        if raw.get("dial_permissions") is not None:
+            permissions = rules.check_dial_permissions(raw["dial_permissions"], f"{at}.dial_permissions")
         out.append(
             UserSpec(
                 first_name=first,
@@ -144,6 +187,7 @@ def _users(items: list[object], first_extension: int, numbers: set[str]) -> tupl
                     f"{first} {last}" if line_name is None else rules.check_text(line_name, f"{at}.line_name")
                 ),
                 external_caller_id=caller_id,
+                dial_permissions=permissions,
             )
         )
     return tuple(out)
@@ -186,6 +230,64 @@ def _dial_plans(items: list[object]) -> tuple[DialPlanSpec, ...]:
             raise ModelError(f"{at}.name", f"a dial plan named {name!r} is already defined")
         seen.add(name)
         out.append(DialPlanSpec(name, rules.check_graph(raw.get("graph", {}), f"{at}.graph")))
+    return tuple(out)
+
+
+def _trunks(items: list[object]) -> tuple[TrunkSpec, ...]:
+    names: dict[str, int] = {}
+    claimed: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+    out: list[TrunkSpec] = []
+    for i, item in enumerate(items):
+        at = f"trunks[{i}]"
+        raw = _mapping(item, at, _TRUNK_KEYS)
+        name = rules.check_plan_name(raw.get("name"), f"{at}.name")
+        if name in names:
+            raise ModelError(
+                f"{at}.name", f"a trunk named {name!r} is already defined as trunks[{names[name]}]"
+            )
+        names[name] = i
+        # Required, so that a forgotten allow-list is an error here rather than a 403 on every inbound call;
+        # an outbound-only trunk says so with ``sources: []``.
+        if "sources" not in raw:
+            raise ModelError(f"{at}.sources", "is required (an empty list: the trunk takes no inbound calls)")
+        sources = rules.check_networks(raw["sources"], f"{at}.sources")
+        mine: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str]] = []
+        for j, text in enumerate(sources):
+            network = ipaddress.ip_network(text)
+            for other, where in claimed:
+                if network.overlaps(other):
+                    raise ModelError(
+                        f"{at}.sources[{j}]",
+                        f"{text} overlaps {other} of {where}: a source address must name one trunk",
+                    )
+            mine.append((network, f"{at}.sources[{j}]"))
+        claimed.extend(mine)
+        if "host" not in raw:
+            raise ModelError(f"{at}.host", "is required")
+        username = raw.get("username")
+        password = raw.get("password")
+        if username is not None:
+            username = rules.check_digest_username(username, f"{at}.username")
+        if password is not None:
+            if username is None:
+                raise ModelError(f"{at}.password", "is given without a username")
+            password = rules.check_sip_password(password, f"{at}.password")
+        from_domain = raw.get("from_domain")
+        if from_domain is not None:
+            from_domain = rules.check_host(from_domain, f"{at}.from_domain")
+        out.append(
+            TrunkSpec(
+                name=name,
+                sources=sources,
+                host=rules.check_host(raw["host"], f"{at}.host"),
+                port=rules.check_port(raw.get("port", DEFAULT_TRUNK_PORT), f"{at}.port"),
+                transport=rules.check_transport(raw.get("transport", "UDP"), f"{at}.transport"),
+                username=username,
+                password=password,
+                from_domain=from_domain,
+                outbound=rules.check_flag(raw.get("outbound", True), f"{at}.outbound"),
+            )
+        )
     return tuple(out)
 
 

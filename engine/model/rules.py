@@ -7,12 +7,14 @@ path (``users[3].extension``) or re-home the error with ``ModelError.under``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import zoneinfo
 from collections.abc import Collection, Iterator
 from typing import Any, Final
 
+from engine.model.entities import DIAL_PERMISSIONS, TRUNK_TRANSPORTS
 from engine.model.errors import ModelError
 
 EXTENSION_RE: Final = re.compile(r"[0-9]{3,6}")
@@ -24,6 +26,10 @@ EMAIL_RE: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 REALM_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}")
 PLAN_NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 COUNTRY_RE: Final = re.compile(r"[A-Z]{2}")
+AREA_CODE_RE: Final = re.compile(r"[0-9]{1,6}")
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+HOSTNAME_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
+MAX_HOSTNAME: Final = 253
 MAX_NAME = 100
 MAX_PASSWORD = 128
 ROUTE_KINDS: Final = ("dial_plan", "extension")
@@ -126,7 +132,7 @@ def check_country(value: object, field: str = "country") -> str:
 
 
 def check_plan_name(value: object, field: str = "name") -> str:
-    """A dial-plan name: letters, digits, '_', '.', '-'; up to 64 characters."""
+    """A dial-plan or trunk name: letters, digits, '_', '.', '-'; up to 64 characters."""
     if not isinstance(value, str) or not PLAN_NAME_RE.fullmatch(value):
         raise ModelError(field, "must be 1-64 letters, digits, '_', '.' or '-'")
     return value
@@ -147,6 +153,126 @@ def check_route_kind(value: object, field: str = "route.kind") -> str:
     """The kind of destination a number routes to."""
     if not isinstance(value, str) or value not in ROUTE_KINDS:
         raise ModelError(field, f"must be one of {', '.join(ROUTE_KINDS)}")
+    return value
+
+
+def check_area_code(value: object, field: str = "area_code") -> str | None:
+    """An optional national area code without the trunk prefix: 1-6 digits ("30" for Berlin).
+
+    YAML integers are read as their decimal digits; None or empty means none.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string of digits, e.g. '30'")
+    text = value.strip()
+    if not text:
+        return None
+    if not AREA_CODE_RE.fullmatch(text):
+        raise ModelError(field, f"{text!r} is not 1-6 digits (write the area code without spaces)")
+    return text
+
+
+def check_network(value: object, field: str) -> str:
+    """An IP address or network (IPv4 or IPv6), normalised to CIDR text (``192.0.2.7`` -> ``192.0.2.7/32``).
+
+    A network with host bits set (``192.0.2.7/24``) is refused rather than silently widened: it is more
+    likely a typo for an address or for a different network than what ``strict=False`` would make of it.
+    """
+    if not isinstance(value, str):
+        raise ModelError(field, "not an IP address or network (write it as a string)")
+    text = value.strip()
+    try:
+        return str(ipaddress.ip_network(text, strict=True))
+    except ValueError:
+        pass
+    try:
+        widened = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise ModelError(field, f"not an IP address or network: {text!r}") from None
+    raise ModelError(field, f"{text} has host bits set (the network would be {widened})")
+
+
+def check_networks(value: object, field: str) -> tuple[str, ...]:
+    """A list of addresses or networks (see ``check_network``); errors name the item (``field[1]``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise ModelError(field, "must be a list of IP addresses or networks")
+    return tuple(check_network(item, f"{field}[{i}]") for i, item in enumerate(value))
+
+
+def check_dial_permissions(value: object, field: str = "dial_permissions") -> frozenset[str]:
+    """A list of permission names from ``DIAL_PERMISSIONS``; empty allows emergency numbers only."""
+    if not isinstance(value, list | tuple | set | frozenset):
+        raise ModelError(field, f"must be a list of: {', '.join(DIAL_PERMISSIONS)}")
+    names: set[str] = set()
+    for i, item in enumerate(value):
+        at = f"{field}[{i}]"
+        if not isinstance(item, str):
+            raise ModelError(at, f"must be one of: {', '.join(DIAL_PERMISSIONS)}")
+        if item == "emergency":
+            raise ModelError(at, "emergency numbers are always allowed; it is not a permission")
+        if item not in DIAL_PERMISSIONS:
+            raise ModelError(at, f"unknown permission {item!r} (expected: {', '.join(DIAL_PERMISSIONS)})")
+        names.add(item)
+    return frozenset(names)
+
+
+def format_dial_permissions(permissions: Collection[str]) -> list[str]:
+    """The permissions in ``DIAL_PERMISSIONS`` order (how they are stored and shown)."""
+    return [name for name in DIAL_PERMISSIONS if name in permissions]
+
+
+def check_host(value: object, field: str = "host") -> str:
+    """A host name or an IP address literal (IPv6 without brackets); the port goes elsewhere."""
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a host name or an IP address")
+    text = value.strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if len(text) <= MAX_HOSTNAME and HOSTNAME_RE.fullmatch(text):
+        return text
+    hint = " (give the port separately)" if ":" in text else ""
+    raise ModelError(field, f"{text!r} is not a host name or an IP address{hint}")
+
+
+def check_port(value: object, field: str = "port") -> int:
+    """A UDP/TCP port, 1-65535 (a YAML integer or a string of digits)."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ModelError(field, "must be a port number from 1 to 65535")
+    return value
+
+
+def check_transport(value: object, field: str = "transport") -> str:
+    """A SIP transport we can send on, upper-cased (``udp`` -> ``UDP``)."""
+    if not isinstance(value, str) or value.strip().upper() not in TRUNK_TRANSPORTS:
+        raise ModelError(field, f"must be one of {', '.join(TRUNK_TRANSPORTS)}")
+    return value.strip().upper()
+
+
+def check_digest_username(value: object, field: str = "username") -> str:
+    """A digest username we send: printable, no spaces, no '"' or '\\' (it goes into a quoted-string)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string")
+    text = _check_line(value.strip(), field, MAX_PASSWORD)
+    if any(ch.isspace() or ch in '"\\' for ch in text):
+        raise ModelError(field, "must not contain spaces, '\"' or '\\'")
+    return text
+
+
+def check_flag(value: object, field: str) -> bool:
+    """A YAML/JSON boolean (``true``/``false``), nothing else."""
+    if not isinstance(value, bool):
+        raise ModelError(field, "must be true or false")
     return value
 
 
