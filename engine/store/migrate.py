@@ -9,7 +9,13 @@ no ``alembic.ini`` or script directory to ship, and there is one linear history.
 edit ``engine.store.schema``, bump ``SCHEMA_VERSION`` and add ``UPGRADES[old] = step`` that turns a
 database of version ``old`` into ``old + 1`` with portable ``ALTER``/``CREATE`` statements. A new database
 is created straight from the current tables, so a test should check that upgrading a saved old database
-gives the same tables as a fresh one.
+gives the same tables as a fresh one. A step creates its tables from its own frozen definitions, never
+from ``engine.store.schema``: a later version that changes such a table would otherwise break the step.
+
+History:
+  1  the first release: company, users, lines, numbers, dial plans, registrations.
+  2  calls (issue 3): company.area_code and .media_release_networks, lines.dial_permissions, the
+     trunks and cdrs tables.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from engine.store.errors import SchemaVersionError, StoreError
 
 logger = logging.getLogger(__name__)
 
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {}
 _PG_LOCK_KEY: Final = 0x70627845  # "pbxE": one advisory lock id for schema changes
 
 
@@ -66,3 +71,57 @@ def migrate(conn: sa.Connection) -> int:
         conn.execute(sa.update(schema.schema_version).values(version=version))
         logger.info("upgraded the database to schema version %d", version)
     return int(found)
+
+
+def _v1_to_v2(conn: sa.Connection) -> None:
+    """Trunks, dial permissions, area code, media release networks and CDRs (issue 3)."""
+    # Existing lines get the default permissions (no international), as a new line would.
+    conn.execute(sa.text("ALTER TABLE company ADD COLUMN area_code TEXT"))
+    conn.execute(sa.text("ALTER TABLE company ADD COLUMN media_release_networks TEXT NOT NULL DEFAULT '[]'"))
+    conn.execute(
+        sa.text(
+            "ALTER TABLE lines ADD COLUMN dial_permissions TEXT NOT NULL "
+            f"DEFAULT '{_V2_DEFAULT_DIAL_PERMISSIONS}'"
+        )
+    )
+    v2 = sa.MetaData()
+    real: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
+    sa.Table(
+        "trunks",
+        v2,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("sources", sa.Text, nullable=False),
+        sa.Column("host", sa.Text, nullable=False),
+        sa.Column("port", sa.Integer, nullable=False),
+        sa.Column("transport", sa.Text, nullable=False),
+        sa.Column("username", sa.Text, nullable=True),
+        sa.Column("password", sa.Text, nullable=True),
+        sa.Column("from_domain", sa.Text, nullable=True),
+        sa.Column("outbound", sa.Boolean, nullable=False),
+    )
+    sa.Table(
+        "cdrs",
+        v2,
+        sa.Column("call_id", sa.Text, primary_key=True),
+        sa.Column("direction", sa.Text, nullable=False),
+        sa.Column("caller", sa.Text, nullable=False),
+        sa.Column("caller_name", sa.Text, nullable=False),
+        sa.Column("callee", sa.Text, nullable=False),
+        sa.Column("did", sa.Text, nullable=True),
+        sa.Column("trunk", sa.Text, nullable=True),
+        sa.Column("started_at", real, nullable=False, index=True),
+        sa.Column("answered_at", real, nullable=True),
+        sa.Column("ended_at", real, nullable=False),
+        sa.Column("disposition", sa.Text, nullable=False),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("hangup_cause", sa.Text, nullable=False),
+        sa.Column("legs", sa.Text, nullable=False),
+    )
+    v2.create_all(conn, checkfirst=False)  # a table of that name already there is an error, not ours
+
+
+_V2_DEFAULT_DIAL_PERMISSIONS: Final = '["internal", "local", "national", "mobile"]'
+
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {1: _v1_to_v2}
+"""``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

@@ -2,17 +2,24 @@
 
 Portable SQL only: the same tables run on SQLite (embedded default) and PostgreSQL. Floating-point
 columns are DOUBLE PRECISION on PostgreSQL (REAL there is 4 bytes, too small for epoch seconds) and REAL
-on SQLite. Changing a table here means bumping ``SCHEMA_VERSION`` and adding a step to
-``engine.store.migrate.UPGRADES``.
+on SQLite. Lists (networks, dial permissions, CDR legs) are JSON text: portable, and read whole anyway.
+Changing a table here means bumping ``SCHEMA_VERSION`` and adding a step to
+``engine.store.migrate.UPGRADES``; a column added to an existing table goes last (where ``ALTER TABLE ...
+ADD COLUMN`` puts it), so that an upgraded database has the same tables as a new one.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Final
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION: Final = 1
+from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
+
+SCHEMA_VERSION: Final = 2
+
+DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
 metadata = sa.MetaData()
 
@@ -41,6 +48,8 @@ company = sa.Table(
     sa.Column("timezone", sa.Text, nullable=False),
     sa.Column("country", sa.Text, nullable=False),
     sa.Column("first_extension", sa.Integer, nullable=False),
+    sa.Column("area_code", sa.Text, nullable=True),  # v2
+    sa.Column("media_release_networks", sa.Text, nullable=False, server_default="[]"),  # v2, JSON
 )
 
 users = sa.Table(
@@ -64,6 +73,9 @@ lines = sa.Table(
     sa.Column("external_caller_id", sa.Text, nullable=True),
     sa.Column("ha1_md5", sa.Text, nullable=False),
     sa.Column("ha1_sha256", sa.Text, nullable=False),
+    sa.Column(  # v2, JSON list in DIAL_PERMISSIONS order; the default is what v1 lines get on upgrade
+        "dial_permissions", sa.Text, nullable=False, server_default=DEFAULT_DIAL_PERMISSIONS_JSON
+    ),
 )
 
 dial_plans = sa.Table(
@@ -97,4 +109,38 @@ registrations = sa.Table(
     sa.Column("user_agent", sa.Text, nullable=False),
     sa.Column("instance_id", sa.Text, nullable=True),
     sa.Column("reg_id", sa.Integer, nullable=True),
+)
+
+trunks = sa.Table(  # v2
+    "trunks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("sources", sa.Text, nullable=False),  # JSON list of CIDR networks
+    sa.Column("host", sa.Text, nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("transport", sa.Text, nullable=False),
+    sa.Column("username", sa.Text, nullable=True),
+    sa.Column("password", sa.Text, nullable=True),  # clear text: we answer the carrier's digest challenges
+    sa.Column("from_domain", sa.Text, nullable=True),
+    sa.Column("outbound", sa.Boolean, nullable=False),
+)
+
+cdrs = sa.Table(  # v2
+    "cdrs",
+    metadata,
+    sa.Column("call_id", sa.Text, primary_key=True),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("caller", sa.Text, nullable=False),
+    sa.Column("caller_name", sa.Text, nullable=False),
+    sa.Column("callee", sa.Text, nullable=False),
+    sa.Column("did", sa.Text, nullable=True),
+    sa.Column("trunk", sa.Text, nullable=True),
+    sa.Column("started_at", _Float, nullable=False, index=True),  # wall-clock epoch seconds
+    sa.Column("answered_at", _Float, nullable=True),
+    sa.Column("ended_at", _Float, nullable=False),
+    sa.Column("disposition", sa.Text, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("hangup_cause", sa.Text, nullable=False),
+    sa.Column("legs", sa.Text, nullable=False),  # JSON list of LegRecord fields
 )

@@ -9,8 +9,12 @@ On SQLite, transactions are started by us, not by the ``sqlite3`` module (whose 
 leave DDL in autocommit): reads use ``BEGIN``, writes ``BEGIN IMMEDIATE`` so that two writers queue on
 the busy timeout instead of failing on a lock upgrade.
 
-Passwords are never stored: a line keeps HA1 = H(extension:realm:password) for MD5 and SHA-256, so
-changing the company's SIP realm requires new SIP passwords for every line.
+Line passwords are never stored: a line keeps HA1 = H(extension:realm:password) for MD5 and SHA-256, so
+changing the company's SIP realm requires new SIP passwords for every line. Trunk passwords are stored in
+clear text, because we answer the carrier's digest challenges with them (see ``engine.model.Trunk``).
+
+Call detail records are written in batches by ``CdrWriter`` (``engine.store.cdrs``) through
+``write_cdrs`` and read back newest first by ``list_cdrs``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import operator
 import secrets
 import string
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +34,14 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 
 from engine.model import (
+    DEFAULT_DIAL_PERMISSIONS,
+    CallRecord,
     Company,
     DialPlan,
     Line,
     ModelError,
     PhoneNumber,
+    Trunk,
     User,
     next_free_extension,
     parse_company_document,
@@ -43,6 +50,7 @@ from engine.model import (
 from engine.sip.auth import Credentials, compute_ha1
 from engine.store import schema
 from engine.store.bindings import BindingRecord
+from engine.store.cdrs import cdr_from_row, cdr_row
 from engine.store.migrate import migrate
 
 DB_FILE: Final = "pbx.sqlite3"
@@ -75,6 +83,7 @@ class ImportSummary:
     lines: int
     numbers: int
     dial_plans: int
+    trunks: int
     config_version: int
 
 
@@ -162,6 +171,12 @@ class Store:
             rows = conn.execute(sa.select(schema.numbers).order_by(schema.numbers.c.e164)).all()
         return [PhoneNumber(r.e164, r.route_kind, r.route_target) for r in rows]
 
+    def trunks(self) -> list[Trunk]:
+        """Every trunk in file order (the first with ``outbound`` set carries outbound calls)."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(schema.trunks).order_by(schema.trunks.c.id)).all()
+        return [_trunk(r) for r in rows]
+
     def dial_plans(self) -> list[DialPlan]:
         with self._read() as conn:
             rows = conn.execute(sa.select(schema.dial_plans).order_by(schema.dial_plans.c.id)).all()
@@ -182,7 +197,7 @@ class Store:
         return {r.extension: Credentials(r.extension, realm, r.ha1_md5, r.ha1_sha256) for r in rows}
 
     def import_company(self, doc: Mapping[str, Any]) -> ImportSummary:
-        """Replace the configuration (company, users, lines, numbers, dial plans) with ``doc``.
+        """Replace the configuration (company, users, lines, numbers, dial plans, trunks) with ``doc``.
 
         All or nothing: the document is validated whole first and written in one transaction.
         Registrations are kept.
@@ -198,7 +213,14 @@ class Store:
         ]
         with self._write() as conn:
             version = self._bump(conn)
-            for table in (schema.lines, schema.users, schema.numbers, schema.dial_plans, schema.company):
+            for table in (
+                schema.lines,
+                schema.users,
+                schema.numbers,
+                schema.dial_plans,
+                schema.trunks,
+                schema.company,
+            ):
                 conn.execute(sa.delete(table))
             conn.execute(sa.insert(schema.company).values(id=1, **_company_row(company)))
             ids: list[int] = []
@@ -216,6 +238,7 @@ class Store:
                         "external_caller_id": spec.external_caller_id,
                         "ha1_md5": md5,
                         "ha1_sha256": sha256,
+                        "dial_permissions": _permissions_json(spec.dial_permissions),
                     }
                 )
             if line_rows:
@@ -236,12 +259,31 @@ class Store:
                         for p in parsed.dial_plans
                     ],
                 )
+            if parsed.trunks:
+                conn.execute(
+                    sa.insert(schema.trunks),
+                    [
+                        {
+                            "name": t.name,
+                            "sources": json.dumps(list(t.sources)),
+                            "host": t.host,
+                            "port": t.port,
+                            "transport": t.transport,
+                            "username": t.username,
+                            "password": t.password,
+                            "from_domain": t.from_domain,
+                            "outbound": t.outbound,
+                        }
+                        for t in parsed.trunks
+                    ],
+                )
         return ImportSummary(
             company=company.name,
             users=len(user_rows),
             lines=len(line_rows),
             numbers=len(parsed.numbers),
             dial_plans=len(parsed.dial_plans),
+            trunks=len(parsed.trunks),
             config_version=version,
         )
 
@@ -252,11 +294,14 @@ class Store:
         email: str | None,
         extension: str | None,
         sip_password: str | None,
+        *,
+        dial_permissions: Collection[str] | None = None,
     ) -> tuple[User, Line, str]:
         """Create a user with one line; returns them and the line's SIP password.
 
         ``extension`` None takes the next free one from the company's first extension; ``sip_password``
-        None generates one. An empty store gets a default company first (not the example company).
+        None generates one; ``dial_permissions`` None gives ``DEFAULT_DIAL_PERMISSIONS`` (no international).
+        An empty store gets a default company first (not the example company).
 
         Raises:
             ModelError: a bad or taken value, naming the field (``extension: 201 is already in use``).
@@ -266,6 +311,11 @@ class Store:
         mail = rules.check_email(email, "email")
         wanted = None if extension is None else rules.check_extension(extension, "extension")
         password = generate_sip_password() if sip_password is None else rules.check_sip_password(sip_password)
+        permissions = (
+            DEFAULT_DIAL_PERMISSIONS
+            if dial_permissions is None
+            else rules.check_dial_permissions(dial_permissions, "dial_permissions")
+        )
         with self._write() as conn:
             self._bump(conn)
             company = self._company(conn)
@@ -298,11 +348,12 @@ class Store:
                     external_caller_id=None,
                     ha1_md5=md5,
                     ha1_sha256=sha256,
+                    dial_permissions=_permissions_json(permissions),
                 )
                 .returning(schema.lines.c.id)
             ).scalar_one()
         user = User(user_id, first_name, last_name, mail)
-        return user, Line(line_id, user_id, ext, line_name, None, md5, sha256), password
+        return user, Line(line_id, user_id, ext, line_name, None, md5, sha256, permissions), password
 
     # -- registrations -----------------------------------------------------------------------------------
 
@@ -351,6 +402,40 @@ class Store:
                 # per-row parameter processing. The statement is portable (SQLite >= 3.24, PostgreSQL).
                 conn.exec_driver_sql(self._upsert_sql, [_binding_row(r) for r in upserts])
 
+    # -- call detail records ----------------------------------------------------------------------------
+
+    def write_cdrs(self, records: Sequence[CallRecord]) -> None:
+        """Insert call records in one transaction (all or none). Blocking; ``CdrWriter`` calls it from its
+        thread.
+
+        Text the database cannot take (lone surrogates kept from undecodable SIP bytes, NUL) is stored
+        with U+FFFD in its place.
+
+        Raises:
+            sqlalchemy.exc.IntegrityError: a record's ``call_id`` is already stored.
+            ValueError: a time is not a finite number.
+        """
+        if records:
+            with self._write() as conn:
+                conn.execute(sa.insert(schema.cdrs), [cdr_row(r) for r in records])
+
+    def list_cdrs(self, limit: int = 50, *, since: float | None = None) -> list[CallRecord]:
+        """The newest ``limit`` call records, newest first; ``since`` (epoch seconds) keeps only calls
+        that started at or after it.
+
+        Raises:
+            ValueError: ``limit`` is negative.
+        """
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        cdrs = schema.cdrs
+        stmt = sa.select(cdrs).order_by(cdrs.c.started_at.desc(), cdrs.c.call_id.desc()).limit(limit)
+        if since is not None:
+            stmt = stmt.where(cdrs.c.started_at >= since)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [cdr_from_row(r._mapping) for r in rows]
+
     # -- plumbing ----------------------------------------------------------------------------------------
 
     @contextmanager
@@ -378,7 +463,15 @@ class Store:
         row = conn.execute(sa.select(schema.company).where(schema.company.c.id == 1)).first()
         if row is None:
             return Company(DEFAULT_COMPANY_NAME)
-        return Company(row.name, row.sip_realm, row.timezone, row.country, row.first_extension)
+        return Company(
+            row.name,
+            row.sip_realm,
+            row.timezone,
+            row.country,
+            row.first_extension,
+            row.area_code,
+            tuple(json.loads(row.media_release_networks)),
+        )
 
 
 def _company_row(company: Company) -> dict[str, Any]:
@@ -388,11 +481,42 @@ def _company_row(company: Company) -> dict[str, Any]:
         "timezone": company.timezone,
         "country": company.country,
         "first_extension": company.first_extension,
+        "area_code": company.area_code,
+        "media_release_networks": json.dumps(list(company.media_release_networks)),
     }
 
 
+def _permissions_json(permissions: Collection[str]) -> str:
+    # Spelt like the column's server default (schema.DEFAULT_DIAL_PERMISSIONS_JSON) for a tidy table.
+    return json.dumps(rules.format_dial_permissions(permissions))
+
+
 def _line(r: sa.Row[Any]) -> Line:
-    return Line(r.id, r.user_id, r.extension, r.name, r.external_caller_id, r.ha1_md5, r.ha1_sha256)
+    return Line(
+        r.id,
+        r.user_id,
+        r.extension,
+        r.name,
+        r.external_caller_id,
+        r.ha1_md5,
+        r.ha1_sha256,
+        frozenset(json.loads(r.dial_permissions)),
+    )
+
+
+def _trunk(r: sa.Row[Any]) -> Trunk:
+    return Trunk(
+        id=r.id,
+        name=r.name,
+        sources=tuple(json.loads(r.sources)),
+        host=r.host,
+        port=r.port,
+        transport=r.transport,
+        username=r.username,
+        password=r.password,
+        from_domain=r.from_domain,
+        outbound=bool(r.outbound),
+    )
 
 
 def _binding(r: sa.Row[Any]) -> BindingRecord:

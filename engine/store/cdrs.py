@@ -1,0 +1,289 @@
+"""Call detail records at rest: their row and JSON forms, and the background writer that stores them.
+
+The call layer runs on the event loop and must never wait for the database (ARCHITECTURE rule 4). When a
+call ends it hands its ``CallRecord`` to ``CdrWriter.write``, which only puts it on a
+``queue.SimpleQueue``. One thread drains the queue in batches (after the first record it waits
+``flush_interval_s``, cut short by ``flush`` or ``stop``, then takes what piled up, up to ``max_batch``) and
+inserts each batch in one transaction through ``Store.write_cdrs``.
+
+A CDR is a bill and an audit trail, so none may disappear without a trace. A batch that fails is written
+again row by row, so one bad record cannot sink the others. A record that keeps failing for a reason that
+may pass (a locked SQLite file, a PostgreSQL restart) is retried with back-off; one the database refuses
+for good (a duplicate ``call_id``, a time that is not a number), or that still fails after the last retry,
+is logged at ERROR with all its fields as JSON: it can be recovered from the log. ``stop`` commits what is
+queued; a record written after ``stop`` is logged the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import queue
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+
+from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
+
+if TYPE_CHECKING:
+    from engine.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+_RETRY_DELAYS_S: Final = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+_LEG_FIELDS: Final = tuple(f.name for f in dataclasses.fields(LegRecord))
+# Refusals that a retry cannot change: the row itself is wrong.
+_PERMANENT: Final = (sa.exc.IntegrityError, sa.exc.DataError, ValueError, TypeError)
+
+
+def storable(text: str) -> str:
+    """Text as every database can take it: lone surrogates (undecodable bytes the SIP parser keeps so a
+    message re-serialises byte for byte) and NUL (PostgreSQL refuses it in text) become U+FFFD."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def _finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of epoch seconds, got {value!r}")
+    return value
+
+
+def cdr_row(record: CallRecord) -> dict[str, Any]:
+    """The ``cdrs`` table row of a record (text made storable, legs as JSON text).
+
+    Raises:
+        ValueError: a time is NaN or infinite.
+    """
+    legs = [
+        {
+            "target": storable(leg.target),
+            "started_at": _finite(leg.started_at, "legs.started_at"),
+            "answered_at": None if leg.answered_at is None else _finite(leg.answered_at, "legs.answered_at"),
+            "ended_at": _finite(leg.ended_at, "legs.ended_at"),
+            "status": leg.status,
+        }
+        for leg in record.legs
+    ]
+    return {
+        "call_id": storable(record.call_id),
+        "direction": record.direction.value,
+        "caller": storable(record.caller),
+        "caller_name": storable(record.caller_name),
+        "callee": storable(record.callee),
+        "did": None if record.did is None else storable(record.did),
+        "trunk": None if record.trunk is None else storable(record.trunk),
+        "started_at": _finite(record.started_at, "started_at"),
+        "answered_at": None if record.answered_at is None else _finite(record.answered_at, "answered_at"),
+        "ended_at": _finite(record.ended_at, "ended_at"),
+        "disposition": record.disposition.value,
+        "status": record.status,
+        "hangup_cause": storable(record.hangup_cause),
+        "legs": json.dumps(legs, ensure_ascii=False, allow_nan=False),
+    }
+
+
+def cdr_from_row(row: sa.RowMapping) -> CallRecord:
+    """The record a ``cdrs`` row holds (the inverse of ``cdr_row`` for storable text)."""
+    answered = row["answered_at"]
+    return CallRecord(
+        call_id=row["call_id"],
+        direction=Direction(row["direction"]),
+        caller=row["caller"],
+        caller_name=row["caller_name"],
+        callee=row["callee"],
+        did=row["did"],
+        trunk=row["trunk"],
+        started_at=float(row["started_at"]),
+        answered_at=None if answered is None else float(answered),
+        ended_at=float(row["ended_at"]),
+        disposition=Disposition(row["disposition"]),
+        status=int(row["status"]),
+        hangup_cause=row["hangup_cause"],
+        legs=tuple(LegRecord(**{k: leg[k] for k in _LEG_FIELDS}) for leg in json.loads(row["legs"])),
+    )
+
+
+def cdr_to_json(record: CallRecord) -> dict[str, Any]:
+    """Every field of a record as JSON data, plus ``duration`` (talk time, seconds): for ``pbx cdr list
+    --json``, the API and the error log of records that could not be stored."""
+    data = dataclasses.asdict(record)
+    data["legs"] = list(data["legs"])
+    data["direction"] = record.direction.value
+    data["disposition"] = record.disposition.value
+    data["duration"] = record.duration
+    return data
+
+
+@dataclass(slots=True)
+class CdrWriterStats:
+    """Counters kept by the writer thread (read them after ``flush``)."""
+
+    batches: int = 0  # transactions committed
+    written: int = 0  # records stored
+    errors: int = 0  # failed attempts (a batch or a single record)
+    dropped: int = 0  # records given up on: each one is in the ERROR log as JSON
+
+
+class CdrWriter:
+    """Stores call records from a background thread; ``write`` returns at once without touching the
+    database."""
+
+    def __init__(self, store: Store, *, flush_interval_s: float = 0.2, max_batch: int = 500) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self._store = store
+        self._interval = flush_interval_s
+        self._max_batch = max_batch
+        # A record, a flush marker (set once everything before it is stored) or None (stop).
+        self._queue: queue.SimpleQueue[CallRecord | threading.Event | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._wake = threading.Event()  # set by flush()/stop(): end the batching wait now
+        self._hurry = threading.Event()  # set by stop(): retry without back-off, then log what still fails
+        self._backlog = False  # the last batch was full: do not wait before the next
+        self.stats = CdrWriterStats()
+
+    def start(self) -> None:
+        """Start the writer thread (once).
+
+        Raises:
+            RuntimeError: already started, or stopped.
+        """
+        if self._thread is not None or self._stopped:
+            raise RuntimeError("CdrWriter.start() called twice")
+        self._thread = threading.Thread(target=self._run, name="pbx-cdr-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, record: CallRecord) -> None:
+        """Queue a record for storing. Non-blocking: safe on the event loop. After ``stop`` the record is
+        logged at ERROR instead (never dropped silently)."""
+        if self._stopped:
+            self.stats.dropped += 1
+            self._log_lost(record, "written after stop()")
+            return
+        self._queue.put(record)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Block until every record written so far is stored (or given up on and logged).
+
+        Raises:
+            RuntimeError: the writer thread is not running.
+            TimeoutError: not done within ``timeout`` seconds.
+        """
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the CDR writer is not running")
+        done = threading.Event()
+        self._queue.put(done)
+        self._wake.set()
+        if not done.wait(timeout):
+            raise TimeoutError(f"CDR writer did not flush within {timeout:g} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Store what is queued and end the thread; failing records are retried at once, without the
+        back-off, and then logged. Idempotent."""
+        thread = self._thread
+        if thread is None or self._stopped:
+            self._stopped = True
+            return
+        self._stopped = True
+        self._queue.put(None)
+        self._wake.set()
+        self._hurry.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.error("CDR writer did not finish within %g s; queued records may be lost", timeout)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                batch, markers, stop = self._collect()
+                if batch:
+                    self._commit(batch)
+                for marker in markers:
+                    marker.set()
+                if stop:
+                    return
+            except Exception:
+                # Never die silently: log and go on with the next batch.
+                self.stats.errors += 1
+                logger.exception("CDR writer: unexpected error")
+
+    def _collect(self) -> tuple[list[CallRecord], list[threading.Event], bool]:
+        batch: list[CallRecord] = []
+        markers: list[threading.Event] = []
+        item = self._queue.get()
+        if isinstance(item, CallRecord) and not self._backlog:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+        self._backlog = False
+        while True:
+            if isinstance(item, CallRecord):
+                batch.append(item)
+                if len(batch) >= self._max_batch:
+                    self._backlog = True
+                    return batch, markers, False
+            elif isinstance(item, threading.Event):
+                markers.append(item)
+                return batch, markers, False
+            else:
+                return batch, markers, True
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, markers, False
+
+    def _commit(self, batch: list[CallRecord]) -> None:
+        try:
+            self._store.write_cdrs(batch)
+        except Exception:
+            self.stats.errors += 1
+            logger.exception("CDR writer: storing %d records failed; retrying them one by one", len(batch))
+        else:
+            self.stats.batches += 1
+            self.stats.written += len(batch)
+            return
+        pending = batch
+        for attempt, delay in enumerate((*_RETRY_DELAYS_S, None), start=1):
+            retry: list[CallRecord] = []
+            last: Exception | None = None
+            for record in pending:
+                try:
+                    self._store.write_cdrs([record])
+                except _PERMANENT as exc:
+                    self.stats.errors += 1
+                    self.stats.dropped += 1
+                    self._log_lost(record, f"refused by the database: {exc.__class__.__name__}: {exc}")
+                except Exception as exc:
+                    self.stats.errors += 1
+                    retry.append(record)
+                    last = exc
+                else:
+                    self.stats.batches += 1
+                    self.stats.written += 1
+            pending = retry
+            if not pending:
+                return
+            logger.warning(
+                "CDR writer: %d records failed on their own (attempt %d): %s: %s",
+                len(pending), attempt, last.__class__.__name__, last,
+            )
+            if delay is not None:
+                self._hurry.wait(delay)
+        self.stats.dropped += len(pending)
+        for record in pending:
+            self._log_lost(record, f"still failing after {len(_RETRY_DELAYS_S) + 1} attempts")
+
+    @staticmethod
+    def _log_lost(record: CallRecord, why: str) -> None:
+        logger.error(
+            "CDR writer: call %s not stored (%s); the record: %s",
+            record.call_id,
+            why,
+            json.dumps(cdr_to_json(record), ensure_ascii=False, allow_nan=True),
+        )
