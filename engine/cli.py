@@ -2,9 +2,11 @@
 
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL] [--digest ALGS]
-  pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW] [--json]
+  pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
+                 [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
   pbx reg list   --data-dir DIR [--json]
+  pbx cdr list   --data-dir DIR [--limit N] [--json]
   pbx --version
 
 Exit status: 0 on success, 2 on invalid input (the message names the field, e.g.
@@ -15,22 +17,25 @@ Output goes through ``_out``/``_err`` (stdout/stderr), never ``print``.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
+import zoneinfo
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from engine import __version__
 from engine.clock import SystemClock
-from engine.model import ModelError
-from engine.store import BindingRecord, Store, StoreError, load_company_file
+from engine.model import DEFAULT_DIAL_PERMISSIONS, DIAL_PERMISSIONS, CallRecord, ModelError, rules
+from engine.store import BindingRecord, Store, StoreError, cdr_to_json, load_company_file
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_INVALID: Final = 2
 DEFAULT_DATA_DIR: Final = "./data"
 DEFAULT_SIP: Final = "0.0.0.0:5060"
+DEFAULT_CDR_LIMIT: Final = 50
 
 
 def _out(text: str) -> None:
@@ -127,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--extension", metavar="N", help="extension, 3-6 digits (default: the next free one from 201)"
     )
     add.add_argument("--sip-password", metavar="PW", help="SIP password (default: a generated one)")
+    add.add_argument(
+        "--dial-permissions",
+        metavar="P,P...",
+        help=f"what the line may dial, comma-separated, from: {', '.join(DIAL_PERMISSIONS)} (default: "
+        f"{','.join(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))}; international must be "
+        "granted; an empty value allows emergency numbers only, which are always allowed)",
+    )
     json_arg(add)
     add.set_defaults(handler=_cmd_user_add)
 
@@ -151,7 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
     data_dir_arg(reg_list)
     json_arg(reg_list)
     reg_list.set_defaults(handler=_cmd_reg_list)
+
+    cdr = commands.add_parser("cdr", help="call detail records", description="Inspect call detail records.")
+    cdr_commands = cdr.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cdr_list = cdr_commands.add_parser(
+        "list",
+        help="list the latest calls",
+        description="List the latest call detail records, newest first: time (in the company's time zone), "
+        "direction, caller, callee, DID, disposition, talk time and hangup cause. --json prints every field "
+        "of each record, including its legs (the branches that were rung); times are epoch seconds.",
+    )
+    data_dir_arg(cdr_list)
+    cdr_list.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=DEFAULT_CDR_LIMIT,
+        metavar="N",
+        help=f"how many calls to show (default {DEFAULT_CDR_LIMIT})",
+    )
+    json_arg(cdr_list)
+    cdr_list.set_defaults(handler=_cmd_cdr_list)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,10 +247,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:
+    permissions = None
+    if args.dial_permissions is not None:
+        permissions = [p.strip() for p in args.dial_permissions.split(",") if p.strip()]
     store = Store.open(args.data_dir)
     try:
         user, line, password = store.add_user(
-            args.first, args.last, args.email, args.extension, args.sip_password
+            args.first, args.last, args.email, args.extension, args.sip_password, dial_permissions=permissions
         )
         realm = store.company().sip_realm
     finally:
@@ -226,7 +267,12 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
                     "last_name": user.last_name,
                     "email": user.email,
                 },
-                "line": {"id": line.id, "extension": line.extension, "name": line.name},
+                "line": {
+                    "id": line.id,
+                    "extension": line.extension,
+                    "name": line.name,
+                    "dial_permissions": rules.format_dial_permissions(line.dial_permissions),
+                },
                 "extension": line.extension,
                 "sip_username": line.extension,
                 "sip_password": password,
@@ -239,6 +285,8 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
         _out(f"  SIP username: {line.extension}")
         _out(f"  SIP password: {password}")
         _out(f"  SIP realm:    {realm}")
+        allowed = ", ".join(rules.format_dial_permissions(line.dial_permissions)) or "emergency numbers only"
+        _out(f"  may dial:     {allowed}")
     return EXIT_OK
 
 
@@ -260,6 +308,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 "lines": summary.lines,
                 "numbers": summary.numbers,
                 "dial_plans": summary.dial_plans,
+                "trunks": summary.trunks,
                 "config_version": summary.config_version,
                 "seconds": round(elapsed, 3),
             }
@@ -267,8 +316,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
     else:
         _out(
             f"Imported {summary.company}: {_count(summary.users, 'user')}, {_count(summary.lines, 'line')}, "
-            f"{_count(summary.numbers, 'number')}, {_count(summary.dial_plans, 'dial plan')} "
-            f"in {elapsed:.2f} s (config version {summary.config_version})"
+            f"{_count(summary.numbers, 'number')}, {_count(summary.dial_plans, 'dial plan')}, "
+            f"{_count(summary.trunks, 'trunk')} in {elapsed:.2f} s (config version {summary.config_version})"
         )
     return EXIT_OK
 
@@ -299,6 +348,57 @@ def _cmd_reg_list(args: argparse.Namespace) -> int:
     _table(("AOR", "CONTACT", "EXPIRES", "SOURCE", "USER-AGENT"), rows)
     _out(_count(len(records), "registration"))
     return EXIT_OK
+
+
+def _cmd_cdr_list(args: argparse.Namespace) -> int:
+    store = Store.open(args.data_dir)
+    try:
+        records = store.list_cdrs(args.limit)
+        timezone = store.company().timezone
+    finally:
+        store.close()
+    if args.json:
+        _json([cdr_to_json(r) for r in records])
+        return EXIT_OK
+    if not records:
+        _out("No calls recorded.")
+        return EXIT_OK
+    try:
+        zone: datetime.tzinfo = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = datetime.UTC  # the company's zone is unknown on this machine: say which one we used
+        timezone = "UTC"
+    rows = [
+        (
+            datetime.datetime.fromtimestamp(r.started_at, zone).strftime("%Y-%m-%d %H:%M:%S"),
+            r.direction.value,
+            _party(r),
+            r.callee,
+            r.did or "-",
+            r.disposition.value,
+            _duration(r),
+            r.hangup_cause,
+        )
+        for r in records
+    ]
+    header = (f"TIME ({timezone})", "DIRECTION", "CALLER", "CALLEE", "DID", "DISPOSITION", "DURATION",
+              "CAUSE")
+    _table(header, rows)
+    _out(f"{_count(len(records), 'call')}, newest first")
+    return EXIT_OK
+
+
+def _party(r: CallRecord) -> str:
+    return f"{r.caller_name} <{r.caller}>" if r.caller_name and r.caller_name != r.caller else r.caller
+
+
+def _duration(r: CallRecord) -> str:
+    """Talk time as M:SS or H:MM:SS; "-" for a call that was not answered."""
+    if r.answered_at is None:
+        return "-"
+    minutes, seconds = divmod(round(r.duration), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def _count(n: int, noun: str) -> str:

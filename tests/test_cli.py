@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from engine.cli import build_parser, main, parse_hostport
+from engine.model import CallRecord, Direction, Disposition, LegRecord
 from engine.sip.auth import compute_ha1
 from engine.store import BindingRecord, Store
 
@@ -198,7 +199,7 @@ def test_reg_list_on_an_empty_store_and_with_bindings(tmp_path: Path) -> None:
 def test_help_documents_every_command() -> None:
     done = pbx("--help")
     assert done.returncode == 0
-    for command in ("serve", "user", "import", "reg"):
+    for command in ("serve", "user", "import", "reg", "cdr"):
         assert command in done.stdout
     serve_help = pbx("serve", "--help").stdout
     for flag in ("--data-dir", "--sip", "--api", "--log-level"):
@@ -206,6 +207,10 @@ def test_help_documents_every_command() -> None:
     add_help = pbx("user", "add", "--help").stdout
     for flag in ("--first", "--last", "--email", "--extension", "--sip-password", "--json"):
         assert flag in add_help
+    assert "--dial-permissions" in add_help and "international must be granted" in " ".join(add_help.split())
+    cdr_help = pbx("cdr", "list", "--help").stdout
+    for flag in ("--data-dir", "--limit", "--json"):
+        assert flag in cdr_help
     assert pbx("--version").stdout.startswith("pbx-engine ")
 
 
@@ -279,3 +284,122 @@ def test_parse_hostport() -> None:
     assert parse_hostport("0.0.0.0:5060") == ("0.0.0.0", 5060)
     assert parse_hostport("[::]:5060") == ("::", 5060)
     assert parse_hostport("pbx.example:5080") == ("pbx.example", 5080)
+
+
+def test_user_add_with_dial_permissions(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    default = pbx_json("user", "add", "--data-dir", data, "--first", "A", "--last", "B")
+    assert default["line"]["dial_permissions"] == ["internal", "local", "national", "mobile"]
+    granted = pbx_json(
+        "user", "add", "--data-dir", data, "--first", "C", "--last", "D",
+        "--dial-permissions", "international, internal",
+    )
+    assert granted["line"]["dial_permissions"] == ["internal", "international"]
+    text = pbx("user", "add", "--data-dir", data, "--first", "E", "--last", "F", "--dial-permissions", "")
+    assert text.returncode == 0 and "may dial:     emergency numbers only" in text.stdout
+    bad = pbx(
+        "user", "add", "--data-dir", data, "--first", "G", "--last", "H", "--dial-permissions", "local,abroad"
+    )
+    assert bad.returncode == 2
+    assert "dial_permissions[1]: unknown permission 'abroad'" in bad.stderr
+    store = Store.open(data)
+    try:
+        assert [sorted(line.dial_permissions) for line in store.lines()] == [
+            ["internal", "local", "mobile", "national"],
+            ["internal", "international"],
+            [],
+        ]
+    finally:
+        store.close()
+
+
+def test_import_counts_the_trunks(tmp_path: Path) -> None:
+    summary = pbx_json("import", str(EXAMPLE), "--data-dir", str(tmp_path / "data"))
+    assert summary["trunks"] == 1
+    text = pbx("import", str(EXAMPLE), "--data-dir", str(tmp_path / "data")).stdout
+    assert "2 numbers, 1 dial plan, 1 trunk in" in text
+
+
+def _record(call_id: str, started_at: float, **over: Any) -> CallRecord:
+    fields: dict[str, Any] = {
+        "call_id": call_id,
+        "direction": Direction.INBOUND,
+        "caller": "+4915112345678",
+        "caller_name": "Erika Mustermann",
+        "callee": "201",
+        "did": "+493023125100",
+        "trunk": "carrier",
+        "started_at": started_at,
+        "answered_at": started_at + 3,
+        "ended_at": started_at + 3 + 754,
+        "disposition": Disposition.ANSWERED,
+        "status": 200,
+        "hangup_cause": "caller hung up",
+        "legs": (LegRecord("sip:201@10.0.0.1:5062", started_at, started_at + 3, started_at + 757, 200),),
+    }
+    fields.update(over)
+    return CallRecord(**fields)
+
+
+def test_cdr_list_table_json_and_limit(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    done = pbx("cdr", "list", "--data-dir", str(data))
+    assert done.returncode == 0 and "No calls recorded." in done.stdout
+    assert pbx_json("cdr", "list", "--data-dir", str(data)) == []
+    assert pbx("import", str(EXAMPLE), "--data-dir", str(data)).returncode == 0  # Europe/Berlin
+    t0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC, 01:00 in Berlin
+    store = Store.open(data)
+    try:
+        store.write_cdrs(
+            [
+                _record("in-1", t0),
+                _record(
+                    "out-1", t0 + 3600, direction=Direction.OUTBOUND, caller="201", caller_name="Empfang",
+                    callee="+441632960000", did=None, answered_at=None, ended_at=t0 + 3620,
+                    disposition=Disposition.NO_ANSWER, status=408, hangup_cause="ring timeout", legs=(),
+                ),
+                _record("int-1", t0 + 7200, direction=Direction.INTERNAL, caller="202", caller_name="",
+                        callee="203", did=None, trunk=None, ended_at=t0 + 7200 + 3 + 3725),
+            ]
+        )
+    finally:
+        store.close()
+    table = pbx("cdr", "list", "--data-dir", str(data)).stdout.splitlines()
+    assert table[0].split() == [
+        "TIME", "(Europe/Berlin)", "DIRECTION", "CALLER", "CALLEE", "DID", "DISPOSITION", "DURATION", "CAUSE",
+    ]
+    assert table[1].startswith("2026-01-01 03:00:00") and table[1].split()[2:4] == ["internal", "202"]
+    assert "1:02:05" in table[1]
+    assert "Empfang <201>" in table[2] and "no_answer" in table[2] and "ring timeout" in table[2]
+    assert table[2].split()[-3] == "-"  # no talk time
+    assert table[3].startswith("2026-01-01 01:00:00")
+    assert "Erika Mustermann <+4915112345678>" in table[3] and "12:34" in table[3]
+    assert table[3].split()[-5:] == ["answered", "12:34", "caller", "hung", "up"]
+    assert table[-1] == "3 calls, newest first"
+    rows = pbx_json("cdr", "list", "--data-dir", str(data), "--limit", "2")
+    assert [r["call_id"] for r in rows] == ["int-1", "out-1"]
+    assert rows[1] == {
+        "call_id": "out-1",
+        "direction": "outbound",
+        "caller": "201",
+        "caller_name": "Empfang",
+        "callee": "+441632960000",
+        "did": None,
+        "trunk": "carrier",
+        "started_at": t0 + 3600,
+        "answered_at": None,
+        "ended_at": t0 + 3620,
+        "disposition": "no_answer",
+        "status": 408,
+        "hangup_cause": "ring timeout",
+        "legs": [],
+        "duration": 0.0,
+    }
+    (inbound,) = pbx_json("cdr", "list", "--data-dir", str(data))[2:]
+    assert inbound["legs"] == [
+        {"target": "sip:201@10.0.0.1:5062", "started_at": t0, "answered_at": t0 + 3, "ended_at": t0 + 757,
+         "status": 200}
+    ]
+    assert inbound["duration"] == 754.0
+    for bad in ("0", "-1", "x"):
+        assert pbx("cdr", "list", "--data-dir", str(data), "--limit", bad).returncode == 2
