@@ -60,16 +60,7 @@ def cdr_row(record: CallRecord) -> dict[str, Any]:
     Raises:
         ValueError: a time is NaN or infinite.
     """
-    legs = [
-        {
-            "target": storable(leg.target),
-            "started_at": _finite(leg.started_at, "legs.started_at"),
-            "answered_at": None if leg.answered_at is None else _finite(leg.answered_at, "legs.answered_at"),
-            "ended_at": _finite(leg.ended_at, "legs.ended_at"),
-            "status": leg.status,
-        }
-        for leg in record.legs
-    ]
+    legs = [_leg_json(leg) for leg in record.legs]
     return {
         "call_id": storable(record.call_id),
         "direction": record.direction.value,
@@ -86,6 +77,20 @@ def cdr_row(record: CallRecord) -> dict[str, Any]:
         "hangup_cause": storable(record.hangup_cause),
         "legs": json.dumps(legs, ensure_ascii=False, allow_nan=False),
     }
+
+
+def _leg_json(leg: LegRecord) -> dict[str, Any]:
+    # Every field of LegRecord by name, so a field added there is stored without a schema change (legs are
+    # JSON text); reading tolerates its absence in older rows as long as it has a default.
+    out: dict[str, Any] = {}
+    for name in _LEG_FIELDS:
+        value = getattr(leg, name)
+        if isinstance(value, str):
+            value = storable(value)
+        elif isinstance(value, float):
+            value = _finite(value, f"legs.{name}")
+        out[name] = value
+    return out
 
 
 def cdr_from_row(row: sa.RowMapping) -> CallRecord:
@@ -105,7 +110,9 @@ def cdr_from_row(row: sa.RowMapping) -> CallRecord:
         disposition=Disposition(row["disposition"]),
         status=int(row["status"]),
         hangup_cause=row["hangup_cause"],
-        legs=tuple(LegRecord(**{k: leg[k] for k in _LEG_FIELDS}) for leg in json.loads(row["legs"])),
+        legs=tuple(
+            LegRecord(**{k: leg[k] for k in _LEG_FIELDS if k in leg}) for leg in json.loads(row["legs"])
+        ),
     )
 
 

@@ -111,6 +111,8 @@ def test_a_batch_is_all_or_nothing(store: Store) -> None:
     assert [r.call_id for r in store.list_cdrs()] == ["c-1"]
     with pytest.raises(ValueError, match="finite"):
         store.write_cdrs([call("c-3", ended_at=math.nan)])
+    with pytest.raises(ValueError, match=r"legs\.answered_at must be a finite"):
+        store.write_cdrs([call("c-4", legs=(LegRecord("sip:x@h", T0, math.inf, T0 + 1, 200),))])
     store.write_cdrs([])
     assert len(store.list_cdrs()) == 1
 
