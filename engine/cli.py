@@ -2,6 +2,7 @@
 
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL] [--digest ALGS]
+                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
@@ -113,6 +114,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ALG[,ALG]",
         help="digest algorithms to challenge with, most preferred first: MD5, SHA-256 (RFC 8760), "
         "MD5-sess, SHA-256-sess (default MD5: SIPp and some phones give up on a SHA-256 challenge)",
+    )
+    serve.add_argument(
+        "--rtp-ports",
+        type=parse_port_range,
+        default=(20000, 29999),
+        metavar="FIRST-LAST",
+        help="UDP port range of the RTP relay; each anchored call uses two even/odd pairs (default "
+        "20000-29999)",
+    )
+    serve.add_argument(
+        "--ring-timeout",
+        type=parse_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a line rings before the caller gets 480 No Answer (default 30)",
     )
     serve.set_defaults(handler=_cmd_serve)
 
@@ -227,6 +243,27 @@ def parse_digest_algorithms(text: str) -> tuple[str, ...]:
     return tuple(known[n] for n in names)
 
 
+def parse_port_range(text: str) -> tuple[int, int]:
+    """``FIRST-LAST``: an even first port, at least four ports (one call), all within 1024-65535."""
+    first_text, sep, last_text = text.partition("-")
+    if not sep or not first_text.isdigit() or not last_text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FIRST-LAST, e.g. 20000-29999")
+    first, last = int(first_text), int(last_text)
+    if not 1024 <= first < last <= 65535 or last - first < 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: ports must lie in 1024-65535 with at least 4 of them")
+    return first, last
+
+
+def parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds") from None
+    if not 1.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 1 and 3600 seconds")
+    return value
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from engine.server import serve
@@ -243,6 +280,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         api=args.api,
         log_level=args.log_level,
         digest_algorithms=args.digest,
+        rtp_ports=args.rtp_ports,
+        ring_timeout=args.ring_timeout,
     )
 
 

@@ -6,8 +6,9 @@ keeps the in-memory credentials in step with the store (config_version poll), pu
 and shuts down in order on SIGTERM/SIGINT (stop accepting, flush the binding writer, close the store).
 
 ``SipApplication`` answers what reaches the engine itself: OPTIONS (200 with Allow/Accept/Supported),
-REGISTER (digest auth, then the registrar), INVITE (authentication and Max-Forwards now; call routing
-arrives with the calls work), and 405/489/501 for what we do not serve.
+REGISTER (digest auth, then the registrar), a new INVITE (trusted trunk by source address, else digest auth
+of a line; routed by ``engine.call.routing`` and handed to the B2BUA in ``engine.call.b2bua``, which takes
+every event of the call from then on), and 405/489/501 for what we do not serve.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from engine.call.b2bua import ALLOW, CallManager
+from engine.call.routing import DEFAULT_RING_TIMEOUT_S, Rejection, Router, RoutingConfig
 from engine.clock import Clock, LoopClock
+from engine.media.io import RtpRelay
 from engine.net.transport import SipTransport
 from engine.sip.auth import AuthOutcome, Credentials, DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
@@ -32,11 +36,12 @@ from engine.sip.message import Field, Request, Response, make_response
 from engine.sip.registrar import Binding, BindingChange, Location, Registrar
 from engine.sip.transaction import Peer, ServerTransaction
 from engine.store import BindingRecord, BindingWriter, Store, default_company_file, load_company_file
+from engine.store.cdrs import CdrWriter
 
 logger = logging.getLogger("engine.server")
 
-ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
-#: Methods we know but do not serve yet: 405 with Allow (§21.4.6). Anything else is 501 (§21.5.2).
+#: Methods we know but do not serve outside a dialog: 405 with Allow (§21.4.6). Anything else is 501
+#: (§21.5.2). In a dialog, the call layer takes UPDATE and INFO.
 KNOWN_UNSERVED: Final = frozenset({"PRACK", "UPDATE", "INFO", "MESSAGE", "REFER", "NOTIFY", "PUBLISH"})
 #: Digest algorithms challenged with, in order. MD5 alone by default, as Asterisk, FreeSWITCH and Kamailio do:
 #: SIPp 3.6 answers only a first challenge that is MD5, and Debian's baresip 1.0 refuses to register when
@@ -44,6 +49,7 @@ KNOWN_UNSERVED: Final = frozenset({"PRACK", "UPDATE", "INFO", "MESSAGE", "REFER"
 #: fleets whose phones handle it (pjsip 2.15 does).
 DEFAULT_DIGEST_ALGORITHMS: Final = ("MD5",)
 PURGE_INTERVAL_S: Final = 10.0
+DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
 
 
@@ -51,8 +57,11 @@ class SipApplication:
     """The transaction user for requests addressed to the engine itself."""
 
     def __init__(self, endpoint: SipEndpoint, auth: DigestAuthenticator, registrar: Registrar,
-                 credentials: Mapping[str, Credentials], clock: Clock, writer: BindingWriter | None) -> None:
+                 credentials: Mapping[str, Credentials], clock: Clock, writer: BindingWriter | None,
+                 router: Router | None = None, calls: CallManager | None = None) -> None:
         self.endpoint = endpoint
+        self.router = router
+        self.calls = calls
         self.auth = auth
         self.registrar = registrar
         self.credentials: Mapping[str, Credentials] = credentials
@@ -63,11 +72,16 @@ class SipApplication:
 
     def handle(self, event: Event, now: float) -> None:
         """Act on one endpoint event (called by the transport's pump)."""
+        calls = self.calls
+        if calls is not None and calls.handle(event, now):
+            return
         if not isinstance(event, RequestReceived) or event.transaction is None:
-            return  # ACK without transaction, responses, timeouts: nothing of ours yet
+            return  # ACK without transaction, responses, timeouts: nothing of ours
         req, tx = event.request, event.transaction
         try:
             resp = self._dispatch(req, tx, now)
+            if resp is None:
+                return  # the call layer answers
         except SipParseError as exc:
             resp = make_response(req, exc.status, exc.reason, to_tag=self.endpoint.new_tag())
             for name, value in exc.extra_headers:
@@ -83,7 +97,7 @@ class SipApplication:
                          tx.peer.host, tx.peer.port, resp.status, resp.reason)
         self.endpoint.respond(tx, resp, now)
 
-    def _dispatch(self, req: Request, tx: ServerTransaction, now: float) -> Response:
+    def _dispatch(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
         method = req.method
         if method == "REGISTER":
             return self._register(req, tx.peer, now)
@@ -94,7 +108,7 @@ class SipApplication:
                                 Field("supported", ", ".join(sorted(self.endpoint.config.supported)))])
             return resp
         if method == "INVITE":
-            return self._invite(req, tx.peer, now)
+            return self._invite(req, tx, now)
         if method in ("BYE", "CANCEL"):
             return make_response(req, 481, to_tag=self.endpoint.new_tag())
         if method == "SUBSCRIBE":
@@ -145,17 +159,35 @@ class SipApplication:
             self._persist(outcome.changes)
         return outcome.response
 
-    def _invite(self, req: Request, peer: Peer, now: float) -> Response:
+    def _invite(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
+        """A new call: from a trusted trunk (by source address) or an authenticated line; routed, then
+        handed to the call layer, which answers from then on."""
+        peer = tx.peer
         if req.max_forwards == 0:
             return make_response(req, 483, to_tag=self.endpoint.new_tag())  # §16.3 step 2
-        auth = self._authenticate(req, peer, now, 407)
-        if isinstance(auth, Response):
-            return auth
-        target = req.request_uri.user_decoded or ""
-        if target not in self.credentials:
-            return make_response(req, 404, to_tag=self.endpoint.new_tag())
-        # Routing calls to the callee's contacts is the calls milestone (B2BUA); until then, say so.
-        return make_response(req, 480, "Call routing not available yet", to_tag=self.endpoint.new_tag())
+        router, calls = self.router, self.calls
+        if router is None or calls is None:
+            return make_response(req, 503, "Calls are not enabled", to_tag=self.endpoint.new_tag())
+        wall = self.clock.wall()
+        trunk = router.trunk_for(peer.host)
+        if trunk is not None:
+            result = router.from_trunk(req, trunk, peer, wall)
+        else:
+            if not req.has("proxy-authorization") and router.is_our_number(req):
+                # A carrier we do not know delivering one of our numbers: refuse, do not challenge.
+                logger.info("INVITE to a DID from %s:%d, which is no trunk: 403", peer.host, peer.port)
+                return make_response(req, 403, "Source is not a trusted trunk",
+                                     to_tag=self.endpoint.new_tag())
+            auth = self._authenticate(req, peer, now, 407)
+            if isinstance(auth, Response):
+                return auth
+            result = router.from_line(req, auth, peer, wall)
+        if isinstance(result, Rejection):
+            calls.refuse(req, tx, result.status, result.reason, result.disposition, result.info, now,
+                         result.warning)
+        else:
+            calls.start_call(req, tx, peer, result.destination, result.info, now)
+        return None
 
     def _persist(self, changes: list[BindingChange]) -> None:
         writer = self.writer
@@ -204,8 +236,12 @@ class Server:
     """One engine process: store, SIP transport, application, background upkeep."""
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
-                 digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS) -> None:
+                 digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
+                 rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
+                 ring_timeout: float = DEFAULT_RING_TIMEOUT_S) -> None:
         self.data_dir = data_dir
+        self.rtp_ports = rtp_ports
+        self.ring_timeout = ring_timeout
         self.sip_host = sip_host
         self.sip_port = sip_port
         self.digest_algorithms = digest_algorithms
@@ -232,8 +268,15 @@ class Server:
             endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port), rng)
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
                                        rng=rng)
-            app = SipApplication(endpoint, auth, Registrar(location), store.sip_credentials(), clock, writer)
+            router = Router(self._routing(store), location)
+            app = SipApplication(endpoint, auth, Registrar(location), store.sip_credentials(), clock, writer,
+                                 router)
             transport = SipTransport(endpoint, app.handle, clock)
+            cdr_writer = CdrWriter(store)
+            cdr_writer.start()
+            relay = RtpRelay(advertised, *self.rtp_ports, loop=loop)
+            calls = CallManager(endpoint, loop, transport.pump, relay, advertised, cdr_writer.write, clock)
+            app.calls = calls
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
@@ -245,12 +288,17 @@ class Server:
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
                 await self._stop.wait()
                 logger.info("shutting down")
+                calls.shutdown(clock.now())
+                transport.pump()
+                await asyncio.sleep(0.2)  # let the BYEs and final answers leave before the sockets close
             finally:
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
                 await transport.stop()
                 await loop.run_in_executor(None, writer.stop)
+                relay.close_all()
+                await loop.run_in_executor(None, cdr_writer.stop)
                 # A config poll may still run in an executor thread: let it end before the store closes.
                 await loop.shutdown_default_executor()
         finally:
@@ -273,6 +321,10 @@ class Server:
             except Exception:
                 logger.exception("purging expired registrations failed")
 
+    def _routing(self, store: Store) -> RoutingConfig:
+        return RoutingConfig.build(store.company(), store.lines(), store.users(), store.numbers(),
+                                   store.trunks(), ring_timeout=self.ring_timeout)
+
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
         loop = asyncio.get_running_loop()
@@ -283,6 +335,8 @@ class Server:
                 current = await loop.run_in_executor(None, store.config_version)
                 if current != version:
                     app.credentials = await loop.run_in_executor(None, store.sip_credentials)
+                    if app.router is not None:
+                        app.router.config = await loop.run_in_executor(None, self._routing, store)
                     version = current
                     logger.info("configuration reloaded (version %d, %d lines)", current,
                                 len(app.credentials))
@@ -300,13 +354,15 @@ def tune_gc() -> None:
 
 
 def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | None = None,
-          log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS) -> int:
+          log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
+          rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
+          ring_timeout: float = DEFAULT_RING_TIMEOUT_S) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if api is not None:
         logger.warning("--api %s:%d: the admin API is not part of this build yet", *api)
-    server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms)
+    server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout)
     try:
         import uvloop
     except ImportError:

@@ -236,6 +236,10 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "debug",
                 "--digest",
                 "sha-256, MD5",
+                "--rtp-ports",
+                "30000-30099",
+                "--ring-timeout",
+                "12.5",
             ]
         )
         == 0
@@ -249,6 +253,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "api": ("::1", 8080),
             "log_level": "debug",
             "digest_algorithms": ("SHA-256", "MD5"),
+            "rtp_ports": (30000, 30099),
+            "ring_timeout": 12.5,
         },
         {
             "data_dir": Path("./data"),
@@ -257,11 +263,17 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "api": None,
             "log_level": "info",
             "digest_algorithms": ("MD5",),
+            "rtp_ports": (20000, 29999),
+            "ring_timeout": 30.0,
         },
     ]
     for bad in ("SHA-512", "MD5,MD5", ""):
         with pytest.raises(SystemExit):
             main(["serve", "--digest", bad])
+    for flag, bad in (("--rtp-ports", "2000"), ("--rtp-ports", "30001-30000"), ("--rtp-ports", "80-90"),
+                      ("--ring-timeout", "0"), ("--ring-timeout", "soon")):
+        with pytest.raises(SystemExit):
+            main(["serve", flag, bad])
 
 
 def test_serve_without_a_server_module_says_so(

@@ -8,11 +8,16 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
+from engine.call.b2bua import CallManager
+from engine.call.routing import Router, RoutingConfig
 from engine.clock import FakeClock
+from engine.model import Company, Line
+from engine.model.cdr import CallRecord, Disposition
 from engine.server import ALLOW, SipApplication, binding_from_record, binding_record
 from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
@@ -26,6 +31,16 @@ USERS = {"201": "secret-201", "202": "secret-202"}
 PHONE = Peer("UDP", "127.0.0.1", 5099)
 
 
+class _Timers:
+    """Call timers that never fire (these tests end before any ring timeout)."""
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> _Timers:
+        return self
+
+    def cancel(self) -> None:
+        pass
+
+
 @dataclass
 class Rig:
     clock: FakeClock = field(default_factory=FakeClock)
@@ -33,6 +48,7 @@ class Rig:
     location: Location = field(default_factory=Location)
     app: SipApplication | None = None
     seq: int = 0
+    cdrs: list[CallRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         creds = {
@@ -41,7 +57,13 @@ class Rig:
         }
         auth = DigestAuthenticator(REALM, b"k" * 32, algorithms=("MD5", "SHA-256"), failure_limit=3,
                                    rng=random.Random(3))
-        self.app = SipApplication(self.endpoint, auth, Registrar(self.location), creds, self.clock, None)
+        lines = [Line(i, i, u, f"Line {u}", None, c.ha1_md5, c.ha1_sha256) for i, (u, c) in
+                 enumerate(creds.items(), 1)]
+        router = Router(RoutingConfig.build(Company("Test", REALM), lines, [], [], []), self.location)
+        calls = CallManager(self.endpoint, _Timers(), lambda: None, None, "127.0.0.1", self.cdrs.append,
+                            self.clock)
+        self.app = SipApplication(self.endpoint, auth, Registrar(self.location), creds, self.clock, None,
+                                  router, calls)
 
     def send(self, text: str, peer: Peer = PHONE) -> Response | None:
         """Feed one request; return the final response sent for it (None when nothing was sent)."""
@@ -182,6 +204,7 @@ def test_invite_needs_proxy_auth_and_max_forwards() -> None:
     auth = digest(challenge, "INVITE", "sip:999@test.pbx", "201", USERS["201"], header="Proxy-Authorization")
     unknown = rig.send(rig.request("INVITE", "sip:999@test.pbx", extra=auth))
     assert unknown is not None and unknown.status == 404
+    assert [c.disposition for c in rig.cdrs] == [Disposition.NOT_FOUND]
 
 
 def test_binding_record_round_trip() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -242,7 +243,7 @@ class CallManager:
         """Ring ``destination`` for the caller's ``invite`` (already authenticated and routed)."""
         ep = self.endpoint
         self.stats["calls"] += 1
-        call_id = f"{ep.new_tag()}"
+        call_id = uuid.uuid4().hex  # the CDR key: unique across engine nodes
         local_tag = ep.new_tag()
         contact = self._contact(peer)
         call = Call(id=call_id, info=info, invite=invite, tx=tx, caller_peer=peer, destination=destination,
@@ -278,7 +279,7 @@ class CallManager:
         self.stats["failed"] += 1
         at = self.wall_of(now)
         self._sink(CallRecord(
-            call_id=self.endpoint.new_tag(), direction=info.direction, caller=info.caller,
+            call_id=uuid.uuid4().hex, direction=info.direction, caller=info.caller,
             caller_name=info.caller_name, callee=info.callee, did=info.did, trunk=info.trunk, started_at=at,
             answered_at=None, ended_at=at, disposition=disposition, status=status,
             hangup_cause=warning or reason))

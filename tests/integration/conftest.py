@@ -29,10 +29,11 @@ def pbx_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         log_level: str = "debug",
         name: str = "pbx",
         extra_args: Sequence[str] = (),
+        company_file: Path | None = None,
     ) -> PbxServer:
         data_dir = tmp_path / f"{name}-data"
         if preload:
-            company = write_company_file(tmp_path / f"{name}-company.yaml", users)
+            company = company_file or write_company_file(tmp_path / f"{name}-company.yaml", users)
             run_pbx("import", str(company), "--data-dir", str(data_dir))
         else:
             data_dir.mkdir()

@@ -1,0 +1,274 @@
+"""Routing a new INVITE: who is calling (a line or a carrier trunk) and where the call goes.
+
+``RoutingConfig`` is an immutable snapshot of what routing reads (lines, numbers, trunks, company
+settings), built from the store when the configuration changes and swapped in with one assignment; a call
+keeps the snapshot it started with. ``Router`` answers with a ``Destination`` (the branches to ring and how
+the call presents itself there) or a ``Rejection`` (the status the caller gets and why).
+
+Until the dial-plan work lands, a DID routes to a line; a DID routed to a dial plan is refused with a clear
+480 rather than silence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from engine.call.b2bua import Branch, CallInfo, Destination
+from engine.model.cdr import Direction, Disposition
+from engine.model.entities import Company, Line, PhoneNumber, Trunk, User
+from engine.model.numbering import classify_dialled, normalize_did, permitted, refusal_reason
+from engine.sip.errors import SipParseError
+from engine.sip.grammar import quote
+from engine.sip.message import Request
+from engine.sip.registrar import Binding, Location
+from engine.sip.transaction import Peer
+from engine.sip.uri import parse_uri
+
+DEFAULT_RING_TIMEOUT_S: Final = 30.0
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """The final answer for a call that cannot be routed."""
+
+    status: int
+    reason: str
+    disposition: Disposition
+    info: CallInfo
+    warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    destination: Destination
+    info: CallInfo
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """What routing reads, as one immutable snapshot."""
+
+    company: Company
+    lines: Mapping[str, Line] = field(default_factory=dict)  # extension -> line
+    users: Mapping[int, User] = field(default_factory=dict)
+    numbers: Mapping[str, PhoneNumber] = field(default_factory=dict)  # E.164 -> number
+    trunks: tuple[Trunk, ...] = ()
+    trunk_networks: tuple[tuple[_Network, Trunk], ...] = ()
+    release_networks: tuple[_Network, ...] = ()
+    ring_timeout: float = DEFAULT_RING_TIMEOUT_S
+
+    @classmethod
+    def build(cls, company: Company, lines: Iterable[Line], users: Iterable[User],
+              numbers: Iterable[PhoneNumber], trunks: Iterable[Trunk],
+              ring_timeout: float = DEFAULT_RING_TIMEOUT_S) -> RoutingConfig:
+        trunk_list = tuple(trunks)
+        nets = tuple((ipaddress.ip_network(src, strict=False), t) for t in trunk_list for src in t.sources)
+        release = tuple(ipaddress.ip_network(n, strict=False) for n in company.media_release_networks)
+        return cls(company=company, lines={ln.extension: ln for ln in lines}, users={u.id: u for u in users},
+                   numbers={n.e164: n for n in numbers}, trunks=trunk_list, trunk_networks=nets,
+                   release_networks=release, ring_timeout=ring_timeout)
+
+
+class Router:
+    """Decides where new calls go. See the module docstring."""
+
+    def __init__(self, config: RoutingConfig, location: Location) -> None:
+        self.config = config
+        self.location = location
+
+    def trunk_for(self, host: str) -> Trunk | None:
+        """The trunk whose source networks contain ``host`` (the INVITE's real source address)."""
+        nets = self.config.trunk_networks
+        if not nets:
+            return None
+        try:
+            addr = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        for net, trunk in nets:
+            if addr in net:
+                return trunk
+        return None
+
+    def is_our_number(self, req: Request) -> bool:
+        """Whether the Request-URI names one of the company's DIDs (an unauthenticated INVITE to a DID from
+        an address that is no trunk is refused 403, not challenged: it is a carrier we do not know)."""
+        return self._did_of(req) is not None
+
+    # -- calls from lines --------------------------------------------------------------------------
+    def from_line(self, req: Request, extension: str, source: Peer, now_wall: float) -> Routed | Rejection:
+        cfg = self.config
+        line = cfg.lines.get(extension)
+        target = req.request_uri.user_decoded or ""
+        caller_name = self._line_name(line) if line is not None else extension
+        info = CallInfo(Direction.INTERNAL, caller=extension, caller_name=caller_name, callee=target)
+        if line is None:
+            return Rejection(403, "Forbidden", Disposition.FORBIDDEN, info, "the caller has no line")
+        if target in cfg.lines:
+            return self._to_line(target, f"{quote(caller_name)} <sip:{extension}@{cfg.company.sip_realm}>",
+                                 info, source, now_wall)
+        did_e164 = self._did_of(req)
+        if did_e164 is not None:  # a line dialling one of our own numbers
+            return self._to_number(did_e164, info, source, now_wall,
+                                   f"{quote(caller_name)} <sip:{extension}@{cfg.company.sip_realm}>")
+        return self._outbound(line, target, info, source)
+
+    def _outbound(self, line: Line, target: str, info: CallInfo, source: Peer) -> Routed | Rejection:
+        cfg = self.config
+        dialled = classify_dialled(target, cfg.company.country, cfg.company.area_code)
+        if dialled is None:
+            return Rejection(404, "Not Found", Disposition.NOT_FOUND, info,
+                             f"{target!r} is neither an extension nor a dialable number")
+        info = CallInfo(Direction.OUTBOUND, caller=info.caller, caller_name=info.caller_name,
+                        callee=dialled.e164)
+        if not permitted(dialled.dial_class, line.dial_permissions):
+            return Rejection(403, refusal_reason(dialled.dial_class), Disposition.FORBIDDEN, info,
+                             f"line {line.extension} may not dial {dialled.dial_class.value} numbers")
+        trunk = next((t for t in cfg.trunks if t.outbound), None)
+        if trunk is None:
+            return Rejection(503, "No outbound trunk configured", Disposition.FAILED, info)
+        info = CallInfo(Direction.OUTBOUND, caller=info.caller, caller_name=info.caller_name,
+                        callee=dialled.e164, trunk=trunk.name)
+        domain = trunk.from_domain or trunk.host
+        caller_id = self._caller_id(line)
+        host = _uri_host(trunk.host)
+        suffix = "" if trunk.transport.upper() == "UDP" else f";transport={trunk.transport.lower()}"
+        uri = f"sip:{dialled.e164}@{host}:{trunk.port}{suffix}"
+        identity = f"{quote(info.caller_name)} <sip:{caller_id}@{domain}>"
+        creds = (trunk.username, trunk.password) if trunk.username and trunk.password is not None else None
+        dest = Destination(
+            branches=(Branch(uri, Peer(trunk.transport.upper(), trunk.host, trunk.port)),),
+            from_address=identity,
+            to_address=f"<sip:{dialled.e164}@{host}>",
+            headers=(("P-Asserted-Identity", identity),),
+            ring_timeout=max(cfg.ring_timeout, 120.0),  # the far end runs its own no-answer timer
+            credentials=creds,
+            media_release=False,
+        )
+        return Routed(dest, info)
+
+    def _caller_id(self, line: Line) -> str:
+        """The external caller ID of ``line`` (seed: "Externe Anrufer-ID"): its own number, else the company's
+        first number, else the extension (a carrier will then present its own default)."""
+        if line.external_caller_id:
+            return line.external_caller_id
+        if self.config.numbers:
+            return min(self.config.numbers)
+        return line.extension
+
+    # -- calls from trunks -------------------------------------------------------------------------
+    def from_trunk(self, req: Request, trunk: Trunk, source: Peer, now_wall: float) -> Routed | Rejection:
+        cfg = self.config
+        try:
+            from_addr = req.from_
+        except SipParseError:
+            from_addr = None
+        caller_raw = (from_addr.uri.user_decoded or "") if from_addr is not None else ""
+        caller = normalize_did(caller_raw, cfg.company.country) or caller_raw or "anonymous"
+        caller_name = (from_addr.display if from_addr is not None else None) or caller
+        did = self._did_of(req)
+        info = CallInfo(Direction.INBOUND, caller=caller, caller_name=caller_name,
+                        callee=did or (req.request_uri.user_decoded or ""), did=did, trunk=trunk.name)
+        if did is None:
+            return Rejection(404, "Not Found", Disposition.NOT_FOUND, info, "not one of our numbers")
+        presented = f"{quote(caller_name)} <sip:{caller}@{cfg.company.sip_realm}>"
+        return self._to_number(did, info, source, now_wall, presented)
+
+    def _to_number(self, did: str, info: CallInfo, source: Peer, now_wall: float,
+                   from_address: str) -> Routed | Rejection:
+        number = self.config.numbers[did]
+        info = CallInfo(info.direction, info.caller, info.caller_name, callee=number.route_target, did=did,
+                        trunk=info.trunk)
+        if number.route_kind == "extension":
+            return self._to_line(number.route_target, from_address, info, source, now_wall)
+        return Rejection(480, "Temporarily Unavailable", Disposition.UNAVAILABLE, info,
+                         f"{did} routes to the {number.route_kind} {number.route_target!r}, which this build "
+                         "cannot run yet")
+
+    # -- ringing a line ----------------------------------------------------------------------------
+    def _to_line(self, extension: str, from_address: str, info: CallInfo, source: Peer,
+                 now_wall: float) -> Routed | Rejection:
+        cfg = self.config
+        if info.callee != extension:
+            info = CallInfo(info.direction, info.caller, info.caller_name, extension, info.did, info.trunk)
+        bindings = self.location.lookup(extension, now_wall)
+        branches = tuple(Branch(b.contact, branch_peer(b)) for b in bindings)
+        if not branches:
+            return Rejection(480, "Temporarily Unavailable", Disposition.UNAVAILABLE, info,
+                             f"extension {extension} has no registered phone")
+        release = self._release(source, branches)
+        dest = Destination(branches=branches, from_address=from_address,
+                           to_address=f"<sip:{extension}@{cfg.company.sip_realm}>",
+                           ring_timeout=cfg.ring_timeout, media_release=release)
+        return Routed(dest, info)
+
+    def _release(self, source: Peer, branches: tuple[Branch, ...]) -> bool:
+        """Media release: the caller and every branch are inside one allowed network."""
+        nets = self.config.release_networks
+        if not nets:
+            return False
+        hosts = [source.host, *(b.peer.host for b in branches)]
+        try:
+            addrs = [ipaddress.ip_address(h.strip("[]")) for h in hosts]
+        except ValueError:
+            return False
+        return any(all(a in net for a in addrs) for net in nets)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _did_of(self, req: Request) -> str | None:
+        """The company DID a request is addressed to: the Request-URI user, else the To user (carriers differ
+        in where they put it), in any common format."""
+        numbers = self.config.numbers
+        if not numbers:
+            return None
+        country = self.config.company.country
+        candidates = [req.request_uri.user_decoded or ""]
+        with contextlib.suppress(SipParseError):
+            candidates.append(req.to.uri.user_decoded or "")
+        for text in candidates:
+            if not text or text in self.config.lines:
+                continue
+            e164 = normalize_did(text, country)
+            if e164 is not None and e164 in numbers:
+                return e164
+            # A line may dial one of our numbers the way it dials any other (local or national form).
+            dialled = classify_dialled(text, country, self.config.company.area_code)
+            if dialled is not None and dialled.e164 in numbers:
+                return dialled.e164
+        return None
+
+    def _line_name(self, line: Line) -> str:
+        return line.name or line.extension
+
+
+def branch_peer(binding: Binding) -> Peer:
+    """Where an INVITE to a registered contact goes.
+
+    Over TCP: the connection the phone registered on (it may be behind NAT and unreachable otherwise).
+    Over UDP: the Contact's own address when it is on the host the REGISTER came from; when the Contact
+    names another host (a private address behind NAT), the REGISTER's source address and port, which
+    the NAT keeps open (Kamailio's ``fix_nated_register`` logic, Asterisk's ``rewrite_contact``).
+    """
+    source = binding.source
+    if source.reliable:
+        return source
+    try:
+        uri = parse_uri(binding.contact)
+    except ValueError:
+        return source
+    if uri.host.strip("[]") != source.host.strip("[]"):
+        return source
+    transport = (uri.params.get("transport") or "udp").upper()
+    if transport != "UDP":
+        return source
+    return Peer("UDP", source.host, uri.port or 5060)
+
+
+def _uri_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
