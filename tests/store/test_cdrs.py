@@ -17,7 +17,6 @@ import sqlalchemy as sa
 
 from engine.model import CallRecord, Direction, Disposition, LegRecord
 from engine.store import DB_FILE, CdrWriter, Store, cdr_to_json, cdrs
-from tests.store.conftest import OpenStore
 
 T0 = 1_800_000_000.125
 
@@ -257,14 +256,11 @@ def test_lifecycle_errors(store: Store) -> None:
         CdrWriter(store, max_batch=0)
 
 
-def test_write_never_waits_for_a_locked_database(
-    data_dir: Path, db_url: str | None, open_store: OpenStore
-) -> None:
+def test_write_never_waits_for_a_locked_database(tmp_path: Path) -> None:
     """The event loop's side only queues: another writer holding the SQLite lock delays storing, not
-    calling ``write``."""
-    if db_url is not None:
-        pytest.skip("holds the SQLite file lock")
-    store = open_store()
+    calling ``write`` (SQLite only: the embedded default is where a file lock can be held)."""
+    data_dir = tmp_path / "data"
+    store = Store.open(data_dir)
     w = CdrWriter(store, flush_interval_s=0.01)
     w.start()
     locker = sqlite3.connect(data_dir / DB_FILE, isolation_level=None, check_same_thread=False)
@@ -282,3 +278,4 @@ def test_write_never_waits_for_a_locked_database(
         w.stop()
         locker.close()
     assert len(store.list_cdrs(500)) == 200 and w.stats.dropped == 0
+    store.close()
