@@ -261,7 +261,12 @@ class CallManager:
                                                   lambda: self._timer(self._ring_timeout, call)))
         call.timers.append(self.scheduler.call_at(now + self.max_call_seconds,
                                                   lambda: self._timer(self._max_duration, call)))
+        cfg = self.endpoint.config
         for branch in destination.branches:
+            if (branch.peer.host, branch.peer.port) == (cfg.via_host, cfg.via_port):
+                # A contact that is the engine itself would loop until Max-Forwards runs out.
+                logger.info("call %s: branch %s points at this engine; skipped", call.id, branch.uri)
+                continue
             self._send_leg(call, branch, now)
         if not call.legs:
             self._fail(call, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE, "no branch to ring",
@@ -376,10 +381,10 @@ class CallManager:
             raise _Reject(422, "Session Interval Too Small", Disposition.FAILED, (("Min-SE", str(MIN_SE)),))
         call.caller_session_expires = se or 0
         if not invite.body:
-            # A late offer would need the callee's offer relayed in our 200 and the answer held until the
-            # caller's ACK; not supported yet (noted for the planners).
-            raise _Reject(488, "Not Acceptable Here", Disposition.FAILED,
-                          (("Warning", '399 pbx "an SDP offer is required in the INVITE"'),))
+            # Late offer (RFC 3261 §13.2.1, RFC 6337 §3.1): the branches get an INVITE without SDP, the
+            # callee's 2xx carries the offer, and the caller's ACK the answer, which our ACK passes on.
+            self._open_relay(call)
+            return
         try:
             offer = filter_codecs(parse_sdp(invite.body))
         except SdpError as exc:
@@ -389,19 +394,25 @@ class CallManager:
             raise _Reject(488, "Not Acceptable Here", Disposition.FAILED,
                           (("Warning", '305 pbx "no common codec: PCMU, PCMA"'),))
         call.offer = offer
-        if call.destination.media_release or self.relay is None:
+        relay = self._open_relay(call)
+        if relay is None:
             call.callee_sdp = call.callee_rewriter.passthrough(offer)
             return
-        try:
-            relay = self.relay.open_session()
-        except RelayExhausted:
-            raise _Reject(503, "Service Unavailable", Disposition.FAILED,
-                          (("Warning", '399 pbx "no free media ports"'),)) from None
-        call.relay = relay
         addr, port = _audio_address(offer)
         if addr is not None:
             relay.a.set_remote(addr, port)
         call.callee_sdp = call.callee_rewriter.rewrite(offer, self.media_host, _ports(offer, relay.b.port))
+
+    def _open_relay(self, call: Call) -> RelaySession | None:
+        """The call's RTP relay session, unless media is released (or the engine runs without a relay)."""
+        if call.destination.media_release or self.relay is None:
+            return None
+        try:
+            call.relay = self.relay.open_session()
+        except RelayExhausted:
+            raise _Reject(503, "Service Unavailable", Disposition.FAILED,
+                          (("Warning", '399 pbx "no free media ports"'),)) from None
+        return call.relay
 
     def _send_leg(self, call: Call, branch: Branch, now: float, *, auth: tuple[str, str] | None = None,
                   previous: Request | None = None) -> OutLeg:
@@ -421,8 +432,9 @@ class CallManager:
             fields.append(Field("supported", SUPPORTED))
             for name, value in dest.headers:
                 fields.append(Field(name.lower(), value))
-            fields.append(Field("content-type", "application/sdp"))
-            req.body = call.callee_sdp
+            if call.callee_sdp:
+                fields.append(Field("content-type", "application/sdp"))
+                req.body = call.callee_sdp
         else:
             # §22.2: the retry with credentials is a new transaction: same Call-ID, From tag and To, CSeq + 1.
             req = Request("INVITE", previous.uri)
@@ -498,8 +510,8 @@ class CallManager:
         self.endpoint.respond(call.tx, out, now)
 
     def _early_media(self, call: Call, resp: Response) -> bytes:
-        if not resp.body or (resp.status == 180 and not _is_sdp(resp)):
-            return b""
+        if not resp.body or call.offer is None or not _is_sdp(resp):
+            return b""  # with a late offer, SDP in a provisional would be an offer: not relayed
         try:
             answer = filter_codecs(parse_sdp(resp.body))
         except SdpError:
@@ -528,9 +540,10 @@ class CallManager:
             return
         side = _Side(call=call, dialog=dialog, rewriter=call.callee_rewriter, relay_index=1,
                      last_sdp=call.callee_sdp)
-        ack = dialog.ack(leg.request.cseq.seq)
-        side.ack_data = self.endpoint.send_ack(ack, dialog.peer)
         side.ack_seq = leg.request.cseq.seq
+        late_offer = call.offer is None and call.state is CallState.RINGING and not leg.cancelled
+        if not late_offer:
+            side.ack_data = self.endpoint.send_ack(dialog.ack(side.ack_seq), dialog.peer)
         if call.state is not CallState.RINGING or leg.cancelled:
             # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
             self._release_leg(leg, now, resp.status)
@@ -548,6 +561,10 @@ class CallManager:
             logger.info("call %s: bad SDP in the answer of %s: %s", call.id, leg.branch.uri, exc)
             self._send_bye(side, now)
             self._fail(call, 502, "Bad Gateway", Disposition.FAILED, "callee answered with bad SDP", now)
+            return
+        if late_offer and not has_usable_audio(answer):
+            self._send_bye(side, now)
+            self._fail(call, 488, "Not Acceptable Here", Disposition.FAILED, "no common codec", now)
             return
         call.state = CallState.ANSWERED
         call.answered_at = now
@@ -718,6 +735,27 @@ class CallManager:
         if side.ok_timer is not None:
             side.ok_timer.cancel()
             side.ok_timer = None
+        call = side.call
+        callee = call.callee_side
+        if side is not call.caller_side or callee is None or callee.ack_data is not None \
+                or call.state is not CallState.ANSWERED:
+            return
+        # Late offer: the caller's ACK carries the answer; our ACK to the callee passes it on.
+        try:
+            answer = filter_codecs(parse_sdp(ack.body)) if ack.body else None
+        except SdpError:
+            answer = None
+        if answer is None:
+            self._send_late_ack(callee, b"")
+            self._hang_up(call, now, "no SDP answer in the caller's ACK")
+            return
+        side.remote_version = answer.origin.sess_version
+        callee.last_sdp = self._sdp_towards(callee, answer)
+        self._send_late_ack(callee, callee.last_sdp)
+
+    def _send_late_ack(self, side: _Side, body: bytes) -> None:
+        ack = side.dialog.ack(side.ack_seq, body)
+        side.ack_data = self.endpoint.send_ack(ack, side.dialog.peer)
 
     def _resend_ack(self, side: _Side | None, resp: Response) -> None:
         if side is not None and side.ack_data is not None and resp.cseq.seq == side.ack_seq:
@@ -927,6 +965,8 @@ class CallManager:
         self._end(call)
 
     def _send_bye(self, side: _Side, now: float) -> None:
+        if side.ack_data is None and side.relay_index == 1:
+            self._send_late_ack(side, b"")  # a 2xx still waiting for the caller's answer is ACKed first
         bye = side.dialog.request("BYE")
         self.endpoint.send_request(bye, side.dialog.peer, now)
 

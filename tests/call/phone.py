@@ -38,6 +38,7 @@ class Phone:
     requests: list[Request] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)  # SDP bodies received (requests and responses)
     local_tag: str = ""
+    late_offer: bool = False
 
     def __post_init__(self) -> None:
         self.node.tu = self._tu
@@ -51,11 +52,20 @@ class Phone:
                                    direction=self.direction).encode()
 
     # -- calling ---------------------------------------------------------------------------------------
-    def call(self, target_uri: str, pbx: Node, *, extra: tuple[tuple[str, str], ...] = ()) -> None:
+    def call(self, target_uri: str, pbx: Node, *, extra: tuple[tuple[str, str], ...] = (),
+             late_offer: bool = False) -> None:
+        """INVITE with our SDP offer; with ``late_offer`` without SDP (the answer then goes in the ACK)."""
+        self.late_offer = late_offer
+        body = b"" if late_offer else self.sdp()
+        headers = (("Content-Type", "application/sdp"),) if body else ()
         req = build_request("INVITE", target_uri, from_uri=f"sip:{self.node.name}@{self.node.host}",
                             from_tag=self.ep.new_tag(), call_id=f"{self.ep.new_tag()}@{self.node.host}",
                             extra=(("Contact", f"<sip:{self.node.name}@{self.node.host}:{self.node.port}>"),
-                                   ("Content-Type", "application/sdp"), *extra), body=self.sdp())
+                                   *headers, *(e for e in extra if e[0].lower() != "max-forwards")),
+                            body=body)
+        for name, value in extra:
+            if name.lower() == "max-forwards":
+                req.set(name, value)
         self.invite_tx = self.ep.send_request(req, pbx.peer, self.net.now)
 
     def cancel(self) -> None:
@@ -84,7 +94,8 @@ class Phone:
             if resp.cseq.method == "INVITE" and 200 <= resp.status < 300 and event.transaction is not None:
                 if self.dialog is None:
                     self.dialog = Dialog.as_uac(event.transaction.request, resp, event.transaction.peer)
-                self.ep.send_ack(self.dialog.ack(resp.cseq.seq), self.dialog.peer)
+                answer = self.sdp() if self.late_offer else b""
+                self.ep.send_ack(self.dialog.ack(resp.cseq.seq, answer), self.dialog.peer)
             return
         if isinstance(event, CancelReceived):
             cancelled = event.invite_transaction

@@ -249,3 +249,42 @@ def test_in_dialog_request_for_an_unknown_dialog_gets_481() -> None:
     rig.net.run(until=60.0)
     assert rig.alice.statuses[-1] == 481
     rig.assert_clean()
+
+
+def test_late_offer_the_callee_offers_in_its_2xx_and_the_callers_ack_carries_the_answer() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, late_offer=True)
+    rig.at(5.0, rig.alice.bye)
+    rig.net.run(until=60.0)
+    bob = rig.bobs[0]
+    invite, ack = bob.requests[0], bob.requests[1]
+    assert invite.method == "INVITE" and not invite.body
+    assert ack.method == "ACK" and b"c=IN IP4 10.0.0.1" in ack.body  # alice's answer (media released)
+    assert any(b"c=IN IP4 10.0.0.3" in body for body in rig.alice.bodies)  # bob's offer reached alice
+    assert rig.cdrs[0].disposition is Disposition.ANSWERED
+    rig.assert_clean()
+
+
+def test_late_offer_without_an_answer_in_the_ack_ends_the_call() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, late_offer=True)
+    rig.alice.late_offer = False  # alice "forgets" to answer in her ACK
+    rig.net.run(until=60.0)
+    assert [r.method for r in rig.bobs[0].requests] == ["INVITE", "ACK", "BYE"]
+    assert rig.cdrs[0].hangup_cause == "no SDP answer in the caller's ACK"
+    rig.assert_clean()
+
+
+def test_a_contact_that_is_the_engine_itself_is_not_rung_and_max_forwards_bounds_hops() -> None:
+    rig = Rig()
+    rig.destination = Destination(branches=(Branch("sip:loop@10.0.0.2:5060", rig.pbx.peer),),
+                                  from_address="<sip:201@pbx.test>", to_address="<sip:202@pbx.test>")
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.net.run(until=10.0)
+    assert rig.alice.statuses[-1] == 480 and rig.cdrs[0].hangup_cause == "no branch to ring"
+    rig2 = Rig()
+    rig2.alice.call(PBX_URI, rig2.pbx, extra=(("Max-Forwards", "1"),))
+    rig2.net.run(until=10.0)
+    assert rig2.alice.statuses[-1] == 483
+    rig.assert_clean()
+    rig2.assert_clean()
