@@ -2,7 +2,7 @@
 
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL] [--digest ALGS]
-                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS]
+                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import ipaddress
 import json
 import sys
 import zoneinfo
@@ -129,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long a line rings before the caller gets 480 No Answer (default 30)",
+    )
+    serve.add_argument(
+        "--advertise",
+        type=parse_ip_literal,
+        default=None,
+        metavar="ADDRESS",
+        help="the IP address phones and carriers reach this engine on, written in Via, Contact and SDP "
+        "(default: the --sip address, or for 0.0.0.0 the address of the interface with the default route; "
+        "set it behind a 1:1 NAT)",
     )
     serve.set_defaults(handler=_cmd_serve)
 
@@ -254,6 +264,13 @@ def parse_port_range(text: str) -> tuple[int, int]:
     return first, last
 
 
+def parse_ip_literal(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip("[]")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an IP address") from None
+
+
 def parse_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -282,6 +299,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         digest_algorithms=args.digest,
         rtp_ports=args.rtp_ports,
         ring_timeout=args.ring_timeout,
+        advertise=args.advertise,
     )
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import signal
+import socket
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, Final
@@ -238,8 +239,9 @@ class Server:
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
                  digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
                  rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
-                 ring_timeout: float = DEFAULT_RING_TIMEOUT_S) -> None:
+                 ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None) -> None:
         self.data_dir = data_dir
+        self.advertise = advertise
         self.rtp_ports = rtp_ports
         self.ring_timeout = ring_timeout
         self.sip_host = sip_host
@@ -264,7 +266,7 @@ class Server:
             writer = BindingWriter(store)
             writer.start()
             rng = random.Random(os.urandom(32))
-            advertised = self.sip_host if self.sip_host not in ("0.0.0.0", "::") else "127.0.0.1"
+            advertised = self.advertise or advertised_address(self.sip_host)
             endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port), rng)
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
                                        rng=rng)
@@ -274,7 +276,7 @@ class Server:
             transport = SipTransport(endpoint, app.handle, clock)
             cdr_writer = CdrWriter(store)
             cdr_writer.start()
-            relay = RtpRelay(advertised, *self.rtp_ports, loop=loop)
+            relay = RtpRelay(self.sip_host, *self.rtp_ports, loop=loop)
             calls = CallManager(endpoint, loop, transport.pump, relay, advertised, cdr_writer.write, clock)
             app.calls = calls
             tune_gc()
@@ -344,6 +346,22 @@ class Server:
                 logger.exception("configuration reload failed")
 
 
+def advertised_address(bind_host: str) -> str:
+    """The address we write in Via, Contact and SDP when not told (``--advertise``): the bound address, or
+    for a wildcard bind the address of the interface that holds the default route (a UDP ``connect`` only
+    picks a route; nothing is sent), else loopback."""
+    if bind_host not in ("0.0.0.0", "::", ""):
+        return bind_host
+    family = socket.AF_INET6 if bind_host == "::" else socket.AF_INET
+    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"  # documentation ranges
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((probe, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
+
+
 def tune_gc() -> None:
     """Keep the cyclic GC off the hot path: what start-up built (store, credentials, restored bindings) is
     frozen out of collections, and young-generation sweeps run every 50,000 net allocations instead of 700.
@@ -356,13 +374,13 @@ def tune_gc() -> None:
 def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | None = None,
           log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
-          ring_timeout: float = DEFAULT_RING_TIMEOUT_S) -> int:
+          ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if api is not None:
         logger.warning("--api %s:%d: the admin API is not part of this build yet", *api)
-    server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout)
+    server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
     try:
         import uvloop
     except ImportError:

@@ -240,6 +240,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "30000-30099",
                 "--ring-timeout",
                 "12.5",
+                "--advertise",
+                "192.0.2.10",
             ]
         )
         == 0
@@ -255,6 +257,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "digest_algorithms": ("SHA-256", "MD5"),
             "rtp_ports": (30000, 30099),
             "ring_timeout": 12.5,
+            "advertise": "192.0.2.10",
         },
         {
             "data_dir": Path("./data"),
@@ -265,13 +268,14 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "digest_algorithms": ("MD5",),
             "rtp_ports": (20000, 29999),
             "ring_timeout": 30.0,
+            "advertise": None,
         },
     ]
     for bad in ("SHA-512", "MD5,MD5", ""):
         with pytest.raises(SystemExit):
             main(["serve", "--digest", bad])
     for flag, bad in (("--rtp-ports", "2000"), ("--rtp-ports", "30001-30000"), ("--rtp-ports", "80-90"),
-                      ("--ring-timeout", "0"), ("--ring-timeout", "soon")):
+                      ("--ring-timeout", "0"), ("--ring-timeout", "soon"), ("--advertise", "pbx.example")):
         with pytest.raises(SystemExit):
             main(["serve", flag, bad])
 

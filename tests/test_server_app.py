@@ -6,6 +6,7 @@ Digest responses are computed here from the RFC 7616 formulas with hashlib, inde
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import random
 import re
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from engine.call.routing import Router, RoutingConfig
 from engine.clock import FakeClock
 from engine.model import Company, Line
 from engine.model.cdr import CallRecord, Disposition
-from engine.server import ALLOW, SipApplication, binding_from_record, binding_record
+from engine.server import ALLOW, SipApplication, advertised_address, binding_from_record, binding_record
 from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.message import Response
@@ -238,3 +239,10 @@ def test_a_bug_in_the_application_is_answered_500_and_the_transaction_ends(
     assert rig.app.internal_errors == 1
     rig.endpoint.handle_timer(rig.clock.now() + 64 * 0.5)
     assert rig.endpoint.transaction_count == 0
+
+
+def test_advertised_address_is_the_bound_one_or_a_real_interface_for_a_wildcard() -> None:
+    assert advertised_address("127.0.0.1") == "127.0.0.1"
+    assert advertised_address("::1") == "::1"
+    wildcard = ipaddress.ip_address(advertised_address("0.0.0.0"))
+    assert not wildcard.is_unspecified and wildcard.version == 4
