@@ -58,6 +58,8 @@ DEFAULT_MAX_CALL_S: Final = 6 * 3600.0
 MIN_SE: Final = 90  # RFC 4028 §5: the smallest Session-Expires we accept
 #: Final statuses that mean "busy" wherever they come from (§21.4.24, §21.6.1).
 BUSY: Final = frozenset({486, 600})
+#: Methods that never belong to a call's dialog here, even with a To tag.
+NOT_CALL_METHODS: Final = frozenset({"REGISTER", "OPTIONS", "SUBSCRIBE", "PUBLISH", "MESSAGE"})
 
 
 class TimerHandle(Protocol):
@@ -335,6 +337,8 @@ class CallManager:
                 if side is not None:
                     self._ack_received(side, req, now)
                 return True
+            if side is None and req.method in NOT_CALL_METHODS:
+                return False  # e.g. a REGISTER whose To carries a tag: the registrar's business
             if side is None:
                 self._answer(event.transaction, req, 481, now)
                 return True
@@ -379,7 +383,11 @@ class CallManager:
         se = self._session_expires_request(invite)
         if se is not None and se < MIN_SE:
             raise _Reject(422, "Session Interval Too Small", Disposition.FAILED, (("Min-SE", str(MIN_SE)),))
-        call.caller_session_expires = se or 0
+        # RFC 4028 §9: we take part when the caller supports timers and refreshes itself (refresher=uac
+        # or unset); otherwise the call runs without a session timer (its maximum duration still bounds it).
+        value = (invite.get("session-expires") or "").replace(" ", "").lower()
+        if se is not None and "timer" in invite.tokens("supported") and "refresher=uas" not in value:
+            call.caller_session_expires = se
         if not invite.body:
             # Late offer (RFC 3261 §13.2.1, RFC 6337 §3.1): the branches get an INVITE without SDP, the
             # callee's 2xx carries the offer, and the caller's ACK the answer, which our ACK passes on.

@@ -288,3 +288,14 @@ def test_a_contact_that_is_the_engine_itself_is_not_rung_and_max_forwards_bounds
     assert rig2.alice.statuses[-1] == 483
     rig.assert_clean()
     rig2.assert_clean()
+
+
+def test_session_expires_without_timer_support_runs_without_a_session_timer() -> None:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, extra=(("Session-Expires", "90"),))
+    rig.at(200.0, rig.alice.bye)
+    rig.net.run(until=260.0)
+    oks = [d for d in rig.net.sent if is_response(200, "INVITE")(d) and sent_from(rig.pbx)(d)]
+    assert b"Require: timer" not in oks[0].data and b"Session-Expires" not in oks[0].data
+    assert rig.cdrs[0].hangup_cause == "caller hung up"
+    rig.assert_clean()
