@@ -191,8 +191,8 @@ class SessionDescription:
     session_name: str = "-"
     connection: str | None = None
     media: list[MediaDescription] = field(default_factory=list)
-    attributes: list[tuple[str, str | None]] = field(default_factory=lambda: [])
-    lines: list[tuple[str, str]] = field(default_factory=lambda: [("t", "0 0")])
+    attributes: list[tuple[str, str | None]] = field(default_factory=list)
+    lines: list[tuple[str, str]] = field(default_factory=lambda: [("t", "0 0")])  # built by hand: t=0 0
     connection_line: str | None = None
 
     @property
