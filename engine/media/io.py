@@ -129,8 +129,8 @@ class RelaySession:
 
     Attributes:
         a, b: the two sides.
-        last_activity: loop time of the last packet received on any of the four sockets (or of opening),
-            for dead-call detection.
+        last_activity: loop time of the last packet accepted (from a side's latched peer) on any of the four
+            sockets, or of opening: for dead-call detection.
         errors: unexpected failures inside the reader callbacks (each logged).
     """
 
@@ -191,7 +191,7 @@ class RelaySession:
             out = endpoint.peer
             out_sock = out.sock
             out_latch = out.latch
-            received = 0
+            accepted = 0
             for _ in range(DRAIN_MAX):
                 try:
                     data, source = sock.recvfrom(MAX_DATAGRAM_BYTES)
@@ -201,11 +201,11 @@ class RelaySession:
                     stats.errors += 1
                     logger.debug("RTP recv on port %d failed: %s", sock.getsockname()[1], exc)
                     break
-                received += 1
                 # Latch.accept and Latch.destination, inlined for the common case (a latched peer).
                 if source != latch.latched and not latch.accept(source):
                     stats.dropped += 1
                     continue
+                accepted += 1
                 destination = out_latch.latched or out_latch.signalled
                 if destination is None:
                     stats.dropped += 1
@@ -217,7 +217,7 @@ class RelaySession:
                     continue
                 stats.packets += 1
                 stats.bytes += len(data)
-            if received:
+            if accepted:  # a stranger's packets do not keep a dead call alive
                 self.last_activity = self._loop.time()
         except Exception:
             self.errors += 1

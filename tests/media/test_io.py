@@ -189,9 +189,12 @@ def test_packets_from_a_stranger_are_dropped_after_latching(run: Any) -> None:
             session.b.set_remote(HOST, b.port)
             a.send(session.a.port, b"real")
             assert (await b.recv())[0] == b"real"
+            seen = session.last_activity
+            await asyncio.sleep(0.01)
             stranger.send(session.a.port, b"injected")
             assert await b.silent()
             assert session.a.remote == a.addr and session.a.dropped == 1
+            assert session.last_activity == seen  # a stranger does not keep the call alive
             session.close()
 
     run(scenario)
