@@ -979,8 +979,9 @@ class CallManager:
         self.endpoint.send_request(bye, side.dialog.peer, now)
 
     def _end(self, call: Call) -> None:
-        """The call is over for the caller: write its CDR, free its media and timers. Outbound legs still
-        waiting for their final response stay in ``legs`` until it comes (each bounded by its own timer)."""
+        """The call is over for the caller: free its media and timers. Outbound legs still waiting for
+        their final response stay in ``legs`` until it comes (each bounded by its own timer); the CDR is
+        written when the last one has it."""
         for handle in call.timers:
             handle.cancel()
         call.timers.clear()
@@ -1002,12 +1003,14 @@ class CallManager:
         for leg in call.legs:
             if leg.ended_at is None and leg.state is LegState.ANSWERED:
                 leg.ended_at = now_end
-        self._write_cdr(call)
         self._maybe_forget(call)
 
     def _maybe_forget(self, call: Call) -> None:
-        if call.state is CallState.ENDED and not any(self.legs.get(leg.tx) is leg for leg in call.legs):
-            self.calls.pop(call.id, None)
+        """Drop an ended call once every leg has its final answer, and write its CDR then (so a cancelled
+        leg is recorded with its 487, which arrives after the caller already got its answer)."""
+        if call.state is CallState.ENDED and not any(self.legs.get(leg.tx) is leg for leg in call.legs) \
+                and self.calls.pop(call.id, None) is not None:
+            self._write_cdr(call)
 
     def wall_of(self, t: float) -> float:
         """A monotonic instant as wall-clock epoch seconds (for records)."""

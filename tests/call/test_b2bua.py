@@ -144,6 +144,7 @@ def test_no_answer_within_the_ring_timeout_cancels_and_answers_480() -> None:
     assert cancel_at == [pytest.approx(7.125)]
     cdr = rig.cdrs[0]
     assert cdr.disposition is Disposition.NO_ANSWER and cdr.hangup_cause == "ring timeout"
+    assert [leg.status for leg in cdr.legs] == [487] and cdr.legs[0].ended_at > cdr.legs[0].started_at
     rig.assert_clean()
 
 
@@ -155,6 +156,7 @@ def test_caller_cancel_cancels_every_branch_and_gets_487() -> None:
     assert rig.alice.statuses[-1] == 487
     assert len([d for d in rig.net.sent if is_request("CANCEL")(d) and sent_from(rig.pbx)(d)]) == 2
     assert rig.cdrs[0].disposition is Disposition.CANCELLED
+    assert [leg.status for leg in rig.cdrs[0].legs] == [487, 487]
     rig.assert_clean()
 
 
