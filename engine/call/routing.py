@@ -169,15 +169,26 @@ class Router:
             from_addr = req.from_
         except SipParseError:
             from_addr = None
-        caller_raw = (from_addr.uri.user_decoded or "") if from_addr is not None else ""
+        # A carrier asserts the caller in P-Asserted-Identity (RFC 3325) when From is anonymous or not the
+        # real number; a trusted trunk's PAI wins. Privacy: id means the callee must not see the number.
+        identity = from_addr
+        with contextlib.suppress(SipParseError):
+            asserted = req.addresses("p-asserted-identity")
+            if asserted:
+                identity = asserted[0]
+        caller_raw = (identity.uri.user_decoded or "") if identity is not None else ""
         caller = normalize_did(caller_raw, cfg.company.country) or caller_raw or "anonymous"
         caller_name = (from_addr.display if from_addr is not None else None) or caller
+        privacy = {t.lower() for t in req.get_all("privacy") for t in t.replace(";", " ").split()}
+        if "id" in privacy or "user" in privacy or caller.lower() == "anonymous":
+            caller_name = "Anonymous"
         did = self._did_of(req)
         info = CallInfo(Direction.INBOUND, caller=caller, caller_name=caller_name,
                         callee=did or (req.request_uri.user_decoded or ""), did=did, trunk=trunk.name)
         if did is None:
             return Rejection(404, "Not Found", Disposition.NOT_FOUND, info, "not one of our numbers")
-        presented = f"{quote(caller_name)} <sip:{caller}@{cfg.company.sip_realm}>"
+        presented = (f"{quote(caller_name)} <sip:{caller}@{cfg.company.sip_realm}>"
+                     if caller_name != "Anonymous" else '"Anonymous" <sip:anonymous@anonymous.invalid>')
         return self._to_number(did, info, source, now_wall, presented)
 
     def _to_number(self, did: str, info: CallInfo, source: Peer, now_wall: float,
