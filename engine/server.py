@@ -174,8 +174,10 @@ class SipApplication:
         if trunk is not None:
             result = router.from_trunk(req, trunk, peer, wall)
         else:
-            if not req.has("proxy-authorization") and router.is_our_number(req):
-                # A carrier we do not know delivering one of our numbers: refuse, do not challenge.
+            if not req.has("proxy-authorization") and router.is_our_number(req) \
+                    and not router.is_line_caller(req):
+                # A carrier we do not know delivering one of our numbers: refuse, do not challenge. (A phone
+                # of ours dialling one of our numbers names its line in From and is challenged as usual.)
                 logger.info("INVITE to a DID from %s:%d, which is no trunk: 403", peer.host, peer.port)
                 return make_response(req, 403, "Source is not a trusted trunk",
                                      to_tag=self.endpoint.new_tag())

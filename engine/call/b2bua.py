@@ -125,6 +125,7 @@ class _Pending:
     origin: ServerTransaction | None  # None: a request we originated (a session refresh)
     side: _Side
     offer: bool  # it carried SDP that we rewrote
+    guard: TimerHandle | None = None  # a forwarded re-INVITE gets 64*T1 for its final (like Timer C)
 
 
 @dataclass(eq=False, slots=True)
@@ -170,6 +171,7 @@ class OutLeg:
     ended_at: float | None = None
     provisional: bool = False
     cancel_pending: bool = False
+    cancel_reason: str | None = None
     cancelled: bool = False
     auth_tried: bool = False
     guard: TimerHandle | None = None
@@ -236,6 +238,9 @@ class CallManager:
         self.dialogs: dict[tuple[str, str], _Side] = {}  # (Call-ID, our tag) -> side
         self.by_invite: dict[ServerTransaction, Call] = {}
         self.pending: dict[ClientTransaction, _Pending] = {}
+        #: INVITE client transactions that got a 2xx, until their Timer M: the dialogs formed from it, so
+        #: that a retransmitted 2xx gets our ACK again and a forked second 2xx gets ACK + BYE (RFC 6026).
+        self.acked: dict[ClientTransaction, list[_Side]] = {}
         self._ids = itertools.count(1)
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0, "internal_errors": 0}
 
@@ -258,6 +263,10 @@ class CallManager:
             self._prepare(call, now)
         except _Reject as rej:
             self._fail(call, rej.status, rej.reason, rej.disposition, rej.reason, now, headers=rej.headers)
+            return
+        except SipParseError as exc:
+            self._fail(call, exc.status, exc.reason, Disposition.FAILED, exc.reason, now,
+                       headers=exc.extra_headers)
             return
         call.timers.append(self.scheduler.call_at(now + destination.ring_timeout,
                                                   lambda: self._timer(self._ring_timeout, call)))
@@ -297,9 +306,13 @@ class CallManager:
             if call.state is CallState.ANSWERED:
                 self._hang_up(call, now, "engine shutting down")
             elif call.state is CallState.RINGING:
-                for leg in call.legs:
-                    self._cancel_leg(leg, now)
                 self._fail(call, 503, "Service Unavailable", Disposition.FAILED, "engine shutting down", now)
+        # Legs still waiting for their 487 will not get to report it: record them as cancelled now.
+        for call in list(self.calls.values()):
+            for leg in call.legs:
+                if self.legs.pop(leg.tx, None) is not None:
+                    leg.status, leg.ended_at = leg.status or 487, now
+            self._maybe_forget(call)
 
     def handle(self, event: Event, now: float) -> bool:
         """Act on an endpoint event if it belongs to a call; False when it is not ours."""
@@ -325,6 +338,10 @@ class CallManager:
             pending = self.pending.get(tx)
             if pending is not None:
                 self._pending_response(tx, pending, event.response, now)
+                return True
+            sides = self.acked.get(tx)
+            if sides is not None:
+                self._another_2xx(tx, sides, event.response, now)
                 return True
             return False
         if isinstance(event, RequestReceived):
@@ -380,6 +397,8 @@ class CallManager:
         invite = call.invite
         if invite.max_forwards is not None and invite.max_forwards <= 1:
             raise _Reject(483, "Too Many Hops", Disposition.FAILED)
+        if not invite.addresses("contact"):
+            raise _Reject(400, "Missing Contact", Disposition.FAILED)  # §8.1.1.8: the dialog needs it
         se = self._session_expires_request(invite)
         if se is not None and se < MIN_SE:
             raise _Reject(422, "Session Interval Too Small", Disposition.FAILED, (("Min-SE", str(MIN_SE)),))
@@ -463,14 +482,14 @@ class CallManager:
         status = resp.status
         call = leg.call
         if status < 200:
-            if status == 100:
-                return
-            leg.provisional = True
-            if leg.state is LegState.CALLING:
-                leg.state = LegState.EARLY
+            leg.provisional = True  # §9.1: any provisional response, 100 Trying included, allows CANCEL
             if leg.cancel_pending:
                 self._cancel_leg(leg, now)
                 return
+            if status == 100:
+                return
+            if leg.state is LegState.CALLING:
+                leg.state = LegState.EARLY
             if call.state is CallState.RINGING:
                 self._relay_provisional(call, resp, now)
             return
@@ -511,8 +530,8 @@ class CallManager:
             call.early_sdp_sent = sdp
             out = self._caller_response(call, 183, "Session Progress", sdp)
         else:
-            if call.ringing_sent:
-                return
+            if call.ringing_sent or call.early_sdp_sent:
+                return  # a 180 after early media would make the caller stop playing it
             call.ringing_sent = True
             out = self._caller_response(call, 180, "Ringing")
         self.endpoint.respond(call.tx, out, now)
@@ -552,6 +571,7 @@ class CallManager:
         late_offer = call.offer is None and call.state is CallState.RINGING and not leg.cancelled
         if not late_offer:
             side.ack_data = self.endpoint.send_ack(dialog.ack(side.ack_seq), dialog.peer)
+        self._remember_ack(leg.tx, side, now)
         if call.state is not CallState.RINGING or leg.cancelled:
             # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
             self._release_leg(leg, now, resp.status)
@@ -599,6 +619,39 @@ class CallManager:
         self.by_invite.pop(call.tx, None)
         self._start_ok_retransmit(caller, ok, now)
 
+    def _remember_ack(self, tx: ClientTransaction, side: _Side, now: float) -> None:
+        sides = self.acked.get(tx)
+        if sides is None:
+            self.acked[tx] = [side]
+            at = now + self.endpoint.config.timers.timeout  # Timer M: the transaction passes 2xx up till then
+            self.scheduler.call_at(at, lambda: self.acked.pop(tx, None))
+        elif side not in sides:
+            sides.append(side)
+
+    def _another_2xx(self, tx: ClientTransaction, sides: list[_Side], resp: Response, now: float) -> None:
+        """A 2xx after the first on the same INVITE transaction: a retransmission (same To tag) gets the same
+        ACK again; a 2xx from another fork (new To tag) gets an ACK and a BYE (RFC 3261 §13.2.2.4)."""
+        if not 200 <= resp.status < 300:
+            return
+        tag = _to_tag(resp)
+        for side in sides:
+            if side.dialog.remote_tag == tag:
+                if side.ack_data is not None and resp.cseq.seq == side.ack_seq:
+                    self.endpoint.send_raw(side.ack_data, side.dialog.peer)
+                return
+        if tx.method != "INVITE" or not isinstance(tx.request, Request):
+            return
+        try:
+            dialog = Dialog.as_uac(tx.request, resp, tx.peer)
+        except SipParseError:
+            return
+        first = sides[0]
+        fork = _Side(call=first.call, dialog=dialog, rewriter=first.rewriter, relay_index=first.relay_index,
+                     ack_seq=resp.cseq.seq)
+        fork.ack_data = self.endpoint.send_ack(dialog.ack(fork.ack_seq), dialog.peer)
+        sides.append(fork)
+        self._send_bye(fork, now)
+
     def _leg_final(self, leg: OutLeg, status: int, now: float, resp: Response | None = None) -> None:
         call = leg.call
         if resp is not None:
@@ -641,16 +694,19 @@ class CallManager:
     def _cancel_leg(self, leg: OutLeg, now: float, reason: str | None = None) -> None:
         if leg.state not in (LegState.CALLING, LegState.EARLY) or leg.cancelled:
             return
+        if leg.guard is None:
+            # §9.1: if the INVITE gets no final response within 64*T1 of the CANCEL, give the leg up.
+            guard_at = now + self.endpoint.config.timers.timeout
+            leg.guard = self.scheduler.call_at(guard_at, lambda: self._timer(self._leg_abandoned, leg))
         if not leg.provisional:
-            # §9.1: no CANCEL before a provisional response; it goes out when one arrives (or Timer B ends
-            # the leg).
+            # §9.1: no CANCEL before a provisional response; it goes out when one arrives (else Timer B or
+            # the guard above ends the leg).
             leg.cancel_pending = True
+            leg.cancel_reason = reason
             return
         leg.cancelled = True
-        self.endpoint.cancel(leg.tx, now, reason)
-        # §9.1: if the INVITE gets no final response within 64*T1 of the CANCEL, give the leg up.
-        guard_at = now + self.endpoint.config.timers.timeout
-        leg.guard = self.scheduler.call_at(guard_at, lambda: self._timer(self._leg_abandoned, leg))
+        leg.cancel_pending = False
+        self.endpoint.cancel(leg.tx, now, reason or leg.cancel_reason)
 
     def _leg_abandoned(self, leg: OutLeg, now: float) -> None:
         leg.guard = None
@@ -701,6 +757,8 @@ class CallManager:
         if call.state is CallState.ENDED:
             return
         call.state = CallState.ENDED
+        for leg in call.legs:
+            self._cancel_leg(leg, now)  # nobody else rings for a call that is over
         resp = make_response(call.invite, status, reason, to_tag=call.local_tag)
         for name, value in headers:
             resp.fields.append(Field(name.lower(), value))
@@ -719,6 +777,8 @@ class CallManager:
         if side.dialog.peer.reliable:
             side.ok_data = None
             return
+        if side.ok_timer is not None:
+            side.ok_timer.cancel()
         side.ok_data = ok.serialize()
         side.ok_interval = timers.t1
         side.ok_deadline = now + timers.timeout
@@ -731,7 +791,7 @@ class CallManager:
         if now >= side.ok_deadline:
             side.ok_data = None
             # §13.3.1.4: no ACK within 64*T1: the dialog is confirmed and then ended with a BYE.
-            self._hang_up(side.call, now, "no ACK for the 2xx", from_side=None)
+            self._hang_up(side.call, now, "no ACK for the 2xx", disposition=Disposition.FAILED)
             return
         self.endpoint.send_raw(side.ok_data, side.dialog.peer)
         side.ok_interval = min(2 * side.ok_interval, self.endpoint.config.timers.t2)
@@ -830,7 +890,8 @@ class CallManager:
         if side.session_expires:
             resp.fields.append(Field("session-expires", f"{side.session_expires};refresher=uac"))
             resp.fields.append(Field("require", "timer"))
-        if side.last_sdp:
+        if side.last_sdp and (req.method == "INVITE" or req.body):
+            # An INVITE without SDP asks for our offer; an UPDATE without SDP must get none (RFC 3311).
             resp.fields.append(Field("content-type", "application/sdp"))
             resp.body = side.last_sdp
         self._respond(tx, resp, now)
@@ -846,9 +907,36 @@ class CallManager:
             if value is not None:
                 out.fields.append(Field(name, value))
         ctx = self.endpoint.send_request(out, other.dialog.peer, now)
-        self.pending[ctx] = _Pending(origin=tx, side=side, offer=offer)
+        pending = _Pending(origin=tx, side=side, offer=offer)
+        self.pending[ctx] = pending
         if req.method == "INVITE":
             other.invite_pending = True
+            at = now + self.endpoint.config.timers.timeout
+            pending.guard = self.scheduler.call_at(at, lambda: self._timer(self._pending_expired, ctx))
+
+    def _pending_expired(self, ctx: ClientTransaction, now: float) -> None:
+        """A forwarded re-INVITE that only ever got provisional answers: CANCEL it, 408 to its sender."""
+        pending = self.pending.pop(ctx, None)
+        if pending is None:
+            return
+        pending.guard = None
+        pending.side.other.invite_pending = False
+        self._give_up_invite(ctx, now)
+        if pending.origin is not None and pending.origin.request is not None:
+            self._answer(pending.origin, pending.origin.request, 408, now)
+
+    def _give_up_invite(self, ctx: ClientTransaction, now: float) -> None:
+        """CANCEL a re-INVITE of ours that is still open, and forget its transaction if even the CANCEL
+        brings no final response within 64*T1 (§9.1)."""
+        if self.endpoint.cancel(ctx, now) is None:
+            return
+
+        def abandon(_now: float) -> None:
+            if ctx.state in (TransactionState.CALLING, TransactionState.PROCEEDING):
+                self.endpoint.abandon(ctx)
+
+        at = now + self.endpoint.config.timers.timeout
+        self.scheduler.call_at(at, lambda: self._timer(abandon, None))
 
     def _pending_response(self, ctx: ClientTransaction, pending: _Pending, resp: Response,
                           now: float) -> None:
@@ -857,24 +945,30 @@ class CallManager:
         if resp.status < 200:
             return
         self.pending.pop(ctx, None)
+        if pending.guard is not None:
+            pending.guard.cancel()
+            pending.guard = None
         is_invite = ctx.method == "INVITE"
         if is_invite:
             other.invite_pending = False
+            if resp.status < 300:
+                # Our ACK for this 2xx, resent for each of its retransmissions while the transaction lives.
+                other.dialog.refresh_target(resp)
+                other.ack_data = self.endpoint.send_ack(other.dialog.ack(ctx.request.cseq.seq),
+                                                        other.dialog.peer)
+                other.ack_seq = ctx.request.cseq.seq
+                self._remember_ack(ctx, other, now)
         origin = pending.origin
         if side.call.state is not CallState.ANSWERED or origin is None:
-            if is_invite and resp.status < 300:
-                self.endpoint.send_ack(other.dialog.ack(ctx.request.cseq.seq), other.dialog.peer)
             return
         request = origin.request
         if request is None:
             return
         out = make_response(request, resp.status, resp.reason, to_tag=side.dialog.local_tag)
         if resp.status < 300:
-            if is_invite:
-                other.dialog.refresh_target(resp)
-                ack = other.dialog.ack(ctx.request.cseq.seq)
-                other.ack_data = self.endpoint.send_ack(ack, other.dialog.peer)
-                other.ack_seq = ctx.request.cseq.seq
+            if side.session_expires:
+                out.fields.append(Field("session-expires", f"{side.session_expires};refresher=uac"))
+                out.fields.append(Field("require", "timer"))
             if pending.offer and resp.body:
                 try:
                     answer = filter_codecs(parse_sdp(resp.body))
@@ -958,7 +1052,8 @@ class CallManager:
         side.session_timer = self.scheduler.call_at(now + seconds / 2, lambda: self._timer(refresh, None))
 
     # -- ending ------------------------------------------------------------------------------------
-    def _hang_up(self, call: Call, now: float, cause: str, from_side: _Side | None = None) -> None:
+    def _hang_up(self, call: Call, now: float, cause: str, from_side: _Side | None = None,
+                 disposition: Disposition = Disposition.ANSWERED) -> None:
         """End an answered call: BYE every side that did not send the BYE itself."""
         if call.state is not CallState.ANSWERED:
             return
@@ -967,7 +1062,7 @@ class CallManager:
             if side is not None and side is not from_side:
                 self._send_bye(side, now)
         call.final_status = 200
-        call.disposition = Disposition.ANSWERED
+        call.disposition = disposition
         call.cause = cause
         call.ended_at = now
         self._end(call)
@@ -998,7 +1093,15 @@ class CallManager:
             call.relay.close()
         self.by_invite.pop(call.tx, None)
         for ctx in [c for c, p in self.pending.items() if p.side.call is call]:
-            del self.pending[ctx]
+            pending = self.pending.pop(ctx)
+            if pending.guard is not None:
+                pending.guard.cancel()
+                self._give_up_invite(ctx, self.clock.now())
+            origin = pending.origin
+            if origin is not None and origin.request is not None and origin.state in (
+                    TransactionState.PROCEEDING, TransactionState.TRYING):
+                # §15.1.2: a request still open when the session ends (a BYE crossed it) gets 487.
+                self._answer(origin, origin.request, 487, self.clock.now())
         now_end = call.ended_at if call.ended_at is not None else call.started_at
         for leg in call.legs:
             if leg.ended_at is None and leg.state is LegState.ANSWERED:
@@ -1082,9 +1185,9 @@ def _warning_text(text: str) -> str:
     return text.replace("\\", "").replace('"', "'")
 
 
-def _to_tag(req: Request) -> str | None:
+def _to_tag(msg: Request | Response) -> str | None:
     try:
-        return req.to.tag
+        return msg.to.tag
     except SipParseError:
         return None
 
@@ -1118,7 +1221,8 @@ def _ports(sdp: SessionDescription, relay_port: int) -> list[int]:
 def _best_status(statuses: Sequence[int]) -> int:
     """§16.7 step 6, as a PBX reads it: busy anywhere is busy; otherwise the lowest 4xx, then 5xx; a
     branch that timed out counts as no answer (480)."""
-    finals = [s for s in statuses if s >= 300]
+    # A B2BUA cannot pass on a redirect (3xx: no Contact) or a challenge meant for itself (401/407).
+    finals = [480 if 300 <= s < 400 else 403 if s in (401, 407) else s for s in statuses if s >= 300]
     if not finals:
         return 480
     if any(s in BUSY for s in finals):

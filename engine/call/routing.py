@@ -101,6 +101,13 @@ class Router:
         an address that is no trunk is refused 403, not challenged: it is a carrier we do not know)."""
         return self._did_of(req) is not None
 
+    def is_line_caller(self, req: Request) -> bool:
+        """Whether the From user is one of our lines (a phone; it will be challenged to prove it)."""
+        try:
+            return (req.from_.uri.user_decoded or "") in self.config.lines
+        except SipParseError:
+            return False
+
     # -- calls from lines --------------------------------------------------------------------------
     def from_line(self, req: Request, extension: str, source: Peer, now_wall: float) -> Routed | Rejection:
         cfg = self.config

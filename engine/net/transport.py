@@ -218,6 +218,7 @@ class SipTcpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = Peer("TCP", "", 0)
         self._idle: asyncio.TimerHandle | None = None
+        self._last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = tr = cast(asyncio.Transport, transport)
@@ -248,6 +249,7 @@ class SipTcpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         transport.write(data)
+        self._last_active = self.owner.clock.now()  # our BYE on a long quiet call keeps it open too
         if transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
             # A peer that sends but never reads must not make us queue answers without end.
             logger.info("closing TCP %s:%d: it does not read its answers", self.peer.host, self.peer.port)
@@ -273,7 +275,15 @@ class SipTcpProtocol(asyncio.Protocol):
             self._idle.cancel()
 
     def _touch(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(TCP_IDLE_TIMEOUT_S, self.close)
+        """Note activity. One idle timer per connection, re-armed lazily when it fires (not per message)."""
+        self._last_active = self.owner.clock.now()
+        if self._idle is None:
+            self._idle = asyncio.get_running_loop().call_later(TCP_IDLE_TIMEOUT_S, self._idle_check)
+
+    def _idle_check(self) -> None:
+        left = self._last_active + TCP_IDLE_TIMEOUT_S - self.owner.clock.now()
+        if left > 0:
+            self._idle = asyncio.get_running_loop().call_later(left, self._idle_check)
+        else:
+            self._idle = None
+            self.close()

@@ -48,7 +48,7 @@ class EndpointConfig:
     """Settings of one endpoint. ``via_host``/``via_port`` are what we write in our own Via headers."""
 
     timers: TimerConfig = field(default_factory=TimerConfig)
-    supported: frozenset[str] = frozenset({"path"})
+    supported: frozenset[str] = frozenset({"path", "timer"})  # RFC 3327 (registrar), RFC 4028 (calls)
     via_host: str = "127.0.0.1"
     via_port: int = 5060
     server_header: str = "pbx-engine"

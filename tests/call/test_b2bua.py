@@ -68,6 +68,7 @@ class Rig:
         """Nothing of the call is left: calls, legs, dialogs, pending requests, timers, transactions."""
         m = self.manager
         assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.pending == {} and m.by_invite == {}
+        assert m.acked == {}
         assert self.net.pending_timers() == 0
         assert self.pbx.endpoint.transaction_count == 0
 

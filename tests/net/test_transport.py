@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from engine.clock import LoopClock
+from engine.net import transport as transport_module
 from engine.net.transport import SipTransport
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.message import Request, make_response
@@ -113,3 +116,37 @@ def test_a_tcp_peer_that_never_reads_cannot_grow_our_memory() -> None:
     peak, pushed_back = asyncio.run(scenario())
     assert pushed_back  # 80 MB of answers cannot all fit in kernel buffers: the peer was held off
     assert peak <= MAX_TCP_WRITE_BUFFER + 8192
+
+
+def test_idle_tcp_connections_close_and_our_own_sends_count_as_activity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection nobody uses is closed after the idle timeout; one we keep sending on (a long call whose
+    phone is quiet, but to which we send in-dialog requests) stays open."""
+    monkeypatch.setattr(transport_module, "TCP_IDLE_TIMEOUT_S", 0.4)
+
+    async def scenario() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(EndpointConfig(), random.Random(1))
+        transport = SipTransport(endpoint, lambda event, now: None, LoopClock(loop))
+        _, port = await transport.start("127.0.0.1", 0)
+        try:
+            _, quiet_writer = await asyncio.open_connection("127.0.0.1", port)
+            busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(0.05)
+            busy_local = busy_writer.get_extra_info("sockname")
+            conn = transport.connections[("127.0.0.1", busy_local[1])]
+            for _ in range(8):  # our side sends every 0.1 s for 0.8 s: twice the idle timeout
+                conn.send(b"\r\n\r\n")
+                await asyncio.sleep(0.1)
+            busy_open = ("127.0.0.1", busy_local[1]) in transport.connections
+            quiet_open = len(transport.connections) == 2
+            quiet_writer.close()
+            busy_writer.close()
+            del busy_reader
+            return busy_open, quiet_open
+        finally:
+            await transport.stop()
+
+    busy_open, quiet_open = asyncio.run(scenario())
+    assert busy_open and not quiet_open
