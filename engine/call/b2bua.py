@@ -137,7 +137,7 @@ class _Side:
     rewriter: SdpRewriter
     relay_index: int  # 0: relay side "a" (caller), 1: relay side "b" (callee)
     last_sdp: bytes = b""  # the last SDP we sent this side
-    remote_version: int | None = None  # o= session version of the last SDP this side sent us
+    remote_sdp: bytes = b""  # the last SDP this side sent us, without its o= line (see _sdp_key)
     ok_data: bytes | None = None  # our last 2xx to an INVITE from this side, resent until its ACK
     ok_timer: TimerHandle | None = None
     ok_interval: float = 0.0
@@ -584,7 +584,7 @@ class CallManager:
         try:
             answer = filter_codecs(parse_sdp(resp.body))
             sdp = self._answer_sdp_for_caller(call, answer)
-            side.remote_version = answer.origin.sess_version
+            side.remote_sdp = _sdp_key(resp.body)
         except SdpError as exc:
             logger.info("call %s: bad SDP in the answer of %s: %s", call.id, leg.branch.uri, exc)
             self._send_bye(side, now)
@@ -605,8 +605,7 @@ class CallManager:
                        last_sdp=sdp)
         call.caller_side = caller
         self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
-        if call.offer is not None:
-            caller.remote_version = call.offer.origin.sess_version
+        caller.remote_sdp = _sdp_key(call.invite.body)
         for other in call.legs:
             if other is not leg:
                 self._cancel_leg(other, now, COMPLETED_ELSEWHERE)
@@ -817,7 +816,7 @@ class CallManager:
             self._send_late_ack(callee, b"")
             self._hang_up(call, now, "no SDP answer in the caller's ACK")
             return
-        side.remote_version = answer.origin.sess_version
+        side.remote_sdp = _sdp_key(ack.body)
         callee.last_sdp = self._sdp_towards(callee, answer)
         self._send_late_ack(callee, callee.last_sdp)
 
@@ -867,10 +866,13 @@ class CallManager:
                 resp.fields.append(Field("warning", f'399 pbx "SDP: {exc}"'))
                 self._respond(tx, resp, now)
                 return
-        if offer is None or offer.origin.sess_version == side.remote_version:
+        key = _sdp_key(req.body)
+        if offer is None or key == side.remote_sdp:
+            # A session refresh: no offer, or the same session (compared without o=: some phones do not
+            # bump the version, others bump it on every refresh).
             self._answer_locally(side, req, tx, now)
             return
-        side.remote_version = offer.origin.sess_version
+        side.remote_sdp = key
         other = side.other
         relay = side.call.relay
         if relay is None:
@@ -975,7 +977,7 @@ class CallManager:
                 except SdpError:
                     answer = None
                 if answer is not None:
-                    other.remote_version = answer.origin.sess_version
+                    other.remote_sdp = _sdp_key(resp.body)
                     out.body = self._sdp_towards(side, answer)
                     side.last_sdp = out.body
                     out.fields.append(Field("content-type", "application/sdp"))
@@ -1195,6 +1197,11 @@ def _to_tag(msg: Request | Response) -> str | None:
 def _is_sdp(msg: Request | Response) -> bool:
     ctype = msg.get("content-type")
     return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
+
+
+def _sdp_key(body: bytes) -> bytes:
+    """An SDP body without its o= line: what tells a new offer from a refresh of the same session."""
+    return b"\n".join(line.strip() for line in body.splitlines() if not line.startswith(b"o="))
 
 
 def _audio_address(sdp: SessionDescription) -> tuple[str | None, int]:

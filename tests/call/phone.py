@@ -76,10 +76,10 @@ class Phone:
         assert self.dialog is not None
         self.ep.send_request(self.dialog.request("BYE"), self.dialog.peer, self.net.now)
 
-    def reinvite(self, direction: str) -> None:
+    def reinvite(self, direction: str, *, bump_version: bool = True) -> None:
         assert self.dialog is not None
         self.direction = direction
-        self.sdp_version += 1
+        self.sdp_version += 1 if bump_version else 0
         req = self.dialog.request("INVITE", self.sdp())
         self.ep.send_request(req, self.dialog.peer, self.net.now)
 

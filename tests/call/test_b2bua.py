@@ -302,3 +302,17 @@ def test_session_expires_without_timer_support_runs_without_a_session_timer() ->
     assert b"Require: timer" not in oks[0].data and b"Session-Expires" not in oks[0].data
     assert rig.cdrs[0].hangup_cause == "caller hung up"
     rig.assert_clean()
+
+
+def test_hold_without_an_sdp_version_bump_passes_and_a_bare_refresh_does_not() -> None:
+    """Some phones send a changed SDP with the same o= version; a re-INVITE with an unchanged SDP (only the
+    version bumped) is a session refresh answered by the engine itself."""
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly", bump_version=False))
+    rig.at(6.0, lambda: rig.alice.reinvite("sendonly"))  # same media, new version: a refresh
+    rig.at(9.0, rig.alice.bye)
+    rig.net.run(until=60.0)
+    bob_invites = [r for r in rig.bobs[0].requests if r.method == "INVITE"]
+    assert len(bob_invites) == 2 and b"a=sendonly" in bob_invites[1].body
+    rig.assert_clean()
