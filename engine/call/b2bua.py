@@ -237,6 +237,7 @@ class CallManager:
         self.legs: dict[ClientTransaction, OutLeg] = {}
         self.dialogs: dict[tuple[str, str], _Side] = {}  # (Call-ID, our tag) -> side
         self.by_invite: dict[ServerTransaction, Call] = {}
+        self.early: dict[tuple[str, str], Call] = {}  # (Call-ID, our tag) of calls still ringing
         self.pending: dict[ClientTransaction, _Pending] = {}
         #: INVITE client transactions that got a 2xx, until their Timer M: the dialogs formed from it, so
         #: that a retransmitted 2xx gets our ACK again and a forked second 2xx gets ACK + BYE (RFC 6026).
@@ -259,6 +260,7 @@ class CallManager:
                     callee_rewriter=SdpRewriter(self._session_id()), callee_sdp=b"")
         self.calls[call_id] = call
         self.by_invite[tx] = call
+        self.early[(invite.call_id, local_tag)] = call
         try:
             self._prepare(call, now)
         except _Reject as rej:
@@ -356,6 +358,13 @@ class CallManager:
                 return True
             if side is None and req.method in NOT_CALL_METHODS:
                 return False  # e.g. a REGISTER whose To carries a tag: the registrar's business
+            if side is None and req.method == "BYE":
+                early = self.early.get((req.call_id, to_tag))
+                if early is not None:
+                    # §15: a caller may end an early dialog with BYE instead of CANCEL.
+                    self._answer(event.transaction, req, 200, now)
+                    self._caller_cancelled(early, now)
+                    return True
             if side is None:
                 self._answer(event.transaction, req, 481, now)
                 return True
@@ -596,6 +605,7 @@ class CallManager:
             return
         call.state = CallState.ANSWERED
         call.answered_at = now
+        self.early.pop((call.invite.call_id, call.local_tag), None)
         self.stats["answered"] += 1
         call.callee_side = side
         self.dialogs[(dialog.call_id, dialog.local_tag)] = side
@@ -1094,6 +1104,7 @@ class CallManager:
         if call.relay is not None:
             call.relay.close()
         self.by_invite.pop(call.tx, None)
+        self.early.pop((call.invite.call_id, call.local_tag), None)
         for ctx in [c for c, p in self.pending.items() if p.side.call is call]:
             pending = self.pending.pop(ctx)
             if pending.guard is not None:

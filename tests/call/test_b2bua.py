@@ -14,6 +14,7 @@ import pytest
 
 from engine.call.b2bua import Branch, CallInfo, CallManager, Destination
 from engine.model.cdr import CallRecord, Direction, Disposition
+from engine.sip.dialog import Dialog
 from engine.sip.events import Event, RequestReceived
 from engine.sip.transaction import TimerConfig
 from tests.call.phone import Phone
@@ -68,7 +69,7 @@ class Rig:
         """Nothing of the call is left: calls, legs, dialogs, pending requests, timers, transactions."""
         m = self.manager
         assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.pending == {} and m.by_invite == {}
-        assert m.acked == {}
+        assert m.acked == {} and m.early == {}
         assert self.net.pending_timers() == 0
         assert self.pbx.endpoint.transaction_count == 0
 
@@ -315,4 +316,24 @@ def test_hold_without_an_sdp_version_bump_passes_and_a_bare_refresh_does_not() -
     rig.net.run(until=60.0)
     bob_invites = [r for r in rig.bobs[0].requests if r.method == "INVITE"]
     assert len(bob_invites) == 2 and b"a=sendonly" in bob_invites[1].body
+    rig.assert_clean()
+
+
+def test_a_caller_ending_the_early_dialog_with_bye_cancels_the_branches() -> None:
+    """RFC 3261 §15: before the final answer a caller may send BYE on the early dialog (our 180's tag)."""
+    rig = Rig(modes=("ring",))
+    rig.alice.call(PBX_URI, rig.pbx)
+
+    def early_bye() -> None:
+        ringing = next(d for d in rig.net.sent if is_response(180)(d) and sent_from(rig.pbx)(d)).parsed()
+        tx = rig.alice.invite_tx
+        assert tx is not None
+        dialog = Dialog.as_uac(tx.request, ringing, rig.pbx.peer)  # type: ignore[arg-type]
+        rig.alice.ep.send_request(dialog.request("BYE"), rig.pbx.peer, rig.net.now)
+
+    rig.at(2.0, early_bye)
+    rig.net.run(until=60.0)
+    assert 487 in rig.alice.statuses
+    assert len([d for d in rig.net.sent if is_request("CANCEL")(d) and sent_from(rig.pbx)(d)]) == 1
+    assert rig.cdrs[0].disposition is Disposition.CANCELLED
     rig.assert_clean()
