@@ -600,6 +600,9 @@ class CallManager:
             self._fail(call, 502, "Bad Gateway", Disposition.FAILED, "callee answered with bad SDP", now)
             return
         if late_offer and not has_usable_audio(answer):
+            # §13.2.2.4: even an offer we cannot take gets an answer in the ACK (every stream rejected,
+            # port 0, as filter_codecs left them) before the BYE.
+            self._send_late_ack(side, call.callee_rewriter.passthrough(answer))
             self._send_bye(side, now)
             self._fail(call, 488, "Not Acceptable Here", Disposition.FAILED, "no common codec", now)
             return
