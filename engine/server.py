@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import os
 import random
 import signal
 import socket
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,6 +53,7 @@ DEFAULT_DIGEST_ALGORITHMS: Final = ("MD5",)
 PURGE_INTERVAL_S: Final = 10.0
 DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
+DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
 
 
 class SipApplication:
@@ -326,13 +328,17 @@ class Server:
                 logger.exception("purging expired registrations failed")
 
     def _routing(self, store: Store) -> RoutingConfig:
-        return RoutingConfig.build(store.company(), store.lines(), store.users(), store.numbers(),
-                                   store.trunks(), ring_timeout=self.ring_timeout)
+        """The routing snapshot (runs in an executor thread: it may wait for DNS)."""
+        trunks = store.trunks()
+        return RoutingConfig.build(store.company(), store.lines(), store.users(), store.numbers(), trunks,
+                                   ring_timeout=self.ring_timeout,
+                                   addresses=resolve_hosts(t.host for t in trunks))
 
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
         loop = asyncio.get_running_loop()
         version = await loop.run_in_executor(None, store.config_version)
+        resolved_at = loop.time()
         while True:
             await asyncio.sleep(CONFIG_POLL_S)
             try:
@@ -341,11 +347,36 @@ class Server:
                     app.credentials = await loop.run_in_executor(None, store.sip_credentials)
                     if app.router is not None:
                         app.router.config = await loop.run_in_executor(None, self._routing, store)
+                        resolved_at = loop.time()
                     version = current
                     logger.info("configuration reloaded (version %d, %d lines)", current,
                                 len(app.credentials))
+                elif app.router is not None and app.router.config.trunks and \
+                        loop.time() - resolved_at >= DNS_REFRESH_S:
+                    app.router.config = await loop.run_in_executor(None, self._routing, store)  # DNS moves
+                    resolved_at = loop.time()
             except Exception:
                 logger.exception("configuration reload failed")
+
+
+def resolve_hosts(hosts: Iterable[str]) -> dict[str, str]:
+    """Host name -> first IPv4 (else IPv6) address, for carrier trunks configured by name. Names that do not
+    resolve are logged and left out (calls to them get 503 until a later reload resolves them)."""
+    out: dict[str, str] = {}
+    for host in set(hosts):
+        try:
+            ipaddress.ip_address(host)
+            continue
+        except ValueError:
+            pass
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+        except OSError as exc:
+            logger.warning("trunk host %s does not resolve: %s", host, exc)
+            continue
+        infos.sort(key=lambda info: info[0] != socket.AF_INET)
+        out[host] = str(infos[0][4][0])
+    return out
 
 
 def advertised_address(bind_host: str) -> str:

@@ -14,12 +14,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from engine.call.b2bua import CallManager
+from engine.call.b2bua import ALLOW, CallManager
 from engine.call.routing import Router, RoutingConfig
 from engine.clock import FakeClock
 from engine.model import Company, Line
 from engine.model.cdr import CallRecord, Disposition
-from engine.server import ALLOW, SipApplication, advertised_address, binding_from_record, binding_record
+from engine.server import (
+    SipApplication,
+    advertised_address,
+    binding_from_record,
+    binding_record,
+    resolve_hosts,
+)
 from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.message import Response
@@ -72,8 +78,8 @@ class Rig:
         self.endpoint.receive_datagram(text.encode(), peer, self.clock.now())
         while (event := self.endpoint.next_event()) is not None:
             self.app.handle(event, self.clock.now())
-        finals = [parse_message(d) for d, _ in self.endpoint.datagrams_to_send()]
-        finals = [r for r in finals if isinstance(r, Response) and r.status >= 200]
+        sent = [parse_message(d) for d, _ in self.endpoint.datagrams_to_send()]
+        finals = [r for r in sent if isinstance(r, Response) and r.status >= 200]
         return finals[-1] if finals else None
 
     def request(self, method: str, ruri: str = "sip:test.pbx", *, user: str = "201", extra: str = "",
@@ -246,3 +252,7 @@ def test_advertised_address_is_the_bound_one_or_a_real_interface_for_a_wildcard(
     assert advertised_address("::1") == "::1"
     wildcard = ipaddress.ip_address(advertised_address("0.0.0.0"))
     assert not wildcard.is_unspecified and wildcard.version == 4
+
+
+def test_trunk_host_names_resolve_and_ip_literals_need_no_lookup() -> None:
+    assert resolve_hosts(["localhost", "192.0.2.1", "no-such-host.invalid"]) == {"localhost": "127.0.0.1"}

@@ -62,17 +62,21 @@ class RoutingConfig:
     trunk_networks: tuple[tuple[_Network, Trunk], ...] = ()
     release_networks: tuple[_Network, ...] = ()
     ring_timeout: float = DEFAULT_RING_TIMEOUT_S
+    #: trunk host name -> IP address, resolved by the shell when the config is built (no DNS on the call
+    #: path); an IP literal needs no entry.
+    addresses: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, company: Company, lines: Iterable[Line], users: Iterable[User],
               numbers: Iterable[PhoneNumber], trunks: Iterable[Trunk],
-              ring_timeout: float = DEFAULT_RING_TIMEOUT_S) -> RoutingConfig:
+              ring_timeout: float = DEFAULT_RING_TIMEOUT_S,
+              addresses: Mapping[str, str] | None = None) -> RoutingConfig:
         trunk_list = tuple(trunks)
         nets = tuple((ipaddress.ip_network(src, strict=False), t) for t in trunk_list for src in t.sources)
         release = tuple(ipaddress.ip_network(n, strict=False) for n in company.media_release_networks)
         return cls(company=company, lines={ln.extension: ln for ln in lines}, users={u.id: u for u in users},
                    numbers={n.e164: n for n in numbers}, trunks=trunk_list, trunk_networks=nets,
-                   release_networks=release, ring_timeout=ring_timeout)
+                   release_networks=release, ring_timeout=ring_timeout, addresses=dict(addresses or {}))
 
 
 class Router:
@@ -142,6 +146,10 @@ class Router:
             return Rejection(503, "No outbound trunk configured", Disposition.FAILED, info)
         info = CallInfo(Direction.OUTBOUND, caller=info.caller, caller_name=info.caller_name,
                         callee=dialled.e164, trunk=trunk.name)
+        address = _ip_literal(trunk.host) or cfg.addresses.get(trunk.host)
+        if address is None:
+            return Rejection(503, "Service Unavailable", Disposition.FAILED, info,
+                             f"the address of trunk {trunk.name!r} ({trunk.host}) is not known (DNS)")
         domain = trunk.from_domain or trunk.host
         caller_id = self._caller_id(line)
         host = _uri_host(trunk.host)
@@ -150,7 +158,7 @@ class Router:
         identity = f"{quote(info.caller_name)} <sip:{caller_id}@{domain}>"
         creds = (trunk.username, trunk.password) if trunk.username and trunk.password is not None else None
         dest = Destination(
-            branches=(Branch(uri, Peer(trunk.transport.upper(), trunk.host, trunk.port)),),
+            branches=(Branch(uri, Peer(trunk.transport.upper(), address, trunk.port)),),
             from_address=identity,
             to_address=f"<sip:{dialled.e164}@{host}>",
             headers=(("P-Asserted-Identity", identity),),
@@ -286,6 +294,13 @@ def branch_peer(binding: Binding) -> Peer:
     if transport != "UDP":
         return source
     return Peer("UDP", source.host, uri.port or 5060)
+
+
+def _ip_literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
 
 
 def _uri_host(host: str) -> str:

@@ -169,3 +169,16 @@ def test_branch_peer_rules() -> None:
     assert branch_peer(tcp) == Peer("TCP", "198.51.100.1", 50000)
     bad = Binding("1", "not a uri", NOW, source=Peer("UDP", "192.0.2.5", 41000))
     assert branch_peer(bad) == Peer("UDP", "192.0.2.5", 41000)
+
+
+def test_a_trunk_given_by_host_name_is_sent_to_its_resolved_address() -> None:
+    named = (Trunk(1, "carrier", ("198.51.100.0/24",), "sip.carrier.test", 5060),)
+    base = router(trunks=named)
+    unresolved = base.from_line(invite("sip:0891234567@pbx.test"), "201", PHONE, NOW)
+    assert isinstance(unresolved, Rejection) and unresolved.status == 503
+    cfg = base.config
+    resolved = Router(RoutingConfig.build(cfg.company, cfg.lines.values(), [], cfg.numbers.values(), named,
+                                          addresses={"sip.carrier.test": "198.51.100.7"}), base.location)
+    (branch,) = routed(resolved.from_line(invite("sip:0891234567@pbx.test"), "201", PHONE, NOW)).branches
+    assert branch.uri == "sip:+49891234567@sip.carrier.test:5060"
+    assert branch.peer == Peer("UDP", "198.51.100.7", 5060)
