@@ -1130,6 +1130,10 @@ class CallManager:
         if call.state is CallState.ENDED and not any(self.legs.get(leg.tx) is leg for leg in call.legs) \
                 and self.calls.pop(call.id, None) is not None:
             self._write_cdr(call)
+            # Break the call <-> leg/side reference cycles so the call is freed by reference counting, not
+            # left for the cyclic GC (whose passes over thousands of live calls stall the loop).
+            call.legs = []
+            call.caller_side = call.callee_side = None
 
     def wall_of(self, t: float) -> float:
         """A monotonic instant as wall-clock epoch seconds (for records)."""

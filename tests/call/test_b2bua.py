@@ -7,12 +7,13 @@ the integration suite), so the SDP checks look at origins and addresses passed t
 
 from __future__ import annotations
 
+import gc
 import itertools
 from collections.abc import Callable
 
 import pytest
 
-from engine.call.b2bua import Branch, CallInfo, CallManager, Destination
+from engine.call.b2bua import Branch, Call, CallInfo, CallManager, Destination
 from engine.model.cdr import CallRecord, Direction, Disposition
 from engine.sip.dialog import Dialog
 from engine.sip.events import Event, RequestReceived
@@ -337,3 +338,19 @@ def test_a_caller_ending_the_early_dialog_with_bye_cancels_the_branches() -> Non
     assert len([d for d in rig.net.sent if is_request("CANCEL")(d) and sent_from(rig.pbx)(d)]) == 1
     assert rig.cdrs[0].disposition is Disposition.CANCELLED
     rig.assert_clean()
+
+
+def test_a_finished_call_is_freed_by_reference_counting_without_the_cyclic_gc() -> None:
+    """Calls must not leave reference cycles: the cyclic GC's passes over a large heap stall the loop."""
+    gc.collect()
+    gc.disable()
+    try:
+        rig = Rig(callees=2, modes=("answer", "ring"))
+        rig.alice.call(PBX_URI, rig.pbx)
+        rig.at(3.0, rig.alice.bye)
+        rig.net.run(until=60.0)
+        rig.assert_clean()
+        del rig
+        assert [o for o in gc.get_objects() if isinstance(o, Call)] == []
+    finally:
+        gc.enable()
