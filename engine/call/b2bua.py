@@ -129,6 +129,16 @@ class _Pending:
 
 
 @dataclass(eq=False, slots=True)
+class _AckMemo:
+    """Our ACK for one dialog's 2xx: resent when that 2xx is retransmitted."""
+
+    remote_tag: str | None
+    seq: int
+    peer: Peer
+    data: bytes | None = None  # None until sent (a late offer's ACK waits for the caller's answer)
+
+
+@dataclass(eq=False, slots=True)
 class _Side:
     """One bridged dialog of an answered call (caller side or callee side)."""
 
@@ -144,6 +154,7 @@ class _Side:
     ok_deadline: float = 0.0
     ack_data: bytes | None = None  # our ACK for this side's last 2xx, resent on its retransmissions
     ack_seq: int = -1
+    ack_memo: _AckMemo | None = None  # the same, as kept for the 2xx's transaction (see CallManager.acked)
     invite_pending: bool = False  # a re-INVITE we forwarded to this side is open (491 glare)
     session_timer: TimerHandle | None = None
     session_expires: int = 0
@@ -241,7 +252,7 @@ class CallManager:
         self.pending: dict[ClientTransaction, _Pending] = {}
         #: INVITE client transactions that got a 2xx, until their Timer M: the dialogs formed from it, so
         #: that a retransmitted 2xx gets our ACK again and a forked second 2xx gets ACK + BYE (RFC 6026).
-        self.acked: dict[ClientTransaction, list[_Side]] = {}
+        self.acked: dict[ClientTransaction, list[_AckMemo]] = {}
         self._ids = itertools.count(1)
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0, "internal_errors": 0}
 
@@ -565,9 +576,6 @@ class CallManager:
 
     def _leg_answered(self, leg: OutLeg, resp: Response, now: float) -> None:
         call = leg.call
-        if leg.state is LegState.ANSWERED:
-            self._resend_ack(call.callee_side, resp)  # a retransmitted 2xx
-            return
         try:
             dialog = Dialog.as_uac(leg.request, resp, leg.branch.peer)
         except SipParseError:
@@ -577,10 +585,10 @@ class CallManager:
         side = _Side(call=call, dialog=dialog, rewriter=call.callee_rewriter, relay_index=1,
                      last_sdp=call.callee_sdp)
         side.ack_seq = leg.request.cseq.seq
+        self._remember_ack(leg.tx, side, now)
         late_offer = call.offer is None and call.state is CallState.RINGING and not leg.cancelled
         if not late_offer:
-            side.ack_data = self.endpoint.send_ack(dialog.ack(side.ack_seq), dialog.peer)
-        self._remember_ack(leg.tx, side, now)
+            self._send_ack(side, dialog.ack(side.ack_seq))
         if call.state is not CallState.RINGING or leg.cancelled:
             # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
             self._release_leg(leg, now, resp.status)
@@ -632,24 +640,33 @@ class CallManager:
         self._start_ok_retransmit(caller, ok, now)
 
     def _remember_ack(self, tx: ClientTransaction, side: _Side, now: float) -> None:
-        sides = self.acked.get(tx)
-        if sides is None:
-            self.acked[tx] = [side]
+        """Keep what answering further 2xx of ``tx`` needs until its Timer M: a small memo per dialog, not
+        the call (thousands of finished calls held for 32 s made the GC's passes long)."""
+        memo = _AckMemo(side.dialog.remote_tag, side.ack_seq, side.dialog.peer)
+        side.ack_memo = memo
+        memos = self.acked.get(tx)
+        if memos is None:
+            self.acked[tx] = [memo]
             at = now + self.endpoint.config.timers.timeout  # Timer M: the transaction passes 2xx up till then
             self.scheduler.call_at(at, lambda: self.acked.pop(tx, None))
-        elif side not in sides:
-            sides.append(side)
+        else:
+            memos.append(memo)
 
-    def _another_2xx(self, tx: ClientTransaction, sides: list[_Side], resp: Response, now: float) -> None:
+    def _send_ack(self, side: _Side, ack: Request) -> None:
+        side.ack_data = data = self.endpoint.send_ack(ack, side.dialog.peer)
+        if side.ack_memo is not None:
+            side.ack_memo.data = data
+
+    def _another_2xx(self, tx: ClientTransaction, memos: list[_AckMemo], resp: Response, now: float) -> None:
         """A 2xx after the first on the same INVITE transaction: a retransmission (same To tag) gets the same
         ACK again; a 2xx from another fork (new To tag) gets an ACK and a BYE (RFC 3261 §13.2.2.4)."""
         if not 200 <= resp.status < 300:
             return
         tag = _to_tag(resp)
-        for side in sides:
-            if side.dialog.remote_tag == tag:
-                if side.ack_data is not None and resp.cseq.seq == side.ack_seq:
-                    self.endpoint.send_raw(side.ack_data, side.dialog.peer)
+        for memo in memos:
+            if memo.remote_tag == tag:
+                if memo.data is not None and resp.cseq.seq == memo.seq:
+                    self.endpoint.send_raw(memo.data, memo.peer)
                 return
         if tx.method != "INVITE" or not isinstance(tx.request, Request):
             return
@@ -657,12 +674,10 @@ class CallManager:
             dialog = Dialog.as_uac(tx.request, resp, tx.peer)
         except SipParseError:
             return
-        first = sides[0]
-        fork = _Side(call=first.call, dialog=dialog, rewriter=first.rewriter, relay_index=first.relay_index,
-                     ack_seq=resp.cseq.seq)
-        fork.ack_data = self.endpoint.send_ack(dialog.ack(fork.ack_seq), dialog.peer)
-        sides.append(fork)
-        self._send_bye(fork, now)
+        seq = resp.cseq.seq
+        data = self.endpoint.send_ack(dialog.ack(seq), dialog.peer)
+        memos.append(_AckMemo(dialog.remote_tag, seq, dialog.peer, data))
+        self.endpoint.send_request(dialog.request("BYE"), dialog.peer, now)
 
     def _leg_final(self, leg: OutLeg, status: int, now: float, resp: Response | None = None) -> None:
         call = leg.call
@@ -834,12 +849,7 @@ class CallManager:
         self._send_late_ack(callee, callee.last_sdp)
 
     def _send_late_ack(self, side: _Side, body: bytes) -> None:
-        ack = side.dialog.ack(side.ack_seq, body)
-        side.ack_data = self.endpoint.send_ack(ack, side.dialog.peer)
-
-    def _resend_ack(self, side: _Side | None, resp: Response) -> None:
-        if side is not None and side.ack_data is not None and resp.cseq.seq == side.ack_seq:
-            self.endpoint.send_raw(side.ack_data, side.dialog.peer)
+        self._send_ack(side, side.dialog.ack(side.ack_seq, body))
 
     # -- in-dialog requests ------------------------------------------------------------------------
     def _in_dialog(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
@@ -969,10 +979,9 @@ class CallManager:
             if resp.status < 300:
                 # Our ACK for this 2xx, resent for each of its retransmissions while the transaction lives.
                 other.dialog.refresh_target(resp)
-                other.ack_data = self.endpoint.send_ack(other.dialog.ack(ctx.request.cseq.seq),
-                                                        other.dialog.peer)
                 other.ack_seq = ctx.request.cseq.seq
                 self._remember_ack(ctx, other, now)
+                self._send_ack(other, other.dialog.ack(other.ack_seq))
         origin = pending.origin
         if side.call.state is not CallState.ANSWERED or origin is None:
             return
