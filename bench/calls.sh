@@ -2,7 +2,7 @@
 # Calls through pbx-engine (B2BUA), side by side with the anchors (Kamailio stateful proxy, sippy B2BUA), in one run.
 #
 # usage: bench/calls.sh [PART ...]          PART: cps hold profile (default: all three, in this order)
-#        QUICK=1 bench/calls.sh             10 s steps, short ladders, small holds (~6 min instead of ~15)
+#        QUICK=1 bench/calls.sh             10 s steps, short ladders, small holds (~5 min instead of ~14)
 #
 # Call flow (every side): SIPp UAC -> server -> SIPp UAS, INVITE/100/180/200/ACK, hold (-d), BYE/200, SDP carried,
 # the anchors' own scenarios (../shared/anchors/scenarios/uac_call.xml, uas_call.xml). For the engine the UAC
@@ -27,10 +27,11 @@
 #            of the idle server) / peak concurrent calls. The anchors' idle PSS comes from a 5-call run.
 #            The engine-anchored hold also measures the RTP relay: once its calls are up, bench/lib/rtpgen.py
 #            sends 100 packets/s per call (50 each way, 172 bytes, symmetric) through the engine's relay
-#            sockets in steps of RELAY_CALLS calls, RELAY_SECS each, and reports packets/s relayed, loss, and
-#            the engine's CPU per relayed packet.
-#   profile  one more engine step at the highest clean rate of this run (or PROFILE_RATE) under py-spy
-#            (--nonblocking, 100 Hz, raw collapsed stacks) and a top-functions summary (bench/lib/pyspy_top.py).
+#            sockets in steps of RELAY_CALLS calls, RELAY_SECS each, and reports packets/s relayed, loss, one-way
+#            latency through the relay, and the engine's CPU per relayed packet.
+#   profile  one more engine step at the highest clean rate of this run (none clean: the first failing rate; or
+#            PROFILE_RATE) under py-spy (--nonblocking, 100 Hz, raw collapsed stacks), summarised by
+#            bench/lib/pyspy_top.py into profile-top.md.
 #
 # CPU = utime+stime of the server's processes from /proc/PID/stat before/after SIPp, % of one core; µs CPU
 # per call = CPU % * 10^4 / achieved calls/s. Memory = PSS from /proc/PID/smaps_rollup, sampled every second.
@@ -39,7 +40,8 @@
 # env: STEP_SECS (20; QUICK 10)  RETRY (1; QUICK 0)  REFINE (0)  SIDES ("engine engine-anchored kamailio sippy")
 #      RATES_ENGINE RATES_ANCHORED RATES_KAMAILIO RATES_SIPPY   (increasing cps ladders, see below)
 #      HOLD_ENGINE HOLD_ANCHORED HOLD_KAMAILIO HOLD_SIPPY       ("RATE SECS HOLD_MS" of each side's hold run)
-#      RELAY_CALLS (comma list)  RELAY_SECS (4; QUICK 3)  RTPGEN (auto: the C loop bench/lib/rtpblast.c when cc exists; py)  PROFILE_RATE  PYSPY (py-spy binary)
+#      RELAY_CALLS (comma list)  RELAY_SECS (4; QUICK 3)  PROFILE_RATE  PYSPY (py-spy binary)
+#      RTPGEN (auto: the C send/receive loop bench/lib/rtpblast.c when cc exists, else py; c; py)
 #      ENGINE_PORT (5073)  ENGINE_UAC_PORT (5083)  ENGINE_UAS_PORT (5093)  SIPP_BUF (4194304)
 #      PBX (.venv/bin/pbx)  PY (.venv/bin/python)  SHARED (<repo>/../shared)  SIPPY_VENV (/tmp/pbx-anchors/venv-sippy)
 #      OUT (bench/out/calls-<time>)  ENGINE_LOG_LEVEL (warning)

@@ -5,14 +5,16 @@ timed with gc.callbacks, and at exit PATH gets one JSON object: per generation t
 total and longest pause in ms, plus the 20 longest pauses (time since start, generation, ms, objects
 collected). bench/calls.sh sets it for the engine with GCWATCH=1.
 
-Two more switches, for diagnosis only:
+Three more switches, for diagnosis only:
   GCWATCH_TYPES=1    gc.DEBUG_SAVEALL: what the collector frees is kept in gc.garbage instead, and the exit
                      summary counts it by type ("cycle_types"): the objects that only the cyclic GC can free
                      (reference cycles). Memory grows: use it on short, slow runs.
   GCWATCH_LIVE=1     on SIGUSR1, write the live GC-tracked objects counted by type to GCWATCH_FILE.live.json
-                     (what the process holds at that moment, e.g. mid-run: kill -USR1 PID).
+                     (what the process holds at that moment, e.g. mid-run: kill -USR1 PID). Counting stalls
+                     the process for about a second at a million objects: that run's figures are spoiled.
   GCWATCH_NOGC=1     automatic collection off (gc.set_threshold becomes set_threshold(0)): the process as if its
-                     cycles cost nothing, to separate GC pauses from the rest of the work. Memory grows.
+                     collector cost nothing, to separate GC pauses from the rest of the work. Memory grows by
+                     whatever cyclic garbage the process makes.
 """
 
 import atexit
