@@ -25,8 +25,8 @@ from collections.abc import Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from engine.call.b2bua import ALLOW, CallManager
-from engine.call.routing import DEFAULT_RING_TIMEOUT_S, Rejection, Router, RoutingConfig
+from engine.call.b2bua import ALLOW, DEFAULT_RING_TIMEOUT_S, CallManager
+from engine.call.routing import Rejection, Router, RoutingConfig
 from engine.clock import Clock, LoopClock
 from engine.media.io import RtpRelay
 from engine.net.transport import SipTransport

@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
 SUPPORTED: Final = "timer"
 COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
-DEFAULT_RING_TIMEOUT_S: Final = 60.0
+DEFAULT_RING_TIMEOUT_S: Final = 30.0  # how long a line rings (pbx serve --ring-timeout)
 DEFAULT_MAX_CALL_S: Final = 6 * 3600.0
 MIN_SE: Final = 90  # RFC 4028 §5: the smallest Session-Expires we accept
 #: Final statuses that mean "busy" wherever they come from (§21.4.24, §21.6.1).
@@ -302,7 +302,7 @@ class CallManager:
         belong in the CDRs too)."""
         resp = make_response(invite, status, reason, to_tag=self.endpoint.new_tag())
         if warning:
-            resp.fields.append(Field("warning", f'399 pbx "{_warning_text(warning)}"'))
+            resp.fields.append(Field("warning", _warning(warning)))
         self.endpoint.respond(tx, resp, now)
         self.stats["calls"] += 1
         self.stats["failed"] += 1
@@ -407,10 +407,6 @@ class CallManager:
             return isinstance(timed_out, ServerTransaction) and timed_out in self.by_invite
         return False
 
-    @property
-    def active_calls(self) -> int:
-        return len(self.calls)
-
     # -- setting a call up -------------------------------------------------------------------------
     def _prepare(self, call: Call, now: float) -> None:
         """Read the caller's offer, open the relay, build the SDP the branches get."""
@@ -436,7 +432,7 @@ class CallManager:
             offer = filter_codecs(parse_sdp(invite.body))
         except SdpError as exc:
             raise _Reject(400, "Bad SDP", Disposition.FAILED,
-                          (("Warning", f'399 pbx "SDP: {_warning_text(str(exc))}"'),)) from None
+                          (("Warning", _warning(f"SDP: {exc}")),)) from None
         if not has_usable_audio(offer):
             raise _Reject(488, "Not Acceptable Here", Disposition.FAILED,
                           (("Warning", '305 pbx "no common codec: PCMU, PCMA"'),))
@@ -458,7 +454,7 @@ class CallManager:
             call.relay = self.relay.open_session()
         except RelayExhausted:
             raise _Reject(503, "Service Unavailable", Disposition.FAILED,
-                          (("Warning", '399 pbx "no free media ports"'),)) from None
+                          (("Warning", _warning("no free media ports")),)) from None
         return call.relay
 
     def _send_leg(self, call: Call, branch: Branch, now: float, *, auth: tuple[str, str] | None = None,
@@ -886,7 +882,7 @@ class CallManager:
                 offer = filter_codecs(parse_sdp(req.body))
             except SdpError as exc:
                 resp = make_response(req, 488, to_tag=side.dialog.local_tag)
-                resp.fields.append(Field("warning", f'399 pbx "SDP: {exc}"'))
+                resp.fields.append(Field("warning", _warning(f"SDP: {exc}")))
                 self._respond(tx, resp, now)
                 return
         key = _sdp_key(req.body)
@@ -1209,9 +1205,9 @@ class _Reject(Exception):
         self.headers = headers
 
 
-def _warning_text(text: str) -> str:
-    """Text that fits a Warning header's quoted string."""
-    return text.replace("\\", "").replace('"', "'")
+def _warning(text: str) -> str:
+    """A Warning header value (RFC 3261 §20.43, code 399 "miscellaneous") whose quoted text is well formed."""
+    return '399 pbx "' + text.replace("\\", "").replace('"', "'") + '"'
 
 
 def _to_tag(msg: Request | Response) -> str | None:

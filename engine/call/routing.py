@@ -15,9 +15,8 @@ import contextlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
-from engine.call.b2bua import Branch, CallInfo, Destination
+from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, Branch, CallInfo, Destination
 from engine.model.cdr import Direction, Disposition
 from engine.model.entities import Company, Line, PhoneNumber, Trunk, User
 from engine.model.numbering import classify_dialled, normalize_did, permitted, refusal_reason
@@ -27,8 +26,6 @@ from engine.sip.message import Request
 from engine.sip.registrar import Binding, Location
 from engine.sip.transaction import Peer
 from engine.sip.uri import parse_uri
-
-DEFAULT_RING_TIMEOUT_S: Final = 30.0
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
