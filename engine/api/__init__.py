@@ -1,0 +1,1 @@
+"""The admin REST API: routes, request and response schemas, permissions, OpenAPI."""

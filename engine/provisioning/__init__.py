@@ -1,0 +1,1 @@
+"""Desk-phone provisioning: configuration files by MAC over HTTP, never to a bare MAC."""
