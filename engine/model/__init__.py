@@ -10,6 +10,7 @@ from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
 from engine.model.document import (
     CompanyDocument,
     DialPlanSpec,
+    RoutingObject,
     TrunkSpec,
     UserSpec,
     parse_company_document,
@@ -53,6 +54,7 @@ __all__ = [
     "Line",
     "ModelError",
     "PhoneNumber",
+    "RoutingObject",
     "Trunk",
     "TrunkSpec",
     "User",

@@ -54,6 +54,7 @@ class CallRecord:
     status: int                    # the final status the caller got (200 when answered)
     hangup_cause: str              # e.g. "caller hung up", "callee hung up", "486 Busy Here", "ring timeout"
     legs: tuple[LegRecord, ...] = ()
+    path: tuple[str, ...] = ()     # dial-plan steps taken ("main/hours:open", "main/menu:1", "sales:ring")
 
     @property
     def duration(self) -> float:

@@ -28,7 +28,9 @@ from engine.model.entities import (
 from engine.model.errors import ModelError
 
 FORMAT_VERSION: Final = 1
-_TOP_KEYS: Final = frozenset({"version", "company", "users", "numbers", "dial_plans", "trunks"})
+_TOP_KEYS: Final = frozenset(
+    {"version", "company", "users", "numbers", "dial_plans", "trunks", *rules.ROUTING_OBJECT_KINDS}
+)
 _COMPANY_KEYS: Final = frozenset(
     {"name", "sip_realm", "timezone", "country", "first_extension", "area_code", "media_release_networks"}
 )
@@ -88,6 +90,17 @@ class TrunkSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutingObject:
+    """A ring group, schedule, sound clip, shared mailbox, queue, conference room or fax line: ``kind`` is
+    its document section (``ring_groups``...), ``spec`` its JSON mapping, names unique per kind. Only the
+    shape is checked here; the dial-plan compiler validates the content and every reference."""
+
+    kind: str
+    name: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class CompanyDocument:
     """A whole company, validated: what an import replaces the store's configuration with."""
 
@@ -96,6 +109,7 @@ class CompanyDocument:
     numbers: tuple[PhoneNumber, ...]
     dial_plans: tuple[DialPlanSpec, ...]
     trunks: tuple[TrunkSpec, ...] = ()
+    objects: tuple[RoutingObject, ...] = ()
 
 
 def parse_company_document(doc: object) -> CompanyDocument:
@@ -117,7 +131,27 @@ def parse_company_document(doc: object) -> CompanyDocument:
     extensions = {u.extension for u in users}
     numbers = _numbers(raw_numbers, {p.name for p in plans}, extensions)
     trunks = _trunks(_list(top.get("trunks"), "trunks"))
-    return CompanyDocument(company, users, numbers, plans, trunks)
+    objects = tuple(
+        obj
+        for kind in rules.ROUTING_OBJECT_KINDS
+        for obj in _routing_objects(kind, _list(top.get(kind), kind))
+    )
+    return CompanyDocument(company, users, numbers, plans, trunks, objects)
+
+
+def _routing_objects(kind: str, items: list[object]) -> list[RoutingObject]:
+    names: dict[str, int] = {}
+    out: list[RoutingObject] = []
+    for i, item in enumerate(items):
+        at = f"{kind}[{i}]"
+        if not isinstance(item, Mapping):
+            raise ModelError(at, "must be a mapping")
+        name = rules.check_plan_name(item.get("name"), f"{at}.name")
+        if name in names:
+            raise ModelError(f"{at}.name", f"{name!r} is already defined as {kind}[{names[name]}]")
+        names[name] = i
+        out.append(RoutingObject(kind, name, rules.check_graph(dict(item), at)))
+    return out
 
 
 def _company(value: object) -> Company:
@@ -212,9 +246,13 @@ def _numbers(items: list[object], plans: set[str], extensions: set[str]) -> tupl
             target = rules.check_extension(target, f"{at}.route.target")
             if target not in extensions:
                 raise ModelError(f"{at}.route.target", f"no line has extension {target}")
-        else:
+        elif kind == "dial_plan":
             if not isinstance(target, str) or target not in plans:
                 raise ModelError(f"{at}.route.target", f"no dial plan named {target!r}")
+        elif kind == "number":
+            target = rules.check_e164(target, f"{at}.route.target")
+        else:  # the dial-plan compiler checks that the named object exists
+            target = rules.check_plan_name(target, f"{at}.route.target")
         out.append(PhoneNumber(e164, kind, target))
     return tuple(out)
 

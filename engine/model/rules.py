@@ -32,7 +32,28 @@ HOSTNAME_RE: Final = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 MAX_HOSTNAME: Final = 253
 MAX_NAME = 100
 MAX_PASSWORD = 128
-ROUTE_KINDS: Final = ("dial_plan", "extension")
+ROUTE_KINDS: Final = (
+    "extension",
+    "dial_plan",
+    "ring_group",
+    "queue",
+    "conference_room",
+    "fax_line",
+    "mailbox",
+    "number",
+)
+"""Where a number can route: a line (by extension), a dial plan, a ring group, a call queue, a conference
+room, a fax line, a shared voicemail box (by name) or another of the company's numbers (E.164)."""
+ROUTING_OBJECT_KINDS: Final = (
+    "ring_groups",
+    "schedules",
+    "sound_clips",
+    "mailboxes",
+    "queues",
+    "conference_rooms",
+    "fax_lines",
+)
+"""The document sections holding routing objects: JSON specs that the dial-plan compiler validates."""
 
 
 def check_text(value: object, field: str, *, max_len: int = MAX_NAME) -> str:

@@ -76,6 +76,7 @@ def cdr_row(record: CallRecord) -> dict[str, Any]:
         "status": record.status,
         "hangup_cause": storable(record.hangup_cause),
         "legs": json.dumps(legs, ensure_ascii=False, allow_nan=False),
+        "path": json.dumps([storable(step) for step in record.path], ensure_ascii=False),
     }
 
 
@@ -113,6 +114,7 @@ def cdr_from_row(row: sa.RowMapping) -> CallRecord:
         legs=tuple(
             LegRecord(**{k: leg[k] for k in _LEG_FIELDS if k in leg}) for leg in json.loads(row["legs"])
         ),
+        path=tuple(json.loads(row["path"])),
     )
 
 
@@ -121,6 +123,7 @@ def cdr_to_json(record: CallRecord) -> dict[str, Any]:
     --json``, the API and the error log of records that could not be stored."""
     data = dataclasses.asdict(record)
     data["legs"] = list(data["legs"])
+    data["path"] = list(data["path"])
     data["direction"] = record.direction.value
     data["disposition"] = record.disposition.value
     data["duration"] = record.duration

@@ -16,6 +16,8 @@ History:
   1  the first release: company, users, lines, numbers, dial plans, registrations.
   2  calls (issue 3): company.area_code and .media_release_networks, lines.dial_permissions, the
      trunks and cdrs tables.
+  3  dial plans (issue 4): the routing_objects table (ring groups, schedules, sound clips, shared
+     mailboxes, queues, conference rooms, fax lines as JSON specs) and cdrs.path.
 """
 
 from __future__ import annotations
@@ -121,7 +123,23 @@ def _v1_to_v2(conn: sa.Connection) -> None:
     v2.create_all(conn, checkfirst=False)  # a table of that name already there is an error, not ours
 
 
+def _v2_to_v3(conn: sa.Connection) -> None:
+    """Routing objects and the dial-plan path of a call (issue 4)."""
+    conn.execute(sa.text("ALTER TABLE cdrs ADD COLUMN path TEXT NOT NULL DEFAULT '[]'"))
+    v3 = sa.MetaData()
+    sa.Table(
+        "routing_objects",
+        v3,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("spec", sa.Text, nullable=False),
+        sa.UniqueConstraint("kind", "name"),
+    )
+    v3.create_all(conn, checkfirst=False)
+
+
 _V2_DEFAULT_DIAL_PERMISSIONS: Final = '["internal", "local", "national", "mobile"]'
 
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {1: _v1_to_v2}
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {1: _v1_to_v2, 2: _v2_to_v3}
 """``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

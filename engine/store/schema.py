@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
@@ -143,4 +143,15 @@ cdrs = sa.Table(  # v2
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("hangup_cause", sa.Text, nullable=False),
     sa.Column("legs", sa.Text, nullable=False),  # JSON list of LegRecord fields
+    sa.Column("path", sa.Text, nullable=False, server_default="[]"),  # v3, JSON list of dial-plan steps
+)
+
+routing_objects = sa.Table(  # v3
+    "routing_objects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # a document section: ring_groups, schedules, sound_clips...
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("spec", sa.Text, nullable=False),  # JSON mapping, validated by the dial-plan compiler
+    sa.UniqueConstraint("kind", "name"),
 )

@@ -41,6 +41,7 @@ from engine.model import (
     Line,
     ModelError,
     PhoneNumber,
+    RoutingObject,
     Trunk,
     User,
     next_free_extension,
@@ -182,6 +183,14 @@ class Store:
             rows = conn.execute(sa.select(schema.dial_plans).order_by(schema.dial_plans.c.id)).all()
         return [DialPlan(r.id, r.name, json.loads(r.graph)) for r in rows]
 
+    def routing_objects(self) -> list[RoutingObject]:
+        """Ring groups, schedules, sound clips, shared mailboxes, queues, conference rooms and fax lines, in
+        document order within each kind."""
+        t = schema.routing_objects
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.c.kind, t.c.name, t.c.spec).order_by(t.c.id)).all()
+        return [RoutingObject(r.kind, r.name, json.loads(r.spec)) for r in rows]
+
     def config_version(self) -> int:
         """A counter bumped by every configuration change (cheap to poll)."""
         with self._read() as conn:
@@ -219,6 +228,7 @@ class Store:
                 schema.numbers,
                 schema.dial_plans,
                 schema.trunks,
+                schema.routing_objects,
                 schema.company,
             ):
                 conn.execute(sa.delete(table))
@@ -275,6 +285,14 @@ class Store:
                             "outbound": t.outbound,
                         }
                         for t in parsed.trunks
+                    ],
+                )
+            if parsed.objects:
+                conn.execute(
+                    sa.insert(schema.routing_objects),
+                    [
+                        {"kind": o.kind, "name": o.name, "spec": json.dumps(o.spec, sort_keys=True)}
+                        for o in parsed.objects
                     ],
                 )
         return ImportSummary(

@@ -114,7 +114,7 @@ def test_document_assigns_free_extensions_around_explicit_ones() -> None:
             "users[2].email",
         ),
         (lambda d: d["numbers"][0]["route"].update(target="nope"), "numbers[0].route.target"),
-        (lambda d: d["numbers"][0]["route"].update(kind="queue"), "numbers[0].route.kind"),
+        (lambda d: d["numbers"][0]["route"].update(kind="pager"), "numbers[0].route.kind"),
         (lambda d: d["numbers"].append(copy.deepcopy(d["numbers"][0])), "numbers[1].number"),
         (lambda d: d["dial_plans"][0].update(name="has space"), "dial_plans[0].name"),
         (lambda d: d["company"].pop("sip_realm"), "company.sip_realm"),

@@ -214,7 +214,7 @@ def test_a_v1_data_dir_upgrades_on_open(data_dir: Path, db_url: str | None) -> N
     try:
         with store.engine.connect() as conn:
             version = conn.execute(sa.select(schema.schema_version.c.version)).scalar_one()
-        assert version == SCHEMA_VERSION == 2
+        assert version == SCHEMA_VERSION == 3
         assert store.config_version() == 7  # a schema upgrade is not a configuration change
         company = store.company()
         assert (company.name, company.area_code, company.media_release_networks) == ("Alt GmbH", None, ())
@@ -223,13 +223,13 @@ def test_a_v1_data_dir_upgrades_on_open(data_dir: Path, db_url: str | None) -> N
         assert line.dial_permissions == DEFAULT_DIAL_PERMISSIONS  # no international for old lines either
         assert store.sip_credentials()["201"].ha1_md5 == compute_ha1("201", "pbx.alt.example", "pw", "MD5")
         assert [b.contact for b in store.list_bindings()] == ["sip:201@10.0.0.1:5062"]
-        assert store.trunks() == [] and store.list_cdrs() == []
+        assert store.trunks() == [] and store.list_cdrs() == [] and store.routing_objects() == []
         record = CallRecord(
             "c-1", Direction.INTERNAL, "201", "Anna", "202", None, None, 1.5, None, 2.5,
             Disposition.UNAVAILABLE, 480, "480 Temporarily Unavailable",
         )
         store.write_cdrs([record])
-        assert store.list_cdrs() == [record]
+        assert store.list_cdrs() == [record] and record.path == ()
         store.import_company(load_company_file(EXAMPLE))  # and the new configuration fits
         assert [t.name for t in store.trunks()] == ["carrier"]
     finally:
@@ -244,7 +244,7 @@ def test_an_upgraded_database_has_the_tables_of_a_new_one(data_dir: Path, db_url
         fresh = Store.open(fresh_dir, fresh_url)
         try:
             assert shape(upgraded.engine) == shape(fresh.engine)
-            assert {"trunks", "cdrs"} <= set(shape(fresh.engine))
+            assert {"trunks", "cdrs", "routing_objects"} <= set(shape(fresh.engine))
         finally:
             fresh.close()
             upgraded.close()
