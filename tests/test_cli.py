@@ -409,6 +409,7 @@ def test_cdr_list_table_json_and_limit(tmp_path: Path) -> None:
         "status": 408,
         "hangup_cause": "ring timeout",
         "legs": [],
+        "path": [],
         "duration": 0.0,
     }
     (inbound,) = pbx_json("cdr", "list", "--data-dir", str(data))[2:]
