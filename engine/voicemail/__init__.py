@@ -1,1 +1,1 @@
-"""Voicemail: mailboxes, greeting choice, the deposit flow and the *98/*99 menu (pure model), message storage."""
+"""Voicemail: mailboxes, greeting choice, the deposit flow and the *98/*99 menu (pure), message storage."""
