@@ -9,6 +9,13 @@ answers the caller with the best final response when nobody answers (§16.7), pa
 end to end, honours RFC 4028 session timers the caller asks for, and anchors media in the RTP relay (or
 releases it when policy allows).
 
+A call may also run under a ``CallController`` (the dial-plan and voicemail flows in ``engine.call.flows``):
+then the manager does not ring anything by itself. The controller rings destinations one round at a time
+(``ring``); when a round ends unanswered, the controller hears ``ring_ended`` instead of the caller getting
+a final answer, and decides what comes next (ring the next member, answer and play prompts, voicemail). It
+may answer the caller with the engine's own media (``answer_locally``: the call is then SERVING) and ring
+after that; when a branch answers a SERVING call, the caller is re-INVITEd onto the relay towards it.
+
 Every call and leg has a bounded lifetime: the ring timeout, Timer B, 64*T1 after a CANCEL, 64*T1 for the
 caller's ACK, the session timer and a maximum call duration all end it; ``CallManager.calls`` and
 ``CallManager.legs`` are empty again after any of these paths (tests check this).
@@ -105,8 +112,28 @@ class CallInfo:
     trunk: str | None = None
 
 
+class CallController(Protocol):
+    """What runs a call's flow (``engine.call.flows``); the manager reports to it."""
+
+    def ring_ended(self, call: Call, status: int, now: float) -> None:
+        """A ring round ended unanswered (``status``: the best final answer, 480 for a timeout)."""
+
+    def bridged(self, call: Call, now: float) -> None:
+        """A branch answered: the call is now bridged to it and the flow is over."""
+
+    def ended(self, call: Call, now: float) -> None:
+        """The call is over (the caller hung up, a BYE, a timeout, shutdown)."""
+
+    def dtmf(self, call: Call, key: str) -> None:
+        """A DTMF key the caller sent by SIP INFO while the engine serves the call."""
+
+    def path(self) -> tuple[str, ...]:
+        """The dial-plan steps taken, for the CDR."""
+
+
 class CallState(enum.Enum):
-    RINGING = "ringing"  # outbound legs pending
+    RINGING = "ringing"  # not answered yet (outbound legs pending, or a controller deciding)
+    SERVING = "serving"  # answered by the engine itself (prompts, voicemail); may ring legs
     ANSWERED = "answered"  # bridged
     ENDED = "ended"  # final answer given or BYE sent; only lingering legs may remain
 
@@ -186,6 +213,7 @@ class OutLeg:
     cancelled: bool = False
     auth_tried: bool = False
     guard: TimerHandle | None = None
+    round: int = 0  # the call's ring round that sent it
 
     def record(self, wall_of: Callable[[float], float]) -> LegRecord:
         return LegRecord(target=self.branch.uri, started_at=wall_of(self.started_at),
@@ -225,6 +253,10 @@ class Call:
     early_sdp_sent: bytes = b""
     ringing_sent: bool = False
     caller_session_expires: int = 0
+    controller: CallController | None = None
+    ring_active: bool = False  # a ring round is under way
+    round: int = 0
+    ring_timer: TimerHandle | None = None
 
 
 CdrSink = Callable[[CallRecord], None]
@@ -260,6 +292,22 @@ class CallManager:
     def start_call(self, invite: Request, tx: ServerTransaction, peer: Peer, destination: Destination,
                    info: CallInfo, now: float) -> None:
         """Ring ``destination`` for the caller's ``invite`` (already authenticated and routed)."""
+        call = self._new_call(invite, tx, peer, destination, info, now)
+        if call is not None:
+            self.ring(call, destination, now)
+
+    def start_controlled(self, invite: Request, tx: ServerTransaction, peer: Peer, info: CallInfo,
+                         controller: CallController, now: float) -> Call | None:
+        """Take the caller's ``invite`` for a flow: nothing rings until ``controller`` calls ``ring`` or
+        ``answer_locally``. None when the INVITE was refused at once (bad SDP, 483, 422, no media ports)."""
+        placeholder = Destination(branches=(), from_address="", to_address="")
+        call = self._new_call(invite, tx, peer, placeholder, info, now)
+        if call is not None:
+            call.controller = controller
+        return call
+
+    def _new_call(self, invite: Request, tx: ServerTransaction, peer: Peer, destination: Destination,
+                  info: CallInfo, now: float) -> Call | None:
         ep = self.endpoint
         self.stats["calls"] += 1
         call_id = uuid.uuid4().hex  # the CDR key: unique across engine nodes
@@ -276,25 +324,71 @@ class CallManager:
             self._prepare(call, now)
         except _Reject as rej:
             self._fail(call, rej.status, rej.reason, rej.disposition, rej.reason, now, headers=rej.headers)
-            return
+            return None
         except SipParseError as exc:
             self._fail(call, exc.status, exc.reason, Disposition.FAILED, exc.reason, now,
                        headers=exc.extra_headers)
-            return
-        call.timers.append(self.scheduler.call_at(now + destination.ring_timeout,
-                                                  lambda: self._timer(self._ring_timeout, call)))
+            return None
         call.timers.append(self.scheduler.call_at(now + self.max_call_seconds,
                                                   lambda: self._timer(self._max_duration, call)))
+        return call
+
+    def ring(self, call: Call, destination: Destination, now: float) -> None:
+        """Start a ring round: every branch of ``destination`` in parallel for its ring timeout. A call
+        without a controller fails with the best answer when the round ends unanswered."""
+        if call.state is CallState.ENDED or call.ring_active:
+            return
+        call.destination = destination
+        call.ring_active = True
+        call.round += 1
+        call.ring_timer = self.scheduler.call_at(now + destination.ring_timeout,
+                                                 lambda: self._timer(self._ring_timeout, call))
+        call.timers.append(call.ring_timer)
         cfg = self.endpoint.config
+        sent = 0
         for branch in destination.branches:
             if (branch.peer.host, branch.peer.port) == (cfg.via_host, cfg.via_port):
                 # A contact that is the engine itself would loop until Max-Forwards runs out.
                 logger.info("call %s: branch %s points at this engine; skipped", call.id, branch.uri)
                 continue
             self._send_leg(call, branch, now)
-        if not call.legs:
-            self._fail(call, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE, "no branch to ring",
-                       now)
+            sent += 1
+        if not sent:
+            self._ring_over(call, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE,
+                            "no branch to ring", now)
+
+    def answer_locally(self, call: Call, sdp: bytes, now: float) -> None:
+        """Answer the caller with the engine's own media (``sdp``): prompts, menus, voicemail."""
+        if call.state is not CallState.RINGING:
+            return
+        call.state = CallState.SERVING
+        call.answered_at = now
+        self.early.pop((call.invite.call_id, call.local_tag), None)
+        self.stats["answered"] += 1
+        self._answer_caller(call, sdp, now)
+
+    def end_controlled(self, call: Call, now: float, status: int = 480,
+                       reason: str = "Temporarily Unavailable", cause: str = "dial plan hung up") -> None:
+        """The flow ends the call: a final answer when unanswered, else BYE."""
+        if call.state is CallState.RINGING:
+            self._fail(call, status, reason, _disposition(status), cause, now)
+        else:
+            self._hang_up(call, now, cause)
+
+    def _ring_over(self, call: Call, status: int, reason: str | None, disposition: Disposition, cause: str,
+                   now: float) -> None:
+        """A ring round ended unanswered: the controller decides what follows, else the caller gets it."""
+        call.ring_active = False
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+        controller = call.controller
+        if controller is not None and call.state in (CallState.RINGING, CallState.SERVING):
+            for leg in call.legs:
+                self._cancel_leg(leg, now)
+            controller.ring_ended(call, status, now)
+            return
+        self._fail(call, status, reason, disposition, cause, now)
 
     def refuse(self, invite: Request, tx: ServerTransaction, status: int, reason: str,
                disposition: Disposition, info: CallInfo, now: float, warning: str | None = None) -> None:
@@ -316,7 +410,7 @@ class CallManager:
     def shutdown(self, now: float) -> None:
         """The engine is stopping: BYE every answered call, 503 every ringing one (CDRs written)."""
         for call in list(self.calls.values()):
-            if call.state is CallState.ANSWERED:
+            if call.state in (CallState.ANSWERED, CallState.SERVING):
                 self._hang_up(call, now, "engine shutting down")
             elif call.state is CallState.RINGING:
                 self._fail(call, 503, "Service Unavailable", Disposition.FAILED, "engine shutting down", now)
@@ -488,7 +582,7 @@ class CallManager:
             if auth is not None:
                 req.add(*auth)
         tx = ep.send_request(req, branch.peer, now)
-        leg = OutLeg(call=call, branch=branch, request=req, tx=tx, started_at=now)
+        leg = OutLeg(call=call, branch=branch, request=req, tx=tx, started_at=now, round=call.round)
         call.legs.append(leg)
         self.legs[tx] = leg
         return leg
@@ -513,7 +607,7 @@ class CallManager:
             self._leg_answered(leg, resp, now)
             return
         if (status in (401, 407) and call.destination.credentials is not None and not leg.auth_tried
-                and call.state is CallState.RINGING and not leg.cancelled
+                and call.ring_active and not leg.cancelled
                 and self._retry_with_auth(leg, resp, now)):
             return
         self._leg_final(leg, status, now, resp)
@@ -582,10 +676,11 @@ class CallManager:
                      last_sdp=call.callee_sdp)
         side.ack_seq = leg.request.cseq.seq
         self._remember_ack(leg.tx, side, now)
-        late_offer = call.offer is None and call.state is CallState.RINGING and not leg.cancelled
+        current = call.ring_active and not leg.cancelled and leg.round == call.round
+        late_offer = call.offer is None and current
         if not late_offer:
             self._send_ack(side, dialog.ack(side.ack_seq))
-        if call.state is not CallState.RINGING or leg.cancelled:
+        if not current:
             # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
             self._release_leg(leg, now, resp.status)
             self._send_bye(side, now)
@@ -610,22 +705,44 @@ class CallManager:
             self._send_bye(side, now)
             self._fail(call, 488, "Not Acceptable Here", Disposition.FAILED, "no common codec", now)
             return
+        served = call.state is CallState.SERVING
         call.state = CallState.ANSWERED
-        call.answered_at = now
-        self.early.pop((call.invite.call_id, call.local_tag), None)
-        self.stats["answered"] += 1
+        call.ring_active = False
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
         call.callee_side = side
         self.dialogs[(dialog.call_id, dialog.local_tag)] = side
         self._refresher_from_callee(side, resp, now)
+        for other in call.legs:
+            if other is not leg:
+                self._cancel_leg(other, now, COMPLETED_ELSEWHERE)
+        if served:
+            # The engine answered the caller before (prompts): move the caller's media onto the relay
+            # towards the callee with a re-INVITE (its 2xx is ACKed through the pending machinery).
+            caller = call.caller_side
+            assert caller is not None
+            caller.last_sdp = sdp
+            reinvite = caller.dialog.request("INVITE", sdp, "application/sdp")
+            ctx = self.endpoint.send_request(reinvite, caller.dialog.peer, now)
+            self.pending[ctx] = _Pending(origin=None, side=side, offer=False)
+            caller.invite_pending = True
+        else:
+            call.answered_at = now
+            self.early.pop((call.invite.call_id, call.local_tag), None)
+            self.stats["answered"] += 1
+            self._answer_caller(call, sdp, now)
+        if call.controller is not None:
+            call.controller.bridged(call, now)
+
+    def _answer_caller(self, call: Call, sdp: bytes, now: float) -> _Side:
+        """Send the caller our 200 with ``sdp`` and make its dialog the caller side of the call."""
         caller_dialog = Dialog.as_uas(call.invite, call.local_tag, call.contact, call.caller_peer)
         caller = _Side(call=call, dialog=caller_dialog, rewriter=call.caller_rewriter, relay_index=0,
                        last_sdp=sdp)
         call.caller_side = caller
         self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
         caller.remote_sdp = _sdp_key(call.invite.body)
-        for other in call.legs:
-            if other is not leg:
-                self._cancel_leg(other, now, COMPLETED_ELSEWHERE)
         ok = self._caller_response(call, 200, "OK", sdp)
         if call.caller_session_expires:
             ok.fields.append(Field("session-expires", f"{call.caller_session_expires};refresher=uac"))
@@ -634,6 +751,7 @@ class CallManager:
         self.endpoint.respond(call.tx, ok, now)
         self.by_invite.pop(call.tx, None)
         self._start_ok_retransmit(caller, ok, now)
+        return caller
 
     def _remember_ack(self, tx: ClientTransaction, side: _Side, now: float) -> None:
         """Keep what answering further 2xx of ``tx`` needs until its Timer M: a small memo per dialog, not
@@ -680,20 +798,21 @@ class CallManager:
         if resp is not None:
             leg.reason = resp.reason
         self._release_leg(leg, now, status)
-        if call.state is not CallState.RINGING:
+        if not call.ring_active or leg.round != call.round or call.state is CallState.ENDED:
             return
         if status >= 600:
             # §16.7: a 6xx ends the search; the other branches are cancelled.
             for other in call.legs:
                 self._cancel_leg(other, now)
-            self._fail(call, status, resp.reason if resp is not None else None, _disposition(status),
-                       f"{status} {resp.reason if resp is not None else ''}".strip(), now)
+            self._ring_over(call, status, resp.reason if resp is not None else None, _disposition(status),
+                            f"{status} {resp.reason if resp is not None else ''}".strip(), now)
             return
-        if any(other.state in (LegState.CALLING, LegState.EARLY) for other in call.legs):
+        this_round = [other for other in call.legs if other.round == call.round]
+        if any(other.state in (LegState.CALLING, LegState.EARLY) for other in this_round):
             return
-        best = _best_status([other.status for other in call.legs])
-        reason = next((o.reason for o in call.legs if o.status == best and o.reason), None)
-        self._fail(call, best, reason, _disposition(best), f"{best} {reason or ''}".strip(), now)
+        best = _best_status([other.status for other in this_round])
+        reason = next((o.reason for o in this_round if o.status == best and o.reason), None)
+        self._ring_over(call, best, reason, _disposition(best), f"{best} {reason or ''}".strip(), now)
 
     def _release_leg(self, leg: OutLeg, now: float, status: int, *, ended: bool = True) -> None:
         """The leg's INVITE transaction is done (final response or timeout): stop tracking it."""
@@ -747,16 +866,19 @@ class CallManager:
                    now)
 
     def _ring_timeout(self, call: Call, now: float) -> None:
-        if call.state is not CallState.RINGING:
+        call.ring_timer = None
+        if not call.ring_active or call.state is CallState.ENDED:
             return
         for leg in call.legs:
             self._cancel_leg(leg, now)
-        self._fail(call, 480, "No Answer", Disposition.NO_ANSWER, "ring timeout", now)
+        self._ring_over(call, 480, "No Answer", Disposition.NO_ANSWER, "ring timeout", now)
 
     def _max_duration(self, call: Call, now: float) -> None:
         if call.state is CallState.RINGING:
-            self._ring_timeout(call, now)
-        elif call.state is CallState.ANSWERED:
+            # No further flow steps: the caller gets the answer (and the legs a CANCEL).
+            self._fail(call, 480, "No Answer", Disposition.NO_ANSWER,
+                       "ring timeout" if call.ring_active else "maximum call duration reached", now)
+        elif call.state in (CallState.ANSWERED, CallState.SERVING):
             self._hang_up(call, now, "maximum call duration reached")
 
     def _caller_response(self, call: Call, status: int, reason: str, sdp: bytes = b"") -> Response:
@@ -780,6 +902,7 @@ class CallManager:
         if call.state is CallState.ENDED:
             return
         call.state = CallState.ENDED
+        call.ring_active = False
         for leg in call.legs:
             self._cancel_leg(leg, now)  # nobody else rings for a call that is over
         resp = make_response(call.invite, status, reason, to_tag=call.local_tag)
@@ -864,7 +987,13 @@ class CallManager:
         elif method == "OPTIONS":
             self._answer(tx, req, 200, now)
         elif method == "INFO":
-            self._forward(side, req, tx, now, body=req.body)
+            if call.callee_side is None:
+                self._answer(tx, req, 200, now)  # the engine serves the call: DTMF for the flow
+                key = _info_dtmf(req)
+                if key is not None and call.controller is not None:
+                    call.controller.dtmf(call, key)
+            else:
+                self._forward(side, req, tx, now, body=req.body)
         else:
             self._answer(tx, req, 405 if method in ("REFER", "MESSAGE", "NOTIFY", "PRACK") else 501, now)
 
@@ -875,6 +1004,10 @@ class CallManager:
             self._arm_session_timer(side, side.session_expires, now)
         if req.method == "INVITE" and side.invite_pending:
             self._answer(tx, req, 491, now)  # §14.2 glare: a re-INVITE of ours towards this side is open
+            return
+        if side.call.callee_side is None:
+            # The engine itself serves the call: our session stays as it is (hold is not acted upon).
+            self._answer_locally(side, req, tx, now)
             return
         offer: SessionDescription | None = None
         if req.body:
@@ -1043,7 +1176,7 @@ class CallManager:
 
     def _session_expired(self, side: _Side, now: float) -> None:
         side.session_timer = None
-        if side.call.state is CallState.ANSWERED:
+        if side.call.state in (CallState.ANSWERED, CallState.SERVING):
             self._hang_up(side.call, now, "session timer expired")
 
     def _refresher_from_callee(self, side: _Side, resp: Response, now: float) -> None:
@@ -1075,9 +1208,12 @@ class CallManager:
     def _hang_up(self, call: Call, now: float, cause: str, from_side: _Side | None = None,
                  disposition: Disposition = Disposition.ANSWERED) -> None:
         """End an answered call: BYE every side that did not send the BYE itself."""
-        if call.state is not CallState.ANSWERED:
+        if call.state not in (CallState.ANSWERED, CallState.SERVING):
             return
         call.state = CallState.ENDED
+        call.ring_active = False
+        for leg in call.legs:
+            self._cancel_leg(leg, now)  # a SERVING call may be ringing someone
         for side in (call.caller_side, call.callee_side):
             if side is not None and side is not from_side:
                 self._send_bye(side, now)
@@ -1100,6 +1236,14 @@ class CallManager:
         for handle in call.timers:
             handle.cancel()
         call.timers.clear()
+        call.ring_timer = None
+        controller = call.controller
+        if controller is not None:
+            try:
+                controller.ended(call, call.ended_at if call.ended_at is not None else self.clock.now())
+            except Exception:
+                self.stats["internal_errors"] += 1
+                logger.exception("call %s: the flow failed to end", call.id)
         for side in (call.caller_side, call.callee_side):
             if side is None:
                 continue
@@ -1154,6 +1298,7 @@ class CallManager:
             answered_at=None if call.answered_at is None else wall(call.answered_at), ended_at=wall(ended),
             disposition=call.disposition or Disposition.FAILED, status=call.final_status,
             hangup_cause=call.cause, legs=tuple(leg.record(wall) for leg in call.legs),
+            path=call.controller.path() if call.controller is not None else (),
         )
         self._sink(record)
 
@@ -1208,6 +1353,25 @@ class _Reject(Exception):
 def _warning(text: str) -> str:
     """A Warning header value (RFC 3261 §20.43, code 399 "miscellaneous") whose quoted text is well formed."""
     return '399 pbx "' + text.replace("\\", "").replace('"', "'") + '"'
+
+
+def _info_dtmf(req: Request) -> str | None:
+    """The key of a SIP INFO DTMF body: ``application/dtmf-relay`` ("Signal=5") or ``application/dtmf``
+    ("5"); None for anything else."""
+    ctype = (req.get("content-type") or "").split(";", 1)[0].strip().lower()
+    text = req.body.decode("ascii", "replace")
+    if ctype == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value
+                break
+        else:
+            return None
+    elif ctype != "application/dtmf":
+        return None
+    key = text.strip()
+    return key if len(key) == 1 and key in "0123456789*#ABCD" else None
 
 
 def _to_tag(msg: Request | Response) -> str | None:
