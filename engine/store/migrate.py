@@ -18,6 +18,10 @@ History:
      trunks and cdrs tables.
   3  dial plans (issue 4): the routing_objects table (ring groups, schedules, sound clips, shared
      mailboxes, queues, conference rooms, fax lines as JSON specs) and cdrs.path.
+  4  administration (issue 6): users get admin permissions, web login, dialable credentials, groups,
+     hot desking and softphone columns; lines get device, location, options and (for provisioned
+     phones) the SIP password; the devices, api_tokens, audit_log, number_inventory, number_orders
+     and locations tables.
 """
 
 from __future__ import annotations
@@ -139,7 +143,110 @@ def _v2_to_v3(conn: sa.Connection) -> None:
     v3.create_all(conn, checkfirst=False)
 
 
+def _v3_to_v4(conn: sa.Connection) -> None:
+    """Administration (issue 6): see the module docstring's history."""
+    false = "0" if conn.dialect.name == "sqlite" else "false"
+    for column in (
+        "admin_role TEXT NOT NULL DEFAULT 'none'",
+        "admin_permissions TEXT NOT NULL DEFAULT '[]'",
+        f"allow_web_login BOOLEAN NOT NULL DEFAULT {false}",
+        "registration_token_hash TEXT",
+        f"registered BOOLEAN NOT NULL DEFAULT {false}",
+        "dial_username TEXT",
+        "dial_password_hash TEXT",
+        "groups TEXT NOT NULL DEFAULT '[]'",
+        f"hot_desking BOOLEAN NOT NULL DEFAULT {false}",
+        f"softphone BOOLEAN NOT NULL DEFAULT {false}",
+    ):
+        conn.execute(sa.text(f"ALTER TABLE users ADD COLUMN {column}"))
+    conn.execute(sa.text("CREATE UNIQUE INDEX ix_users_dial_username ON users (dial_username)"))
+    conn.execute(
+        sa.text("CREATE UNIQUE INDEX ix_users_registration_token_hash ON users (registration_token_hash)")
+    )
+    for column in (
+        "device_id INTEGER",
+        "location_id INTEGER",
+        "sip_password TEXT",
+        "options TEXT NOT NULL DEFAULT '{}'",
+    ):
+        conn.execute(sa.text(f"ALTER TABLE lines ADD COLUMN {column}"))
+    conn.execute(sa.text("CREATE INDEX ix_lines_device_id ON lines (device_id)"))
+    v4 = sa.MetaData()
+    real: sa.types.TypeEngine[float] = sa.Double().with_variant(sa.REAL(), "sqlite")
+    sa.Table("users", v4, sa.Column("id", sa.Integer, primary_key=True))  # the foreign key's target only
+    sa.Table(
+        "devices",
+        v4,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("mac", sa.Text, nullable=False, unique=True),
+        sa.Column("model", sa.Text, nullable=True),
+        sa.Column("vendor", sa.Text, nullable=True),
+        sa.Column("location_id", sa.Integer, nullable=True),
+        sa.Column("prov_username", sa.Text, nullable=False),
+        sa.Column("prov_password_hash", sa.Text, nullable=False),
+        sa.Column("allowed_networks", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("created_at", real, nullable=False),
+        sa.Column("last_provisioned_at", real, nullable=True),
+    )
+    sa.Table(
+        "api_tokens",
+        v4,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        ),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+        sa.Column("created_at", real, nullable=False),
+    )
+    sa.Table(
+        "audit_log",
+        v4,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("at", real, nullable=False, index=True),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("action", sa.Text, nullable=False),
+        sa.Column("target", sa.Text, nullable=False),
+        sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+    )
+    sa.Table(
+        "number_inventory",
+        v4,
+        sa.Column("e164", sa.Text, primary_key=True),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("order_id", sa.Integer, nullable=True),
+    )
+    sa.Table(
+        "number_orders",
+        v4,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("numbers", sa.Text, nullable=False, server_default="[]"),
+        sa.Column("detail", sa.Text, nullable=False, server_default="{}"),
+        sa.Column("foc_date", sa.Text, nullable=True),
+        sa.Column("reason", sa.Text, nullable=True),
+        sa.Column("created_at", real, nullable=False),
+        sa.Column("updated_at", real, nullable=False),
+    )
+    sa.Table(
+        "locations",
+        v4,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("country", sa.Text, nullable=False),
+        sa.Column("street", sa.Text, nullable=False),
+        sa.Column("city", sa.Text, nullable=False),
+        sa.Column("region", sa.Text, nullable=False),
+        sa.Column("postal_code", sa.Text, nullable=False),
+        sa.Column("verified", sa.Boolean, nullable=False),
+    )
+    tables = [v4.tables[name] for name in v4.tables if name != "users"]
+    v4.create_all(conn, tables=tables, checkfirst=False)
+
+
 _V2_DEFAULT_DIAL_PERMISSIONS: Final = '["internal", "local", "national", "mobile"]'
 
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {1: _v1_to_v2, 2: _v2_to_v3}
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 """``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
@@ -59,7 +59,20 @@ users = sa.Table(
     sa.Column("first_name", sa.Text, nullable=False),
     sa.Column("last_name", sa.Text, nullable=False),
     sa.Column("email", sa.Text, nullable=True, unique=True),
+    # v4: admin permissions, web login, dialable credentials, groups, hot desking, softphone
+    sa.Column("admin_role", sa.Text, nullable=False, server_default="none"),
+    sa.Column("admin_permissions", sa.Text, nullable=False, server_default="[]"),  # JSON list
+    sa.Column("allow_web_login", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("registration_token_hash", sa.Text, nullable=True),
+    sa.Column("registered", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("dial_username", sa.Text, nullable=True),
+    sa.Column("dial_password_hash", sa.Text, nullable=True),  # None: the default password 0000
+    sa.Column("groups", sa.Text, nullable=False, server_default="[]"),  # JSON list
+    sa.Column("hot_desking", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("softphone", sa.Boolean, nullable=False, server_default=sa.false()),
 )
+sa.Index("ix_users_dial_username", users.c.dial_username, unique=True)  # v4
+sa.Index("ix_users_registration_token_hash", users.c.registration_token_hash, unique=True)  # v4
 
 lines = sa.Table(
     "lines",
@@ -76,6 +89,11 @@ lines = sa.Table(
     sa.Column(  # v2, JSON list in DIAL_PERMISSIONS order; the default is what v1 lines get on upgrade
         "dial_permissions", sa.Text, nullable=False, server_default=DEFAULT_DIAL_PERMISSIONS_JSON
     ),
+    # v4. References are kept by the store's code (ALTER TABLE cannot add constraints on SQLite).
+    sa.Column("device_id", sa.Integer, nullable=True, index=True),
+    sa.Column("location_id", sa.Integer, nullable=True),
+    sa.Column("sip_password", sa.Text, nullable=True),  # clear text, only for lines on a provisioned phone
+    sa.Column("options", sa.Text, nullable=False, server_default="{}"),  # JSON: find-me steps, voicemail
 )
 
 dial_plans = sa.Table(
@@ -154,4 +172,78 @@ routing_objects = sa.Table(  # v3
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("spec", sa.Text, nullable=False),  # JSON mapping, validated by the dial-plan compiler
     sa.UniqueConstraint("kind", "name"),
+)
+
+devices = sa.Table(  # v4
+    "devices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("mac", sa.Text, nullable=False, unique=True),  # 12 lower-case hex digits
+    sa.Column("model", sa.Text, nullable=True),  # filled in by the phone at provisioning when not given
+    sa.Column("vendor", sa.Text, nullable=True),
+    sa.Column("location_id", sa.Integer, nullable=True),
+    sa.Column("prov_username", sa.Text, nullable=False),
+    sa.Column("prov_password_hash", sa.Text, nullable=False),
+    sa.Column("allowed_networks", sa.Text, nullable=False, server_default="[]"),  # JSON list of CIDR
+    sa.Column("created_at", _Float, nullable=False),
+    sa.Column("last_provisioned_at", _Float, nullable=True),
+)
+
+api_tokens = sa.Table(  # v4
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),  # SHA-256 hex of the token
+    sa.Column("created_at", _Float, nullable=False),
+)
+
+audit_log = sa.Table(  # v4
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", _Float, nullable=False, index=True),  # wall-clock epoch seconds
+    sa.Column("actor", sa.Text, nullable=False),  # "user:3 (anna@...)" or "cli"
+    sa.Column("action", sa.Text, nullable=False),  # "user.create", "number.route"...
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),  # JSON, never secrets
+)
+
+number_inventory = sa.Table(  # v4
+    "number_inventory",
+    metadata,
+    sa.Column("e164", sa.Text, primary_key=True),
+    sa.Column("state", sa.Text, nullable=False),  # available (the carrier's pool) | owned (the company's)
+    sa.Column("source", sa.Text, nullable=False),  # pool | ported | imported
+    sa.Column("order_id", sa.Integer, nullable=True),
+)
+
+number_orders = sa.Table(  # v4
+    "number_orders",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),  # order | port_in
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("numbers", sa.Text, nullable=False, server_default="[]"),  # JSON list of E.164
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),  # JSON: quantity/prefix or carrier data
+    sa.Column("foc_date", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("created_at", _Float, nullable=False),
+    sa.Column("updated_at", _Float, nullable=False),
+)
+
+locations = sa.Table(  # v4
+    "locations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("country", sa.Text, nullable=False),
+    sa.Column("street", sa.Text, nullable=False),
+    sa.Column("city", sa.Text, nullable=False),
+    sa.Column("region", sa.Text, nullable=False),
+    sa.Column("postal_code", sa.Text, nullable=False),
+    sa.Column("verified", sa.Boolean, nullable=False),
 )
