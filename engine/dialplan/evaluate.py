@@ -1,0 +1,631 @@
+"""The pure dial-plan evaluator: walks one call through a ``CompiledConfig``, one action at a time.
+
+``PlanRun.start(now)`` returns the first action; the call controller (``engine.call``) performs it and
+calls ``PlanRun.resume(outcome, now)`` with its outcome, until a terminal action: ``Hangup``,
+``LeaveVoicemail`` (the voicemail flow takes over) or ``Done`` (a ring target answered and is bridged, or
+the caller hung up). Actions are the media script's (``Answer``, ``Play``, ``Collect``, ``Hangup``, from
+``engine.media.script``) plus the call actions defined here: ``Ring``, ``LeaveVoicemail``, ``Done``.
+``Answer`` always comes before the first ``Play``/``Collect``; ringing does not answer the call.
+
+Time is an argument (``now``, tz-aware wall time): schedules read it and sequential/round-robin ring
+groups budget their overall ring time with it. The only mutable state outside a run is ``RingState``
+(round robin's memory), owned by the engine; everything runs on one event loop, so it needs no lock.
+
+A run is a generator underneath: each node's behaviour reads as straight-line code that yields actions and
+receives outcomes. ``run.path`` records the steps taken (``"main/office_hours:open"``,
+``"main/menu:1"``, ``"@line/201:voicemail"``) for the call's CDR.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from engine.dialplan.errors import PlanUsageError
+from engine.dialplan.plan import (
+    AutoAttendantOp,
+    CompiledConfig,
+    DetectFaxOp,
+    DialByNameOp,
+    DirectoryEntry,
+    Entry,
+    ExternalNumberOp,
+    GotoPlanOp,
+    HangupOp,
+    Language,
+    LineVoicemailOp,
+    ModifyCallerIdOp,
+    Node,
+    PasswordOp,
+    PlayClipOp,
+    RingGroup,
+    RingGroupOp,
+    RingTarget,
+    ScheduleOp,
+    SetLanguageOp,
+    SimpleDialOp,
+    UnavailableOp,
+    VoicemailOp,
+)
+from engine.media.script import (
+    Answer,
+    Answered,
+    Collect,
+    Collected,
+    File,
+    Hangup,
+    HungUp,
+    MediaAction,
+    MediaOutcome,
+    Play,
+    Played,
+    PromptItem,
+    Sound,
+)
+
+__all__ = [
+    "PROMPT_KEYS",
+    "Action",
+    "CallFacts",
+    "Done",
+    "LeaveVoicemail",
+    "Outcome",
+    "PlanRun",
+    "Ring",
+    "RingResult",
+    "RingState",
+    "RingTarget",
+]
+
+MAX_STEPS_WITHOUT_WAIT: Final = 1000
+"""Nodes a run may pass without waiting for the caller or for ringing before it gives up with a 500.
+The compiler rejects loops that never wait, so reaching this is a bug."""
+
+PASSWORD_FIRST_TIMEOUT_S: Final = 10.0
+PASSWORD_INTER_DIGIT_S: Final = 5.0
+PASSWORD_MAX_DIGITS: Final = 16
+NAME_FIRST_TIMEOUT_S: Final = 5.0
+NAME_INTER_DIGIT_S: Final = 3.0
+NAME_CHOICES: Final = 9
+"""Dial by name reads out at most this many matches (one key each)."""
+
+PROMPT_KEYS: Final = (
+    "invalid-option",
+    "goodbye",
+    "enter-password",
+    "wrong-password",
+    "feature-unavailable",
+    "dial-by-name-instructions",
+    "dial-by-name-for-extension",
+    "dial-by-name-press",
+    "no-match",
+    *(f"digit-{d}" for d in range(10)),
+)
+"""Every system prompt key this module plays (recorded in EN and DE by the media module)."""
+
+
+# -- call actions and outcomes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """Ring all ``targets`` in parallel for ``timeout_s``; the first to answer is bridged to the caller.
+    Outcome: ``RingResult``."""
+
+    targets: tuple[RingTarget, ...]
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RingResult:
+    """``answered``: a target answered (the evaluator ends with ``Done``). ``busy``: every target was
+    busy (or rejected the call); neither: nobody answered in time."""
+
+    answered: bool
+    busy: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveVoicemail:
+    """Terminal: hand the caller to the voicemail deposit flow for ``mailbox`` (a line's extension or a
+    shared box's number), with the greeting for ``reason``."""
+
+    mailbox: str
+    reason: Literal["unavailable", "busy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Terminal: the call is bridged to whoever answered, or the caller has hung up."""
+
+
+Action = MediaAction | Ring | LeaveVoicemail | Done
+Outcome = MediaOutcome | RingResult
+_TERMINAL: Final = (Hangup, LeaveVoicemail, Done)
+_EXPECTED: Final[Mapping[type, type]] = {
+    Answer: Answered,
+    Play: Played,
+    Collect: Collected,
+    Ring: RingResult,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CallFacts:
+    """What the plan knows of the call: caller number and name, the number or extension dialled, and the
+    caller's own line when an internal phone calls (None from a trunk)."""
+
+    caller: str
+    caller_name: str | None
+    called: str
+    from_line: str | None = None
+
+
+class RingState:
+    """Round robin's memory: the member each ring group rang last, by member key (so a recompiled group
+    whose members moved still continues after the right one). Owned by the engine, mutated by runs."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[str, str] = {}
+
+    def last(self, group: str) -> str | None:
+        return self._last.get(group)
+
+    def remember(self, group: str, member_key: str) -> None:
+        self._last[group] = member_key
+
+
+_Step = Generator[Action, Outcome | None, int | None]
+"""A node handler: yields actions, receives outcomes, returns the next node index (None: it ended)."""
+
+
+class PlanRun:
+    """One call's walk through the plan, from ``entry``.
+
+    Args:
+        config: the snapshot the call started with (kept for the whole call).
+        entry: where the call enters (``config.route(called)``).
+        facts: the call's facts.
+        ring_state: the engine's round-robin memory.
+        language: the prompt language to start with; None: ``config.default_language``.
+        max_steps: the no-wait guard (``MAX_STEPS_WITHOUT_WAIT``).
+    """
+
+    def __init__(
+        self,
+        config: CompiledConfig,
+        entry: Entry,
+        facts: CallFacts,
+        ring_state: RingState,
+        *,
+        language: Language | None = None,
+        max_steps: int = MAX_STEPS_WITHOUT_WAIT,
+    ) -> None:
+        self._config = config
+        self._entry = entry
+        self.facts = facts
+        self._ring_state = ring_state
+        self._language: Language = language or config.default_language
+        self._prefix = ""
+        self._path: list[str] = []
+        self._answered = False
+        self._max_steps = max_steps
+        self._unwaited = 0
+        self._now: datetime | None = None
+        self._gen: Generator[Action, Outcome | None, None] | None = None
+        self._pending: Action | None = None
+        self._handlers: Mapping[type, Callable[[Node], _Step]] = {
+            AutoAttendantOp: self._auto_attendant,
+            ScheduleOp: self._schedule,
+            SimpleDialOp: self._simple_dial,
+            LineVoicemailOp: self._line_voicemail_node,
+            RingGroupOp: self._ring_group_node,
+            ExternalNumberOp: self._external_number,
+            VoicemailOp: self._voicemail,
+            PlayClipOp: self._play_clip,
+            ModifyCallerIdOp: self._modify_caller_id,
+            SetLanguageOp: self._set_language,
+            PasswordOp: self._password,
+            HangupOp: self._hangup,
+            GotoPlanOp: self._goto_plan,
+            DialByNameOp: self._dial_by_name,
+            UnavailableOp: self._unavailable,
+            DetectFaxOp: self._detect_fax,
+        }
+
+    # -- public API -----------------------------------------------------------------------------------
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self._path)
+
+    @property
+    def language(self) -> Language:
+        return self._language
+
+    @property
+    def caller_name_prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def finished(self) -> bool:
+        return self._gen is not None and self._pending is None
+
+    def start(self, now: datetime) -> Action:
+        """The first action.
+
+        Args:
+            now: the current wall time, timezone-aware.
+        Returns:
+            The action to perform.
+        Raises:
+            PlanUsageError: the run was already started, or ``now`` is naive.
+        """
+        if self._gen is not None:
+            raise PlanUsageError("PlanRun.start called twice")
+        self._set_now(now)
+        self._gen = self._walk()
+        return self._advance(None)
+
+    def resume(self, outcome: Outcome, now: datetime) -> Action:
+        """The next action, given the outcome of the previous one.
+
+        Args:
+            outcome: what the previous action gave (``HungUp`` at any time ends the run with ``Done``).
+            now: the current wall time, timezone-aware.
+        Returns:
+            The action to perform.
+        Raises:
+            PlanUsageError: not started, already finished, a naive ``now``, or an outcome that does not
+                answer the pending action (e.g. ``Played`` for a ``Collect``).
+        """
+        if self._gen is None or self._pending is None:
+            raise PlanUsageError("PlanRun.resume before start or after a terminal action")
+        self._set_now(now)
+        if isinstance(outcome, HungUp):
+            self._path.append("caller:hung_up")
+            self._gen.close()
+            self._pending = None
+            return Done()
+        expected = _EXPECTED.get(type(self._pending))
+        if expected is None or not isinstance(outcome, expected):
+            raise PlanUsageError(
+                f"outcome {type(outcome).__name__} does not answer {type(self._pending).__name__}"
+            )
+        return self._advance(outcome)
+
+    # -- driver ---------------------------------------------------------------------------------------
+
+    def _set_now(self, now: datetime) -> None:
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise PlanUsageError("PlanRun needs a timezone-aware 'now'")
+        self._now = now
+
+    def _advance(self, outcome: Outcome | None) -> Action:
+        assert self._gen is not None
+        try:
+            action = self._gen.send(outcome)
+        except StopIteration:  # pragma: no cover - every handler ends with a terminal action
+            action = Hangup(500, "Server Internal Error")
+        if isinstance(action, _TERMINAL):
+            self._gen.close()
+            self._pending = None
+        else:
+            self._pending = action
+        return action
+
+    def _walk(self) -> Generator[Action, Outcome | None, None]:
+        index: int | None = self._entry.node
+        nodes = self._config.nodes
+        while index is not None:
+            self._unwaited += 1
+            if self._unwaited > self._max_steps:
+                self._path.append("guard:too_many_steps")
+                yield Hangup(500, "Server Internal Error")
+                return
+            node = nodes[index]
+            index = yield from self._handlers[type(node.op)](node)
+
+    def _exit(self, node: Node, output: str, index: int) -> int:
+        self._path.append(f"{node.label}:{output}")
+        return index
+
+    # -- primitives -----------------------------------------------------------------------------------
+
+    def _answer(self) -> Generator[Action, Outcome | None, None]:
+        if not self._answered:
+            yield Answer()
+            self._answered = True
+
+    def _play(self, items: tuple[PromptItem, ...], barge_in: bool) -> Generator[Action, Outcome | None, None]:
+        yield from self._answer()
+        yield Play(items, barge_in=barge_in)
+
+    def _collect(self, collect: Collect) -> Generator[Action, Outcome | None, Collected]:
+        yield from self._answer()
+        outcome = yield collect
+        self._unwaited = 0
+        assert isinstance(outcome, Collected)  # resume() checked it
+        return outcome
+
+    def _ring(
+        self, targets: tuple[RingTarget, ...], timeout_s: float
+    ) -> Generator[Action, Outcome | None, RingResult]:
+        outcome = yield Ring(targets, timeout_s)
+        self._unwaited = 0
+        assert isinstance(outcome, RingResult)
+        return outcome
+
+    def _ring_group(self, group: RingGroup, total_s: float) -> Generator[Action, Outcome | None, bool]:
+        """Ring a group by its strategy within ``total_s``; True if a member answered."""
+        if group.strategy == "ring_all":
+            result = yield from self._ring(tuple(m.target for m in group.members), total_s)
+            return result.answered
+        members = group.members
+        if group.strategy == "round_robin":
+            last = self._ring_state.last(group.name)
+            keys = [m.key for m in members]
+            start = keys.index(last) + 1 if last in keys else 0
+            members = members[start:] + members[:start]
+        assert self._now is not None
+        started = self._now
+        for member in members:
+            remaining = total_s - (self._now - started).total_seconds()
+            if remaining <= 0:
+                break
+            if group.strategy == "round_robin":
+                self._ring_state.remember(group.name, member.key)
+            result = yield from self._ring((member.target,), min(member.ring_s, remaining))
+            if result.answered:
+                return True
+        return False
+
+    def _line_then_voicemail(self, node: Node, extension: str, ring_s: float) -> _Step:
+        result = yield from self._ring((RingTarget("line", extension),), ring_s)
+        if result.answered:
+            self._path.append(f"{node.label}:answered")
+            yield Done()
+            return None
+        reason: Literal["unavailable", "busy"] = "busy" if result.busy else "unavailable"
+        self._path.append(f"{node.label}:voicemail")
+        yield LeaveVoicemail(extension, reason)
+        return None
+
+    # -- node handlers --------------------------------------------------------------------------------
+
+    def _auto_attendant(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, AutoAttendantOp)
+        failures = 0
+        while True:
+            yield from self._play((File(op.clip),), barge_in=True)
+            kind, digits, target = yield from self._menu_choice(op)
+            if kind == "option":
+                return self._exit(node, digits, target)
+            if kind == "extension":
+                return self._exit(node, f"extension {digits}", target)
+            failures += 1
+            if failures > op.retries:
+                return self._exit(node, kind, op.timeout if kind == "timeout" else op.invalid)
+            if kind == "invalid":
+                yield from self._play((Sound("invalid-option"),), barge_in=False)
+
+    def _menu_choice(self, op: AutoAttendantOp) -> Generator[Action, Outcome | None, tuple[str, str, int]]:
+        """Walk the option trie digit by digit: ("option"|"extension"|"invalid"|"timeout", digits, node).
+
+        An option wins as soon as it is complete and no longer option starts with it (so "1" acts at once
+        even when extension 101 exists); otherwise, while the digits are the start of a longer option or
+        dialable extension, wait up to the inter-digit timeout for the next digit.
+        """
+        digits = ""
+        config = self._config
+        while True:
+            first = not digits
+            got = yield from self._collect(
+                Collect(
+                    max_digits=1,
+                    first_timeout_s=op.timeout_s if first else op.inter_digit_s,
+                    inter_digit_timeout_s=op.inter_digit_s,
+                )
+            )
+            if not got.digits:
+                if first:
+                    return ("timeout", "", -1)
+                return self._complete(op, digits)
+            digits += got.digits[:1]
+            option = op.options.get(digits)
+            more_option = digits in op.option_prefixes
+            if option is not None and not more_option:
+                return ("option", digits, option)
+            more_extension = op.dial_extensions and digits in config.extension_prefixes
+            if option is None and not more_option and not more_extension:
+                return self._complete(op, digits)
+            if len(digits) >= 8:  # pragma: no cover - prefixes are at most 7 long
+                return ("invalid", digits, -1)
+
+    def _complete(self, op: AutoAttendantOp, digits: str) -> tuple[str, str, int]:
+        option = op.options.get(digits)
+        if option is not None:
+            return ("option", digits, option)
+        if op.dial_extensions:
+            entry = self._config.routes.get(digits)
+            if entry is not None and not digits.startswith("+"):
+                return ("extension", digits, entry.node)
+        return ("invalid", digits, -1)
+
+    def _schedule(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, ScheduleOp) and self._now is not None
+        if op.schedule.is_open(self._now):
+            return self._exit(node, "open", op.open)
+        return self._exit(node, "closed", op.closed)
+        yield  # pragma: no cover - makes this a generator
+
+    def _simple_dial(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, SimpleDialOp)
+        if op.group is not None:
+            answered = yield from self._ring_group(op.group, op.ring_s)
+        else:
+            result = yield from self._ring(op.targets, op.ring_s)
+            answered = result.answered
+        if answered:
+            self._path.append(f"{node.label}:answered")
+            yield Done()
+            return None
+        return self._exit(node, "no_answer", op.no_answer)
+
+    def _line_voicemail_node(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, LineVoicemailOp)
+        return (yield from self._line_then_voicemail(node, op.extension, op.ring_s))
+
+    def _ring_group_node(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, RingGroupOp)
+        answered = yield from self._ring_group(op.group, op.group.ring_s)
+        if answered:
+            self._path.append(f"{node.label}:answered")
+            yield Done()
+            return None
+        return self._exit(node, "no_answer", op.no_answer)
+
+    def _external_number(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, ExternalNumberOp)
+        result = yield from self._ring((RingTarget("external", op.number),), op.ring_s)
+        if result.answered:
+            self._path.append(f"{node.label}:answered")
+            yield Done()
+            return None
+        return self._exit(node, "no_answer", op.no_answer)
+
+    def _voicemail(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, VoicemailOp)
+        self._path.append(f"{node.label}:voicemail")
+        yield LeaveVoicemail(op.mailbox, op.reason)
+        return None
+
+    def _play_clip(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, PlayClipOp)
+        yield from self._play((File(op.clip),), barge_in=op.barge_in)
+        return self._exit(node, "next", op.next)
+
+    def _modify_caller_id(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, ModifyCallerIdOp)
+        self._prefix = op.prefix + self._prefix
+        return self._exit(node, "next", op.next)
+        yield  # pragma: no cover - makes this a generator
+
+    def _set_language(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, SetLanguageOp)
+        self._language = op.language
+        return self._exit(node, "next", op.next)
+        yield  # pragma: no cover - makes this a generator
+
+    def _password(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, PasswordOp)
+        pin = op.pin.encode()
+        for attempt in range(op.tries):
+            yield from self._play((Sound("enter-password"),), barge_in=True)
+            got = yield from self._collect(
+                Collect(
+                    max_digits=PASSWORD_MAX_DIGITS,
+                    terminators="#",
+                    first_timeout_s=PASSWORD_FIRST_TIMEOUT_S,
+                    inter_digit_timeout_s=PASSWORD_INTER_DIGIT_S,
+                )
+            )
+            if hmac.compare_digest(got.digits.encode(), pin):
+                return self._exit(node, "ok", op.ok)
+            if attempt + 1 < op.tries:
+                yield from self._play((Sound("wrong-password"),), barge_in=False)
+        return self._exit(node, "fail", op.fail)
+
+    def _hangup(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, HangupOp)
+        if self._answered:
+            yield Play((Sound("goodbye"),), barge_in=False)
+        self._path.append(f"{node.label}:hangup")
+        yield Hangup(op.status, op.reason)
+        return None
+
+    def _goto_plan(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, GotoPlanOp)
+        return self._exit(node, op.plan, op.target)
+        yield  # pragma: no cover - makes this a generator
+
+    def _dial_by_name(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, DialByNameOp)
+        for attempt in range(op.tries):
+            yield from self._play((Sound("dial-by-name-instructions"),), barge_in=True)
+            got = yield from self._collect(
+                Collect(
+                    max_digits=3,
+                    first_timeout_s=NAME_FIRST_TIMEOUT_S,
+                    inter_digit_timeout_s=NAME_INTER_DIGIT_S,
+                )
+            )
+            matches = self._config.directory.get(got.digits, ()) if got.digits else ()
+            chosen: DirectoryEntry | None = None
+            if len(matches) == 1:
+                chosen = matches[0]
+            elif matches:
+                shown = matches[:NAME_CHOICES]
+                yield from self._play(_choices(shown), barge_in=True)
+                pick = yield from self._collect(
+                    Collect(
+                        max_digits=1,
+                        first_timeout_s=NAME_FIRST_TIMEOUT_S,
+                        inter_digit_timeout_s=NAME_INTER_DIGIT_S,
+                    )
+                )
+                if pick.digits.isdigit() and 1 <= int(pick.digits) <= len(shown):
+                    chosen = shown[int(pick.digits) - 1]
+                elif attempt + 1 < op.tries:
+                    yield from self._play((Sound("invalid-option"),), barge_in=False)
+                    continue
+            if chosen is not None:
+                self._path.append(f"{node.label}:{chosen.extension}")
+                return (yield from self._line_then_voicemail(node, chosen.extension, op.ring_s))
+            if not matches and attempt + 1 < op.tries:
+                yield from self._play((Sound("no-match"),), barge_in=False)
+        return self._exit(node, "no_match", op.no_match)
+
+    def _unavailable(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, UnavailableOp)
+        yield from self._play((Sound("feature-unavailable"),), barge_in=False)
+        self._path.append(f"{node.label}:unavailable")
+        yield Hangup(503, "Service Unavailable")
+        return None
+
+    def _detect_fax(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, DetectFaxOp)
+        return self._exit(node, "voice", op.voice)
+        yield  # pragma: no cover - makes this a generator
+
+
+def _choices(entries: tuple[DirectoryEntry, ...]) -> tuple[PromptItem, ...]:
+    """ "For extension 2 0 2 press 1, for extension 2 0 5 press 2, ..." (names are not recorded yet)."""
+    items: list[PromptItem] = []
+    for i, entry in enumerate(entries, start=1):
+        items.append(Sound("dial-by-name-for-extension"))
+        items.extend(Sound(f"digit-{d}") for d in entry.extension)
+        items.append(Sound("dial-by-name-press"))
+        items.append(Sound(f"digit-{i}"))
+    return tuple(items)

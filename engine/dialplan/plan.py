@@ -1,0 +1,280 @@
+"""The compiled configuration: immutable routing table and node table that calls walk.
+
+``compile_config`` (``engine.dialplan.compiler``) builds one ``CompiledConfig`` from the admin inputs. It is
+made of frozen dataclasses, tuples, frozensets and ``MappingProxyType`` views over dicts nobody else holds:
+a call keeps the snapshot it started with, and a recompile builds a new one (nothing is ever patched).
+
+Every node of every plan sits in one table, ``CompiledConfig.nodes``; outputs are resolved to indexes into
+it, so walking a plan never looks up a name. Destinations that are not dial plans (a line, a ring group, a
+shared mailbox, a queue...) get *synthetic* nodes in the same table (plan ``@line``, ``@ring_group``, ...),
+so routing a number or an extension always yields an ``Entry`` pointing at a node: ``route()`` is one dict
+lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from engine.dialplan.schedule import Schedule
+from engine.model.entities import Company
+
+DEFAULT_RING_S: Final = 20.0
+"""Ring time of a line (Line & Voicemail, Simple Dial, dial by name) when the node does not say."""
+DEFAULT_GROUP_RING_S: Final = 60.0
+DEFAULT_MEMBER_RING_S: Final = 20.0
+DEFAULT_EXTERNAL_RING_S: Final = 60.0
+
+RingTargetKind = Literal["line", "external"]
+Strategy = Literal["ring_all", "sequential", "round_robin"]
+Language = Literal["en", "de"]
+LANGUAGES: Final = ("en", "de")
+
+
+@dataclass(frozen=True, slots=True)
+class RingTarget:
+    """What to ring: a line by extension, or an external number in E.164."""
+
+    kind: RingTargetKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    target: RingTarget
+    ring_s: float
+
+    @property
+    def key(self) -> str:
+        """Stable identity across recompiles (round robin remembers members by it, not by position)."""
+        return f"{self.target.kind}:{self.target.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class RingGroup:
+    """``ring_s`` bounds the whole group (all passes); ``Member.ring_s`` one member's turn in
+    sequential and round-robin strategies."""
+
+    name: str
+    strategy: Strategy
+    members: tuple[Member, ...]
+    ring_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """A user with a line, for dial by name; ``key`` is the keypad digits of the last name's first
+    three letters (``"724"`` for Schmidt)."""
+
+    last_name: str
+    first_name: str
+    extension: str
+    key: str
+
+
+# -- node operations (one per node type), outputs resolved to node indexes ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AutoAttendantOp:
+    """``options`` maps a digit string to a node; ``option_prefixes`` holds every proper prefix of an
+    option (pressing one waits for more digits). ``dial_extensions`` lets the caller dial any extension
+    (``CompiledConfig.extension_prefixes`` says when to wait); an option wins over an extension."""
+
+    clip: str
+    options: Mapping[str, int]
+    option_prefixes: frozenset[str]
+    dial_extensions: bool
+    retries: int
+    timeout_s: float
+    inter_digit_s: float
+    timeout: int
+    invalid: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleOp:
+    schedule: Schedule
+    open: int
+    closed: int
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleDialOp:
+    """Ring a line (``targets``) or a ring group (``group``) for ``ring_s``, then ``no_answer``."""
+
+    targets: tuple[RingTarget, ...]
+    group: RingGroup | None
+    ring_s: float
+    no_answer: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineVoicemailOp:
+    extension: str
+    ring_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RingGroupOp:
+    group: RingGroup
+    no_answer: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalNumberOp:
+    number: str
+    ring_s: float
+    no_answer: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailOp:
+    """``mailbox`` is a line's extension (personal box) or a shared box's number."""
+
+    mailbox: str
+    reason: Literal["unavailable", "busy"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlayClipOp:
+    clip: str
+    barge_in: bool
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyCallerIdOp:
+    prefix: str
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetLanguageOp:
+    language: Language
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordOp:
+    """PINs are kept as plain digits in the node config (compared in constant time)."""
+
+    pin: str
+    tries: int
+    ok: int
+    fail: int
+
+
+@dataclass(frozen=True, slots=True)
+class HangupOp:
+    status: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GotoPlanOp:
+    plan: str
+    target: int
+
+
+@dataclass(frozen=True, slots=True)
+class DialByNameOp:
+    tries: int
+    ring_s: float
+    no_match: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnavailableOp:
+    """A queue, conference room or fax line: their runtime is not built yet, so the caller hears
+    "feature-unavailable" and the call ends (never silence)."""
+
+    kind: Literal["queue", "conference", "receive_fax"]
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class DetectFaxOp:
+    """Fax detection is not built yet: every call takes the ``voice`` output (voice calls keep working)."""
+
+    voice: int
+    fax: int
+
+
+Op = (
+    AutoAttendantOp
+    | ScheduleOp
+    | SimpleDialOp
+    | LineVoicemailOp
+    | RingGroupOp
+    | ExternalNumberOp
+    | VoicemailOp
+    | PlayClipOp
+    | ModifyCallerIdOp
+    | SetLanguageOp
+    | PasswordOp
+    | HangupOp
+    | GotoPlanOp
+    | DialByNameOp
+    | UnavailableOp
+    | DetectFaxOp
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One node: ``plan``/``id`` name it (synthetic nodes: plan ``@line``, ``@ring_group``, ...)."""
+
+    plan: str
+    id: str
+    op: Op
+
+    @property
+    def label(self) -> str:
+        return f"{self.plan}/{self.id}"
+
+
+EntryKind = Literal["line", "dial_plan", "ring_group", "queue", "conference_room", "fax_line", "mailbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where a dialled number or extension enters the node table.
+
+    ``kind``/``name`` name the destination (a line's extension, a plan's or group's name, a mailbox's
+    number); ``via`` lists the numbers followed to get there (number -> number routes), outermost first.
+    """
+
+    kind: EntryKind
+    name: str
+    node: int
+    via: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledConfig:
+    """An immutable snapshot of everything calls are routed by.
+
+    ``routes`` maps every E.164 DID and every extension (lines, ring groups, plans, queues, rooms, fax
+    lines, shared mailboxes) to its ``Entry``; ``extension_prefixes`` holds every proper prefix of an
+    extension (the auto attendant waits for more digits on one); ``directory`` maps a three-digit keypad
+    key to the users whose last name starts with those letters.
+    """
+
+    company: Company
+    nodes: tuple[Node, ...]
+    routes: Mapping[str, Entry]
+    plans: Mapping[str, int]
+    ring_groups: Mapping[str, RingGroup]
+    schedules: Mapping[str, Schedule]
+    extension_prefixes: frozenset[str]
+    directory: Mapping[str, tuple[DirectoryEntry, ...]]
+    default_language: Language
+
+    def route(self, number_or_extension: str) -> Entry | None:
+        """The entry for an E.164 number (``+4930...``) or an extension, or None if nothing has it."""
+        return self.routes.get(number_or_extension)
+
+    def is_extension(self, digits: str) -> bool:
+        return not digits.startswith("+") and digits in self.routes
