@@ -215,9 +215,11 @@ FlowOutcome = MediaOutcome | MailboxOpened | Applied
 class Speech(Protocol):
     """Numbers and dates as prompts, per language: ``engine.media.prompts`` (the module) is one."""
 
-    def say_count(self, n: int, singular_key: str, plural_key: str, lang: str) -> tuple[PromptItem, ...]: ...
+    def say_count(
+        self, n: int, singular_key: str, plural_key: str, language: str, /
+    ) -> tuple[PromptItem, ...]: ...
 
-    def say_datetime(self, dt: datetime, lang: str) -> tuple[PromptItem, ...]: ...
+    def say_datetime(self, when: datetime, language: str, /) -> tuple[PromptItem, ...]: ...
 
 
 class FlowState(enum.Enum):
@@ -619,13 +621,15 @@ class MenuFlow(_Flow):
     def _summary(self) -> tuple[PromptItem, ...]:
         new = sum(1 for m in self._messages if m.folder is Folder.NEW)
         saved = len(self._messages) - new
+        if not new and not saved:
+            return (Sound("vm-no-messages"),)  # "You have no messages."
         items: list[PromptItem] = [Sound("vm-you-have")]
         if new:
-            items += self._speech.say_count(new, "vm-new-message", "vm-new-messages", self.lang)
+            items += self._speech.say_count(min(new, 999), "vm-new-message", "vm-new-messages", self.lang)
         if saved:
-            items += self._speech.say_count(saved, "vm-saved-message", "vm-saved-messages", self.lang)
-        if not new and not saved:
-            items.append(Sound("vm-no-messages"))
+            items += self._speech.say_count(
+                min(saved, 999), "vm-saved-message", "vm-saved-messages", self.lang
+            )
         return tuple(items)
 
     # -- menus -----------------------------------------------------------------------------------------------
