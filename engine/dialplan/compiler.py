@@ -788,7 +788,8 @@ class _Compiler:
         value = raw.get(key)
         if not isinstance(value, str) or value not in known:
             if key in raw:
-                where.error(key, f"no {what} named {value!r}")
+                named = "" if what.endswith("extension") else " named"
+                where.error(key, f"no {what}{named} {value!r}")
             return None
         return value
 
@@ -1061,7 +1062,8 @@ class _Compiler:
                 )
                 return None
             if nxt.e164 in via:
-                if nxt.e164 == e164:  # report each loop once, at the number that starts it
+                loop_members = via[via.index(nxt.e164) :]
+                if nxt.e164 == e164 and e164 == min(loop_members):  # each loop once, at its lowest number
                     loop = " -> ".join([*via, nxt.e164])
                     self.error(None, None, f"numbers[{e164}].route_target", f"number routing loop: {loop}")
                 return None

@@ -39,10 +39,18 @@ BASE_OBJECTS: dict[str, list[dict[str, Any]]] = {
         {"name": "closed", "file": "/data/clips/closed.wav"},
     ],
     "schedules": [
-        {"name": "office", "open": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": "08:00", "to": "18:00"}]}
+        {
+            "name": "office",
+            "open": [{"days": ["mon", "tue", "wed", "thu", "fri"], "from": "08:00", "to": "18:00"}],
+        }
     ],
     "ring_groups": [
-        {"name": "sales", "extension": "300", "strategy": "ring_all", "members": [{"line": "202"}, {"line": "203"}]},
+        {
+            "name": "sales",
+            "extension": "300",
+            "strategy": "ring_all",
+            "members": [{"line": "202"}, {"line": "203"}],
+        },
         {
             "name": "support",
             "strategy": "round_robin",
@@ -64,7 +72,11 @@ def main_graph() -> dict[str, Any]:
         "start": "office_hours",
         "extension": "500",
         "nodes": {
-            "office_hours": {"type": "schedule", "schedule": "office", "next": {"open": "menu", "closed": "closed"}},
+            "office_hours": {
+                "type": "schedule",
+                "schedule": "office",
+                "next": {"open": "menu", "closed": "closed"},
+            },
             "menu": {
                 "type": "auto_attendant",
                 "clip": "main-menu",
@@ -131,7 +143,9 @@ def start_run(
     return run, run.start(now)
 
 
-def drive(run: PlanRun, first: Action, outcomes: Iterable[Outcome], now: datetime = OPEN_TIME) -> list[Action]:
+def drive(
+    run: PlanRun, first: Action, outcomes: Iterable[Outcome], now: datetime = OPEN_TIME
+) -> list[Action]:
     """Feed ``outcomes`` one by one; returns every action (the first included)."""
     actions = [first]
     for outcome in outcomes:
