@@ -46,7 +46,15 @@ from engine.voicemail.flows import (
     SetTemporaryActive,
     StoreMessage,
 )
-from engine.voicemail.model import DepositReason, Folder, GreetingKind, Mailbox, MessageInfo, hash_pin, verify_pin
+from engine.voicemail.model import (
+    DepositReason,
+    Folder,
+    GreetingKind,
+    Mailbox,
+    MessageInfo,
+    hash_pin,
+    verify_pin,
+)
 
 UTC = dt.UTC
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -69,8 +77,15 @@ M1, M2 = message(1), message(2, Folder.SAVED, caller="")
 
 
 def menu(mailbox_number: str | None = "201", lang: str = "en") -> MenuFlow:
-    return MenuFlow(mailbox_number, lang=lang, tz=BERLIN, speech=prompts, scratch_dir=SCRATCH, token="call1",
-                    new_salt=lambda: b"new-salt-new-salt")
+    return MenuFlow(
+        mailbox_number,
+        lang=lang,
+        tz=BERLIN,
+        speech=prompts,
+        scratch_dir=SCRATCH,
+        token="call1",
+        new_salt=lambda: b"new-salt-new-salt",
+    )
 
 
 def key(flow: MenuFlow, digits: str, ended: str = "max", terminator: str = "") -> FlowAction:
@@ -84,8 +99,9 @@ def pin(flow: MenuFlow, digits: str) -> FlowAction:
     return key(flow, digits, "terminator", "#")
 
 
-def login(box: Mailbox | None = None, messages: tuple[MessageInfo, ...] = (M1, M2), lang: str = "en"
-          ) -> tuple[MenuFlow, FlowAction]:
+def login(
+    box: Mailbox | None = None, messages: tuple[MessageInfo, ...] = (M1, M2), lang: str = "en"
+) -> tuple[MenuFlow, FlowAction]:
     flow = menu(lang=lang)
     assert flow.start() == Answer()
     assert flow.resume(Answered()) == OpenMailbox("201")
@@ -98,21 +114,30 @@ def sounds(action: FlowAction) -> tuple[object, ...]:
     return action.items
 
 
-# -- login ------------------------------------------------------------------------------------------------------
+# -- login -------------------------------------------------------------------------------------------------
 
 
 def test_star99_login_says_new_count_then_main_menu() -> None:
     flow, action = login(messages=(M1,))
-    assert action == Play((Sound("vm-you-have"), Sound("count-one"), Sound("vm-new-message"),
-                           Sound("vm-main-menu")))
+    assert action == Play(
+        (Sound("vm-you-have"), Sound("count-one"), Sound("vm-new-message"), Sound("vm-main-menu"))
+    )
     assert flow.authenticated
 
 
 def test_summary_counts_new_and_saved_in_german() -> None:
     msgs = (message(1), message(2), message(3, Folder.SAVED))
     _, action = login(messages=msgs, lang="de")
-    assert action == Play((Sound("vm-you-have"), Sound("num-2"), Sound("vm-new-messages"), Sound("count-one"),
-                           Sound("vm-saved-message"), Sound("vm-main-menu")))
+    assert action == Play(
+        (
+            Sound("vm-you-have"),
+            Sound("num-2"),
+            Sound("vm-new-messages"),
+            Sound("count-one"),
+            Sound("vm-saved-message"),
+            Sound("vm-main-menu"),
+        )
+    )
 
 
 def test_summary_without_messages() -> None:
@@ -179,7 +204,7 @@ def test_mailbox_prompt_timeouts_end_the_call() -> None:
     assert key(flow, "", "timeout") == Play((Sound("goodbye"),), barge_in=False)
 
 
-# -- every key of every menu ------------------------------------------------------------------------------------
+# -- every key of every menu -------------------------------------------------------------------------------
 
 
 def at_main() -> MenuFlow:
@@ -228,8 +253,15 @@ MENU_PROMPT = {
     "review": (Sound("vm-review-menu"),),
 }
 RECORD_PROMPT = Play((Sound("vm-record-after-tone"),), barge_in=False)
-ENVELOPE = (Sound("vm-received"), *prompts.say_datetime(T0.astimezone(BERLIN), "en"), Sound("vm-from"),
-            Sound("digit-2"), Sound("digit-0"), Sound("digit-2"), Sound("vm-message-menu"))
+ENVELOPE = (
+    Sound("vm-received"),
+    *prompts.say_datetime(T0.astimezone(BERLIN), "en"),
+    Sound("vm-from"),
+    Sound("digit-2"),
+    Sound("digit-0"),
+    Sound("digit-2"),
+    Sound("vm-message-menu"),
+)
 EXPECTED: dict[tuple[str, str], FlowAction] = {
     ("main", "1"): Play((Sound("vm-first-message"), File(M1.audio_path))),
     ("main", "0"): Play((Sound("vm-options-menu"),)),
@@ -297,17 +329,18 @@ def test_a_valid_key_resets_the_timeout_count() -> None:
     assert key(flow, "", "timeout") == Play((Sound("vm-main-menu"),))
 
 
-# -- listening --------------------------------------------------------------------------------------------------
+# -- listening ---------------------------------------------------------------------------------------------
 
 
 def test_acceptance_listen_then_save() -> None:
     """The owner hears "1 new message", plays it, saves it (9): the message is marked saved once."""
-    flow, action = login(messages=(M1,))
+    flow, _ = login(messages=(M1,))
     assert key(flow, "1") == Play((Sound("vm-first-message"), File(M1.audio_path)))
     flow.resume(Played(interrupted=True))  # pressed 9 during the message: read from the buffer
     assert flow.resume(Collected("9", "max")) == MarkSaved("201", 1)
-    assert flow.resume(Applied()) == Play((Sound("vm-message-saved"), Sound("vm-no-more-messages"),
-                                           Sound("vm-main-menu")))
+    assert flow.resume(Applied()) == Play(
+        (Sound("vm-message-saved"), Sound("vm-no-more-messages"), Sound("vm-main-menu"))
+    )
     assert flow.messages[0].folder is Folder.SAVED
 
 
@@ -337,12 +370,14 @@ def test_next_after_the_last_message() -> None:
 def test_delete_plays_the_next_then_main_menu_after_the_last() -> None:
     flow = at_message()
     assert key(flow, "7") == DeleteMessage("201", 1)
-    assert flow.resume(Applied()) == Play((Sound("vm-message-deleted"), Sound("vm-next-message"),
-                                           File(M2.audio_path)))
+    assert flow.resume(Applied()) == Play(
+        (Sound("vm-message-deleted"), Sound("vm-next-message"), File(M2.audio_path))
+    )
     flow.resume(Played())
     assert key(flow, "7") == DeleteMessage("201", 2)
-    assert flow.resume(Applied()) == Play((Sound("vm-message-deleted"), Sound("vm-no-more-messages"),
-                                           Sound("vm-main-menu")))
+    assert flow.resume(Applied()) == Play(
+        (Sound("vm-message-deleted"), Sound("vm-no-more-messages"), Sound("vm-main-menu"))
+    )
     assert key(flow, "1") == Play((Sound("vm-no-messages"), Sound("vm-main-menu")))
 
 
@@ -360,7 +395,7 @@ def test_envelope_time_is_told_in_the_mailbox_time_zone() -> None:
     assert Sound("num-3") in told and Sound("time-pm") in told  # 14:05 UTC is 15:05 in Berlin
 
 
-# -- recordings -------------------------------------------------------------------------------------------------
+# -- recordings --------------------------------------------------------------------------------------------
 
 
 def test_acceptance_temporary_greeting_record_review_accept_switches_it_on() -> None:
@@ -372,8 +407,9 @@ def test_acceptance_temporary_greeting_record_review_accept_switches_it_on() -> 
     assert flow.resume(Played()) == Play((Sound("vm-review-menu"),))
     assert key(flow, "1") == SetGreeting("201", GreetingKind.TEMPORARY, REC)
     assert flow.resume(Applied()) == SetTemporaryActive("201", True)
-    assert flow.resume(Applied()) == Play((Sound("vm-recording-saved"), Sound("vm-temp-is-on"),
-                                           Sound("vm-temp-menu")))
+    assert flow.resume(Applied()) == Play(
+        (Sound("vm-recording-saved"), Sound("vm-temp-is-on"), Sound("vm-temp-menu"))
+    )
     # switching it off again
     assert key(flow, "2") == SetTemporaryActive("201", False)
     assert flow.resume(Applied()) == Play((Sound("vm-temp-is-off"), Sound("vm-temp-menu")))
@@ -388,13 +424,17 @@ def test_toggle_with_an_existing_temporary_greeting() -> None:
     assert key(flow, "2") == SetTemporaryActive("201", False)
 
 
-@pytest.mark.parametrize(("digit", "effect_type", "kind"), [
-    ("1", SetGreeting, GreetingKind.UNAVAILABLE),
-    ("2", SetGreeting, GreetingKind.BUSY),
-    ("3", SetName, None),
-])
-def test_options_recordings_install_the_right_thing(digit: str, effect_type: type, kind: GreetingKind | None
-                                                    ) -> None:
+@pytest.mark.parametrize(
+    ("digit", "effect_type", "kind"),
+    [
+        ("1", SetGreeting, GreetingKind.UNAVAILABLE),
+        ("2", SetGreeting, GreetingKind.BUSY),
+        ("3", SetName, None),
+    ],
+)
+def test_options_recordings_install_the_right_thing(
+    digit: str, effect_type: type, kind: GreetingKind | None
+) -> None:
     flow = at_options()
     key(flow, digit)
     flow.resume(Played())
@@ -456,7 +496,7 @@ def test_hangup_in_a_menu_is_done() -> None:
     assert flow.state is FlowState.DONE
 
 
-# -- PIN change -------------------------------------------------------------------------------------------------
+# -- PIN change --------------------------------------------------------------------------------------------
 
 
 def at_new_pin() -> MenuFlow:
@@ -492,10 +532,16 @@ def test_change_pin_timeout_goes_back() -> None:
     assert key(flow, "", "timeout") == Play((Sound("vm-options-menu"),))
 
 
-# -- the transition table ---------------------------------------------------------------------------------------
+# -- the transition table ----------------------------------------------------------------------------------
 
-OUTCOMES: list[FlowOutcome] = [Answered(), Played(), Collected("1", "max"), Recorded(REC, 2.0, "key", "#"),
-                               MailboxOpened(None), Applied()]
+OUTCOMES: list[FlowOutcome] = [
+    Answered(),
+    Played(),
+    Collected("1", "max"),
+    Recorded(REC, 2.0, "key", "#"),
+    MailboxOpened(None),
+    Applied(),
+]
 
 
 @pytest.mark.parametrize("flow_type", [MenuFlow, DepositFlow])
@@ -521,7 +567,7 @@ def test_start_twice_and_resume_before_start_raise(flow_type: type) -> None:
         flow.start()
 
 
-# -- deposit ----------------------------------------------------------------------------------------------------
+# -- deposit -----------------------------------------------------------------------------------------------
 
 DEPOSIT_REC = f"{SCRATCH}/dep1.wav"
 
@@ -557,19 +603,31 @@ def test_deposit_happy_path() -> None:
 
 def test_deposit_busy_greeting_and_message_limit() -> None:
     flow = deposit(DepositReason.BUSY)
-    box = mailbox(greetings={GreetingKind.BUSY: "/b.wav", GreetingKind.UNAVAILABLE: "/u.wav"}, max_message_s=60.0)
+    box = mailbox(
+        greetings={GreetingKind.BUSY: "/b.wav", GreetingKind.UNAVAILABLE: "/u.wav"}, max_message_s=60.0
+    )
     to_recording(flow, box, (File("/b.wav"),))
 
 
 def test_deposit_temporary_greeting_wins() -> None:
-    box = mailbox(greetings={GreetingKind.TEMPORARY: "/t.wav", GreetingKind.BUSY: "/b.wav"},
-                  temporary_active=True)
+    box = mailbox(
+        greetings={GreetingKind.TEMPORARY: "/t.wav", GreetingKind.BUSY: "/b.wav"}, temporary_active=True
+    )
     to_recording(deposit(DepositReason.BUSY), box, (File("/t.wav"),))
 
 
 def test_deposit_default_greeting_names_the_extension() -> None:
-    to_recording(deposit(), mailbox(), (Sound("vm-person-at-extension"), Sound("digit-2"), Sound("digit-0"),
-                                        Sound("digit-1"), Sound("vm-not-available")))
+    to_recording(
+        deposit(),
+        mailbox(),
+        (
+            Sound("vm-person-at-extension"),
+            Sound("digit-2"),
+            Sound("digit-0"),
+            Sound("digit-1"),
+            Sound("vm-not-available"),
+        ),
+    )
 
 
 def test_pound_skips_the_greeting_and_is_drained() -> None:
@@ -585,8 +643,9 @@ def test_pound_skips_the_greeting_and_is_drained() -> None:
 def test_hangup_during_recording_keeps_the_message() -> None:
     flow = deposit()
     to_recording(flow, mailbox())
-    assert flow.resume(Recorded(DEPOSIT_REC, 4.0, "hangup")) == StoreMessage("201", DEPOSIT_REC, "202", "Bob",
-                                                                             T0, 4.0)
+    assert flow.resume(Recorded(DEPOSIT_REC, 4.0, "hangup")) == StoreMessage(
+        "201", DEPOSIT_REC, "202", "Bob", T0, 4.0
+    )
     assert flow.resume(Applied()) == Done()
 
 
@@ -595,7 +654,8 @@ def test_short_message_is_discarded(ended: str) -> None:
     flow = deposit()
     to_recording(flow, mailbox())
     assert flow.resume(Recorded(DEPOSIT_REC, 0.6, ended, "#" if ended == "key" else "")) == DiscardRecording(
-        DEPOSIT_REC)  # type: ignore[arg-type]
+        DEPOSIT_REC
+    )  # type: ignore[arg-type]
     action = flow.resume(Applied())
     if ended == "hangup":
         assert action == Done()
@@ -608,7 +668,8 @@ def test_nothing_recorded() -> None:
     flow = deposit()
     to_recording(flow, mailbox())
     assert flow.resume(Recorded(None, 0.0, "silence")) == Play(
-        (Sound("vm-message-too-short"), Sound("vm-goodbye")), barge_in=False)
+        (Sound("vm-message-too-short"), Sound("vm-goodbye")), barge_in=False
+    )
 
 
 def test_full_mailbox() -> None:

@@ -23,13 +23,20 @@ SALT = b"0123456789abcdef"
 UNAV, BUSY, TEMP = "/vm/201/u.wav", "/vm/201/b.wav", "/vm/201/t.wav"
 
 
-def box(greetings: dict[GreetingKind, str], temporary_active: bool = False, name: str | None = None) -> Mailbox:
+def box(
+    greetings: dict[GreetingKind, str], temporary_active: bool = False, name: str | None = None
+) -> Mailbox:
     return Mailbox("201", hash_pin("0000", SALT, 1), greetings, temporary_active, name)
 
 
 ALL = {GreetingKind.UNAVAILABLE: UNAV, GreetingKind.BUSY: BUSY, GreetingKind.TEMPORARY: TEMP}
-DEFAULT_UNAVAILABLE = (Sound("vm-person-at-extension"), Sound("digit-2"), Sound("digit-0"), Sound("digit-1"),
-                       Sound("vm-not-available"))
+DEFAULT_UNAVAILABLE = (
+    Sound("vm-person-at-extension"),
+    Sound("digit-2"),
+    Sound("digit-0"),
+    Sound("digit-1"),
+    Sound("vm-not-available"),
+)
 DEFAULT_BUSY = (*DEFAULT_UNAVAILABLE[:-1], Sound("vm-busy"))
 
 
@@ -41,18 +48,34 @@ DEFAULT_BUSY = (*DEFAULT_UNAVAILABLE[:-1], Sound("vm-busy"))
         (ALL, False, DepositReason.BUSY, GreetingKind.BUSY, (File(BUSY),)),
         (ALL, False, DepositReason.UNAVAILABLE, GreetingKind.UNAVAILABLE, (File(UNAV),)),
         # temporary switched on but never recorded: falls through
-        ({GreetingKind.UNAVAILABLE: UNAV}, True, DepositReason.UNAVAILABLE, GreetingKind.UNAVAILABLE,
-         (File(UNAV),)),
+        (
+            {GreetingKind.UNAVAILABLE: UNAV},
+            True,
+            DepositReason.UNAVAILABLE,
+            GreetingKind.UNAVAILABLE,
+            (File(UNAV),),
+        ),
         # busy reason without a busy greeting: the unavailable one
-        ({GreetingKind.UNAVAILABLE: UNAV}, False, DepositReason.BUSY, GreetingKind.UNAVAILABLE, (File(UNAV),)),
+        (
+            {GreetingKind.UNAVAILABLE: UNAV},
+            False,
+            DepositReason.BUSY,
+            GreetingKind.UNAVAILABLE,
+            (File(UNAV),),
+        ),
         # a busy greeting is never used when the line is merely unavailable
         ({GreetingKind.BUSY: BUSY}, False, DepositReason.UNAVAILABLE, None, DEFAULT_UNAVAILABLE),
         ({}, False, DepositReason.UNAVAILABLE, None, DEFAULT_UNAVAILABLE),
         ({}, True, DepositReason.BUSY, None, DEFAULT_BUSY),
     ],
 )
-def test_greeting_precedence(greetings: dict[GreetingKind, str], temp_on: bool, reason: DepositReason,
-                             kind: GreetingKind | None, items: tuple[object, ...]) -> None:
+def test_greeting_precedence(
+    greetings: dict[GreetingKind, str],
+    temp_on: bool,
+    reason: DepositReason,
+    kind: GreetingKind | None,
+    items: tuple[object, ...],
+) -> None:
     choice = choose_greeting(box(greetings, temp_on), reason)
     assert choice.kind is kind
     assert choice.items == items
@@ -103,8 +126,15 @@ def test_valid_pins(pin: str) -> None:
 
 @pytest.mark.parametrize(
     "stored",
-    ["", "0000", "md5$1$a$b", "pbkdf2_sha256$x$AAAA$AAAA", "pbkdf2_sha256$0$AAAAAAAAAAA=$AAAA",
-     "pbkdf2_sha256$10$!!!$AAAA", "pbkdf2_sha256$10$AAAA"],
+    [
+        "",
+        "0000",
+        "md5$1$a$b",
+        "pbkdf2_sha256$x$AAAA$AAAA",
+        "pbkdf2_sha256$0$AAAAAAAAAAA=$AAAA",
+        "pbkdf2_sha256$10$!!!$AAAA",
+        "pbkdf2_sha256$10$AAAA",
+    ],
 )
 def test_malformed_stored_hash_never_matches(stored: str) -> None:
     assert verify_pin("0000", stored) is False
