@@ -22,3 +22,29 @@ class SchemaVersionError(StoreError):
         )
         self.found = found
         self.supported = supported
+
+
+class NotFoundError(LookupError):
+    """An admin object that does not exist (the API answers 404).
+
+    Attributes:
+        kind: what was looked up (``user``, ``device``, ``dial_plan``...).
+        key: its id or name as given.
+    """
+
+    def __init__(self, kind: str, key: object) -> None:
+        super().__init__(f"no {kind} {key!r}")
+        self.kind = kind
+        self.key = key
+
+
+class BulkEditError(ValueError):
+    """A bulk edit that changed nothing because rows are invalid.
+
+    Attributes:
+        errors: (row index, field, message) for every bad row, in row order.
+    """
+
+    def __init__(self, errors: list[tuple[int, str, str]]) -> None:
+        super().__init__(f"{len(errors)} row(s) invalid; nothing was changed")
+        self.errors = errors

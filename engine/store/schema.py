@@ -228,7 +228,7 @@ number_orders = sa.Table(  # v4
     sa.Column("kind", sa.Text, nullable=False),  # order | port_in
     sa.Column("state", sa.Text, nullable=False),
     sa.Column("numbers", sa.Text, nullable=False, server_default="[]"),  # JSON list of E.164
-    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),  # JSON: quantity/prefix or carrier data
+    sa.Column("detail", sa.Text, nullable=False, server_default="{}"),  # JSON order data
     sa.Column("foc_date", sa.Text, nullable=True),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("created_at", _Float, nullable=False),
