@@ -26,9 +26,17 @@ from pathlib import Path
 from typing import Any, Final
 
 from engine.call.b2bua import ALLOW, DEFAULT_RING_TIMEOUT_S, CallManager
-from engine.call.routing import Rejection, Router, RoutingConfig
+from engine.call.flows import FlowFactory
+from engine.call.routing import MailboxMenu, Planned, Rejection, Routed, Router, RoutingConfig
 from engine.clock import Clock, LoopClock
+from engine.dialplan.compiler import CompileResult, compile_config
+from engine.dialplan.plan import CompiledConfig
+from engine.dialplan.schema import ConfigInputs
 from engine.media.io import RtpRelay
+from engine.media.wav import WavError, convert_to_8k_mono16
+from engine.model import DialPlan, Line, User, parse_company_document
+from engine.model.cdr import Disposition
+from engine.model.errors import ModelError
 from engine.net.transport import SipTransport
 from engine.sip.auth import AuthOutcome, Credentials, DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
@@ -72,6 +80,8 @@ class SipApplication:
         self.writer = writer
         self.internal_errors = 0
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        #: builds the controller of calls that run a dial plan or the voicemail menu (None: refused 480)
+        self.flows: FlowFactory | None = None
 
     def handle(self, event: Event, now: float) -> None:
         """Act on one endpoint event (called by the transport's pump)."""
@@ -173,6 +183,7 @@ class SipApplication:
             return make_response(req, 503, "Calls are not enabled", to_tag=self.endpoint.new_tag())
         wall = self.clock.wall()
         trunk = router.trunk_for(peer.host)
+        result: Routed | Rejection | Planned | MailboxMenu
         if trunk is not None:
             result = router.from_trunk(req, trunk, peer, wall)
         else:
@@ -190,8 +201,17 @@ class SipApplication:
         if isinstance(result, Rejection):
             calls.refuse(req, tx, result.status, result.reason, result.disposition, result.info, now,
                          result.warning)
-        else:
+        elif isinstance(result, Routed):
             calls.start_call(req, tx, peer, result.destination, result.info, now)
+        else:
+            controller = self.flows.controller(result) if self.flows is not None else None
+            if controller is None:
+                calls.refuse(req, tx, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE, result.info,
+                             now, "the dial plan or voicemail is not available")
+                return None
+            call = calls.start_controlled(req, tx, peer, result.info, controller, now)
+            if call is not None:
+                controller.begin(call)
         return None
 
     def _persist(self, changes: list[BindingChange]) -> None:
@@ -260,7 +280,10 @@ class Server:
         store = Store.open(self.data_dir)
         try:
             if store.is_empty():
-                summary = store.import_company(load_company_file(default_company_file()))
+                example = default_company_file()
+                doc = load_company_file(example)
+                install_sound_clips(doc, example.parent, self.data_dir)
+                summary = store.import_company(doc)
                 logger.info("empty data dir: imported the example company (%s)", summary)
             company = store.company()
             location = Location()
@@ -330,9 +353,10 @@ class Server:
     def _routing(self, store: Store) -> RoutingConfig:
         """The routing snapshot (runs in an executor thread: it may wait for DNS)."""
         trunks = store.trunks()
-        return RoutingConfig.build(store.company(), store.lines(), store.users(), store.numbers(), trunks,
-                                   ring_timeout=self.ring_timeout,
-                                   addresses=resolve_hosts(t.host for t in trunks))
+        company, lines, users, numbers = store.company(), store.lines(), store.users(), store.numbers()
+        plan = compile_plan(store, self.data_dir)
+        return RoutingConfig.build(company, lines, users, numbers, trunks, ring_timeout=self.ring_timeout,
+                                   addresses=resolve_hosts(t.host for t in trunks), plan=plan)
 
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
@@ -357,6 +381,79 @@ class Server:
                     resolved_at = loop.time()
             except Exception:
                 logger.exception("configuration reload failed")
+
+
+SOUNDS_DIR: Final = "sounds"
+
+
+def clip_path(data_dir: Path, name: str) -> Path:
+    """Where sound clip ``name`` is kept (8 kHz 16-bit mono WAV)."""
+    return data_dir / SOUNDS_DIR / f"{name}.wav"
+
+
+def compile_plan(store: Store, data_dir: Path) -> CompiledConfig | None:
+    """The compiled dial plans of the stored configuration, or None (logged) when they do not compile:
+    lines still reach each other directly then, numbers routed to plans get 480."""
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for obj in store.routing_objects():
+        spec = dict(obj.spec)
+        if obj.kind == "sound_clips":
+            spec["file"] = str(clip_path(data_dir, obj.name))
+        objects.setdefault(obj.kind, []).append(spec)
+    result = compile_config(ConfigInputs(store.company(), store.users(), store.lines(), store.numbers(),
+                                         store.dial_plans(), objects))
+    for issue in result.warnings:
+        logger.warning("dial plans: %s", issue)
+    for issue in result.errors:
+        logger.error("dial plans: %s", issue)
+    return result.config
+
+
+def check_document_plans(doc: Mapping[str, Any]) -> CompileResult:
+    """Compile the dial plans of a company document before it is imported (what ``pbx import`` and the
+    first start refuse on): the document's users and lines stand in for the stored ones.
+
+    Raises:
+        ModelError: the document itself is invalid (the field named).
+    """
+    parsed = parse_company_document(doc)
+    users = [User(i + 1, u.first_name, u.last_name, u.email) for i, u in enumerate(parsed.users)]
+    lines = [Line(i + 1, i + 1, u.extension, u.line_name, u.external_caller_id, "", "", u.dial_permissions)
+             for i, u in enumerate(parsed.users)]
+    plans = [DialPlan(i + 1, p.name, p.graph) for i, p in enumerate(parsed.dial_plans)]
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for obj in parsed.objects:
+        objects.setdefault(obj.kind, []).append(dict(obj.spec))
+    return compile_config(ConfigInputs(parsed.company, users, lines, parsed.numbers, plans, objects))
+
+
+def install_sound_clips(doc: Mapping[str, Any], base_dir: Path, data_dir: Path) -> int:
+    """Convert the sound clips a company document names (``file`` relative to the document) into the data
+    directory (8 kHz 16-bit mono WAV, written atomically). Returns how many were installed.
+
+    Raises:
+        OSError: a clip file cannot be read or written.
+        ModelError: a clip file is not a WAV file we can read (field ``sound_clips[i].file``).
+    """
+    count = 0
+    for i, clip in enumerate(doc.get("sound_clips") or []):
+        name, file = clip.get("name"), clip.get("file")
+        if not isinstance(name, str) or not isinstance(file, str):
+            continue
+        try:
+            data = convert_to_8k_mono16((base_dir / file).read_bytes())
+        except WavError as exc:
+            raise ModelError(f"sound_clips[{i}].file", f"{file}: {exc}") from None
+        target = clip_path(data_dir, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        with open(tmp, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+        count += 1
+    return count
 
 
 def resolve_hosts(hosts: Iterable[str]) -> dict[str, str]:

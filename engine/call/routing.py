@@ -15,8 +15,11 @@ import contextlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, Branch, CallInfo, Destination
+from engine.dialplan.evaluate import CallFacts
+from engine.dialplan.plan import CompiledConfig, Entry, RingTarget
 from engine.model.cdr import Direction, Disposition
 from engine.model.entities import Company, Line, PhoneNumber, Trunk, User
 from engine.model.numbering import classify_dialled, normalize_did, permitted, refusal_reason
@@ -48,6 +51,28 @@ class Routed:
 
 
 @dataclass(frozen=True, slots=True)
+class Planned:
+    """The call runs through the compiled dial plan from ``entry`` (a plan, a ring group, a shared
+    mailbox, a line with its voicemail ...)."""
+
+    entry: Entry
+    info: CallInfo
+    facts: CallFacts
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxMenu:
+    """``*99`` (the caller's own mailbox) or ``*98[mailbox]`` (any mailbox; None: ask for it)."""
+
+    mailbox: str | None
+    info: CallInfo
+
+
+VOICEMAIL_OWN: Final = "*99"
+VOICEMAIL_ANY: Final = "*98"
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingConfig:
     """What routing reads, as one immutable snapshot."""
 
@@ -62,18 +87,22 @@ class RoutingConfig:
     #: trunk host name -> IP address, resolved by the shell when the config is built (no DNS on the call
     #: path); an IP literal needs no entry.
     addresses: Mapping[str, str] = field(default_factory=dict)
+    #: the compiled dial plans; None runs without them (numbers routed to a line ring it directly)
+    plan: CompiledConfig | None = None
 
     @classmethod
     def build(cls, company: Company, lines: Iterable[Line], users: Iterable[User],
               numbers: Iterable[PhoneNumber], trunks: Iterable[Trunk],
               ring_timeout: float = DEFAULT_RING_TIMEOUT_S,
-              addresses: Mapping[str, str] | None = None) -> RoutingConfig:
+              addresses: Mapping[str, str] | None = None,
+              plan: CompiledConfig | None = None) -> RoutingConfig:
         trunk_list = tuple(trunks)
         nets = tuple((ipaddress.ip_network(src, strict=False), t) for t in trunk_list for src in t.sources)
         release = tuple(ipaddress.ip_network(n, strict=False) for n in company.media_release_networks)
         return cls(company=company, lines={ln.extension: ln for ln in lines}, users={u.id: u for u in users},
                    numbers={n.e164: n for n in numbers}, trunks=trunk_list, trunk_networks=nets,
-                   release_networks=release, ring_timeout=ring_timeout, addresses=dict(addresses or {}))
+                   release_networks=release, ring_timeout=ring_timeout, addresses=dict(addresses or {}),
+                   plan=plan)
 
 
 class Router:
@@ -110,7 +139,8 @@ class Router:
             return False
 
     # -- calls from lines --------------------------------------------------------------------------
-    def from_line(self, req: Request, extension: str, source: Peer, now_wall: float) -> Routed | Rejection:
+    def from_line(self, req: Request, extension: str, source: Peer,
+                  now_wall: float) -> Routed | Rejection | Planned | MailboxMenu:
         cfg = self.config
         line = cfg.lines.get(extension)
         target = req.request_uri.user_decoded or ""
@@ -118,6 +148,14 @@ class Router:
         info = CallInfo(Direction.INTERNAL, caller=extension, caller_name=caller_name, callee=target)
         if line is None:
             return Rejection(403, "Forbidden", Disposition.FORBIDDEN, info, "the caller has no line")
+        if target == VOICEMAIL_OWN:
+            return MailboxMenu(extension, info)
+        rest = target[len(VOICEMAIL_ANY):]
+        if target.startswith(VOICEMAIL_ANY) and (rest.isdigit() or not rest):
+            return MailboxMenu(rest or None, info)
+        entry = cfg.plan.route(target) if cfg.plan is not None else None
+        if entry is not None:
+            return Planned(entry, info, CallFacts(extension, caller_name, target, from_line=extension))
         if target in cfg.lines:
             return self._to_line(target, f"{quote(caller_name)} <sip:{extension}@{cfg.company.sip_realm}>",
                                  info, source, now_wall)
@@ -175,7 +213,8 @@ class Router:
         return line.extension
 
     # -- calls from trunks -------------------------------------------------------------------------
-    def from_trunk(self, req: Request, trunk: Trunk, source: Peer, now_wall: float) -> Routed | Rejection:
+    def from_trunk(self, req: Request, trunk: Trunk, source: Peer,
+                   now_wall: float) -> Routed | Rejection | Planned:
         cfg = self.config
         try:
             from_addr = req.from_
@@ -204,15 +243,65 @@ class Router:
         return self._to_number(did, info, source, now_wall, presented)
 
     def _to_number(self, did: str, info: CallInfo, source: Peer, now_wall: float,
-                   from_address: str) -> Routed | Rejection:
+                   from_address: str) -> Routed | Rejection | Planned:
         number = self.config.numbers[did]
         info = CallInfo(info.direction, info.caller, info.caller_name, callee=number.route_target, did=did,
                         trunk=info.trunk)
+        plan = self.config.plan
+        entry = plan.route(did) if plan is not None else None
+        if entry is not None:
+            from_line = info.caller if info.direction is Direction.INTERNAL else None
+            return Planned(entry, info, CallFacts(info.caller, info.caller_name, did, from_line=from_line))
         if number.route_kind == "extension":
             return self._to_line(number.route_target, from_address, info, source, now_wall)
         return Rejection(480, "Temporarily Unavailable", Disposition.UNAVAILABLE, info,
                          f"{did} routes to the {number.route_kind} {number.route_target!r}, which this build "
                          "cannot run yet")
+
+    # -- ringing for a dial plan ---------------------------------------------------------------------
+    def plan_destination(self, info: CallInfo, targets: tuple[RingTarget, ...], timeout_s: float,
+                         name_prefix: str, now_wall: float) -> Destination | None:
+        """What a dial plan's Ring rings: every registered contact of each line target, and each external
+        number through the outbound trunk; the callee sees the caller (with the Modify Caller ID prefix).
+        None when nothing can ring (no phone registered, no trunk)."""
+        cfg = self.config
+        branches: list[Branch] = []
+        headers: tuple[tuple[str, str], ...] = ()
+        credentials: tuple[str, str] | None = None
+        caller_name = f"{name_prefix}{info.caller_name}"
+        for target in targets:
+            if target.kind == "line":
+                branches.extend(Branch(b.contact, branch_peer(b))
+                                for b in self.location.lookup(target.value, now_wall))
+                continue
+            trunk = next((t for t in cfg.trunks if t.outbound), None)
+            address = None if trunk is None else _ip_literal(trunk.host) or cfg.addresses.get(trunk.host)
+            if trunk is None or address is None:
+                continue
+            host = _uri_host(trunk.host)
+            suffix = "" if trunk.transport.upper() == "UDP" else f";transport={trunk.transport.lower()}"
+            branches.append(Branch(f"sip:{target.value}@{host}:{trunk.port}{suffix}",
+                                   Peer(trunk.transport.upper(), address, trunk.port)))
+            # Forwarded calls present the original caller (the carrier must allow it: most do with PAI
+            # from a trusted PBX); internal callers present their line's external caller ID.
+            line = cfg.lines.get(info.caller)
+            presented = self._caller_id(line) if line is not None else info.caller
+            identity = f"{quote(caller_name)} <sip:{presented}@{trunk.from_domain or trunk.host}>"
+            headers = (("P-Asserted-Identity", identity),)
+            if trunk.username and trunk.password is not None:
+                credentials = (trunk.username, trunk.password)
+        if not branches:
+            return None
+        first = targets[0].value if targets else ""
+        return Destination(
+            branches=tuple(branches),
+            from_address=f"{quote(caller_name)} <sip:{info.caller}@{cfg.company.sip_realm}>",
+            to_address=f"<sip:{first}@{cfg.company.sip_realm}>",
+            headers=headers,
+            ring_timeout=timeout_s,
+            credentials=credentials,
+            media_release=False,
+        )
 
     # -- ringing a line ----------------------------------------------------------------------------
     def _to_line(self, extension: str, from_address: str, info: CallInfo, source: Peer,

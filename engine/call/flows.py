@@ -1,0 +1,297 @@
+"""The call controller: runs a call's pure flows (the dial plan, then possibly voicemail) against the call
+layer and the engine's own media.
+
+A ``FlowController`` drives one call. It asks its current flow for an action, executes it, and resumes
+the flow with the outcome:
+
+- media actions (``engine.media.script``): ``Answer`` answers the caller with the engine's own RTP
+  endpoint (``CallManager.answer_locally``); ``Play``/``Collect``/``Record`` run on that endpoint;
+  ``Hangup`` ends the call;
+- dial-plan actions (``engine.dialplan.evaluate``): ``Ring`` becomes a ring round of the ``CallManager``
+  (the first answer is bridged and ends the flow; an unanswered round resumes it), ``LeaveVoicemail``
+  switches to the voicemail deposit flow, ``Done`` ends the flow;
+- voicemail effects (``engine.voicemail.flows``): applied by the voicemail service.
+
+The controller is callback-driven, not a coroutine: an action either completes at once (and the loop goes
+on) or starts something that completes later (a media action on the event loop, a ring round in the
+``CallManager``) and calls ``_step`` with its outcome. So the same controller runs on the event loop in
+production and on the in-memory network in tests. Exactly one action is outstanding at any time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from engine.call.b2bua import BUSY, Call, CallManager, CallState, Destination
+from engine.call.routing import MailboxMenu, Planned
+from engine.dialplan.evaluate import Done as PlanDone
+from engine.dialplan.evaluate import LeaveVoicemail, PlanRun, Ring, RingResult, RingState
+from engine.dialplan.plan import CompiledConfig, RingTarget
+from engine.media.script import (
+    Answer,
+    Answered,
+    Collect,
+    Collected,
+    Hangup,
+    HungUp,
+    Play,
+    Played,
+    Record,
+    Recorded,
+)
+from engine.sip.sdp import SessionDescription
+from engine.voicemail.flows import Done as VoicemailDone
+
+logger = logging.getLogger(__name__)
+
+MediaRequest = Play | Collect | Record
+MediaResult = Played | Collected | Recorded
+
+
+class MediaPort(Protocol):
+    """The engine's RTP endpoint for one call (``engine.media.io.MediaSession``)."""
+
+    language: str
+
+    def push_digit(self, key: str) -> None: ...
+
+    def hangup(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Flow(Protocol):
+    """A voicemail flow (``DepositFlow``, ``MenuFlow``): ``start()`` then ``resume(outcome)``."""
+
+    def start(self) -> Any: ...
+
+    def resume(self, outcome: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FlowServices:
+    """What controllers need from the engine (built once by the server).
+
+    Attributes:
+        manager: the call layer.
+        open_media: opens an RTP endpoint answering ``offer``; returns it and the SDP answer (bytes), or
+            None when no media port is free.
+        run_media: starts a media action on a port and calls back with its result (on the event loop:
+            a task around ``MediaSession.run``).
+        destination: the ``Destination`` that rings ``targets`` for this call (None: nothing to ring, e.g.
+            no registered phone); ``prefix`` is the Modify Caller ID text.
+        deposit: a voicemail deposit flow for (mailbox, reason, call), or None when voicemail is not
+            available (the caller then hears nothing more: the call ends 480).
+        apply_effect: applies a voicemail effect, calling back with its outcome.
+        wall: the current wall time, timezone-aware (schedules, message times).
+        flush: sends what the SIP endpoint queued (after acting outside a SIP event).
+    """
+
+    manager: CallManager
+    open_media: Callable[[Call, SessionDescription], tuple[MediaPort, bytes] | None]
+    run_media: Callable[[MediaPort, MediaRequest, Callable[[MediaResult], None]], None]
+    destination: Callable[[Call, tuple[RingTarget, ...], float, str], Destination | None]
+    deposit: Callable[[str, str, Call], Flow | None]
+    apply_effect: Callable[[Any, Callable[[Any], None]], None]
+    wall: Callable[[], datetime]
+    flush: Callable[[], None]
+
+
+class FlowController:
+    """Runs one call's flows; the ``CallController`` of that call (see the module docstring)."""
+
+    def __init__(self, services: FlowServices, run: PlanRun | None = None, flow: Flow | None = None) -> None:
+        self.services = services
+        self.run = run
+        self.flow: Flow | None = flow if run is None else None
+        self.call: Call | None = None
+        self.media: MediaPort | None = None
+        self.hung_up = False
+        self.finished = False
+        self._waiting_ring = False
+        self._last_busy = False  # the last ring round ended busy (the answer when nothing else follows)
+        self._steps: list[str] = []
+
+    # -- starting ------------------------------------------------------------------------------------
+    def begin(self, call: Call) -> None:
+        """Start the flow for ``call`` (taken by ``CallManager.start_controlled``)."""
+        self.call = call
+        if self.run is not None:
+            self._execute(self.run.start(self.services.wall()))
+        elif self.flow is not None:
+            self._execute(self.flow.start())
+
+    # -- CallController --------------------------------------------------------------------------------
+    def ring_ended(self, call: Call, status: int, now: float) -> None:
+        if self._waiting_ring:
+            self._waiting_ring = False
+            self._last_busy = status in BUSY
+            self._step(RingResult(answered=False, busy=self._last_busy))
+
+    def bridged(self, call: Call, now: float) -> None:
+        self._close_media()
+        if self._waiting_ring:
+            self._waiting_ring = False
+            self._step(RingResult(answered=True))
+
+    def ended(self, call: Call, now: float) -> None:
+        self.hung_up = True
+        if self.media is not None:
+            self.media.hangup()  # a running action returns promptly (a recording is still written)
+        if self._waiting_ring:
+            self._waiting_ring = False
+            self._step(HungUp())
+
+    def dtmf(self, call: Call, key: str) -> None:
+        if self.media is not None:
+            self.media.push_digit(key)
+
+    def path(self) -> tuple[str, ...]:
+        steps = self.run.path if self.run is not None else ()
+        return (*steps, *self._steps)
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def _step(self, outcome: Any) -> None:
+        """Resume the current flow with ``outcome`` and execute what it asks next."""
+        if self.finished:
+            return
+        try:
+            if self.flow is not None:
+                action = self.flow.resume(outcome)
+            elif self.run is not None:
+                if self.hung_up and not isinstance(outcome, HungUp):
+                    outcome = HungUp()
+                action = self.run.resume(outcome, self.services.wall())
+            else:
+                return
+        except Exception:
+            logger.exception("call flow failed")
+            self._end_call(500, "Server Internal Error", "flow error")
+            return
+        self._execute(action)
+
+    def _execute(self, action: Any) -> None:
+        services = self.services
+        call = self.call
+        assert call is not None
+        try:
+            if isinstance(action, Answer):
+                self._step(Answered() if self._answer() else HungUp())
+            elif isinstance(action, Play | Collect | Record):
+                if self.hung_up and not isinstance(action, Record):
+                    self._step(HungUp())
+                    return
+                if self.media is None and not self._answer():
+                    self._step(HungUp())
+                    return
+                assert self.media is not None
+                services.run_media(self.media, action, self._step)
+            elif isinstance(action, Hangup):
+                self._end_call(action.status, action.reason, "dial plan hung up" if self.flow is None
+                               else "voicemail hung up")
+            elif isinstance(action, Ring):
+                self._ring(call, action)
+            elif isinstance(action, LeaveVoicemail):
+                self._voicemail(call, action)
+            elif isinstance(action, PlanDone | VoicemailDone):
+                self._finish()
+            else:  # a voicemail effect
+                services.apply_effect(action, self._step)
+        except Exception:
+            logger.exception("call flow action %r failed", action)
+            self._end_call(500, "Server Internal Error", "flow error")
+
+    # -- actions ---------------------------------------------------------------------------------------
+    def _answer(self) -> bool:
+        """Answer the caller with the engine's media (once); False when the call cannot be served."""
+        if self.media is not None:
+            return True
+        call = self.call
+        assert call is not None
+        if self.hung_up or call.state is CallState.ENDED:
+            return False
+        if call.offer is None:
+            # A late offer (INVITE without SDP) would need our offer in the 200: not supported here.
+            self._end_call(488, "Not Acceptable Here", "no SDP offer for the engine's media")
+            return False
+        opened = self.services.open_media(call, call.offer)
+        if opened is None:
+            self._end_call(503, "Service Unavailable", "no free media ports")
+            return False
+        self.media, sdp = opened
+        if self.run is not None:
+            self.media.language = self.run.language
+        self.services.manager.answer_locally(call, sdp, self.services.manager.clock.now())
+        self.services.flush()
+        return True
+
+    def _ring(self, call: Call, action: Ring) -> None:
+        prefix = self.run.caller_name_prefix if self.run is not None else ""
+        dest = self.services.destination(call, action.targets, action.timeout_s, prefix)
+        if dest is None:
+            self._step(RingResult(answered=False))
+            return
+        self._waiting_ring = True
+        self.services.manager.ring(call, dest, self.services.manager.clock.now())
+        self.services.flush()
+
+    def _voicemail(self, call: Call, action: LeaveVoicemail) -> None:
+        self._steps.append(f"voicemail:{action.mailbox}:{action.reason}")
+        flow = self.services.deposit(action.mailbox, action.reason, call)
+        if flow is None:
+            if self._last_busy:
+                self._end_call(486, "Busy Here", "busy, no voicemail")
+            else:
+                self._end_call(480, "Temporarily Unavailable", "no voicemail")
+            return
+        self.flow = flow
+        if self.media is not None and self.run is not None:
+            self.media.language = self.run.language
+        self._execute(flow.start())
+
+    # -- ending ----------------------------------------------------------------------------------------
+    def _end_call(self, status: int, reason: str, cause: str) -> None:
+        call = self.call
+        assert call is not None
+        self._finish()
+        manager = self.services.manager
+        manager.end_controlled(call, manager.clock.now(), status, reason, cause)
+        self.services.flush()
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._close_media()
+
+    def _close_media(self) -> None:
+        if self.media is not None:
+            self.media.close()
+            self.media = None
+
+
+class FlowFactory:
+    """Builds the controller of a new call that routing handed to a flow (``Planned``/``MailboxMenu``).
+
+    ``plan`` reads the current compiled config (the call keeps the snapshot it starts with);
+    ``ring_state`` is the engine's round-robin memory; ``menu`` builds the ``*98``/``*99`` flow (None
+    while voicemail is not available: such calls get 480).
+    """
+
+    def __init__(self, services: FlowServices, plan: Callable[[], CompiledConfig | None],
+                 ring_state: RingState, menu: Callable[[MailboxMenu], Flow | None] | None = None) -> None:
+        self.services = services
+        self.plan = plan
+        self.ring_state = ring_state
+        self.menu = menu
+
+    def controller(self, routed: Planned | MailboxMenu) -> FlowController | None:
+        if isinstance(routed, MailboxMenu):
+            flow = self.menu(routed) if self.menu is not None else None
+            return None if flow is None else FlowController(self.services, flow=flow)
+        config = self.plan()
+        if config is None:
+            return None
+        return FlowController(self.services, run=PlanRun(config, routed.entry, routed.facts, self.ring_state))
