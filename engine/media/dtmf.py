@@ -5,13 +5,15 @@ Payload (RFC 4733 §2.3): event (0-9, 10 = ``*``, 11 = ``#``, 12-15 = A-D), E bi
 -dBm0), duration in timestamp units. One event is a series of packets that all carry the event's start
 timestamp (§2.5.1.2); the first has the RTP marker bit; the duration grows with each update; the last
 has the E bit and is sent three times (§2.5.1.4). A long event is split into segments of at most 0xFFFF
-duration, each segment a new timestamp without the marker (§2.5.1.3).
+duration, each segment a new timestamp without the marker (§2.5.1.3); only the event's last packets
+carry the E bit, but a receiver should not count on senders agreeing on that.
 
 The receiver reports a digit at the first packet of a new event it sees, which is the earliest moment
 (barge-in wants it) and needs no start packet: an event is identified by its timestamp, so retransmitted and
 redundant end packets and late updates of an event already reported change nothing, a lost start packet
 (marker) only means the digit is reported on the next update, and a continuation segment of a long event
-(new timestamp, no marker, same event, previous segment not ended) is not a new press. Timestamps compare
+(new timestamp about 0xFFFF after the previous one, no marker, same event, previous segment full) is not a
+new press. Timestamps compare
 modulo 2^32, so a stream whose timestamps wrap keeps working; a new SSRC starts afresh.
 """
 
@@ -135,11 +137,14 @@ class DtmfSender:
         first = True
         while remaining > 0:
             length = min(remaining, MAX_DURATION)
+            last_segment = length == remaining
             elapsed = 0
             while True:
                 elapsed = min(elapsed + self.samples_per_packet, length)
                 done = elapsed >= length
-                event = TelephoneEvent(code, done, volume, elapsed)
+                # The E bit marks the end of the event, not of a segment; a segment's last packet is still
+                # repeated (§2.5.1.4: "for each event and for each segment").
+                event = TelephoneEvent(code, done and last_segment, volume, elapsed)
                 for _ in range(END_REPEATS if done else 1):
                     out.append(self._packet(event, segment_start, first))
                     first = False
@@ -206,10 +211,9 @@ class DtmfReceiver:
                 # Same timestamp, other event: a new press whose sender reused the timestamp; take it.
             elif (
                 not packet.marker
-                and not self._ended
                 and event.event == self._code
                 and self._duration >= MAX_DURATION - _SEGMENT_SLACK
-                and age <= MAX_DURATION
+                and age <= MAX_DURATION + _SEGMENT_SLACK
             ):
                 self._timestamp = packet.timestamp  # the next segment of a long event (§2.5.1.3)
                 self._ended = event.end

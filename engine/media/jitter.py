@@ -7,9 +7,12 @@ time): the frame at the head leaves as soon as it is there; a missing head is gi
 newer packets are waiting behind it, or when the buffer is full. ``flush()`` releases everything at the
 end of a recording, gaps included.
 
-Duplicates and packets older than the head (already released or given up) are dropped and counted. A jump
-of more than ``capacity`` packets in either direction (a sender that restarted its sequence, a new SSRC
-behind the same port) re-synchronises: what was buffered is released, then the new sequence continues.
+Duplicates and packets older than the head (already released or given up) are dropped and counted, however
+far behind: a sender that restarts lower changes its SSRC, and the caller starts a new buffer for a new
+SSRC. A packet beyond the window releases what is before it, as lost frames where missing (a burst of loss
+keeps its duration in the recording). A jump of more than ``max_gap`` forward re-synchronises instead, once
+a second packet in sequence with the first confirms it (a single stray packet is dropped; RFC 3550 A.1's
+probation): what was buffered is released, then the new sequence continues.
 Sequence numbers compare modulo 2^16.
 """
 
@@ -34,7 +37,7 @@ class JitterStats:
 class JitterBuffer:
     """Reorders payloads by sequence number; see the module docstring for the release rule."""
 
-    __slots__ = ("_head", "_slots", "capacity", "depth", "max_gap", "stats")
+    __slots__ = ("_head", "_probe", "_slots", "capacity", "depth", "max_gap", "stats")
 
     def __init__(self, capacity: int = 32, depth: int = 3, max_gap: int = 500) -> None:
         """Args:
@@ -59,6 +62,7 @@ class JitterBuffer:
         self.max_gap = max_gap
         self._head: int | None = None  # the next sequence number to release
         self._slots: dict[int, bytes] = {}
+        self._probe: tuple[int, bytes] | None = None
         self.stats = JitterStats()
 
     def __len__(self) -> int:
@@ -75,10 +79,19 @@ class JitterBuffer:
         if self._head is None:
             self._head = sequence
         offset = seq_diff(sequence, self._head)
-        if offset < -self.capacity or offset > self.max_gap:
+        if offset > self.max_gap:
+            probe = self._probe
+            if probe is None or sequence != seq_add(probe[0], 1):
+                # One packet far off is a stray (a very late duplicate, a stranger); wait for a second in
+                # sequence with it before believing the sender jumped (RFC 3550 A.1's probation).
+                self._probe = (sequence, payload)
+                self.stats.late += 1
+                return released
             released.extend(self.flush())
             self.stats.resyncs += 1
-            self._head = sequence
+            self._head = probe[0]
+            self._slots[probe[0]] = probe[1]
+            self._probe = None
         elif offset < 0:
             self.stats.late += 1
             return released

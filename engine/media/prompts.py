@@ -16,9 +16,9 @@ them from an executor the first time (``engine.media.io`` does).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
-import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Final
@@ -72,8 +72,9 @@ class PromptLibrary:
 
     def __init__(self, root: Path = PROMPTS_ROOT) -> None:
         self.root = root
+        # Loads may run in several executor threads at once: each cache step is one dict operation (atomic
+        # under the GIL), and two threads loading the same prompt both store the same samples.
         self._cache: dict[tuple[str, str], Int16Array] = {}
-        self._lock = threading.Lock()  # loads may run in executor threads
 
     def get(self, language: str, key: str) -> Int16Array:
         """The samples (8 kHz int16 mono, read-only) of prompt ``key`` in ``language``.
@@ -98,8 +99,7 @@ class PromptLibrary:
         except WavError as exc:
             raise PromptError("key", f"prompt {key!r} in {language!r} is unreadable: {exc}") from exc
         samples.flags.writeable = False
-        with self._lock:
-            self._cache[(language, key)] = samples
+        self._cache[(language, key)] = samples
         return samples
 
     def sequence(self, language: str, keys: tuple[str, ...]) -> Int16Array:
@@ -115,14 +115,15 @@ class PromptLibrary:
 class AudioFileCache:
     """WAV files (``File`` prompt items) by path, converted to 8 kHz mono int16; small files are kept, by
     path, size and modification time (a re-recorded greeting is read again), least recently used first out.
+
+    Safe to call from several executor threads: the shared state is one ``OrderedDict`` whose every step
+    here is a single operation (atomic under the GIL); the size bound is recomputed when evicting.
     """
 
     def __init__(self, max_file_bytes: int = 512 * 1024, max_total_bytes: int = 16 * 1024 * 1024) -> None:
         self.max_file_bytes = max_file_bytes
         self.max_total_bytes = max_total_bytes
         self._entries: OrderedDict[tuple[str, int, int], Int16Array] = OrderedDict()
-        self._total = 0
-        self._lock = threading.Lock()
 
     def load(self, path: str) -> Int16Array:
         """The samples of the WAV at ``path``.
@@ -135,11 +136,11 @@ class AudioFileCache:
         except OSError as exc:
             raise PromptError("path", f"{path}: {exc.strerror}") from None
         key = (path, stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            cached = self._entries.get(key)
-            if cached is not None:
+        cached = self._entries.get(key)
+        if cached is not None:
+            with contextlib.suppress(KeyError):  # evicted meanwhile by another thread
                 self._entries.move_to_end(key)
-                return cached
+            return cached
         try:
             with open(path, "rb") as f:
                 data = f.read()
@@ -151,13 +152,19 @@ class AudioFileCache:
             raise PromptError("path", f"{path}: {exc}") from exc
         samples.flags.writeable = False
         if len(data) <= self.max_file_bytes:
-            with self._lock:
-                self._entries[key] = samples
-                self._total += samples.nbytes
-                while self._total > self.max_total_bytes and self._entries:
+            self._entries[key] = samples
+            total = sum(entry.nbytes for entry in list(self._entries.values()))
+            while total > self.max_total_bytes:
+                try:
                     _, old = self._entries.popitem(last=False)
-                    self._total -= old.nbytes
+                except KeyError:
+                    break
+                total -= old.nbytes
         return samples
+
+    @property
+    def cached_files(self) -> int:
+        return len(self._entries)
 
 
 # -- saying things -------------------------------------------------------------------------------------
