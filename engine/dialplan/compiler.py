@@ -982,7 +982,7 @@ class _Compiler:
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
     ) -> Op | None:
         status = raw.get("status", 480)
-        if isinstance(status, bool) or status not in HANGUP_STATUSES:
+        if isinstance(status, bool) or not isinstance(status, int) or status not in HANGUP_STATUSES:
             where.error("status", f"must be one of {', '.join(map(str, HANGUP_STATUSES))}, got {status!r}")
             return None
         return HangupOp(status, HANGUP_STATUSES[status])

@@ -24,7 +24,7 @@ USERS = (
     User(1, "Anna", "Schmidt"),
     User(2, "Jonas", "Becker"),
     User(3, "Leonie", "Wagner"),
-    User(4, "Mehmet", "Yılmaz"),
+    User(4, "Mehmet", "Y\u0131lmaz"),
     User(5, "Sophie", "Müller"),
     User(6, "Sven", "Schneider"),
 )
@@ -107,7 +107,7 @@ def inputs(
         users=USERS,
         lines=lines,
         numbers=numbers,
-        dial_plans=tuple(DialPlan(i, name, dict(graph)) for i, (name, graph) in enumerate(plans.items())),
+        dial_plans=tuple(DialPlan(i, name, graph) for i, (name, graph) in enumerate(plans.items())),
         objects=BASE_OBJECTS if objects is None else objects,
     )
 
