@@ -818,6 +818,10 @@ class _Compiler:
             dial = False
         if not options and not dial:
             where.error("options", "an auto attendant needs options or allow_extension_dialling")
+        wait = raw.get("wait_for_extensions", False)
+        if not isinstance(wait, bool):
+            where.error("wait_for_extensions", f"must be true or false, got {wait!r}")
+            wait = False
         retries = self.integer(raw, "retries", 2, where, 0, 9)
         timeout_s = self.seconds(raw, "timeout_seconds", 5.0, where, 1.0, 60.0)
         inter_s = self.seconds(raw, "inter_digit_seconds", 3.0, where, 1.0, 30.0)
@@ -830,11 +834,11 @@ class _Compiler:
                     where.warn(
                         field, f"option {key} is also extension {key} (options win): callers cannot dial it"
                     )
-                elif key in self.owner_prefixes():
+                elif key in self.owner_prefixes() and not wait:
                     where.warn(
                         field,
                         f"option {key} wins over the extensions starting with {key}: "
-                        "callers cannot dial them here",
+                        "callers cannot dial them here (wait_for_extensions: true lets them)",
                     )
         prefixes = frozenset(k[:i] for k in options for i in range(1, len(k)))
         return AutoAttendantOp(
@@ -842,6 +846,7 @@ class _Compiler:
             MappingProxyType(options),
             prefixes,
             dial,
+            wait and dial,
             retries,
             timeout_s,
             inter_s,

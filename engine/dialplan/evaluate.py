@@ -419,8 +419,9 @@ class PlanRun:
         """Walk the option trie digit by digit: ("option"|"extension"|"invalid"|"timeout", digits, node).
 
         An option wins as soon as it is complete and no longer option starts with it (so "1" acts at once
-        even when extension 101 exists); otherwise, while the digits are the start of a longer option or
-        dialable extension, wait up to the inter-digit timeout for the next digit.
+        even when extension 101 exists, unless ``wait_for_extensions``); otherwise, while the digits are
+        the start of a longer option or dialable extension, wait up to the inter-digit timeout for the next
+        digit.
         """
         digits = ""
         config = self._config
@@ -440,9 +441,9 @@ class PlanRun:
             digits += got.digits[:1]
             option = op.options.get(digits)
             more_option = digits in op.option_prefixes
-            if option is not None and not more_option:
-                return ("option", digits, option)
             more_extension = op.dial_extensions and digits in config.extension_prefixes
+            if option is not None and not more_option and not (op.wait_for_extensions and more_extension):
+                return ("option", digits, option)
             if option is None and not more_option and not more_extension:
                 return self._complete(op, digits)
             if len(digits) >= 8:  # pragma: no cover - prefixes are at most 7 long

@@ -80,12 +80,14 @@ class DirectoryEntry:
 class AutoAttendantOp:
     """``options`` maps a digit string to a node; ``option_prefixes`` holds every proper prefix of an
     option (pressing one waits for more digits). ``dial_extensions`` lets the caller dial any extension
-    (``CompiledConfig.extension_prefixes`` says when to wait); an option wins over an extension."""
+    (``CompiledConfig.extension_prefixes`` says when to wait); an option wins over an extension at
+    once, unless ``wait_for_extensions``: then an option that begins an extension waits for more digits."""
 
     clip: str
     options: Mapping[str, int]
     option_prefixes: frozenset[str]
     dial_extensions: bool
+    wait_for_extensions: bool
     retries: int
     timeout_s: float
     inter_digit_s: float

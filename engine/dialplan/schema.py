@@ -29,6 +29,9 @@ Dial-plan graph (``DialPlan.graph``)::
 
 Every output of a node must be connected (``next``); ``NODE_TYPES`` lists each type's fields and outputs.
 The auto attendant's digit options are their own field, ``options: {"1": NODE_ID, "*": NODE_ID, "12": ...}``.
+With ``allow_extension_dialling`` the caller may also dial any extension; an option wins over an extension
+it equals or begins, at once, unless ``wait_for_extensions`` is set: then after such an option the menu
+waits ``inter_digit_seconds`` for more digits, so "2" picks option 2 after the pause and "202" rings 202.
 
 Numbers route by ``PhoneNumber.route_kind`` / ``route_target``: ``extension`` (a line's extension),
 ``dial_plan``, ``ring_group``, ``queue``, ``conference_room``, ``fax_line`` (by name), ``mailbox`` (a shared
@@ -77,7 +80,7 @@ def _spec(required: str = "", optional: str = "", outputs: str = "") -> NodeSpec
 NODE_TYPES: Final[Mapping[str, NodeSpec]] = {
     "auto_attendant": _spec(
         "clip",
-        "options allow_extension_dialling retries timeout_seconds inter_digit_seconds",
+        "options allow_extension_dialling wait_for_extensions retries timeout_seconds inter_digit_seconds",
         "timeout invalid",
     ),
     "schedule": _spec("schedule", "", "open closed"),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine.dialplan.compiler import compile_config
 from engine.dialplan.errors import PlanUsageError
 from engine.dialplan.evaluate import (
     PROMPT_KEYS,
@@ -36,7 +37,7 @@ from engine.media.script import (
 )
 from engine.model.entities import PhoneNumber
 
-from .helpers import BASE_OBJECTS, CLOSED_TIME, OPEN_TIME, compile_ok, drive, main_graph, start_run
+from .helpers import BASE_OBJECTS, CLOSED_TIME, OPEN_TIME, compile_ok, drive, inputs, main_graph, start_run
 
 DID = "+493023125100"
 MENU = Play((File("/data/clips/main-menu.wav"),), barge_in=True)
@@ -228,12 +229,6 @@ def test_multi_digit_options_and_a_prefix_option() -> None:
 
 
 # -- ring strategies -----------------------------------------------------------------------------------
-
-
-def support_run(state: RingState, config: CompiledConfig | None = None) -> PlanRun:
-    run = to_menu(config)
-    run._ring_state = state  # noqa: SLF001 - same engine-owned memory across calls
-    return run
 
 
 def test_round_robin_remembers_the_last_member_across_calls() -> None:
@@ -445,7 +440,7 @@ NAME = Collect(max_digits=3, first_timeout_s=5.0, inter_digit_timeout_s=3.0)
 def test_dial_by_name_one_match_rings_the_line_then_its_voicemail() -> None:
     run, first, _ = single(DIAL_BY_NAME)
     assert drive(run, first, [Answered(), Played()]) == [Answer(), INSTRUCTIONS, NAME]
-    assert run.resume(Collected("945", "max"), OPEN_TIME) == Ring((line("204"),), 20.0)  # Yılmaz
+    assert run.resume(Collected("945", "max"), OPEN_TIME) == Ring((line("204"),), 20.0)  # Yilmaz (dotless i)
     assert run.resume(NO_ANSWER, OPEN_TIME) == LeaveVoicemail("204", "unavailable")
     run, first, _ = single(DIAL_BY_NAME)
     drive(run, first, [Answered(), Played()])
@@ -558,6 +553,7 @@ def test_caller_hangs_up_at_any_point() -> None:
     assert run.finished
     assert run.path[-1] == "caller:hung_up"
     run, first = start_run(compile_ok(), "201")
+    assert isinstance(first, Ring)
     assert run.resume(HungUp(), OPEN_TIME) == Done()
 
 
@@ -617,3 +613,22 @@ def test_prompt_keys_cover_every_sound_played() -> None:
     assert literal_keys <= set(PROMPT_KEYS)
     assert {f"digit-{d}" for d in range(10)} <= set(PROMPT_KEYS)  # Sound(f"digit-{d}")
     assert len(set(PROMPT_KEYS)) == len(PROMPT_KEYS)
+
+
+def test_wait_for_extensions_lets_callers_dial_extensions_an_option_begins() -> None:
+    graph = main_graph()
+    graph["nodes"]["menu"]["wait_for_extensions"] = True
+    result = compile_config(inputs(plans={"main": graph}))
+    assert result.ok and result.warnings == ()  # option 2 no longer hides extensions 2xx
+    config = result.config
+    assert config is not None
+    run = to_menu(config)
+    assert run.resume(digit("2"), OPEN_TIME) == NEXT  # could be 2xx: wait
+    assert run.resume(TIMEOUT, OPEN_TIME) == Ring((line("204"),), 15.0)  # the pause: option 2
+    run = to_menu(config)
+    run.resume(digit("2"), OPEN_TIME)
+    assert run.resume(digit("0"), OPEN_TIME) == NEXT
+    assert run.resume(digit("2"), OPEN_TIME) == Ring((line("202"),), 20.0)
+    assert run.path[-1] == "main/menu:extension 202"
+    run = to_menu(config)
+    assert run.resume(digit("1"), OPEN_TIME) == Ring((line("202"), line("203")), 60.0)  # no 1xx: at once
