@@ -612,3 +612,59 @@ def _addrtype(host: str) -> str:
 def _check_host(host: str) -> None:
     if _NO_SPACE_RE.fullmatch(host) is None:
         raise ValueError(f"SDP host {host!r} must be one non-blank word")
+
+
+_ANSWER_DIRECTION: Final = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
+                            "inactive": "inactive"}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioAnswer:
+    """What the engine answers an offer with when it terminates the media itself (prompts, voicemail).
+
+    ``sdp`` is the answer to rewrite with our address and port (one voice codec and telephone-event in
+    the first usable audio stream, every other stream rejected); ``payload_type``/``event_payload_type``
+    are what to send; ``host``/``port`` where the offerer wants RTP.
+    """
+
+    sdp: SessionDescription
+    payload_type: int
+    event_payload_type: int | None
+    host: str | None
+    port: int
+
+
+def answer_audio(offer: SessionDescription, codecs: Sequence[str] = ("PCMU", "PCMA")) -> AudioAnswer | None:
+    """Answer ``offer`` for the engine's own endpoint (RFC 3264 §6.1): the first audio stream with a codec
+    of ``codecs`` (the offerer's preference order) gets that one codec plus telephone-event if offered; None
+    when no stream qualifies.
+
+    Raises:
+        Nothing.
+    """
+    wanted = {name.lower() for name in codecs}
+    media: list[MediaDescription] = []
+    chosen: tuple[int, int | None, str | None, int] | None = None
+    for section in offer.media:
+        if chosen is not None or section.media != "audio" or section.port == 0:
+            media.append(replace(section, port=0))
+            continue
+        names = section.encoding_names()
+        voice = next((pt for pt in section.formats if names.get(pt, "").lower() in wanted), None)
+        if voice is None or not voice.isdigit():
+            media.append(replace(section, port=0))
+            continue
+        event = next((pt for pt in section.formats if names.get(pt, "").lower() == TELEPHONE_EVENT), None)
+        keep = [voice] if event is None else [voice, event]
+        attributes = [(name, value) for name, value in section.attributes
+                      if name not in _PT_KEYED_ATTRIBUTES or _first_word(value) in keep]
+        # RFC 3264 §6.1: a sendonly offer gets recvonly, recvonly gets sendonly, inactive stays inactive.
+        direction = _ANSWER_DIRECTION[section.effective_direction(offer)]
+        attributes = [(n, v) for n, v in attributes if n not in DIRECTIONS] + [(direction, None)]
+        media.append(replace(section, formats=keep, attributes=attributes))
+        chosen = (int(voice), int(event) if event is not None and event.isdigit() else None,
+                  section.connection_address(offer), section.port)
+    if chosen is None:
+        return None
+    return AudioAnswer(replace(offer, media=media, attributes=[(n, v) for n, v in offer.attributes
+                                                               if n not in DIRECTIONS]), *chosen)

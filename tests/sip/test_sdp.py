@@ -17,6 +17,7 @@ from engine.sip.sdp import (
     SdpError,
     SdpRewriter,
     SessionDescription,
+    answer_audio,
     filter_codecs,
     has_usable_audio,
     parse_sdp,
@@ -497,3 +498,22 @@ def test_a_description_built_by_hand_serialises() -> None:
         a=rtpmap:101 telephone-event/8000
         a=ptime:20
     """)
+
+
+def test_answer_audio_picks_one_codec_and_telephone_event_and_rejects_other_streams() -> None:
+    offer = parse_sdp(
+        b"v=0\r\no=a 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 4000 RTP/AVP 9 8 0 101\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        b"a=fmtp:101 0-16\r\na=sendonly\r\nm=video 5000 RTP/AVP 96\r\nm=audio 6000 RTP/AVP 0\r\n"
+    )
+    answer = answer_audio(offer)
+    assert answer is not None
+    assert (answer.payload_type, answer.event_payload_type) == (8, 101)
+    assert (answer.host, answer.port) == ("10.0.0.1", 4000)
+    audio, video, second = answer.sdp.media
+    assert audio.formats == ["8", "101"] and ("fmtp", "101 0-16") in audio.attributes
+    assert ("recvonly", None) in audio.attributes and ("sendonly", None) not in audio.attributes
+    assert video.port == 0 and second.port == 0
+    g722_only = parse_sdp(b"v=0\r\no=a 1 1 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+                          b"m=audio 4000 RTP/AVP 9 101\r\na=rtpmap:101 telephone-event/8000\r\n")
+    assert answer_audio(g722_only) is None
