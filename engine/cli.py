@@ -209,6 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     json_arg(cdr_list)
     cdr_list.set_defaults(handler=_cmd_cdr_list)
+
+    voicemail = commands.add_parser("voicemail", help="voicemail", description="Administer voicemail.")
+    vm_commands = voicemail.add_subparsers(dest="action", metavar="ACTION", required=True)
+    greeting = vm_commands.add_parser("greeting", help="greetings", description="Manage voicemail greetings.")
+    greeting_commands = greeting.add_subparsers(dest="greeting_action", metavar="ACTION", required=True)
+    greeting_set = greeting_commands.add_parser(
+        "set",
+        help="assign a pre-recorded greeting file to a line",
+        description="Convert a WAV file (any rate, channels, PCM/float/u-law/A-law) to 8 kHz 16-bit mono and "
+        "assign it as the mailbox's unavailable, busy or temporary greeting (a temporary greeting is heard "
+        "only while it is switched on, from the phone menu: *98/*99, 0, 4, 2).",
+    )
+    data_dir_arg(greeting_set)
+    greeting_set.add_argument("--extension", required=True, metavar="N", help="the line's extension (mailbox)")
+    greeting_set.add_argument(
+        "--type", required=True, choices=("unavailable", "busy", "temporary"), help="which greeting to set"
+    )
+    greeting_set.add_argument("file", type=Path, metavar="FILE.wav", help="the greeting recording (WAV)")
+    greeting_set.set_defaults(handler=_cmd_voicemail_greeting_set)
     return parser
 
 
@@ -442,6 +461,37 @@ def _cmd_cdr_list(args: argparse.Namespace) -> int:
               "CAUSE")
     _table(header, rows)
     _out(f"{_count(len(records), 'call')}, newest first")
+    return EXIT_OK
+
+
+def _cmd_voicemail_greeting_set(args: argparse.Namespace) -> int:
+    """Convert FILE and install it as a greeting of a line's mailbox (created with PIN 0000 when missing).
+    Runs beside a live engine: the store is opened without crash recovery, which is the engine's job."""
+    from engine.media.wav import WavError, convert_to_8k_mono16, decode_8k_mono16
+    from engine.voicemail.model import GreetingKind, validate_mailbox_number
+    from engine.voicemail.store import VoicemailStore
+
+    number = validate_mailbox_number(args.extension, "extension")
+    data = Path(args.file).read_bytes()
+    try:
+        wav = convert_to_8k_mono16(data)
+    except WavError as exc:
+        raise ModelError("file", f"{args.file}: not a WAV file we can read ({exc})") from None
+    store = Store.open(args.data_dir)
+    try:
+        extensions = {line.extension for line in store.lines()}
+    finally:
+        store.close()
+    voicemail = VoicemailStore.open(args.data_dir, recover=False)
+    if number not in extensions and voicemail.mailbox(number) is None:
+        raise ModelError("extension", f"no line or mailbox {number}")
+    voicemail.ensure_mailbox(number)
+    box = voicemail.set_greeting_audio(number, GreetingKind(args.type), wav)
+    seconds = len(decode_8k_mono16(wav)) / 8000
+    _out(f"Set the {args.type} greeting of mailbox {number} ({seconds:.1f} s, 8 kHz mono)")
+    _out(f"  file: {box.greetings[GreetingKind(args.type)]}")
+    if args.type == "temporary" and not box.temporary_active:
+        _out("  the temporary greeting is off: switch it on from the phone (*99, 0, 4, 2)")
     return EXIT_OK
 
 

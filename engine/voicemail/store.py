@@ -189,8 +189,14 @@ class VoicemailStore:
         *,
         autocreate: Callable[[str], bool] | None = None,
         new_salt: Callable[[], bytes] = lambda: os.urandom(PIN_SALT_BYTES),
+        recover: bool = True,
     ) -> VoicemailStore:
         """Open (creating when missing) ``<data_dir>/voicemail`` and recover from an interrupted run.
+
+        Args:
+            recover: finish or undo interrupted writes and empty the scratch directory. Only the process
+                that owns the data directory (``pbx serve``) does this; a CLI command run beside a live
+                engine passes False so that it never removes a recording in progress.
 
         Raises:
             OSError: the directory cannot be created or read.
@@ -198,6 +204,8 @@ class VoicemailStore:
         store = cls(Path(data_dir) / "voicemail", autocreate=autocreate, new_salt=new_salt)
         store.root.mkdir(parents=True, exist_ok=True)
         store.scratch_dir.mkdir(exist_ok=True)
+        if not recover:
+            return store
         for directory in sorted(store.root.iterdir()):
             if directory.is_dir() and directory.name.isdigit():
                 store._recover(directory)
