@@ -398,9 +398,9 @@ class AdminStore:
         wanted = None if extension is None else rules.check_extension(extension, "extension")
         mac = model = None
         if new_device is not None:
-            mac = am.check_mac(new_device.get("mac"), "device.mac")
+            mac = am.check_mac(new_device.get("mac"), "desk_phone.mac")
             raw_model = new_device.get("model")
-            model = None if raw_model is None else rules.check_text(raw_model, "device.model")
+            model = None if raw_model is None else rules.check_text(raw_model, "desk_phone.model")
         secrets_out: dict[str, str] = {}
         target = f"user:{values['first_name']} {values['last_name']}"
         with self._change(actor, "user.create", target, {"fields": sorted(fields)}) as conn:
@@ -423,7 +423,7 @@ class AdminStore:
                 md5, sha256 = ha1_pair(ext, company.sip_realm, password)
                 dev: int | None = None
                 if mac is not None:
-                    dev, prov_password = self._insert_device(conn, mac, model, (), None, "device.mac")
+                    dev, prov_password = self._insert_device(conn, mac, model, (), None, "desk_phone.mac")
                     secrets_out["provisioning_password"] = prov_password
                 elif device_id is not None:
                     self._device_row(conn, device_id)
