@@ -219,24 +219,6 @@ class PlanRun:
         self._now: datetime | None = None
         self._gen: Generator[Action, Outcome | None, None] | None = None
         self._pending: Action | None = None
-        self._handlers: Mapping[type, Callable[[Node], _Step]] = {
-            AutoAttendantOp: self._auto_attendant,
-            ScheduleOp: self._schedule,
-            SimpleDialOp: self._simple_dial,
-            LineVoicemailOp: self._line_voicemail_node,
-            RingGroupOp: self._ring_group_node,
-            ExternalNumberOp: self._external_number,
-            VoicemailOp: self._voicemail,
-            PlayClipOp: self._play_clip,
-            ModifyCallerIdOp: self._modify_caller_id,
-            SetLanguageOp: self._set_language,
-            PasswordOp: self._password,
-            HangupOp: self._hangup,
-            GotoPlanOp: self._goto_plan,
-            DialByNameOp: self._dial_by_name,
-            UnavailableOp: self._unavailable,
-            DetectFaxOp: self._detect_fax,
-        }
 
     # -- public API -----------------------------------------------------------------------------------
 
@@ -255,6 +237,13 @@ class PlanRun:
     @property
     def finished(self) -> bool:
         return self._gen is not None and self._pending is None
+
+    def close(self) -> None:
+        """End the run early (the call was torn down by the engine): the walk is dropped at once, so a
+        run never lingers in a reference cycle for the garbage collector."""
+        if self._gen is not None:
+            self._gen.close()
+        self._pending = None
 
     def start(self, now: datetime) -> Action:
         """The first action.
@@ -329,7 +318,7 @@ class PlanRun:
                 yield Hangup(500, "Server Internal Error")
                 return
             node = nodes[index]
-            index = yield from self._handlers[type(node.op)](node)
+            index = yield from _HANDLERS[type(node.op)](self, node)
 
     def _exit(self, node: Node, output: str, index: int) -> int:
         self._path.append(f"{node.label}:{output}")
@@ -630,3 +619,24 @@ def _choices(entries: tuple[DirectoryEntry, ...]) -> tuple[PromptItem, ...]:
         items.append(Sound("dial-by-name-press"))
         items.append(Sound(f"digit-{i}"))
     return tuple(items)
+
+
+_HANDLERS: Final[Mapping[type, Callable[[PlanRun, Node], _Step]]] = {
+    AutoAttendantOp: PlanRun._auto_attendant,
+    ScheduleOp: PlanRun._schedule,
+    SimpleDialOp: PlanRun._simple_dial,
+    LineVoicemailOp: PlanRun._line_voicemail_node,
+    RingGroupOp: PlanRun._ring_group_node,
+    ExternalNumberOp: PlanRun._external_number,
+    VoicemailOp: PlanRun._voicemail,
+    PlayClipOp: PlanRun._play_clip,
+    ModifyCallerIdOp: PlanRun._modify_caller_id,
+    SetLanguageOp: PlanRun._set_language,
+    PasswordOp: PlanRun._password,
+    HangupOp: PlanRun._hangup,
+    GotoPlanOp: PlanRun._goto_plan,
+    DialByNameOp: PlanRun._dial_by_name,
+    UnavailableOp: PlanRun._unavailable,
+    DetectFaxOp: PlanRun._detect_fax,
+}
+"""Node handlers by op type, unbound: bound methods kept on the run would make every run a reference cycle."""

@@ -632,3 +632,29 @@ def test_wait_for_extensions_lets_callers_dial_extensions_an_option_begins() -> 
     assert run.path[-1] == "main/menu:extension 202"
     run = to_menu(config)
     assert run.resume(digit("1"), OPEN_TIME) == Ring((line("202"), line("203")), 60.0)  # no 1xx: at once
+
+
+def test_finished_or_closed_runs_are_freed_without_the_cyclic_gc() -> None:
+    import gc
+    import weakref
+
+    config = compile_ok()
+    gc.disable()
+    try:
+        run, first = start_run(config, "201")
+        run.resume(ANSWERED, OPEN_TIME)  # terminal: Done
+        finished = weakref.ref(run)
+        del run
+        assert finished() is None
+        run = to_menu(config)  # suspended in a Collect
+        run.close()
+        closed = weakref.ref(run)
+        del run
+        assert closed() is None
+        run = to_menu(config)
+        run.resume(HungUp(), OPEN_TIME)
+        hung_up = weakref.ref(run)
+        del run
+        assert hung_up() is None
+    finally:
+        gc.enable()
