@@ -60,7 +60,7 @@ class ProvisioningHandler(Protocol):
         ...
 
 
-async def _principal(request: Request[Any, Any, Any], admin: AdminStore) -> Principal:
+async def _principal(request: Request[Any, Any, Any], admin: routes.Admin) -> Principal:
     """The authenticated user of a request (the token lookup runs in a worker thread)."""
     return await anyio.to_thread.run_sync(functools.partial(_check_principal, request, admin))
 

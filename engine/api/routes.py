@@ -17,8 +17,9 @@ from typing import Annotated, Any, Final, ParamSpec, TypeVar
 
 import anyio.to_thread
 from litestar import Request, Response, delete, get, patch, post, put
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from engine.api import schemas as s
 from engine.model import ModelError, rules
@@ -35,11 +36,16 @@ PAY: Final = "pay_invoices"
 AUTHENTICATED: Final = "authenticated"
 PUBLIC: Final = "public"
 
-Id = Annotated[int, Parameter(ge=1, le=2_147_483_647)]
-Limit = Annotated[int, Parameter(ge=0, le=10_000)]
-EpochSeconds = Annotated[float | None, Parameter(ge=0, le=1e11)]
+Id = Annotated[int, PathParameter(ge=1, le=2_147_483_647)]
+Name = FromPath[str]
+Limit = Annotated[int, QueryParameter(ge=0, le=10_000)]
+EpochSeconds = Annotated[float | None, QueryParameter(ge=0, le=1e11)]
+Text = FromQuery[str | None]
 
 _CONFIGURE: Final = {"permission": CONFIGURE}
+Auth = NamedDependency[Principal]
+"""The request's authenticated user (``engine.api.app`` provides it after checking the permission)."""
+Admin = NamedDependency[AdminStore]
 
 
 def threaded(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -54,7 +60,7 @@ def threaded(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     return call
 
 
-def _super_admin(principal: Principal, what: str) -> None:
+def _super_admin(principal: Auth, what: str) -> None:
     if not principal.rights.is_super_admin:
         raise PermissionDeniedException(f"only a super admin may {what}")
 
@@ -64,14 +70,14 @@ def _super_admin(principal: Principal, what: str) -> None:
 
 @get("/api/me", opt={"permission": AUTHENTICATED}, tags=["auth"])
 @threaded
-def me(principal: Principal) -> s.MeOut:
+def me(principal: Auth) -> s.MeOut:
     """The token's user and effective permissions."""
     return s.MeOut(principal.user_id, principal.email, principal.rights.role, principal.rights.listed())
 
 
 @get("/api/tokens", opt={"permission": AUTHENTICATED}, tags=["auth"])
 @threaded
-def list_tokens(principal: Principal, admin: AdminStore) -> list[s.TokenOut]:
+def list_tokens(principal: Auth, admin: Admin) -> list[s.TokenOut]:
     """Your API tokens (a super admin sees everybody's)."""
     owner = None if principal.rights.is_super_admin else principal.user_id
     return [s.token_out(t) for t in admin.tokens(owner)]
@@ -79,7 +85,7 @@ def list_tokens(principal: Principal, admin: AdminStore) -> list[s.TokenOut]:
 
 @post("/api/tokens", opt={"permission": AUTHENTICATED}, tags=["auth"])
 @threaded
-def create_token(principal: Principal, admin: AdminStore, data: s.TokenIn) -> s.TokenCreated:
+def create_token(principal: Auth, admin: Admin, data: JSONBody[s.TokenIn]) -> s.TokenCreated:
     """A new API token (the secret is shown once); for another user only by a super admin."""
     user_id = principal.user_id if data.user_id is None else data.user_id
     if user_id != principal.user_id:
@@ -90,7 +96,7 @@ def create_token(principal: Principal, admin: AdminStore, data: s.TokenIn) -> s.
 
 @delete("/api/tokens/{token_id:int}", opt={"permission": AUTHENTICATED}, tags=["auth"])
 @threaded
-def revoke_token(principal: Principal, admin: AdminStore, token_id: Id) -> None:
+def revoke_token(principal: Auth, admin: Admin, token_id: Id) -> None:
     """Revoke one of your tokens (a super admin: anybody's)."""
     owned = {t.id for t in admin.tokens(None if principal.rights.is_super_admin else principal.user_id)}
     if token_id not in owned:
@@ -100,7 +106,7 @@ def revoke_token(principal: Principal, admin: AdminStore, token_id: Id) -> None:
 
 @post("/api/login/register", opt={"permission": PUBLIC}, tags=["auth"])
 @threaded
-def register(admin: AdminStore, data: s.RegisterIn) -> s.UserOut:
+def register(admin: Admin, data: JSONBody[s.RegisterIn]) -> s.UserOut:
     """Complete web-login registration with the invitation token and the user's own e-mail address."""
     return s.user_out(admin.complete_registration(data.token, data.email))
 
@@ -110,20 +116,20 @@ def register(admin: AdminStore, data: s.RegisterIn) -> s.UserOut:
 
 @get("/api/users", opt=_CONFIGURE, tags=["users"])
 @threaded
-def list_users(admin: AdminStore, principal: Principal) -> list[s.UserOut]:
+def list_users(admin: Admin, principal: Auth) -> list[s.UserOut]:
     return [s.user_out(u) for u in admin.users()]
 
 
 @get("/api/users/next-extension", opt=_CONFIGURE, tags=["users"])
 @threaded
-def next_extension(admin: AdminStore, principal: Principal) -> s.ExtensionOut:
+def next_extension(admin: Admin, principal: Auth) -> s.ExtensionOut:
     """The extension proposed for the next user (it may be changed)."""
     return s.ExtensionOut(admin.next_free_extension())
 
 
 @post("/api/users", opt=_CONFIGURE, tags=["users"])
 @threaded
-def create_user(admin: AdminStore, principal: Principal, data: s.UserCreate) -> s.UserCreated:
+def create_user(admin: Admin, principal: Auth, data: JSONBody[s.UserCreate]) -> s.UserCreated:
     """Add a user with a line: with a new desk phone (MAC), an existing device, a softphone, or none."""
     fields = data.given()
     for key in ("extension", "desk_phone"):
@@ -150,13 +156,13 @@ def create_user(admin: AdminStore, principal: Principal, data: s.UserCreate) -> 
 
 @get("/api/users/{user_id:int}", opt=_CONFIGURE, tags=["users"])
 @threaded
-def get_user(admin: AdminStore, principal: Principal, user_id: Id) -> s.UserOut:
+def get_user(admin: Admin, principal: Auth, user_id: Id) -> s.UserOut:
     return s.user_out(admin.user(user_id))
 
 
 @patch("/api/users/{user_id:int}", opt=_CONFIGURE, tags=["users"])
 @threaded
-def update_user(admin: AdminStore, principal: Principal, user_id: Id, data: s.UserPatch) -> s.UserOut:
+def update_user(admin: Admin, principal: Auth, user_id: Id, data: JSONBody[s.UserPatch]) -> s.UserOut:
     fields = data.given()
     if "admin" in fields:
         _super_admin(principal, "change admin permissions")
@@ -165,7 +171,7 @@ def update_user(admin: AdminStore, principal: Principal, user_id: Id, data: s.Us
 
 @delete("/api/users/{user_id:int}", opt=_CONFIGURE, tags=["users"])
 @threaded
-def delete_user(admin: AdminStore, principal: Principal, user_id: Id) -> None:
+def delete_user(admin: Admin, principal: Auth, user_id: Id) -> None:
     target = admin.user(user_id)
     if target.admin.role != "none":
         _super_admin(principal, "delete an administrator")
@@ -174,7 +180,7 @@ def delete_user(admin: AdminStore, principal: Principal, user_id: Id) -> None:
 
 @post("/api/users/bulk", opt=_CONFIGURE, status_code=200, tags=["users"])
 @threaded
-def bulk_edit(admin: AdminStore, principal: Principal, data: s.BulkEdit) -> list[s.UserOut]:
+def bulk_edit(admin: Admin, principal: Auth, data: JSONBody[s.BulkEdit]) -> list[s.UserOut]:
     """Edit many users at once: all rows are applied or none (422 lists every bad row and field)."""
     rows = []
     for row in data.rows:
@@ -187,7 +193,7 @@ def bulk_edit(admin: AdminStore, principal: Principal, data: s.BulkEdit) -> list
 
 @post("/api/users/{user_id:int}/login-invitation", opt=_CONFIGURE, tags=["users"])
 @threaded
-def invite(admin: AdminStore, principal: Principal, user_id: Id) -> s.InvitationOut:
+def invite(admin: Admin, principal: Auth, user_id: Id) -> s.InvitationOut:
     """A web-login registration token for the user (they complete it with their own e-mail)."""
     return s.InvitationOut(user_id, admin.start_registration(principal.actor, user_id))
 
@@ -197,13 +203,13 @@ def invite(admin: AdminStore, principal: Principal, user_id: Id) -> s.Invitation
 
 @get("/api/devices", opt=_CONFIGURE, tags=["devices"])
 @threaded
-def list_devices(admin: AdminStore, principal: Principal) -> list[s.DeviceOut]:
+def list_devices(admin: Admin, principal: Auth) -> list[s.DeviceOut]:
     return [s.device_out(d) for d in admin.devices()]
 
 
 @post("/api/devices", opt=_CONFIGURE, tags=["devices"])
 @threaded
-def create_device(admin: AdminStore, principal: Principal, data: s.DeviceIn) -> s.DeviceCreated:
+def create_device(admin: Admin, principal: Auth, data: JSONBody[s.DeviceIn]) -> s.DeviceCreated:
     record, password = admin.create_device(
         principal.actor, data.mac, data.model, data.allowed_networks, data.location_id
     )
@@ -212,51 +218,51 @@ def create_device(admin: AdminStore, principal: Principal, data: s.DeviceIn) -> 
 
 @get("/api/devices/{device_id:int}", opt=_CONFIGURE, tags=["devices"])
 @threaded
-def get_device(admin: AdminStore, principal: Principal, device_id: Id) -> s.DeviceOut:
+def get_device(admin: Admin, principal: Auth, device_id: Id) -> s.DeviceOut:
     return s.device_out(admin.device(device_id))
 
 
 @patch("/api/devices/{device_id:int}", opt=_CONFIGURE, tags=["devices"])
 @threaded
-def update_device(admin: AdminStore, principal: Principal, device_id: Id, data: s.DevicePatch) -> s.DeviceOut:
+def update_device(admin: Admin, principal: Auth, device_id: Id, data: JSONBody[s.DevicePatch]) -> s.DeviceOut:
     return s.device_out(admin.update_device(principal.actor, device_id, data.given()))
 
 
 @delete("/api/devices/{device_id:int}", opt=_CONFIGURE, tags=["devices"])
 @threaded
-def delete_device(admin: AdminStore, principal: Principal, device_id: Id) -> None:
+def delete_device(admin: Admin, principal: Auth, device_id: Id) -> None:
     admin.delete_device(principal.actor, device_id)
 
 
 @post("/api/devices/{device_id:int}/rotate-password", opt=_CONFIGURE, tags=["devices"])
 @threaded
-def rotate_device(admin: AdminStore, principal: Principal, device_id: Id) -> s.SecretOut:
+def rotate_device(admin: Admin, principal: Auth, device_id: Id) -> s.SecretOut:
     """A new provisioning password for the device (shown once)."""
     return s.SecretOut(admin.rotate_device_password(principal.actor, device_id))
 
 
 @get("/api/lines", opt=_CONFIGURE, tags=["lines"])
 @threaded
-def list_lines(admin: AdminStore, principal: Principal) -> list[s.LineOut]:
+def list_lines(admin: Admin, principal: Auth) -> list[s.LineOut]:
     return [s.line_out(line) for line in admin.lines()]
 
 
 @get("/api/lines/{line_id:int}", opt=_CONFIGURE, tags=["lines"])
 @threaded
-def get_line(admin: AdminStore, principal: Principal, line_id: Id) -> s.LineOut:
+def get_line(admin: Admin, principal: Auth, line_id: Id) -> s.LineOut:
     return s.line_out(admin.line(line_id))
 
 
 @patch("/api/lines/{line_id:int}", opt=_CONFIGURE, tags=["lines"])
 @threaded
-def update_line(admin: AdminStore, principal: Principal, line_id: Id, data: s.LinePatch) -> s.LineOut:
+def update_line(admin: Admin, principal: Auth, line_id: Id, data: JSONBody[s.LinePatch]) -> s.LineOut:
     """Name, external caller ID (one of the company's numbers), dial permissions, options, location."""
     return s.line_out(admin.update_line(principal.actor, line_id, data.given()))
 
 
 @post("/api/lines/{line_id:int}/rotate-password", opt=_CONFIGURE, tags=["lines"])
 @threaded
-def rotate_line(admin: AdminStore, principal: Principal, line_id: Id, data: s.RotateLineIn) -> s.SecretOut:
+def rotate_line(admin: Admin, principal: Auth, line_id: Id, data: JSONBody[s.RotateLineIn]) -> s.SecretOut:
     """A new SIP password (shown once); ``device_id`` also moves the line onto that desk phone."""
     return s.SecretOut(admin.rotate_line_password(principal.actor, line_id, data.device_id))
 
@@ -266,7 +272,7 @@ def rotate_line(admin: AdminStore, principal: Principal, line_id: Id, data: s.Ro
 
 @get("/api/numbers", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def list_numbers(admin: AdminStore, principal: Principal) -> list[s.NumberOut]:
+def list_numbers(admin: Admin, principal: Auth) -> list[s.NumberOut]:
     """The inventory: the company's numbers (with their routes) and the pool available to order."""
     routes = {n.e164: (n.route_kind, n.route_target) for n in admin.store.numbers()}
     return [s.number_out(n, routes) for n in admin.inventory()]
@@ -274,7 +280,7 @@ def list_numbers(admin: AdminStore, principal: Principal) -> list[s.NumberOut]:
 
 @post("/api/numbers/pool", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def add_pool(admin: AdminStore, principal: Principal, data: s.PoolIn) -> list[s.NumberOut]:
+def add_pool(admin: Admin, principal: Auth, data: JSONBody[s.PoolIn]) -> list[s.NumberOut]:
     """Stock the pool of numbers available to order (the carrier team; super admin)."""
     _super_admin(principal, "stock the number pool")
     return [s.number_out(n, {}) for n in admin.add_to_pool(principal.actor, data.numbers)]
@@ -282,27 +288,27 @@ def add_pool(admin: AdminStore, principal: Principal, data: s.PoolIn) -> list[s.
 
 @get("/api/numbers/orders", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def list_orders(admin: AdminStore, principal: Principal) -> list[s.OrderOut]:
+def list_orders(admin: Admin, principal: Auth) -> list[s.OrderOut]:
     """New-number orders and port-in requests with their status."""
     return [s.order_out(o) for o in admin.orders()]
 
 
 @post("/api/numbers/orders", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def order_numbers(admin: AdminStore, principal: Principal, data: s.OrderIn) -> s.OrderOut:
+def order_numbers(admin: Admin, principal: Auth, data: JSONBody[s.OrderIn]) -> s.OrderOut:
     """Order new numbers from the pool; when it cannot serve the order it is recorded as manual."""
     return s.order_out(admin.order_numbers(principal.actor, data.quantity, data.prefix))
 
 
 @get("/api/numbers/orders/{order_id:int}", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def get_order(admin: AdminStore, principal: Principal, order_id: Id) -> s.OrderOut:
+def get_order(admin: Admin, principal: Auth, order_id: Id) -> s.OrderOut:
     return s.order_out(admin.order(order_id))
 
 
 @post("/api/numbers/port-ins", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def create_port_in(admin: AdminStore, principal: Principal, data: s.PortInIn) -> s.OrderOut:
+def create_port_in(admin: Admin, principal: Auth, data: JSONBody[s.PortInIn]) -> s.OrderOut:
     """A port-in request (draft): numbers, current carrier and account data matching its records."""
     body = {k: v for k, v in data.given().items() if v is not None}
     return s.order_out(admin.create_port_in(principal.actor, body))
@@ -315,7 +321,7 @@ def create_port_in(admin: AdminStore, principal: Principal, data: s.PortInIn) ->
     tags=["numbers"],
 )
 @threaded
-def port_in_action(admin: AdminStore, principal: Principal, order_id: Id, data: s.PortActionIn) -> s.OrderOut:
+def port_in_action(admin: Admin, principal: Auth, order_id: Id, data: JSONBody[s.PortActionIn]) -> s.OrderOut:
     """submit, set_foc (foc_date), complete (the numbers become routable), reject (reason), reopen."""
     return s.order_out(
         admin.port_in_action(principal.actor, order_id, data.action, data.foc_date, data.reason)
@@ -326,10 +332,10 @@ def port_in_action(admin: AdminStore, principal: Principal, order_id: Id, data: 
 @threaded
 def route_number(
     request: Request[Any, Any, Any],
-    admin: AdminStore,
-    principal: Principal,
-    number: str,
-    data: s.RouteIn,
+    admin: Admin,
+    principal: Auth,
+    number: Name,
+    data: JSONBody[s.RouteIn],
 ) -> s.RouteOut:
     """Route one of the company's numbers to a destination (extension, dial_plan, ring_group, queue,
     conference_room, fax_line, mailbox or another number)."""
@@ -339,9 +345,7 @@ def route_number(
 
 @delete("/api/numbers/{number:str}/route", opt=_CONFIGURE, tags=["numbers"])
 @threaded
-def unroute_number(
-    request: Request[Any, Any, Any], admin: AdminStore, principal: Principal, number: str
-) -> None:
+def unroute_number(request: Request[Any, Any, Any], admin: Admin, principal: Auth, number: Name) -> None:
     admin.unroute_number(principal.actor, number, _validator(request))
 
 
@@ -353,7 +357,7 @@ def _validator(request: Request[Any, Any, Any]) -> Validator | None:
     return validator
 
 
-def _kind(kind: str) -> str:
+def _kind(kind: Name) -> str:
     if kind not in rules.ROUTING_OBJECT_KINDS:
         raise NotFoundException(
             f"unknown routing object kind {kind!r} ({', '.join(rules.ROUTING_OBJECT_KINDS)})"
@@ -363,7 +367,7 @@ def _kind(kind: str) -> str:
 
 @get("/api/routing/{kind:str}", opt=_CONFIGURE, tags=["routing"])
 @threaded
-def list_objects(admin: AdminStore, principal: Principal, kind: str) -> list[s.ObjectOut]:
+def list_objects(admin: Admin, principal: Auth, kind: Name) -> list[s.ObjectOut]:
     """Ring groups, schedules, sound clips, mailboxes, queues, conference rooms or fax lines."""
     return [s.object_out(o) for o in admin.objects(_kind(kind))]
 
@@ -372,10 +376,10 @@ def list_objects(admin: AdminStore, principal: Principal, kind: str) -> list[s.O
 @threaded
 def create_object(
     request: Request[Any, Any, Any],
-    admin: AdminStore,
-    principal: Principal,
-    kind: str,
-    data: dict[str, object],
+    admin: Admin,
+    principal: Auth,
+    kind: Name,
+    data: JSONBody[dict[str, object]],
 ) -> s.ObjectOut:
     """Create a routing object from its JSON spec (``name`` required; see engine.dialplan.schema)."""
     return s.object_out(admin.save_object(principal.actor, _kind(kind), data, validate=_validator(request)))
@@ -383,7 +387,7 @@ def create_object(
 
 @get("/api/routing/{kind:str}/{name:str}", opt=_CONFIGURE, tags=["routing"])
 @threaded
-def get_object(admin: AdminStore, principal: Principal, kind: str, name: str) -> s.ObjectOut:
+def get_object(admin: Admin, principal: Auth, kind: Name, name: Name) -> s.ObjectOut:
     return s.object_out(admin.routing_object(_kind(kind), name))
 
 
@@ -391,11 +395,11 @@ def get_object(admin: AdminStore, principal: Principal, kind: str, name: str) ->
 @threaded
 def replace_object(
     request: Request[Any, Any, Any],
-    admin: AdminStore,
-    principal: Principal,
-    kind: str,
-    name: str,
-    data: dict[str, object],
+    admin: Admin,
+    principal: Auth,
+    kind: Name,
+    name: Name,
+    data: JSONBody[dict[str, object]],
 ) -> s.ObjectOut:
     return s.object_out(
         admin.save_object(principal.actor, _kind(kind), data, name=name, validate=_validator(request))
@@ -405,21 +409,21 @@ def replace_object(
 @delete("/api/routing/{kind:str}/{name:str}", opt=_CONFIGURE, tags=["routing"])
 @threaded
 def delete_object(
-    request: Request[Any, Any, Any], admin: AdminStore, principal: Principal, kind: str, name: str
+    request: Request[Any, Any, Any], admin: Admin, principal: Auth, kind: Name, name: Name
 ) -> None:
     admin.delete_object(principal.actor, _kind(kind), name, _validator(request))
 
 
 @get("/api/dial-plans", opt=_CONFIGURE, tags=["routing"])
 @threaded
-def list_plans(admin: AdminStore, principal: Principal) -> list[s.PlanOut]:
+def list_plans(admin: Admin, principal: Auth) -> list[s.PlanOut]:
     return [s.plan_out(p) for p in admin.plans()]
 
 
 @post("/api/dial-plans", opt=_CONFIGURE, tags=["routing"])
 @threaded
 def create_plan(
-    request: Request[Any, Any, Any], admin: AdminStore, principal: Principal, data: s.PlanIn
+    request: Request[Any, Any, Any], admin: Admin, principal: Auth, data: JSONBody[s.PlanIn]
 ) -> s.PlanOut:
     """Save a dial plan (its node graph); the compiler's errors come back as 422 with node ids."""
     return s.plan_out(admin.save_plan(principal.actor, data.name, data.graph, validate=_validator(request)))
@@ -427,7 +431,7 @@ def create_plan(
 
 @get("/api/dial-plans/{name:str}", opt=_CONFIGURE, tags=["routing"])
 @threaded
-def get_plan(admin: AdminStore, principal: Principal, name: str) -> s.PlanOut:
+def get_plan(admin: Admin, principal: Auth, name: Name) -> s.PlanOut:
     return s.plan_out(admin.plan(name))
 
 
@@ -435,10 +439,10 @@ def get_plan(admin: AdminStore, principal: Principal, name: str) -> s.PlanOut:
 @threaded
 def replace_plan(
     request: Request[Any, Any, Any],
-    admin: AdminStore,
-    principal: Principal,
-    name: str,
-    data: s.PlanIn,
+    admin: Admin,
+    principal: Auth,
+    name: Name,
+    data: JSONBody[s.PlanIn],
 ) -> s.PlanOut:
     return s.plan_out(
         admin.save_plan(principal.actor, data.name, data.graph, name=name, validate=_validator(request))
@@ -447,7 +451,7 @@ def replace_plan(
 
 @delete("/api/dial-plans/{name:str}", opt=_CONFIGURE, tags=["routing"])
 @threaded
-def delete_plan(request: Request[Any, Any, Any], admin: AdminStore, principal: Principal, name: str) -> None:
+def delete_plan(request: Request[Any, Any, Any], admin: Admin, principal: Auth, name: Name) -> None:
     admin.delete_plan(principal.actor, name, _validator(request))
 
 
@@ -456,34 +460,34 @@ def delete_plan(request: Request[Any, Any, Any], admin: AdminStore, principal: P
 
 @get("/api/locations", opt=_CONFIGURE, tags=["locations"])
 @threaded
-def list_locations(admin: AdminStore, principal: Principal) -> list[s.LocationOut]:
+def list_locations(admin: Admin, principal: Auth) -> list[s.LocationOut]:
     return [s.location_out(loc) for loc in admin.locations()]
 
 
 @post("/api/locations", opt=_CONFIGURE, tags=["locations"])
 @threaded
-def create_location(admin: AdminStore, principal: Principal, data: s.LocationIn) -> s.LocationOut:
+def create_location(admin: Admin, principal: Auth, data: JSONBody[s.LocationIn]) -> s.LocationOut:
     """An emergency address (US and Canada; the street is normalised: "South" -> "S")."""
     return s.location_out(admin.save_location(principal.actor, data.given()))
 
 
 @get("/api/locations/{location_id:int}", opt=_CONFIGURE, tags=["locations"])
 @threaded
-def get_location(admin: AdminStore, principal: Principal, location_id: Id) -> s.LocationOut:
+def get_location(admin: Admin, principal: Auth, location_id: Id) -> s.LocationOut:
     return s.location_out(admin.location(location_id))
 
 
 @put("/api/locations/{location_id:int}", opt=_CONFIGURE, tags=["locations"])
 @threaded
 def replace_location(
-    admin: AdminStore, principal: Principal, location_id: Id, data: s.LocationIn
+    admin: Admin, principal: Auth, location_id: Id, data: JSONBody[s.LocationIn]
 ) -> s.LocationOut:
     return s.location_out(admin.save_location(principal.actor, data.given(), location_id))
 
 
 @delete("/api/locations/{location_id:int}", opt=_CONFIGURE, tags=["locations"])
 @threaded
-def delete_location(admin: AdminStore, principal: Principal, location_id: Id) -> None:
+def delete_location(admin: Admin, principal: Auth, location_id: Id) -> None:
     admin.delete_location(principal.actor, location_id)
 
 
@@ -492,7 +496,7 @@ def delete_location(admin: AdminStore, principal: Principal, location_id: Id) ->
 
 @get("/api/company", opt=_CONFIGURE, tags=["company"])
 @threaded
-def company(admin: AdminStore, principal: Principal) -> s.CompanyOut:
+def company(admin: Admin, principal: Auth) -> s.CompanyOut:
     c = admin.store.company()
     return s.CompanyOut(
         c.name, c.sip_realm, c.timezone, c.country, c.first_extension, admin.store.config_version()
@@ -502,14 +506,14 @@ def company(admin: AdminStore, principal: Principal) -> s.CompanyOut:
 @get("/api/reports/calls", opt={"permission": REPORTS}, tags=["reports"])
 @threaded
 def call_report(
-    admin: AdminStore,
-    principal: Principal,
+    admin: Admin,
+    principal: Auth,
     limit: Limit = 100,
     since: EpochSeconds = None,
     until: EpochSeconds = None,
-    direction: str | None = None,
-    disposition: str | None = None,
-    party: str | None = None,
+    direction: Text = None,
+    disposition: Text = None,
+    party: Text = None,
 ) -> list[s.CallOut]:
     """Call history from the CDRs, newest first: started in [since, until), direction, disposition, and
     a party (extension or number as caller, callee or DID)."""
@@ -522,11 +526,11 @@ def call_report(
 @get("/api/audit", opt=_CONFIGURE, tags=["audit"])
 @threaded
 def audit(
-    admin: AdminStore,
-    principal: Principal,
+    admin: Admin,
+    principal: Auth,
     limit: Limit = 100,
     since: EpochSeconds = None,
-    action: str | None = None,
+    action: Text = None,
 ) -> list[s.AuditOut]:
     """Who changed what, when (newest first); ``action`` is a prefix such as ``user.``."""
     return [s.audit_out(a) for a in admin.audit(limit, since=since, action=action)]
@@ -534,14 +538,14 @@ def audit(
 
 @get("/api/invoices", opt={"permission": INVOICES}, tags=["billing"])
 @threaded
-def invoices(principal: Principal) -> list[s.InvoiceOut]:
+def invoices(principal: Auth) -> list[s.InvoiceOut]:
     """Invoices (billing is not part of the engine yet: always empty)."""
     return []
 
 
 @post("/api/invoices/{invoice_id:int}/pay", opt={"permission": PAY}, tags=["billing"])
 @threaded
-def pay_invoice(principal: Principal, invoice_id: Id) -> Response[s.InvoiceOut]:
+def pay_invoice(principal: Auth, invoice_id: Id) -> Response[s.InvoiceOut]:
     """Pay an invoice (billing is not part of the engine yet: there are none)."""
     raise NotFoundError("invoice", invoice_id)
 

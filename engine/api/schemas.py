@@ -126,7 +126,7 @@ class UserOut(msgspec.Struct):
     lines: list[LineOut]
 
 
-class UserCreated(msgspec.Struct):
+class UserCreated(msgspec.Struct, omit_defaults=True):
     """The new user and the secrets made for them, shown this once."""
 
     user: UserOut

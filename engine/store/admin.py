@@ -566,10 +566,18 @@ class AdminStore:
             if not isinstance(raw_id, int) or isinstance(raw_id, bool):
                 errors.append((i, "id", "must be a user id"))
                 continue
-            try:
-                parsed.append((i, raw_id, self._user_values({k: v for k, v in row.items() if k != "id"}, "")))
-            except ModelError as exc:
-                errors.append((i, exc.field, exc.message))
+            values: dict[str, Any] = {}
+            bad = False
+            for key, value in row.items():  # every bad field of the row, not only the first
+                if key == "id":
+                    continue
+                try:
+                    values.update(self._user_values({key: value}, ""))
+                except ModelError as exc:
+                    errors.append((i, exc.field, exc.message))
+                    bad = True
+            if not bad:
+                parsed.append((i, raw_id, values))
         seen_mail: dict[str, int] = {}
         seen_name: dict[str, int] = {}
         seen_id: dict[int, int] = {}
