@@ -641,7 +641,7 @@ def test_finished_or_closed_runs_are_freed_without_the_cyclic_gc() -> None:
     config = compile_ok()
     gc.disable()
     try:
-        run, first = start_run(config, "201")
+        run, _first = start_run(config, "201")
         run.resume(ANSWERED, OPEN_TIME)  # terminal: Done
         finished = weakref.ref(run)
         del run
