@@ -260,6 +260,9 @@ def binding_from_record(r: BindingRecord) -> Binding:
 class Server:
     """One engine process: store, SIP transport, application, background upkeep."""
 
+    http: tuple[str, int] | None = None  # the admin API + provisioning address (issue 6); None: off
+    _http: Any = None
+
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
                  digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
                  rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
@@ -314,6 +317,7 @@ class Server:
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))
                 self._spawn(self._config_loop(app, store))
+                self._http = await start_http(store, self.http, advertised, port) if self.http else None
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
                 await self._stop.wait()
                 logger.info("shutting down")
@@ -324,6 +328,8 @@ class Server:
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+                if self._http is not None:
+                    await self._http.close()
                 await transport.stop()
                 await loop.run_in_executor(None, writer.stop)
                 relay.close_all()
@@ -492,6 +498,20 @@ def advertised_address(bind_host: str) -> str:
         return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
+async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int) -> Any:
+    """The admin REST API and desk-phone provisioning (issue 6) on ``address``, in this loop; None when the
+    address cannot be bound (logged: SIP keeps serving)."""
+    from engine.api.app import create_app, serve_api
+    from engine.provisioning import ProvisioningService
+
+    app = create_app(store, provisioning=ProvisioningService(store, sip_server, sip_port))
+    try:
+        return await serve_api(app, *address)
+    except OSError as exc:
+        logger.error("admin API not started: cannot bind %s:%d: %s", *address, exc)
+        return None
+
+
 def tune_gc() -> None:
     """Keep the cyclic GC off the hot path: what start-up built (store, credentials, restored bindings) is
     frozen out of collections, and young-generation sweeps run every 50,000 net allocations instead of 700.
@@ -508,9 +528,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if api is not None:
-        logger.warning("--api %s:%d: the admin API is not part of this build yet", *api)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
+    server.http = api
     try:
         import uvloop
     except ImportError:
