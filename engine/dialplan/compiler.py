@@ -146,7 +146,11 @@ def compile_config(inputs: ConfigInputs) -> CompileResult:
 
 
 def keypad_key(last_name: str) -> str:
-    """The keypad digits of the first three letters of ``last_name`` (accents dropped: Müller -> 685)."""
+    """The keypad digits of the first three letters of ``last_name`` (accents dropped: Müller -> 685).
+
+    Raises:
+        Nothing: characters that are no letters are skipped ("" if none is left).
+    """
     letters: list[str] = []
     for ch in last_name:
         ch = _SPECIAL_LETTERS.get(ch, ch)

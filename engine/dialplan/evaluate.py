@@ -240,7 +240,11 @@ class PlanRun:
 
     def close(self) -> None:
         """End the run early (the call was torn down by the engine): the walk is dropped at once, so a
-        run never lingers in a reference cycle for the garbage collector."""
+        run never lingers in a reference cycle for the garbage collector. Idempotent.
+
+        Raises:
+            Nothing.
+        """
         if self._gen is not None:
             self._gen.close()
         self._pending = None

@@ -275,7 +275,11 @@ class CompiledConfig:
     default_language: Language
 
     def route(self, number_or_extension: str) -> Entry | None:
-        """The entry for an E.164 number (``+4930...``) or an extension, or None if nothing has it."""
+        """The entry for an E.164 number (``+4930...``) or an extension, or None if nothing has it.
+
+        Raises:
+            Nothing: an unknown number is None (the caller answers 404).
+        """
         return self.routes.get(number_or_extension)
 
     def is_extension(self, digits: str) -> bool:

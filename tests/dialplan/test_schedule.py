@@ -25,7 +25,7 @@ def schedule(company: Company | None = None, **fields: Any) -> Schedule:
 
 
 def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc]
+    return datetime(*args, tzinfo=BERLIN)  # type: ignore[misc,arg-type]
 
 
 def test_weekly_blocks_open_and_closed() -> None:
