@@ -1,13 +1,14 @@
 """The ``pbx`` command line: run the engine and do the common admin steps on a data directory.
 
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
-  pbx serve      --data-dir DIR --sip HOST:PORT [--api HOST:PORT] [--log-level LEVEL] [--digest ALGS]
+  pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
   pbx reg list   --data-dir DIR [--json]
   pbx cdr list   --data-dir DIR [--limit N] [--json]
+  pbx admin token create --data-dir DIR --email E [--json]
   pbx --version
 
 Exit status: 0 on success, 2 on invalid input (the message names the field, e.g.
@@ -37,6 +38,7 @@ EXIT_FAILURE: Final = 1
 EXIT_INVALID: Final = 2
 DEFAULT_DATA_DIR: Final = "./data"
 DEFAULT_SIP: Final = "0.0.0.0:5060"
+DEFAULT_HTTP: Final = "127.0.0.1:8080"
 DEFAULT_CDR_LIMIT: Final = 50
 
 
@@ -100,7 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"address for SIP over UDP and TCP (default {DEFAULT_SIP})",
     )
     serve.add_argument(
-        "--api", type=parse_hostport, default=None, metavar="HOST:PORT", help="address for the admin REST API"
+        "--http",
+        "--api",
+        dest="api",
+        type=parse_http_address,
+        default=parse_hostport(DEFAULT_HTTP),
+        metavar="HOST:PORT",
+        help=f"address of the admin REST API (/api; OpenAPI: /api/openapi.json) and phone provisioning "
+        f"(/prov/) (default {DEFAULT_HTTP}; 'off' for none)",
     )
     serve.add_argument(
         "--log-level",
@@ -209,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     json_arg(cdr_list)
     cdr_list.set_defaults(handler=_cmd_cdr_list)
+
+    admin = commands.add_parser("admin", help="administrators", description="Bootstrap API access.")
+    admin_commands = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    token = admin_commands.add_parser("token", help="API tokens", description="Manage admin API tokens.")
+    token_commands = token.add_subparsers(dest="token_action", metavar="ACTION", required=True)
+    token_create = token_commands.add_parser(
+        "create",
+        help="make the user with this e-mail a super admin and print a new API token (once)",
+        description="Bootstrap the admin API: the user with --email (created without a line when missing) "
+        "becomes super admin and gets a new API token, printed once on stdout. Anyone who can run this "
+        "can write the data directory anyway.",
+    )
+    data_dir_arg(token_create)
+    token_create.add_argument("--email", required=True, metavar="E", help="the admin's e-mail address")
+    json_arg(token_create)
+    token_create.set_defaults(handler=_cmd_admin_token_create)
 
     voicemail = commands.add_parser("voicemail", help="voicemail", description="Administer voicemail.")
     vm_commands = voicemail.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -423,6 +448,29 @@ def _cmd_reg_list(args: argparse.Namespace) -> int:
     ]
     _table(("AOR", "CONTACT", "EXPIRES", "SOURCE", "USER-AGENT"), rows)
     _out(_count(len(records), "registration"))
+    return EXIT_OK
+
+
+def parse_http_address(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` of the admin API, or None for ``off``."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    return parse_hostport(text)
+
+
+def _cmd_admin_token_create(args: argparse.Namespace) -> int:
+    from engine.store.admin import AdminStore
+
+    store = Store.open(args.data_dir)
+    try:
+        user, token = AdminStore(store).bootstrap_admin(args.email)
+    finally:
+        store.close()
+    if args.json:
+        _json({"user_id": user.id, "email": user.email, "token": token})
+    else:
+        _err(f"pbx admin token create: {user.email} (user {user.id}) is super admin; the token is shown once")
+        _out(token)
     return EXIT_OK
 
 
