@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
 Vendor = Literal["yealink", "polycom"]
 YEALINK_COMMON: Final = "y000000000000.cfg"
@@ -101,6 +101,11 @@ def render_device(vendor: Vendor, server: str, port: int, realm: str, lines: Seq
         ]
     body = "\n  ".join(attrs)
     return f'<?xml version="1.0" standalone="yes"?>\n<polycomConfig>\n<reg\n  {body}\n/>\n</polycomConfig>\n'
+
+
+def quoteattr(text: str) -> str:
+    """An XML attribute value, always in double quotes (``"``, ``<``, ``&``... escaped)."""
+    return '"' + escape(text, {'"': "&quot;", "'": "&apos;", "\n": "&#10;", "\r": "&#13;"}) + '"'
 
 
 def _flat(text: str) -> str:
