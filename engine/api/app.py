@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import anyio.to_thread
+import msgspec
 import sqlalchemy as sa
 import uvicorn
 from litestar import Litestar, MediaType, Request, Response, get
@@ -46,6 +48,7 @@ from engine.store.errors import BulkEditError, NotFoundError
 logger = logging.getLogger(__name__)
 
 OPENAPI_PATH: Final = "/api"
+_MSGSPEC_PATH: Final = re.compile(r"at `\$\.(?:data\.)?([^`]+)`")
 BEARER: Final = "Bearer "
 _AUTO: Final = object()
 
@@ -132,6 +135,14 @@ def _compile_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    cause = exc.__cause__
+    if exc.status_code == 500 and isinstance(cause, msgspec.ValidationError):
+        # Litestar 2.25 reports a body error below the top level (``$.data.admin``) as a 500 because the
+        # key is not a handler parameter; it is the client's input.
+        text = str(cause)
+        where = _MSGSPEC_PATH.search(text)
+        field = where[1] if where else None
+        return _error(400, f"invalid request body: {text}", field)
     body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
         body["extra"] = exc.extra
