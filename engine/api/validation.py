@@ -33,7 +33,7 @@ def dialplan_validator() -> Validator | None:
     from engine.dialplan.schema import ConfigInputs
 
     def validate(snapshot: ConfigSnapshot) -> None:
-        compile_config(
+        result = compile_config(
             ConfigInputs(
                 company=snapshot.company,
                 users=snapshot.users,
@@ -43,5 +43,10 @@ def dialplan_validator() -> Validator | None:
                 objects=snapshot.objects,
             )
         )
+        # compile_config returns a CompileResult (``unwrap`` raises PlanCompileError with every issue);
+        # an older shape that raised by itself is covered by the call above.
+        unwrap = getattr(result, "unwrap", None)
+        if callable(unwrap):
+            unwrap()
 
     return validate

@@ -44,7 +44,8 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     assert len(desk["sip_password"]) == 20 and len(desk["provisioning_password"]) == 20
     soft = _ok(
         client.post(
-            "/api/users", json={"first_name": "Jonas", "last_name": "Becker", "extension": "305", "softphone": True}
+            "/api/users",
+            json={"first_name": "Jonas", "last_name": "Becker", "extension": "305", "softphone": True},
         ),
         201,
     )
@@ -63,7 +64,8 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     anna = desk["user"]["id"]
     updated = _ok(
         client.patch(
-            f"/api/users/{anna}", json={"admin": {"role": "custom", "permissions": ["view_reports", "configure_pbx"]}}
+            f"/api/users/{anna}",
+            json={"admin": {"role": "custom", "permissions": ["view_reports", "configure_pbx"]}},
         )
     )
     assert updated["admin"] == {"role": "custom", "permissions": ["configure_pbx", "view_reports"]}
@@ -88,7 +90,12 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
             json={
                 "rows": [
                     {"id": jonas, "dial_username": "3050", "dial_password": "4321", "groups": ["Sales"]},
-                    {"id": leonie, "email": "leonie@example.com", "hot_desking": True, "groups": ["Sales", "Ops"]},
+                    {
+                        "id": leonie,
+                        "email": "leonie@example.com",
+                        "hot_desking": True,
+                        "groups": ["Sales", "Ops"],
+                    },
                 ]
             },
         )
@@ -106,7 +113,9 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
         wrong = anonymous.post("/api/login/register", json={"token": token, "email": "someone@example.com"})
         assert wrong.status_code == 422 and wrong.json()["field"] == "email"
         assert "does not match" in wrong.json()["detail"]
-        done = _ok(anonymous.post("/api/login/register", json={"token": token, "email": "LEONIE@example.com"}), 201)
+        done = _ok(
+            anonymous.post("/api/login/register", json={"token": token, "email": "LEONIE@example.com"}), 201
+        )
         assert done["registered"] is True
         again = anonymous.post("/api/login/register", json={"token": token, "email": "leonie@example.com"})
         assert again.status_code == 422 and again.json()["field"] == "token"
@@ -142,9 +151,7 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
         ("set_foc", {"foc_date": "2027-01-15"}, "foc_set"),
         ("complete", {}, "completed"),
     ):
-        port = _ok(
-            client.post(f"/api/numbers/port-ins/{port['id']}/actions", json={"action": step, **extra})
-        )
+        port = _ok(client.post(f"/api/numbers/port-ins/{port['id']}/actions", json={"action": step, **extra}))
         assert port["state"] == state
     assert port["foc_date"] == "2027-01-15"
     orders = _ok(client.get("/api/numbers/orders"))
@@ -159,7 +166,9 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     route = _ok(client.put("/api/numbers/+16465550199/route", json={"kind": "dial_plan", "target": "main"}))
     assert route == {"number": "+16465550199", "kind": "dial_plan", "target": "main"}
     numbers = {n["number"]: n for n in _ok(client.get("/api/numbers"))}
-    assert numbers["+16465550199"]["route_kind"] == "dial_plan" and numbers["+16465550199"]["source"] == "ported"
+    assert (
+        numbers["+16465550199"]["route_kind"] == "dial_plan" and numbers["+16465550199"]["source"] == "ported"
+    )
     assert numbers["+12125550101"]["state"] == "available"
     assert [(n.e164, n.route_kind, n.route_target) for n in api.store.numbers()] == [
         ("+16465550199", "dial_plan", "main")
@@ -169,9 +178,12 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     line = desk["user"]["lines"][0]["id"]
     foreign = client.patch(f"/api/lines/{line}", json={"external_caller_id": "+12125550101"})
     assert foreign.status_code == 422 and foreign.json()["field"] == "external_caller_id"
-    assert _ok(client.patch(f"/api/lines/{line}", json={"external_caller_id": "+1 212 555 0100"}))[
-        "external_caller_id"
-    ] == "+12125550100"
+    assert (
+        _ok(client.patch(f"/api/lines/{line}", json={"external_caller_id": "+1 212 555 0100"}))[
+            "external_caller_id"
+        ]
+        == "+12125550100"
+    )
 
     # A location (emergency address), normalised, assigned to the desk phone.
     loc = _ok(
@@ -190,10 +202,20 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     )
     assert (loc["street"], loc["region"], loc["verified"]) == ("350 S Fifth Ave", "NY", True)
     device = devices[0]["id"]
-    assert _ok(client.patch(f"/api/devices/{device}", json={"location_id": loc["id"]}))["location_id"] == loc["id"]
+    assert (
+        _ok(client.patch(f"/api/devices/{device}", json={"location_id": loc["id"]}))["location_id"]
+        == loc["id"]
+    )
     abroad = client.post(
         "/api/locations",
-        json={"name": "Berlin", "country": "DE", "street": "1 Main", "city": "B", "region": "BE", "postal_code": "1"},
+        json={
+            "name": "Berlin",
+            "country": "DE",
+            "street": "1 Main",
+            "city": "B",
+            "region": "BE",
+            "postal_code": "1",
+        },
     )
     assert abroad.status_code == 422 and abroad.json()["field"] == "country"
 
@@ -202,14 +224,17 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     audit = _ok(client.get("/api/audit", params={"limit": 500}))
     actions = {a["action"] for a in audit}
     assert {"user.create", "user.bulk_update", "port.complete", "number.route", "location.create"} <= actions
-    assert all(a["actor"].startswith("user:1 (root@example.com)") for a in audit if a["action"] == "number.route")
+    assert all(
+        a["actor"].startswith("user:1 (root@example.com)") for a in audit if a["action"] == "number.route"
+    )
     assert not any("password" in str(a["detail"]).lower() and "4321" in str(a["detail"]) for a in audit)
 
 
 def test_secrets_are_shown_once_and_rotate(api: Api, client: httpx.Client) -> None:
     made = _ok(
         client.post(
-            "/api/users", json={"first_name": "A", "last_name": "B", "desk_phone": {"mac": "00:15:65:00:00:01"}}
+            "/api/users",
+            json={"first_name": "A", "last_name": "B", "desk_phone": {"mac": "00:15:65:00:00:01"}},
         ),
         201,
     )
@@ -241,3 +266,21 @@ def test_routing_objects_and_extensions_unique_across_kinds(api: Api, client: ht
     busy = client.delete("/api/routing/queues/support")
     assert busy.status_code == 422 and "routes to" in busy.json()["detail"]
     assert _ok(client.get("/api/routing/queues"))[0]["name"] == "support"  # the delete was rolled back
+
+
+def test_saving_a_dial_plan_runs_the_compiler(api: Api, client: httpx.Client) -> None:
+    version = api.store.config_version()
+    bad = client.post(
+        "/api/dial-plans",
+        json={
+            "name": "broken",
+            "graph": {"start": "menu", "nodes": {"menu": {"type": "play_clip", "clip": "nope"}}},
+        },
+    )
+    assert bad.status_code == 422, bad.text
+    issues = bad.json()["errors"]
+    assert issues and all(i["plan"] == "broken" for i in issues)
+    assert {i["node"] for i in issues} == {"menu"}
+    assert bad.json()["field"].startswith("dial_plans[broken].nodes.menu")
+    assert client.get("/api/dial-plans/broken").status_code == 404  # rolled back
+    assert api.store.config_version() == version
