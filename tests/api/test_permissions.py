@@ -86,7 +86,7 @@ def test_each_permission_set_against_each_endpoint_group(api: Api, tokens: dict[
                 for method, path, body in requests:
                     before = api.store.config_version()
                     r = c.request(method, path, json=body)
-                    where = f"{set_name} {method} {path}"
+                    where = f"{set_name} -> {group}: {method} {path}"
                     if allowed:
                         # Allowed: anything but 401/403 (pay answers 404: there are no invoices yet).
                         assert r.status_code not in (401, 403), f"{where}: {r.status_code} {r.text}"
