@@ -40,7 +40,7 @@ def db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if importlib.util.find_spec("psycopg") is None:
         pytest.fail("psycopg is not installed: pip install -e '.[test]'", pytrace=False)
     if not _pg_reachable():
-        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (trust auth, database test)", pytrace=False)
+        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (trust auth, db test)", pytrace=False)
     schema_name = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_BASE_URL)
     with admin.begin() as conn:
