@@ -263,7 +263,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "data_dir": Path("./data"),
             "sip_host": "0.0.0.0",
             "sip_port": 5060,
-            "api": None,
+            "api": ("127.0.0.1", 8080),  # --http's default (issue 6)
             "log_level": "info",
             "digest_algorithms": ("MD5",),
             "rtp_ports": (20000, 29999),
