@@ -104,7 +104,7 @@ def check_email(value: object, field: str = "email") -> str | None:
     text = value.strip()
     if not text:
         return None
-    if len(text) > 254 or not EMAIL_RE.fullmatch(text):
+    if len(text) > 254 or not EMAIL_RE.fullmatch(text) or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise ModelError(field, f"{text!r} is not an e-mail address")
     return text
 
