@@ -44,6 +44,7 @@ _USER_KEYS: Final = frozenset(
         "line_name",
         "external_caller_id",
         "dial_permissions",
+        "voicemail",
     }
 )
 _NUMBER_KEYS: Final = frozenset({"number", "route"})
@@ -66,6 +67,7 @@ class UserSpec:
     line_name: str
     external_caller_id: str | None
     dial_permissions: frozenset[str] = DEFAULT_DIAL_PERMISSIONS
+    voicemail: bool = True  # False: an unanswered call to the line ends busy/unavailable instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ def _users(items: list[object], first_extension: int, numbers: set[str]) -> tupl
                 ),
                 external_caller_id=caller_id,
                 dial_permissions=permissions,
+                voicemail=rules.check_flag(raw.get("voicemail", True), f"{at}.voicemail"),
             )
         )
     return tuple(out)

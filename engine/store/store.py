@@ -183,6 +183,14 @@ class Store:
             rows = conn.execute(sa.select(schema.dial_plans).order_by(schema.dial_plans.c.id)).all()
         return [DialPlan(r.id, r.name, json.loads(r.graph)) for r in rows]
 
+    def lines_without_voicemail(self) -> frozenset[str]:
+        """Extensions whose line options switch voicemail off (``{"voicemail": {"enabled": false}}``)."""
+        t = schema.lines
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t.c.extension, t.c.options)).all()
+        return frozenset(r.extension for r in rows
+                         if json.loads(r.options or "{}").get("voicemail", {}).get("enabled") is False)
+
     def routing_objects(self) -> list[RoutingObject]:
         """Ring groups, schedules, sound clips, shared mailboxes, queues, conference rooms and fax lines, in
         document order within each kind."""
@@ -249,6 +257,7 @@ class Store:
                         "ha1_md5": md5,
                         "ha1_sha256": sha256,
                         "dial_permissions": _permissions_json(spec.dial_permissions),
+                        "options": "{}" if spec.voicemail else json.dumps({"voicemail": {"enabled": False}}),
                     }
                 )
             if line_rows:

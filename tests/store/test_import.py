@@ -34,6 +34,11 @@ def bulk_company(count: int, first: int = 100000, realm: str = "pbx.test") -> di
 
 def test_the_packaged_example_is_the_config_example() -> None:
     assert default_company_file().read_bytes() == EXAMPLE.read_bytes()
+    packaged = default_company_file().parent / "sounds"
+    shipped = sorted(p.name for p in (EXAMPLE.parent / "sounds").glob("*.wav"))
+    assert shipped == ["closed.wav", "main-menu.wav"]
+    for name in shipped:
+        assert (packaged / name).read_bytes() == (EXAMPLE.parent / "sounds" / name).read_bytes()
 
 
 def test_example_company_imports(store: Store) -> None:
@@ -67,8 +72,13 @@ def test_example_company_imports(store: Store) -> None:
     assert numbers == {"+493023125100": ("dial_plan", "main"), "+493023125204": ("extension", "204")}
     (plan,) = store.dial_plans()
     assert plan.name == "main"
-    assert plan.graph["nodes"]["office_hours"]["open"][0]["to"] == "18:00"
-    assert plan.graph["nodes"]["reception"]["members"] == ["201", "202", "203"]
+    assert plan.graph["start"] == "office_hours"
+    assert plan.graph["nodes"]["office_hours"]["next"] == {"open": "menu", "closed": "closed_message"}
+    objects = {(o.kind, o.name): o.spec for o in store.routing_objects()}
+    assert objects[("schedules", "office-hours")]["open"][0]["to"] == "18:00"
+    assert objects[("ring_groups", "sales")]["members"] == [{"line": "202"}, {"line": "203"}]
+    assert objects[("sound_clips", "main-menu")]["file"] == "sounds/main-menu.wav"
+    assert objects[("mailboxes", "office")]["number"] == "800"
     lines = {line.extension: line for line in store.lines()}
     assert lines["201"].name == "Empfang" and lines["201"].external_caller_id == "+493023125100"
     assert {u.email for u in store.users()} >= {"anna.schmidt@beispiel.example"}
