@@ -247,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
         "only while it is switched on, from the phone menu: *98/*99, 0, 4, 2).",
     )
     data_dir_arg(greeting_set)
-    greeting_set.add_argument("--extension", required=True, metavar="N", help="the line's extension (mailbox)")
+    greeting_set.add_argument(
+        "--extension", required=True, metavar="N", help="the line's extension (its mailbox number)"
+    )
     greeting_set.add_argument(
         "--type", required=True, choices=("unavailable", "busy", "temporary"), help="which greeting to set"
     )
@@ -392,9 +394,19 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    from engine.server import check_document_plans, install_sound_clips
+
     clock = SystemClock()
     started = clock.now()
     doc = load_company_file(args.file)
+    checked = check_document_plans(doc)
+    if checked.errors:
+        for issue in checked.errors:
+            _err(f"pbx import: {issue}")
+        return EXIT_INVALID
+    for issue in checked.warnings:
+        _err(f"pbx import: warning: {issue}")
+    install_sound_clips(doc, Path(args.file).parent, Path(args.data_dir))
     store = Store.open(args.data_dir)
     try:
         summary = store.import_company(doc)

@@ -14,6 +14,7 @@ every event of the call from then on), and 405/489/501 for what we do not serve.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gc
 import ipaddress
 import logging
@@ -21,18 +22,26 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Coroutine, Iterable, Mapping
+import zoneinfo
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from engine.call.b2bua import ALLOW, DEFAULT_RING_TIMEOUT_S, CallManager
-from engine.call.flows import FlowFactory
+from engine.call.b2bua import ALLOW, DEFAULT_RING_TIMEOUT_S, Call, CallManager, Destination
+from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
+from engine.call.mwi import EVENT as MWI_EVENT
+from engine.call.mwi import MwiService
 from engine.call.routing import MailboxMenu, Planned, Rejection, Routed, Router, RoutingConfig
 from engine.clock import Clock, LoopClock
 from engine.dialplan.compiler import CompileResult, compile_config
-from engine.dialplan.plan import CompiledConfig
+from engine.dialplan.evaluate import RingState
+from engine.dialplan.plan import CompiledConfig, RingTarget
 from engine.dialplan.schema import ConfigInputs
-from engine.media.io import RtpRelay
+from engine.media import prompts
+from engine.media.io import MediaClock, MediaSession, RtpRelay
+from engine.media.prompts import AudioFileCache, PromptLibrary
+from engine.media.relay import RelayExhausted
+from engine.media.script import Collected, Play, Played, Record, Recorded
 from engine.media.wav import WavError, convert_to_8k_mono16
 from engine.model import DialPlan, Line, User, parse_company_document
 from engine.model.cdr import Disposition
@@ -41,12 +50,16 @@ from engine.net.transport import SipTransport
 from engine.sip.auth import AuthOutcome, Credentials, DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.errors import SipParseError
-from engine.sip.events import Event, RequestReceived
+from engine.sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
 from engine.sip.message import Field, Request, Response, make_response
 from engine.sip.registrar import Binding, BindingChange, Location, Registrar
+from engine.sip.sdp import SessionDescription, answer_audio
 from engine.sip.transaction import Peer, ServerTransaction
 from engine.store import BindingRecord, BindingWriter, Store, default_company_file, load_company_file
 from engine.store.cdrs import CdrWriter
+from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
+from engine.voicemail.model import DepositReason
+from engine.voicemail.store import VoicemailStore
 
 logger = logging.getLogger("engine.server")
 
@@ -61,6 +74,7 @@ DEFAULT_DIGEST_ALGORITHMS: Final = ("MD5",)
 PURGE_INTERVAL_S: Final = 10.0
 DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
+MWI_TICK_S: Final = 1.0
 DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
 
 
@@ -82,11 +96,17 @@ class SipApplication:
         self._debug = logger.isEnabledFor(logging.DEBUG)
         #: builds the controller of calls that run a dial plan or the voicemail menu (None: refused 480)
         self.flows: FlowFactory | None = None
+        #: message waiting indication (RFC 3842); None answers SUBSCRIBE with 489
+        self.mwi: MwiService | None = None
+        self._registered: str | None = None
 
     def handle(self, event: Event, now: float) -> None:
         """Act on one endpoint event (called by the transport's pump)."""
         calls = self.calls
         if calls is not None and calls.handle(event, now):
+            return
+        if self.mwi is not None and isinstance(event, ResponseReceived | TransactionTimedOut) \
+                and self.mwi.handle_event(event):
             return
         if not isinstance(event, RequestReceived) or event.transaction is None:
             return  # ACK without transaction, responses, timeouts: nothing of ours
@@ -109,6 +129,9 @@ class SipApplication:
             logger.debug("< %s %s from %s:%s:%d -> %d %s", req.method, req.uri, tx.peer.transport,
                          tx.peer.host, tx.peer.port, resp.status, resp.reason)
         self.endpoint.respond(tx, resp, now)
+        if self._registered is not None and self.mwi is not None:
+            aor, self._registered = self._registered, None
+            self.mwi.on_registered(aor, now, self.clock.wall())
 
     def _dispatch(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
         method = req.method
@@ -116,6 +139,8 @@ class SipApplication:
             return self._register(req, tx.peer, now)
         if method == "OPTIONS":
             resp = make_response(req, 200, to_tag=self.endpoint.new_tag())
+            if self.mwi is not None:
+                resp.fields.append(Field("allow-events", MWI_EVENT))
             resp.fields.extend([Field("allow", ALLOW), Field("accept", "application/sdp"),
                                 Field("accept-language", "en, de"),
                                 Field("supported", ", ".join(sorted(self.endpoint.config.supported)))])
@@ -125,9 +150,15 @@ class SipApplication:
         if method in ("BYE", "CANCEL"):
             return make_response(req, 481, to_tag=self.endpoint.new_tag())
         if method == "SUBSCRIBE":
-            resp = make_response(req, 489, "Bad Event", to_tag=self.endpoint.new_tag())
-            resp.fields.append(Field("allow-events", ""))
-            return resp
+            if self.mwi is None or (req.get("event") or "").split(";", 1)[0].strip().lower() != MWI_EVENT:
+                resp = make_response(req, 489, "Bad Event", to_tag=self.endpoint.new_tag())
+                resp.fields.append(Field("allow-events", MWI_EVENT if self.mwi is not None else ""))
+                return resp
+            auth = self._authenticate(req, tx.peer, now, 401)
+            if isinstance(auth, Response):
+                return auth
+            self.mwi.handle_subscribe(req, tx, auth, now)
+            return None
         status = 405 if method in KNOWN_UNSERVED else 501
         resp = make_response(req, status, to_tag=self.endpoint.new_tag())
         resp.fields.append(Field("allow", ALLOW))
@@ -170,6 +201,8 @@ class SipApplication:
         outcome = self.registrar.register(req, aor, peer, self.clock.wall(), self.endpoint.new_tag())
         if outcome.changes and self.writer is not None:
             self._persist(outcome.changes)
+        if self.mwi is not None and outcome.changes and outcome.response.status == 200:
+            self._registered = aor  # the phone hears of waiting messages after our 200 (see ``handle``)
         return outcome.response
 
     def _invite(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
@@ -309,13 +342,23 @@ class Server:
             relay = RtpRelay(self.sip_host, *self.rtp_ports, loop=loop)
             calls = CallManager(endpoint, loop, transport.pump, relay, advertised, cdr_writer.write, clock)
             app.calls = calls
+            voicemail = VoicemailStore.open(self.data_dir, autocreate=lambda n: shell.is_mailbox(n))
+            shell = FlowShell(loop, router, calls, voicemail, transport.pump, relay, self.sip_host,
+                              advertised)
+            app.flows = shell.factory
+            mwi = MwiService(endpoint, location, company.sip_realm, f"<sip:mwi@{advertised}:{self.sip_port}>")
+            for mailbox, (new, old) in (await loop.run_in_executor(None, voicemail.all_counts)).items():
+                mwi.set_counts(mailbox, new, old)
+            app.mwi = shell.mwi = mwi
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
                 endpoint.config = EndpointConfig(via_host=advertised, via_port=port)
+                mwi.contact = f"<sip:mwi@{advertised}:{port}>"
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))
+                self._spawn(self._mwi_loop(mwi, clock, transport))
                 self._spawn(self._config_loop(app, store))
                 self._http = await start_http(store, self.http, advertised, port) if self.http else None
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
@@ -346,6 +389,18 @@ class Server:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _mwi_loop(self, mwi: MwiService, clock: Clock, transport: SipTransport) -> None:
+        """End MWI subscriptions whose time is up (a final NOTIFY each)."""
+        while True:
+            await asyncio.sleep(MWI_TICK_S)
+            due = mwi.get_timer()
+            if due is not None and due <= clock.now():
+                try:
+                    mwi.handle_timer(clock.now())
+                except Exception:
+                    logger.exception("MWI expiry failed")
+                transport.pump()
+
     async def _purge_loop(self, app: SipApplication) -> None:
         while True:
             await asyncio.sleep(PURGE_INTERVAL_S)
@@ -362,7 +417,8 @@ class Server:
         company, lines, users, numbers = store.company(), store.lines(), store.users(), store.numbers()
         plan = compile_plan(store, self.data_dir)
         return RoutingConfig.build(company, lines, users, numbers, trunks, ring_timeout=self.ring_timeout,
-                                   addresses=resolve_hosts(t.host for t in trunks), plan=plan)
+                                   addresses=resolve_hosts(t.host for t in trunks), plan=plan,
+                                   no_voicemail=store.lines_without_voicemail())
 
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
@@ -390,6 +446,120 @@ class Server:
 
 
 SOUNDS_DIR: Final = "sounds"
+
+
+
+class FlowShell:
+    """The engine side of call flows (``FlowServices``): voicemail on disk, ring destinations from the
+    router, effects applied in an executor thread, media on the engine's RTP endpoint."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, router: Router, calls: CallManager,
+                 voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
+                 media_host: str) -> None:
+        self.loop = loop
+        self.router = router
+        self.voicemail = voicemail
+        self.relay = relay
+        self.media_bind = media_bind
+        self.media_host = media_host
+        self.media_clock = MediaClock(loop)
+        self.mwi: MwiService | None = None
+        self.prompts = PromptLibrary()
+        self.files = AudioFileCache()
+        self.services = FlowServices(
+            manager=calls, open_media=self._open_media, run_media=self._run_media,
+            destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
+            flush=flush)
+        self.factory = FlowFactory(self.services, lambda: router.config.plan, RingState(), self._menu,
+                                   line_ring_s=lambda: router.config.ring_timeout)
+
+    def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
+        """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""
+        answer = answer_audio(offer)
+        if answer is None:
+            return None
+        try:
+            session = MediaSession.open(self.media_bind, self.relay.allocator, loop=self.loop,
+                                        clock=self.media_clock, prompts=self.prompts, files=self.files)
+        except (RelayExhausted, OSError) as exc:
+            logger.warning("call %s: no media endpoint: %s", call.id, exc)
+            return None
+        if answer.host is not None:
+            session.negotiate(answer.host, answer.port, answer.payload_type, answer.event_payload_type)
+        ports = [session.local_port if m.port else 0 for m in answer.sdp.media]
+        return session, call.caller_rewriter.rewrite(answer.sdp, self.media_host, ports)
+
+    def _run_media(self, port: MediaPort, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
+        assert isinstance(port, MediaSession)
+        task = self.loop.create_task(port.run(action))
+
+        def finished(t: asyncio.Task[Played | Collected | Recorded]) -> None:
+            if t.cancelled() or t.exception() is not None:
+                error = None if t.cancelled() else t.exception()
+                logger.error("media action %r failed", action, exc_info=error)
+                done(Recorded(None, 0.0, "hangup") if isinstance(action, Record)
+                     else Played(False) if isinstance(action, Play) else Collected("", "timeout"))
+                return
+            done(t.result())
+
+        task.add_done_callback(finished)
+
+    def _wall(self) -> datetime.datetime:
+        return datetime.datetime.now(datetime.UTC)
+
+    def _destination(self, call: Call, targets: tuple[RingTarget, ...], timeout: float,
+                     prefix: str) -> Destination | None:
+        return self.router.plan_destination(call.info, call.caller_peer, targets, timeout, prefix,
+                                            self.services.manager.clock.wall())
+
+    def _deposit(self, mailbox: str, reason: str, call: Call) -> DepositFlow | None:
+        if mailbox in self.router.config.no_voicemail:
+            return None
+        why = DepositReason.BUSY if reason == "busy" else DepositReason.UNAVAILABLE
+        return DepositFlow(mailbox, why, call.info.caller, call.info.caller_name,
+                           self.voicemail.scratch_path(call.id), self._wall())
+
+    def _menu(self, routed: MailboxMenu) -> MenuFlow:
+        company = self.router.config.company
+        plan = self.router.config.plan
+        return MenuFlow(routed.mailbox, lang=plan.default_language if plan is not None else "en",
+                        tz=zoneinfo.ZoneInfo(company.timezone), speech=prompts,
+                        scratch_dir=str(self.voicemail.scratch_dir), token=os.urandom(8).hex(),
+                        new_salt=lambda: os.urandom(16))
+
+    def _apply(self, effect: Any, done: Callable[[Any], None]) -> None:
+        """Apply a voicemail effect in an executor thread (disk writes, fsync), then resume the flow; when
+        the message counts change, tell the phones (MWI)."""
+        counting = isinstance(effect, COUNT_CHANGING)
+
+        def work() -> tuple[Any, tuple[int, int] | None]:
+            outcome = self.voicemail.apply(effect)
+            return outcome, self.voicemail.counts(effect.mailbox) if counting else None
+
+        future = self.loop.run_in_executor(None, work)
+
+        def finished(f: asyncio.Future[tuple[Any, tuple[int, int] | None]]) -> None:
+            counts = None
+            try:
+                outcome, counts = f.result()
+            except Exception:
+                logger.exception("voicemail: applying %r failed", effect)
+                outcome = MailboxOpened(None) if isinstance(effect, OpenMailbox) else Applied()
+            if counts is not None and self.mwi is not None:
+                clock = self.services.manager.clock
+                self.mwi.notify_counts(effect.mailbox, *counts, clock.now(), clock.wall())
+                self.services.flush()
+            done(outcome)
+
+        future.add_done_callback(finished)
+
+    def is_mailbox(self, number: str) -> bool:
+        """A line's extension or a shared mailbox's number (mailboxes created on first use)."""
+        cfg = self.router.config
+        if number in cfg.lines:
+            return True
+        entry = cfg.plan.route(number) if cfg.plan is not None else None
+        return entry is not None and entry.kind == "mailbox"
 
 
 def clip_path(data_dir: Path, name: str) -> Path:

@@ -257,6 +257,10 @@ class Call:
     ring_active: bool = False  # a ring round is under way
     round: int = 0
     ring_timer: TimerHandle | None = None
+    media_ready: bool = False  # the relay is open (or media released) and callee_sdp built
+    #: how the last ring round ended (status, reason, disposition, cause): the caller's answer when the
+    #: flow has nothing else to offer (``end_as_rung``)
+    ring_outcome: tuple[int, str | None, Disposition, str] | None = None
 
 
 CdrSink = Callable[[CallRecord], None]
@@ -339,6 +343,13 @@ class CallManager:
         if call.state is CallState.ENDED or call.ring_active:
             return
         call.destination = destination
+        if not call.media_ready:
+            try:
+                self._setup_media(call)
+            except _Reject as rej:
+                self._fail(call, rej.status, rej.reason, rej.disposition, rej.reason, now,
+                           headers=rej.headers)
+                return
         call.ring_active = True
         call.round += 1
         call.ring_timer = self.scheduler.call_at(now + destination.ring_timeout,
@@ -368,17 +379,28 @@ class CallManager:
         self._answer_caller(call, sdp, now)
 
     def end_controlled(self, call: Call, now: float, status: int = 480,
-                       reason: str = "Temporarily Unavailable", cause: str = "dial plan hung up") -> None:
+                       reason: str = "Temporarily Unavailable", cause: str = "dial plan hung up",
+                       disposition: Disposition | None = None) -> None:
         """The flow ends the call: a final answer when unanswered, else BYE."""
         if call.state is CallState.RINGING:
-            self._fail(call, status, reason, _disposition(status), cause, now)
+            self._fail(call, status, reason, disposition or _disposition(status), cause, now)
         else:
             self._hang_up(call, now, cause)
+
+    def end_as_rung(self, call: Call, now: float) -> bool:
+        """End an unanswered call with the answer its last ring round got (486 busy, 480 ring timeout...),
+        as a call without a flow would have; False when it rang no round or was answered."""
+        if call.state is not CallState.RINGING or call.ring_outcome is None:
+            return False
+        status, reason, disposition, cause = call.ring_outcome
+        self._fail(call, status, reason, disposition, cause, now)
+        return True
 
     def _ring_over(self, call: Call, status: int, reason: str | None, disposition: Disposition, cause: str,
                    now: float) -> None:
         """A ring round ended unanswered: the controller decides what follows, else the caller gets it."""
         call.ring_active = False
+        call.ring_outcome = (status, reason, disposition, cause)
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
@@ -520,7 +542,6 @@ class CallManager:
         if not invite.body:
             # Late offer (RFC 3261 §13.2.1, RFC 6337 §3.1): the branches get an INVITE without SDP, the
             # callee's 2xx carries the offer, and the caller's ACK the answer, which our ACK passes on.
-            self._open_relay(call)
             return
         try:
             offer = filter_codecs(parse_sdp(invite.body))
@@ -531,6 +552,15 @@ class CallManager:
             raise _Reject(488, "Not Acceptable Here", Disposition.FAILED,
                           (("Warning", '305 pbx "no common codec: PCMU, PCMA"'),))
         call.offer = offer
+
+    def _setup_media(self, call: Call) -> None:
+        """Before the first ring round: open the relay (unless the round's destination releases media) and
+        build the SDP the branches get. Deferred to here so that a flow's destination decides release."""
+        call.media_ready = True
+        offer = call.offer
+        if offer is None:
+            self._open_relay(call)
+            return
         relay = self._open_relay(call)
         if relay is None:
             call.callee_sdp = call.callee_rewriter.passthrough(offer)
@@ -541,8 +571,9 @@ class CallManager:
         call.callee_sdp = call.callee_rewriter.rewrite(offer, self.media_host, _ports(offer, relay.b.port))
 
     def _open_relay(self, call: Call) -> RelaySession | None:
-        """The call's RTP relay session, unless media is released (or the engine runs without a relay)."""
-        if call.destination.media_release or self.relay is None:
+        """The call's RTP relay session, unless media is released (or the engine runs without a relay).
+        A call the engine already answered is anchored whatever the policy: its caller talks to us."""
+        if self.relay is None or (call.destination.media_release and call.state is CallState.RINGING):
             return None
         try:
             call.relay = self.relay.open_session()

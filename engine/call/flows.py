@@ -43,6 +43,7 @@ from engine.media.script import (
     Record,
     Recorded,
 )
+from engine.model.cdr import Disposition
 from engine.sip.sdp import SessionDescription
 from engine.voicemail.flows import Done as VoicemailDone
 
@@ -57,7 +58,7 @@ class MediaPort(Protocol):
 
     language: str
 
-    def push_digit(self, key: str) -> None: ...
+    def push_digit(self, key: str) -> object: ...
 
     def hangup(self) -> None: ...
 
@@ -104,8 +105,11 @@ class FlowServices:
 class FlowController:
     """Runs one call's flows; the ``CallController`` of that call (see the module docstring)."""
 
-    def __init__(self, services: FlowServices, run: PlanRun | None = None, flow: Flow | None = None) -> None:
+    def __init__(self, services: FlowServices, run: PlanRun | None = None, flow: Flow | None = None, *,
+                 line_ring_s: float | None = None) -> None:
         self.services = services
+        #: a call to a line's own extension rings for the engine's ring timeout (``pbx serve --ring-timeout``)
+        self.line_ring_s = line_ring_s
         self.run = run
         self.flow: Flow | None = flow if run is None else None
         self.call: Call | None = None
@@ -114,6 +118,7 @@ class FlowController:
         self.finished = False
         self._waiting_ring = False
         self._last_busy = False  # the last ring round ended busy (the answer when nothing else follows)
+        self._nothing_rang = False  # a Ring found nothing to ring (no registered phone)
         self._steps: list[str] = []
 
     # -- starting ------------------------------------------------------------------------------------
@@ -140,6 +145,8 @@ class FlowController:
 
     def ended(self, call: Call, now: float) -> None:
         self.hung_up = True
+        if self.flow is None and not self._waiting_ring and self.media is None:
+            self._finish()  # nothing runs that could still act (an unanswered call refused or cancelled)
         if self.media is not None:
             self.media.hangup()  # a running action returns promptly (a recording is still written)
         if self._waiting_ring:
@@ -231,8 +238,10 @@ class FlowController:
 
     def _ring(self, call: Call, action: Ring) -> None:
         prefix = self.run.caller_name_prefix if self.run is not None else ""
-        dest = self.services.destination(call, action.targets, action.timeout_s, prefix)
+        timeout = action.timeout_s if self.line_ring_s is None else self.line_ring_s
+        dest = self.services.destination(call, action.targets, timeout, prefix)
         if dest is None:
+            self._nothing_rang = True
             self._step(RingResult(answered=False))
             return
         self._waiting_ring = True
@@ -243,8 +252,13 @@ class FlowController:
         self._steps.append(f"voicemail:{action.mailbox}:{action.reason}")
         flow = self.services.deposit(action.mailbox, action.reason, call)
         if flow is None:
-            if self._last_busy:
-                self._end_call(486, "Busy Here", "busy, no voicemail")
+            manager = self.services.manager
+            self._finish()
+            if manager.end_as_rung(call, manager.clock.now()):
+                self.services.flush()
+            elif self._nothing_rang:
+                self._end_call(480, "Temporarily Unavailable", f"{action.mailbox} has no registered phone",
+                               Disposition.UNAVAILABLE)
             else:
                 self._end_call(480, "Temporarily Unavailable", "no voicemail")
             return
@@ -254,17 +268,19 @@ class FlowController:
         self._execute(flow.start())
 
     # -- ending ----------------------------------------------------------------------------------------
-    def _end_call(self, status: int, reason: str, cause: str) -> None:
+    def _end_call(self, status: int, reason: str, cause: str, disposition: Disposition | None = None) -> None:
         call = self.call
         assert call is not None
         self._finish()
         manager = self.services.manager
-        manager.end_controlled(call, manager.clock.now(), status, reason, cause)
+        manager.end_controlled(call, manager.clock.now(), status, reason, cause, disposition)
         self.services.flush()
 
     def _finish(self) -> None:
         self.finished = True
         self._close_media()
+        if self.run is not None:
+            self.run.close()  # the walk's generator would otherwise hold a cycle until the cyclic GC
 
     def _close_media(self) -> None:
         if self.media is not None:
@@ -281,9 +297,11 @@ class FlowFactory:
     """
 
     def __init__(self, services: FlowServices, plan: Callable[[], CompiledConfig | None],
-                 ring_state: RingState, menu: Callable[[MailboxMenu], Flow | None] | None = None) -> None:
+                 ring_state: RingState, menu: Callable[[MailboxMenu], Flow | None] | None = None, *,
+                 line_ring_s: Callable[[], float | None] = lambda: None) -> None:
         self.services = services
         self.plan = plan
+        self.line_ring_s = line_ring_s
         self.ring_state = ring_state
         self.menu = menu
 
@@ -294,4 +312,6 @@ class FlowFactory:
         config = self.plan()
         if config is None:
             return None
-        return FlowController(self.services, run=PlanRun(config, routed.entry, routed.facts, self.ring_state))
+        run = PlanRun(config, routed.entry, routed.facts, self.ring_state)
+        line_ring_s = self.line_ring_s() if routed.entry.kind == "line" else None
+        return FlowController(self.services, run=run, line_ring_s=line_ring_s)

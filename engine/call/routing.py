@@ -89,20 +89,23 @@ class RoutingConfig:
     addresses: Mapping[str, str] = field(default_factory=dict)
     #: the compiled dial plans; None runs without them (numbers routed to a line ring it directly)
     plan: CompiledConfig | None = None
+    #: lines whose voicemail is switched off (an unanswered call ends busy/unavailable)
+    no_voicemail: frozenset[str] = frozenset()
 
     @classmethod
     def build(cls, company: Company, lines: Iterable[Line], users: Iterable[User],
               numbers: Iterable[PhoneNumber], trunks: Iterable[Trunk],
               ring_timeout: float = DEFAULT_RING_TIMEOUT_S,
               addresses: Mapping[str, str] | None = None,
-              plan: CompiledConfig | None = None) -> RoutingConfig:
+              plan: CompiledConfig | None = None,
+              no_voicemail: frozenset[str] = frozenset()) -> RoutingConfig:
         trunk_list = tuple(trunks)
         nets = tuple((ipaddress.ip_network(src, strict=False), t) for t in trunk_list for src in t.sources)
         release = tuple(ipaddress.ip_network(n, strict=False) for n in company.media_release_networks)
         return cls(company=company, lines={ln.extension: ln for ln in lines}, users={u.id: u for u in users},
                    numbers={n.e164: n for n in numbers}, trunks=trunk_list, trunk_networks=nets,
                    release_networks=release, ring_timeout=ring_timeout, addresses=dict(addresses or {}),
-                   plan=plan)
+                   plan=plan, no_voicemail=no_voicemail)
 
 
 class Router:
@@ -259,10 +262,11 @@ class Router:
                          "cannot run yet")
 
     # -- ringing for a dial plan ---------------------------------------------------------------------
-    def plan_destination(self, info: CallInfo, targets: tuple[RingTarget, ...], timeout_s: float,
-                         name_prefix: str, now_wall: float) -> Destination | None:
+    def plan_destination(self, info: CallInfo, source: Peer, targets: tuple[RingTarget, ...],
+                         timeout_s: float, name_prefix: str, now_wall: float) -> Destination | None:
         """What a dial plan's Ring rings: every registered contact of each line target, and each external
         number through the outbound trunk; the callee sees the caller (with the Modify Caller ID prefix).
+        Media is released when the caller (at ``source``) and every branch are in one release network.
         None when nothing can ring (no phone registered, no trunk)."""
         cfg = self.config
         branches: list[Branch] = []
@@ -300,7 +304,7 @@ class Router:
             headers=headers,
             ring_timeout=timeout_s,
             credentials=credentials,
-            media_release=False,
+            media_release=not headers and self._release(source, tuple(branches)),
         )
 
     # -- ringing a line ----------------------------------------------------------------------------
