@@ -70,8 +70,11 @@ def write_company_file(path: Path, users: Sequence[LineUser], realm: str = TEST_
             "timezone": "Europe/Berlin",
             "country": "DE",
         },
+        # Voicemail off: these lines test the SIP layer, where busy and no answer must reach the caller
+        # (voicemail, which answers such calls instead, is tested in test_dialplan_calls/test_voicemail).
         "users": [
-            {"first_name": u.first, "last_name": u.last, "extension": u.extension, "sip_password": u.password}
+            {"first_name": u.first, "last_name": u.last, "extension": u.extension, "sip_password": u.password,
+             "voicemail": False}
             for u in users
         ],
     }

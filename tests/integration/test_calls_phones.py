@@ -51,7 +51,8 @@ def line_name(ext: str) -> str:
 def company_yaml(*, media_release: bool) -> str:
     release = '\n  media_release_networks: ["127.0.0.0/8"]' if media_release else ""
     users = "\n".join(
-        f'  - {{first_name: {first}, last_name: {last}, extension: "{ext}", sip_password: {password(ext)}}}'
+        f'  - {{first_name: {first}, last_name: {last}, extension: "{ext}", sip_password: {password(ext)}, '
+        "voicemail: false}"  # busy and no answer must reach the caller here (voicemail: test_voicemail.py)
         for ext, (first, last) in LINES.items()
     )
     return f"""version: 1

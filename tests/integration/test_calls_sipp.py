@@ -30,15 +30,17 @@ SDP = (b"v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r
 
 
 def company_yaml(carrier_port: int) -> str:
+    # Voicemail off: busy, no answer and unregistered must reach the caller as SIP answers here (voicemail
+    # answers such calls instead; it is tested in test_dialplan_calls and test_voicemail).
     return f"""
 version: 1
 company: {{name: Calls Test GmbH, sip_realm: pbx.test, country: DE, area_code: "30"}}
 users:
   - {{first_name: Anna, last_name: Caller, extension: "201", sip_password: secret-201,
-     external_caller_id: "+49 30 23125 300"}}
-  - {{first_name: Ben, last_name: Callee, extension: "202", sip_password: secret-202}}
-  - {{first_name: Cem, last_name: Busy, extension: "203", sip_password: secret-203}}
-  - {{first_name: Dora, last_name: Away, extension: "204", sip_password: secret-204}}
+     external_caller_id: "+49 30 23125 300", voicemail: false}}
+  - {{first_name: Ben, last_name: Callee, extension: "202", sip_password: secret-202, voicemail: false}}
+  - {{first_name: Cem, last_name: Busy, extension: "203", sip_password: secret-203, voicemail: false}}
+  - {{first_name: Dora, last_name: Away, extension: "204", sip_password: secret-204, voicemail: false}}
 numbers:
   - {{number: "+49 30 23125 300", route: {{kind: extension, target: "202"}}}}
 trunks:
