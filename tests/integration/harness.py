@@ -205,6 +205,11 @@ class PbxServer:
         return self.proc.pid
 
     def command(self) -> list[str]:
+        # ``pbx serve`` binds the admin API on 127.0.0.1:8080 by default; servers running side by side would
+        # fight for that port, so the API is off unless the test asks for it (``--http HOST:PORT``).
+        wants_http = any(
+            arg in ("--http", "--api") or arg.startswith(("--http=", "--api=")) for arg in self.extra_args
+        )
         return [
             *pbx_command(),
             "serve",
@@ -214,6 +219,7 @@ class PbxServer:
             f"{self.host}:{self.port}",
             "--log-level",
             self.log_level,
+            *([] if wants_http else ["--http", "off"]),
             *self.extra_args,
         ]
 
