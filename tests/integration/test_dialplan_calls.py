@@ -32,6 +32,7 @@ REALM = "pbx.test"
 TZ = "Europe/Berlin"
 DID_DAY = "+493023125100"
 DID_NIGHT = "+493023125101"
+DID_SUPPORT = "+493023125102"
 MENU_HZ = 700.0
 CLOSED_HZ = 500.0
 MEMBER_HZ = 1000.0
@@ -59,6 +60,7 @@ users:
 numbers:
   - {{number: "{DID_DAY}", route: {{kind: dial_plan, target: day}}}}
   - {{number: "{DID_NIGHT}", route: {{kind: dial_plan, target: night}}}}
+  - {{number: "{DID_SUPPORT}", route: {{kind: ring_group, target: support}}}}
 sound_clips:
   - {{name: menu, file: {clips / "menu.wav"}}}
   - {{name: closed, file: {clips / "closed.wav"}}}
@@ -68,6 +70,11 @@ ring_groups:
     members: [{{line: "202"}}, {{line: "203"}}]
     member_ring_seconds: 15
     ring_seconds: 20
+  - name: support
+    strategy: round_robin
+    members: [{{line: "202"}}, {{line: "203"}}]
+    member_ring_seconds: 3
+    ring_seconds: 12
 schedules:
   - name: always
     open: [{{days: [{", ".join(DAYS)}], from: "00:00", to: "24:00"}}]
@@ -261,3 +268,28 @@ def test_closed_hours_play_the_closed_clip_and_take_a_message(rig: Rig, tmp_path
     (cdr,) = rig.cdrs(1)
     assert any("voicemail:800" in s for s in cdr["path"]) and any("night/hours:closed" in s or "closed" in s
                                                                   for s in cdr["path"]), cdr["path"]
+
+
+def test_round_robin_rings_one_member_at_a_time_and_starts_after_the_last_one_next_time(rig: Rig) -> None:
+    """The support group (round robin, 3 s per member) called directly by its number: the first call rings
+    202 alone, then 203 (202 does not answer); the next call starts after 203, i.e. with 202 again."""
+    sam = rig.phone("sam", "202")  # rings, never answers
+    sara = rig.phone("sara", "203", auto_answer=200, ring_seconds=0.5)
+    carrier = rig.carrier()
+    carrier.call(rig.did_uri(DID_SUPPORT))
+    first = sam.wait_for("incoming_call", timeout=10.0)
+    started = time.monotonic()
+    sam.wait_for("call_state", lambda e: e.get("state") == "DISCONNECTED", timeout=10.0)  # CANCELled at 3 s
+    assert sara.wait_for("incoming_call", timeout=10.0) and first
+    assert time.monotonic() - started >= 2.0  # 203 rang only after 202's turn
+    carrier.wait_state("CONFIRMED")
+    carrier.hangup()
+    carrier.wait_for("call_state", lambda e: e.get("state") == "DISCONNECTED", timeout=10.0)
+    sara.wait_for("call_state", lambda e: e.get("state") == "DISCONNECTED", timeout=10.0)
+    carrier.call(rig.did_uri(DID_SUPPORT))
+    sam.wait_for("incoming_call", timeout=10.0)  # the member after 203 (the last to ring) is 202
+    carrier.wait_state("CONFIRMED", timeout=20.0)  # after 202's turn, 203 answers again
+    carrier.hangup()
+    rows = rig.cdrs(2)
+    for cdr in rows:
+        assert cdr["disposition"] == "answered" and [leg["status"] for leg in cdr["legs"]] == [487, 200], cdr
