@@ -9,38 +9,17 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvloop
 
 from engine.media.io import RtpRelay
 from engine.media.relay import RelayExhausted
 
 HOST = "127.0.0.1"
 RTP = b"\x80\x00\x00\x01" + b"\x00" * 8 + b"\xff" * 160  # 172 bytes: 20 ms of G.711
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
-    """Run a scenario in a fresh loop of the given kind; fail on anything the loop's handler sees."""
-
-    def runner(scenario: Callable[[], Awaitable[Any]]) -> Any:
-        factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-        seen: list[dict[str, Any]] = []
-
-        async def main() -> Any:
-            asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context))
-            return await scenario()
-
-        with asyncio.Runner(loop_factory=factory) as runner:
-            result = runner.run(main())
-        assert not seen, seen
-        return result
-
-    return runner
 
 
 def free_range(pairs: int) -> tuple[int, int]:

@@ -10,13 +10,11 @@ import asyncio
 import itertools
 import os
 import socket
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import uvloop
 
 from engine.media import g711
 from engine.media.dtmf import DtmfSender
@@ -41,26 +39,6 @@ from engine.media.wav import decode_wav, encode_wav
 
 HOST = "127.0.0.1"
 PROMPTS = PromptLibrary()
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def run(request: pytest.FixtureRequest) -> Callable[[Callable[[], Awaitable[Any]]], Any]:
-    """Run a scenario in a fresh loop of the given kind; fail on anything the loop's handler sees."""
-
-    def runner(scenario: Callable[[], Awaitable[Any]]) -> Any:
-        factory = uvloop.new_event_loop if request.param == "uvloop" else asyncio.new_event_loop
-        seen: list[dict[str, Any]] = []
-
-        async def main() -> Any:
-            asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context))
-            return await scenario()
-
-        with asyncio.Runner(loop_factory=factory) as runner:
-            result = runner.run(main())
-        assert not seen, seen
-        return result
-
-    return runner
 
 
 class Phone:
