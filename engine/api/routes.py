@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Final, ParamSpec, TypeVar
 
 import anyio.to_thread
 from litestar import Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter, RawBody
 
 from engine.api import schemas as s
+from engine.media.wav import WavError, convert_to_8k_mono16, decode_wav
 from engine.model import ModelError, rules
 from engine.store.admin import AdminStore, Principal, Validator
 from engine.store.errors import NotFoundError
@@ -43,6 +47,10 @@ EpochSeconds = Annotated[float | None, QueryParameter(ge=0, le=1e11)]
 Text = FromQuery[str | None]
 
 _CONFIGURE: Final = {"permission": CONFIGURE}
+SOUNDS_DIR: Final = "sounds"
+MAX_CLIP_BYTES: Final = 20 * 1024 * 1024
+"""The largest WAV upload (about 2 minutes of 44.1 kHz stereo 16-bit; a clip converted is 16 kB/s)."""
+WAV_TYPES: Final = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream")
 Auth = NamedDependency[Principal]
 """The request's authenticated user (``engine.api.app`` provides it after checking the permission)."""
 Admin = NamedDependency[AdminStore]
@@ -411,7 +419,88 @@ def replace_object(
 def delete_object(
     request: Request[Any, Any, Any], admin: Admin, principal: Auth, kind: Name, name: Name
 ) -> None:
+    """Delete a routing object (a sound clip's audio file goes with it)."""
     admin.delete_object(principal.actor, _kind(kind), name, _validator(request))
+    if kind == "sound_clips" and rules.PLAN_NAME_RE.fullmatch(name):
+        sound_clip_path(admin.store.data_dir, name).unlink(missing_ok=True)
+
+
+# -- sound clips -----------------------------------------------------------------------------------------
+
+
+def sound_clip_path(data_dir: Path, name: str) -> Path:
+    """Where the engine reads sound clip ``name`` (``engine.server.clip_path`` must agree; a test checks)."""
+    return data_dir / SOUNDS_DIR / f"{name}.wav"
+
+
+def _clip_out(name: str, audio: bytes) -> s.SoundClipOut:
+    wav = decode_wav(audio)
+    return s.SoundClipOut(
+        name, f"{SOUNDS_DIR}/{name}.wav", round(wav.duration_s, 3), wav.sample_rate_hz, len(audio)
+    )
+
+
+@dataclass
+class _WavUpload(Operation):
+    """The OpenAPI operation of a WAV upload: the raw body is the file (Litestar documents no raw body)."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={
+                t: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY))
+                for t in WAV_TYPES
+            },
+            required=True,
+            description="a WAV file: any sample rate and channel count; PCM, float, µ-law or A-law",
+        )
+
+
+@put(
+    "/api/sound-clips/{name:str}",
+    opt=_CONFIGURE,
+    status_code=200,
+    tags=["routing"],
+    request_max_body_size=MAX_CLIP_BYTES,
+    operation_class=_WavUpload,
+)
+async def upload_clip(
+    request: Request[Any, Any, Any],
+    admin: Admin,
+    principal: Auth,
+    name: Name,
+    body: RawBody,
+) -> s.SoundClipOut:
+    """Upload (create or replace) a sound clip: a WAV file of any sample rate and channel count, PCM, float,
+    µ-law or A-law, converted to 8 kHz 16-bit mono and stored for the dial plans (``play_clip``,
+    ``auto_attendant`` name it). A file that is no readable WAV is refused with 422 naming the part."""
+    clip = rules.check_plan_name(name, "name")
+    kind = request.headers.get("content-type", "audio/wav").split(";", 1)[0].strip().lower()
+    if kind not in WAV_TYPES:
+        raise ModelError("content-type", f"must be one of {', '.join(WAV_TYPES)}, not {kind!r}")
+    validator = _validator(request)
+
+    def work() -> s.SoundClipOut:
+        try:
+            audio = convert_to_8k_mono16(body)
+        except WavError as exc:
+            raise ModelError(f"file.{exc.field}", f"not a WAV file we can read: {exc.reason}") from None
+        path = sound_clip_path(admin.store.data_dir, clip)
+        admin.save_sound_clip(principal.actor, clip, audio, path, validator)
+        return _clip_out(clip, audio)
+
+    return await anyio.to_thread.run_sync(work)
+
+
+@get("/api/sound-clips/{name:str}", opt=_CONFIGURE, tags=["routing"], media_type="audio/wav")
+@threaded
+def download_clip(admin: Admin, principal: Auth, name: Name) -> Response[bytes]:
+    """The stored (converted) audio of a sound clip, 8 kHz 16-bit mono WAV."""
+    admin.routing_object("sound_clips", name)  # 404 when there is no such clip
+    try:
+        audio = sound_clip_path(admin.store.data_dir, name).read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError("sound clip audio", name) from None
+    return Response(audio, media_type="audio/wav")
 
 
 @get("/api/dial-plans", opt=_CONFIGURE, tags=["routing"])
@@ -588,6 +677,8 @@ ROUTES: Final = [
     get_object,
     replace_object,
     delete_object,
+    upload_clip,
+    download_clip,
     list_plans,
     create_plan,
     get_plan,

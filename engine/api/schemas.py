@@ -292,6 +292,16 @@ class ObjectOut(msgspec.Struct):
     spec: dict[str, Any]
 
 
+class SoundClipOut(msgspec.Struct):
+    """A stored sound clip: ``file`` is relative to the data directory; the audio is 8 kHz 16-bit mono."""
+
+    name: str
+    file: str
+    duration_seconds: float
+    sample_rate_hz: int
+    bytes: int
+
+
 class PlanIn(Struct):
     name: str
     graph: dict[str, Any]

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -1369,6 +1370,49 @@ class AdminStore:
                 validate(self.snapshot(conn))
         return ObjectRecord(int(obj_id), kind, new_name, body)
 
+    def save_sound_clip(
+        self, actor: str, name: object, audio: bytes, path: Path, validate: Validator | None = None
+    ) -> ObjectRecord:
+        """Create or replace sound clip ``name`` with ``audio`` (already 8 kHz 16-bit mono WAV) at ``path``.
+
+        The file is written to a temporary name and fsynced first; it replaces ``path`` inside the store
+        transaction, after ``validate`` passed and before the commit. So a crash leaves at worst a file
+        without its object (harmless), never a clip object whose file is missing or half written, and a
+        refused change leaves the old file in place.
+
+        Raises:
+            ModelError: a bad name (field ``name``), or whatever ``validate`` raises.
+            OSError: the file cannot be written.
+        """
+        clip = rules.check_plan_name(name, "name")
+        spec = {"name": clip, "file": f"{path.parent.name}/{path.name}"}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{self._token()[:16]}.tmp")
+        with open(tmp, "wb") as out:
+            out.write(audio)
+            out.flush()
+            os.fsync(out.fileno())
+        ro = schema.routing_objects
+        try:
+            detail = {"bytes": len(audio)}
+            with self._change(actor, "sound_clip.upload", f"sound_clips:{clip}", detail) as conn:
+                old = conn.execute(sa.select(ro).where(ro.c.kind == "sound_clips", ro.c.name == clip)).first()
+                text = json.dumps(spec, sort_keys=True)
+                if old is None:
+                    obj_id = conn.execute(
+                        sa.insert(ro).values(kind="sound_clips", name=clip, spec=text).returning(ro.c.id)
+                    ).scalar_one()
+                else:
+                    obj_id = old.id
+                    conn.execute(sa.update(ro).where(ro.c.id == old.id).values(spec=text))
+                if validate is not None:
+                    validate(self.snapshot(conn))
+                os.replace(tmp, path)
+                _fsync_dir(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ObjectRecord(int(obj_id), "sound_clips", clip, spec)
+
     @staticmethod
     def _rename_routes(conn: sa.Connection, kind: str, old: str, new: str) -> None:
         n = schema.numbers
@@ -1648,6 +1692,15 @@ def check_line_options(value: object) -> dict[str, Any]:
             )
         out["voicemail"] = settings
     return out
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX: the directory entry is data of the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _line_record(r: sa.Row[Any]) -> LineRecord:
