@@ -1,23 +1,21 @@
 """Registrar bindings at rest: the record type and the background writer that persists changes.
 
 The registrar runs on the event loop and must never wait for the database (ARCHITECTURE rule 4). It hands
-every change to ``BindingWriter``, whose methods only put a tuple on a ``queue.SimpleQueue``. One thread
-drains the queue in batches: after the first change it sleeps ``flush_interval_s`` (cut short by ``flush``
-or ``stop``), then takes what piled up, up to ``max_batch`` changes (no sleep while a backlog remains); it
-coalesces them per (aor, contact) and commits each batch as one transaction through
-``Store.write_bindings``. A failed batch is logged and retried a few times, then dropped with an error
-log; the thread keeps running. ``flush`` is a marker in the same queue, so it returns once everything
-enqueued before it is committed.
+every change to ``BindingWriter``, a ``QueueWriter`` (``engine.store.writer``: a thread draining a queue in
+batches, ``flush`` and ``stop``). Each batch is coalesced per (aor, contact) and committed as one
+transaction through ``Store.write_bindings``. A failed batch is written again change by change, and what
+keeps failing is retried a few times, then dropped with an error log; the thread keeps running.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+
+from engine.store.writer import QueueWriter
 
 if TYPE_CHECKING:
     from engine.store.store import Store
@@ -27,8 +25,6 @@ logger = logging.getLogger(__name__)
 _UPSERT: Final = 0
 _DELETE: Final = 1
 _DELETE_AOR: Final = 2
-_FLUSH: Final = 3
-_STOP: Final = 4
 _RETRY_DELAYS_S: Final = (0.05, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -99,126 +95,46 @@ class _Batch:
         return upserts, deletes, sorted(self.aor_deletes)
 
 
-class BindingWriter:
-    """Persists registrar changes from a background thread; every public method but ``flush``/``stop``
-    returns at once without touching the database."""
+class BindingWriter(QueueWriter[tuple[Any, ...], _Batch]):
+    """Persists registrar changes from a background thread (``QueueWriter``); every public method but
+    ``flush``/``stop`` returns at once without touching the database."""
 
     def __init__(self, store: Store, *, flush_interval_s: float = 0.2, max_batch: int = 5000) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        super().__init__("binding writer", flush_interval_s=flush_interval_s, max_batch=max_batch)
         self._store = store
-        self._interval = flush_interval_s
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        self._pause = threading.Event()  # never set: waiting on it is the retry back-off sleep
-        self._wake = threading.Event()  # set by flush()/stop(): end the batching wait now
-        self._backlog = False  # the last batch was full: do not wait before the next
         self.stats = WriterStats()
-
-    def start(self) -> None:
-        """Start the writer thread (once)."""
-        if self._thread is not None or self._stopped:
-            raise RuntimeError("BindingWriter.start() called twice")
-        self._thread = threading.Thread(target=self._run, name="pbx-binding-writer", daemon=True)
-        self._thread.start()
 
     def upsert(self, record: BindingRecord) -> None:
         """Insert or replace the binding (record.aor, record.contact). Non-blocking."""
-        if self._stopped:
+        if not self._put((_UPSERT, record)):
             self._late("upsert")
-            return
-        self._queue.put((_UPSERT, record))
 
     def delete(self, aor: str, contact: str) -> None:
         """Remove one binding. Non-blocking."""
-        if self._stopped:
+        if not self._put((_DELETE, aor, contact)):
             self._late("delete")
-            return
-        self._queue.put((_DELETE, aor, contact))
 
     def delete_aor(self, aor: str) -> None:
         """Remove every binding of ``aor`` (REGISTER with ``Contact: *``). Non-blocking."""
-        if self._stopped:
+        if not self._put((_DELETE_AOR, aor)):
             self._late("delete_aor")
-            return
-        self._queue.put((_DELETE_AOR, aor))
-
-    def flush(self, timeout: float = 5.0) -> None:
-        """Block until every change enqueued so far has been committed (or given up on, see the log).
-
-        Raises:
-            RuntimeError: the writer thread is not running.
-            TimeoutError: not done within ``timeout`` seconds.
-        """
-        if self._thread is None or not self._thread.is_alive():
-            raise RuntimeError("the binding writer is not running")
-        done = threading.Event()
-        self._queue.put((_FLUSH, done))
-        self._wake.set()
-        if not done.wait(timeout):
-            raise TimeoutError(f"binding writer did not flush within {timeout:g} s")
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued and end the thread. Later changes are dropped (and logged)."""
-        thread = self._thread
-        if thread is None or self._stopped:
-            self._stopped = True
-            return
-        self._stopped = True
-        self._queue.put((_STOP,))
-        self._wake.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.error("binding writer did not finish within %g s; unwritten changes may be lost", timeout)
 
     def _late(self, what: str) -> None:
         self.stats.dropped += 1
         logger.warning("binding writer: %s after stop() dropped", what)
 
-    def _run(self) -> None:
+    def _on_thread_start(self) -> None:
         self.stats.thread_ident = threading.get_ident()
-        while True:
-            try:
-                batch, markers, stop = self._collect()
-                if batch.size:
-                    self._commit(batch)
-                for marker in markers:
-                    marker.set()
-                if stop:
-                    return
-            except Exception:
-                # Never die silently: log and go on with the next batch.
-                self.stats.errors += 1
-                logger.exception("binding writer: unexpected error")
 
-    def _collect(self) -> tuple[_Batch, list[threading.Event], bool]:
-        batch = _Batch()
-        markers: list[threading.Event] = []
-        item = self._queue.get()
-        # Wait out the interval once, then drain what piled up without blocking: one wake-up per batch
-        # rather than one per change, so the writer does not take the GIL from the event loop per REGISTER.
-        # flush()/stop() set _wake to cut the wait short; after a full batch (a backlog) there is no wait.
-        if item[0] not in (_FLUSH, _STOP) and not self._backlog:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-        self._backlog = False
-        while True:
-            kind = item[0]
-            if kind == _FLUSH:
-                markers.append(item[1])
-                return batch, markers, False
-            if kind == _STOP:
-                return batch, markers, True
-            batch.add(item)
-            if batch.size >= self._max_batch:
-                self._backlog = True
-                return batch, markers, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, markers, False
+    def _unexpected(self) -> None:
+        self.stats.errors += 1
+
+    def _new_batch(self) -> _Batch:
+        return _Batch()
+
+    def _add(self, batch: _Batch, item: tuple[Any, ...]) -> int:
+        batch.add(item)
+        return batch.size
 
     def _commit(self, batch: _Batch) -> None:
         upserts, deletes, aors = batch.split()
@@ -238,7 +154,7 @@ class BindingWriter:
                     if not (upserts or deletes or aors):
                         return
                 if delay is not None:
-                    self._pause.wait(delay)
+                    self._back_off(delay)
                 continue
             self._count(upserts, deletes, aors)
             return

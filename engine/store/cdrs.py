@@ -1,10 +1,9 @@
 """Call detail records at rest: their row and JSON forms, and the background writer that stores them.
 
 The call layer runs on the event loop and must never wait for the database (ARCHITECTURE rule 4). When a
-call ends it hands its ``CallRecord`` to ``CdrWriter.write``, which only puts it on a
-``queue.SimpleQueue``. One thread drains the queue in batches (after the first record it waits
-``flush_interval_s``, cut short by ``flush`` or ``stop``, then takes what piled up, up to ``max_batch``) and
-inserts each batch in one transaction through ``Store.write_cdrs``.
+call ends it hands its ``CallRecord`` to ``CdrWriter.write``, a ``QueueWriter`` (``engine.store.writer``: a
+thread draining a queue in batches, ``flush`` and ``stop``) that inserts each batch in one transaction
+through ``Store.write_cdrs``.
 
 A CDR is a bill and an audit trail, so none may disappear without a trace. A batch that fails is written
 again row by row, so one bad record cannot sink the others. A record that keeps failing for a reason that
@@ -20,14 +19,13 @@ import dataclasses
 import json
 import logging
 import math
-import queue
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
 from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
+from engine.store.writer import QueueWriter
 
 if TYPE_CHECKING:
     from engine.store.store import Store
@@ -140,113 +138,31 @@ class CdrWriterStats:
     dropped: int = 0  # records given up on: each one is in the ERROR log as JSON
 
 
-class CdrWriter:
-    """Stores call records from a background thread; ``write`` returns at once without touching the
-    database."""
+class CdrWriter(QueueWriter[CallRecord, list[CallRecord]]):
+    """Stores call records from a background thread (``QueueWriter``); ``write`` returns at once without
+    touching the database."""
 
     def __init__(self, store: Store, *, flush_interval_s: float = 0.2, max_batch: int = 500) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+        super().__init__("CDR writer", flush_interval_s=flush_interval_s, max_batch=max_batch)
         self._store = store
-        self._interval = flush_interval_s
-        self._max_batch = max_batch
-        # A record, a flush marker (set once everything before it is stored) or None (stop).
-        self._queue: queue.SimpleQueue[CallRecord | threading.Event | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._stopped = False
-        self._wake = threading.Event()  # set by flush()/stop(): end the batching wait now
-        self._hurry = threading.Event()  # set by stop(): retry without back-off, then log what still fails
-        self._backlog = False  # the last batch was full: do not wait before the next
         self.stats = CdrWriterStats()
-
-    def start(self) -> None:
-        """Start the writer thread (once).
-
-        Raises:
-            RuntimeError: already started, or stopped.
-        """
-        if self._thread is not None or self._stopped:
-            raise RuntimeError("CdrWriter.start() called twice")
-        self._thread = threading.Thread(target=self._run, name="pbx-cdr-writer", daemon=True)
-        self._thread.start()
 
     def write(self, record: CallRecord) -> None:
         """Queue a record for storing. Non-blocking: safe on the event loop. After ``stop`` the record is
         logged at ERROR instead (never dropped silently)."""
-        if self._stopped:
+        if not self._put(record):
             self.stats.dropped += 1
             self._log_lost(record, "written after stop()")
-            return
-        self._queue.put(record)
 
-    def flush(self, timeout: float = 5.0) -> None:
-        """Block until every record written so far is stored (or given up on and logged).
+    def _unexpected(self) -> None:
+        self.stats.errors += 1
 
-        Raises:
-            RuntimeError: the writer thread is not running.
-            TimeoutError: not done within ``timeout`` seconds.
-        """
-        if self._thread is None or not self._thread.is_alive():
-            raise RuntimeError("the CDR writer is not running")
-        done = threading.Event()
-        self._queue.put(done)
-        self._wake.set()
-        if not done.wait(timeout):
-            raise TimeoutError(f"CDR writer did not flush within {timeout:g} s")
+    def _new_batch(self) -> list[CallRecord]:
+        return []
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Store what is queued and end the thread; failing records are retried at once, without the
-        back-off, and then logged. Idempotent."""
-        thread = self._thread
-        if thread is None or self._stopped:
-            self._stopped = True
-            return
-        self._stopped = True
-        self._queue.put(None)
-        self._wake.set()
-        self._hurry.set()
-        thread.join(timeout)
-        if thread.is_alive():
-            logger.error("CDR writer did not finish within %g s; queued records may be lost", timeout)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                batch, markers, stop = self._collect()
-                if batch:
-                    self._commit(batch)
-                for marker in markers:
-                    marker.set()
-                if stop:
-                    return
-            except Exception:
-                # Never die silently: log and go on with the next batch.
-                self.stats.errors += 1
-                logger.exception("CDR writer: unexpected error")
-
-    def _collect(self) -> tuple[list[CallRecord], list[threading.Event], bool]:
-        batch: list[CallRecord] = []
-        markers: list[threading.Event] = []
-        item = self._queue.get()
-        if isinstance(item, CallRecord) and not self._backlog:
-            self._wake.wait(self._interval)
-            self._wake.clear()
-        self._backlog = False
-        while True:
-            if isinstance(item, CallRecord):
-                batch.append(item)
-                if len(batch) >= self._max_batch:
-                    self._backlog = True
-                    return batch, markers, False
-            elif isinstance(item, threading.Event):
-                markers.append(item)
-                return batch, markers, False
-            else:
-                return batch, markers, True
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return batch, markers, False
+    def _add(self, batch: list[CallRecord], item: CallRecord) -> int:
+        batch.append(item)
+        return len(batch)
 
     def _commit(self, batch: list[CallRecord]) -> None:
         try:
@@ -284,7 +200,7 @@ class CdrWriter:
                 len(pending), attempt, last.__class__.__name__, last,
             )
             if delay is not None:
-                self._hurry.wait(delay)
+                self._back_off(delay)
         self.stats.dropped += len(pending)
         for record in pending:
             self._log_lost(record, f"still failing after {len(_RETRY_DELAYS_S) + 1} attempts")
