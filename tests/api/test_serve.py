@@ -88,3 +88,13 @@ def test_pbx_serve_http_end_to_end(tmp_path: Path) -> None:
         rc = server.stop()
     assert rc == 0, server.log_tail()
     assert "admin API on http://127.0.0.1" in server.log_text()
+
+
+def test_test_servers_run_without_the_admin_api_unless_a_test_asks(tmp_path: Path) -> None:
+    # Parallel ``pbx serve`` processes would all bind the API's default 127.0.0.1:8080.
+    plain = PbxServer(tmp_path, tmp_path / "a.log").command()
+    assert plain.count("--http") == 1 and plain[plain.index("--http") + 1] == "off"
+    asked = PbxServer(tmp_path, tmp_path / "b.log", extra_args=["--http", "127.0.0.1:9"]).command()
+    assert asked.count("--http") == 1 and asked[asked.index("--http") + 1] == "127.0.0.1:9"
+    alias = PbxServer(tmp_path, tmp_path / "c.log", extra_args=["--api=127.0.0.1:9"]).command()
+    assert "--http" not in alias
