@@ -128,7 +128,14 @@ class SipApplication:
         if self._debug:
             logger.debug("< %s %s from %s:%s:%d -> %d %s", req.method, req.uri, tx.peer.transport,
                          tx.peer.host, tx.peer.port, resp.status, resp.reason)
-        self.endpoint.respond(tx, resp, now)
+        if resp.status == 401 and req.method == "REGISTER" and not req.has("authorization"):
+            # A REGISTER without credentials is challenged statelessly (RFC 3261 §8.2.7): the nonce is a
+            # stateless HMAC, a retransmission just gets a fresh challenge, and no transaction waits 32 s for
+            # Timer J (half of a registration's transactions). A challenge after failed credentials stays in
+            # its transaction, so that the failure throttle never counts a retransmission twice.
+            self.endpoint.respond_stateless(tx, resp, now)
+        else:
+            self.endpoint.respond(tx, resp, now)
         if self._registered is not None and self.mwi is not None:
             aor, self._registered = self._registered, None
             self.mwi.on_registered(aor, now, self.clock.wall())
@@ -346,7 +353,7 @@ class Server:
             shell = FlowShell(loop, router, calls, voicemail, transport.pump, relay, self.sip_host,
                               advertised)
             app.flows = shell.factory
-            mwi = MwiService(endpoint, location, company.sip_realm, f"<sip:mwi@{advertised}:{self.sip_port}>")
+            mwi = MwiService(endpoint, location, company.sip_realm, f"sip:mwi@{advertised}:{self.sip_port}")
             for mailbox, (new, old) in (await loop.run_in_executor(None, voicemail.all_counts)).items():
                 mwi.set_counts(mailbox, new, old)
             app.mwi = shell.mwi = mwi
@@ -354,7 +361,7 @@ class Server:
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
                 endpoint.config = EndpointConfig(via_host=advertised, via_port=port)
-                mwi.contact = f"<sip:mwi@{advertised}:{port}>"
+                mwi.contact = f"sip:mwi@{advertised}:{port}"
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))

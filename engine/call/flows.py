@@ -106,8 +106,10 @@ class FlowController:
     """Runs one call's flows; the ``CallController`` of that call (see the module docstring)."""
 
     def __init__(self, services: FlowServices, run: PlanRun | None = None, flow: Flow | None = None, *,
-                 line_ring_s: float | None = None) -> None:
+                 line_ring_s: float | None = None, language: str | None = None) -> None:
         self.services = services
+        #: the prompt language of a call without a plan run (the ``*98``/``*99`` menu); a run has its own
+        self.language = language
         #: a call to a line's own extension rings for the engine's ring timeout (``pbx serve --ring-timeout``)
         self.line_ring_s = line_ring_s
         self.run = run
@@ -230,8 +232,9 @@ class FlowController:
             self._end_call(503, "Service Unavailable", "no free media ports")
             return False
         self.media, sdp = opened
-        if self.run is not None:
-            self.media.language = self.run.language
+        language = self.run.language if self.run is not None else self.language
+        if language is not None:
+            self.media.language = language
         self.services.manager.answer_locally(call, sdp, self.services.manager.clock.now())
         self.services.flush()
         return True
@@ -293,7 +296,8 @@ class FlowFactory:
 
     ``plan`` reads the current compiled config (the call keeps the snapshot it starts with);
     ``ring_state`` is the engine's round-robin memory; ``menu`` builds the ``*98``/``*99`` flow (None
-    while voicemail is not available: such calls get 480).
+    while voicemail is not available: such calls get 480). The menu speaks the plans' default language (the
+    company's), as the flow's numbers do.
     """
 
     def __init__(self, services: FlowServices, plan: Callable[[], CompiledConfig | None],
@@ -308,7 +312,11 @@ class FlowFactory:
     def controller(self, routed: Planned | MailboxMenu) -> FlowController | None:
         if isinstance(routed, MailboxMenu):
             flow = self.menu(routed) if self.menu is not None else None
-            return None if flow is None else FlowController(self.services, flow=flow)
+            if flow is None:
+                return None
+            config = self.plan()
+            language = config.default_language if config is not None else None
+            return FlowController(self.services, flow=flow, language=language)
         config = self.plan()
         if config is None:
             return None

@@ -149,8 +149,13 @@ class MwiService:
         endpoint: the SIP endpoint requests go out through.
         location: registered contacts, for unsolicited NOTIFYs.
         realm: the SIP domain of ``Message-Account`` and our From/To (``sip:201@realm``).
-        contact: our Contact URI for subscription dialogs, e.g. ``sip:mwi@203.0.113.5:5060``.
+        contact: our Contact URI (bare, not in angle brackets: the service adds them), e.g.
+            ``sip:mwi@203.0.113.5:5060``.
         may_subscribe: (authenticated user, mailbox) -> allowed (default: own mailbox only).
+
+    Raises:
+        ValueError: ``contact`` is not a bare SIP URI (``<sip:...>`` would go out as ``<<sip:...>>``, which
+            phones reject as a syntax error: pjsip drops the whole NOTIFY).
     """
 
     def __init__(
@@ -177,6 +182,17 @@ class MwiService:
         self._subs: dict[_SubKey, Subscription] = {}
         self._notifies: dict[ClientTransaction, _SubKey | None] = {}
         self.stats: dict[str, int] = {"subscribe": 0, "notify": 0, "unsolicited": 0, "expired": 0}
+
+    @property
+    def contact(self) -> str:
+        """Our Contact URI (bare); setting it checks it as the constructor does."""
+        return self._contact
+
+    @contact.setter
+    def contact(self, uri: str) -> None:
+        if not uri.lower().startswith(("sip:", "sips:")) or any(c in uri for c in "<>\r\n \t"):
+            raise ValueError(f"MWI contact must be a bare SIP URI, got {uri!r}")
+        self._contact = uri
 
     # -- counts -------------------------------------------------------------------------------------------
     def set_counts(self, mailbox: str, new: int, old: int) -> None:

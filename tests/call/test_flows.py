@@ -10,12 +10,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.call.b2bua import Branch, Call, CallInfo, CallManager, Destination
-from engine.call.flows import FlowController, FlowServices, MediaRequest, MediaResult
+from engine.call.flows import FlowController, FlowFactory, FlowServices, MediaRequest, MediaResult
+from engine.call.routing import MailboxMenu
 from engine.dialplan.compiler import compile_config
 from engine.dialplan.evaluate import CallFacts, PlanRun, RingState
 from engine.dialplan.plan import CompiledConfig, RingTarget
 from engine.dialplan.schema import ConfigInputs
-from engine.media.script import Collect, Collected, Play, Played, Record, Recorded
+from engine.media.script import (
+    Answer,
+    Collect,
+    Collected,
+    Hangup,
+    Play,
+    Played,
+    Record,
+    Recorded,
+    Sound,
+)
 from engine.model.cdr import CallRecord, Direction, Disposition
 from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
 from engine.sip.events import Event, RequestReceived
@@ -109,6 +120,8 @@ class Rig:
             destination=self._destination, deposit=self._deposit, apply_effect=lambda e, done: None,
             wall=lambda: NOON, flush=lambda: None)
         self.controllers: list[FlowController] = []
+        #: builds the controller of the next incoming call (default: a run of the plan at DID)
+        self.controller_for: Callable[[], FlowController] | None = None
         self.pbx.tu = self._pbx_tu
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[FakeMedia, bytes]:
@@ -135,7 +148,8 @@ class Rig:
             entry = self.config.route(DID)
             assert entry is not None
             run = PlanRun(self.config, entry, CallFacts("alice", "Alice", DID), RingState())
-            controller = FlowController(self.services, run=run)
+            controller = (self.controller_for() if self.controller_for is not None
+                          else FlowController(self.services, run=run))
             self.controllers.append(controller)
             info = CallInfo(Direction.INBOUND, caller="alice", caller_name="Alice", callee="main", did=DID)
             call = self.manager.start_controlled(event.request, event.transaction, event.peer, info,
@@ -163,6 +177,43 @@ def test_auto_attendant_answers_plays_collects_and_the_ring_group_member_is_brid
     assert cdr.disposition is Disposition.ANSWERED
     assert sorted(leg.status for leg in cdr.legs) == [200, 487]  # ring all: 203 won, 202 cancelled
     assert any("menu" in step for step in cdr.path) and any("sales" in step for step in cdr.path)
+    rig.assert_clean()
+
+
+class SayGoodbye:
+    """A flow without a plan run (as the *98/*99 menu): answer, say goodbye, hang up."""
+
+    def start(self) -> Any:
+        return Answer()
+
+    def resume(self, outcome: Any) -> Any:
+        return Play((Sound("goodbye"),)) if not isinstance(outcome, Played) else Hangup()
+
+
+def test_the_mailbox_menu_speaks_the_companys_language() -> None:
+    # A flow without a plan run used to keep the media port's default language (English), so a German
+    # company's *99 menu spoke English prompts around German numbers.
+    config = _config(MENU)
+    assert config.default_language == "de"
+    rig = Rig(config, (), [])
+    rig.media.language = "en"
+    info = CallInfo(Direction.INTERNAL, caller="201", caller_name="U1", callee="*99")
+    factory = FlowFactory(rig.services, lambda: config, RingState(), lambda routed: SayGoodbye())
+    built: list[FlowController] = []
+
+    def menu_controller() -> FlowController:
+        controller = factory.controller(MailboxMenu("201", info))
+        assert controller is not None
+        built.append(controller)
+        return controller
+
+    rig.controller_for = menu_controller
+    rig.alice.call(f"sip:{DID}@10.0.0.2", rig.pbx)
+    rig.net.run(until=30.0)
+    assert built and built[0].language == "de"
+    assert [type(a).__name__ for a in rig.media.ran] == ["Play"]
+    assert rig.media.language == "de"
+    assert [r.method for r in rig.alice.requests] == ["BYE"]
     rig.assert_clean()
 
 

@@ -285,12 +285,23 @@ def test_unsolicited_notify_to_every_registered_contact() -> None:
     assert first.get("allow-events") == "message-summary"
     assert first.to.tag is None and first.from_.tag
     assert first.to.uri.user == "201"
+    assert first.get("contact") == "<sip:mwi@203.0.113.5:5060>"  # once in brackets: pjsip drops "<<...>>"
     assert notify_summary(first) == MessageSummary(True, f"sip:201@{REALM}", 1, 3)
     assert by_uri["sip:201@10.0.0.6:5064"].get("route") == "<sip:edge.example.com;lr>"
     resp = make_response(first, 200, to_tag="x")
     h.endpoint.receive_datagram(resp.serialize(), PHONE, h.now)
     event = h.endpoint.next_event()
     assert isinstance(event, ResponseReceived) and h.mwi.handle_event(event)
+
+
+@pytest.mark.parametrize("contact", ["<sip:mwi@203.0.113.5:5060>", "mwi@203.0.113.5", "sip:mwi@a b", ""])
+def test_contact_must_be_a_bare_sip_uri(contact: str) -> None:
+    h = Harness()
+    with pytest.raises(ValueError, match="bare SIP URI"):
+        MwiService(h.endpoint, h.location, REALM, contact)
+    with pytest.raises(ValueError, match="bare SIP URI"):
+        h.mwi.contact = contact
+    assert h.mwi.contact == "sip:mwi@203.0.113.5:5060"
 
 
 def test_subscribed_device_gets_no_unsolicited_copy() -> None:

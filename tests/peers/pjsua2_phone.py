@@ -3,10 +3,13 @@
 
     python tests/peers/pjsua2_phone.py --user 1000 --password secret --registrar 127.0.0.1:5060
     python tests/peers/pjsua2_phone.py --user bob --no-register --auto-answer 200 --ring-seconds 1
+    python tests/peers/pjsua2_phone.py --user 201 --password secret --registrar 127.0.0.1:5060 --mwi-subscribe
 
 With ``--registrar`` it registers with digest auth (pjsip answers the MD5 or SHA-256 challenge itself; the
 same credentials answer a challenged INVITE); with ``--no-register`` it only listens and can be called
-directly at the ``uri`` its ``ready`` event names. Commands, one per stdin line (EOF = quit):
+directly at the ``uri`` its ``ready`` event names. Message waiting (RFC 3842): pjsua accepts unsolicited
+``message-summary`` NOTIFYs by default; ``--mwi-subscribe`` also SUBSCRIBEs to the account's mailbox (after
+registering). Either way each NOTIFY becomes an ``mwi`` event. Commands, one per stdin line (EOF = quit):
 
     register | unregister | status | quit
     call <sip-uri>           outgoing INVITE (PCMU, then PCMA; RFC 2833 telephone-event)
@@ -32,6 +35,8 @@ Every event is one JSON line on stdout:
     {"ev": "media_state", "call": 0, "state": "active|hold|remote_hold|none|error", "dir": "sendrecv",
      "codec": "PCMU", "remote_rtp": "127.0.0.1:4002", "local_rtp": "127.0.0.1:4000"}
     {"ev": "dtmf", "call": 0, "digit": "5"}
+    {"ev": "mwi", "state": "ACTIVE|TERMINATED|...", "waiting": true, "voice": "1/0",
+     "body": "Messages-Waiting: yes\r\nMessage-Account: sip:201@pbx.test\r\nVoice-Message: 1/0 (0/0)\r\n"}
     {"ev": "playing" | "recording", "call": 0, "path": "..."}
     {"ev": "record_finished", "call": 0, "path": "...", "seconds": 3.02}
     {"ev": "status", "registered": true, ..., "calls": [{"call": 0, "state": "CONFIRMED", ...}]}
@@ -90,6 +95,16 @@ DIR_NAMES = {
     pj.PJMEDIA_DIR_ENCODING_DECODING: "sendrecv",
 }
 SDP_CONNECTION = re.compile(rb"^c=IN IP[46] (\S+)", re.MULTILINE)
+EVSUB_NAMES = {
+    pj.PJSIP_EVSUB_STATE_NULL: "NULL",
+    pj.PJSIP_EVSUB_STATE_SENT: "SENT",
+    pj.PJSIP_EVSUB_STATE_ACCEPTED: "ACCEPTED",
+    pj.PJSIP_EVSUB_STATE_PENDING: "PENDING",
+    pj.PJSIP_EVSUB_STATE_ACTIVE: "ACTIVE",
+    pj.PJSIP_EVSUB_STATE_TERMINATED: "TERMINATED",
+    pj.PJSIP_EVSUB_STATE_UNKNOWN: "UNKNOWN",
+}
+SUMMARY_LINE = re.compile(r"^([A-Za-z-]+)\s*:\s*(.*?)\s*$", re.MULTILINE)
 
 
 def emit(ev: str, **fields: Any) -> None:
@@ -117,6 +132,21 @@ class Account(pj.Account):  # type: ignore[misc]
 
     def onIncomingCall(self, prm: Any) -> None:
         self.phone.incoming(prm)
+
+    def onMwiInfo(self, prm: Any) -> None:
+        """A ``message-summary`` NOTIFY (unsolicited, or on our subscription): its body as received, plus
+        the Messages-Waiting and Voice-Message values for convenience."""
+        msg = str(prm.rdata.wholeMsg)
+        _, _, body = msg.partition("\r\n\r\n") if "\r\n\r\n" in msg else msg.partition("\n\n")
+        fields = {m.group(1).lower(): m.group(2) for m in SUMMARY_LINE.finditer(body)}
+        emit(
+            "mwi",
+            state=EVSUB_NAMES.get(prm.state, str(prm.state)),
+            waiting=fields.get("messages-waiting", "").lower() == "yes",
+            voice=fields.get("voice-message", "").split("(", 1)[0].strip(),
+            body=body,
+            src=str(prm.rdata.srcAddress),
+        )
 
 
 class Call(pj.Call):  # type: ignore[misc]
@@ -308,6 +338,9 @@ class Phone:
         if args.password:
             ac.sipConfig.authCreds.append(pj.AuthCredInfo("digest", args.realm, args.user, 0, args.password))
         ac.sipConfig.transportId = self.tid
+        if args.mwi_subscribe:
+            ac.mwiConfig.enabled = True
+            ac.mwiConfig.expirationSec = args.expires
         ac.natConfig.iceEnabled = False
         ac.natConfig.sipStunUse = pj.PJSUA_STUN_USE_DISABLED
         ac.natConfig.mediaStunUse = pj.PJSUA_STUN_USE_DISABLED
@@ -551,6 +584,7 @@ def main() -> int:
     p.add_argument("--port", type=int, default=0, help="local SIP port (0 = any free)")
     p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
     p.add_argument("--expires", type=int, default=300)
+    p.add_argument("--mwi-subscribe", action="store_true", help="SUBSCRIBE to message-summary (RFC 3842)")
     p.add_argument("--rtp-port", type=int, default=0, help="first RTP port (0 = any free pair)")
     p.add_argument("--rtp-port-range", type=int, default=100, help="ports tried from --rtp-port on")
     p.add_argument("--codecs", default="PCMU/8000,PCMA/8000", help="enabled codecs, first preferred")

@@ -91,10 +91,12 @@ class Softphone:
         ring_seconds: float = 0.0,
         transport: str = "udp",
         max_seconds: float = 60.0,
+        mwi_subscribe: bool = False,
         extra: Sequence[str] = (),
         spawn: Spawn | None = None,
     ) -> Softphone:
-        """A pjsua2 phone: registered to ``registrar`` (host:port), or callable directly if it is None."""
+        """A pjsua2 phone: registered to ``registrar`` (host:port), or callable directly if it is None.
+        Unsolicited MWI NOTIFYs become ``mwi`` events; ``mwi_subscribe`` also SUBSCRIBEs to the mailbox."""
         workdir.mkdir(parents=True, exist_ok=True)
         log = workdir / f"{name}.pjsip.log"
         argv = [sys.executable, str(PEERS_DIR / "pjsua2_phone.py"), "--user", user, "--realm", realm]
@@ -107,6 +109,7 @@ class Softphone:
             "--ring-seconds", str(ring_seconds),
             "--max-seconds", str(max_seconds),
             "--log-file", str(log),
+            *(["--mwi-subscribe"] if mwi_subscribe else []),
             *extra,
         ]  # fmt: skip
         return cls(name, "pjsua2", argv, workdir, logs=[log], spawn=spawn)
@@ -280,6 +283,11 @@ class Softphone:
 
     def dtmf(self, digits: str) -> None:
         self.send(f"dtmf {digits}")
+
+    def wait_mwi(self, predicate: Predicate | None = None, timeout: float = WAIT_TIMEOUT_S) -> Event:
+        """The next ``mwi`` event (pjsua2 only) satisfying ``predicate``: ``waiting``, ``voice`` ("1/0"),
+        ``state`` and the NOTIFY's ``body``."""
+        return self.wait_for("mwi", predicate, timeout)
 
     def hold(self) -> None:
         self.send("hold")

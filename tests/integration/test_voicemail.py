@@ -1,0 +1,448 @@
+"""Voicemail end to end (issue 5's acceptance): real pjsua2 phones against a real ``pbx serve``.
+
+A caller reaches a line that is not registered, or registered and not answering, hears the system default
+greeting (checked prompt by prompt against the shipped prompts), the 1000 Hz beep, and leaves a 3 s tone;
+the owner's phone gets the MWI NOTIFY; the owner dials ``*99``, enters ``0000#``, hears "one new message",
+plays it (the tone comes back), saves it with ``9`` (the message moves to the saved folder on disk, MWI says
+0/1); records a temporary greeting (``0``, ``4``, ``1``, a tone of another frequency, ``#``), reviews it
+(``2``) and accepts it (``1``); the next caller hears that tone as the greeting; ``0``, ``4``, ``2``
+switches it off and the default greeting is back. ``*98`` + another mailbox (and bare ``*98``, which asks
+for the mailbox) opens that mailbox with its PIN; three wrong PINs end the call, two do not. A phone that
+SUBSCRIBEs gets its NOTIFYs in the subscription.
+
+The company is German (country DE), so the engine speaks the German prompts; the tests compare with those.
+What a phone hears is recorded by pjsua2 into a WAV that grows while the call goes on, and the tests wait on
+that audio: a prompt is "heard" when the recording contains the prompt's samples (normalised
+cross-correlation against engine/media/prompts/de/*.wav, which survives G.711), a tone when 20 ms frames are
+dominated by its frequency. So there are no fixed sleeps for prompts: each step waits, with a deadline, for
+what the phone must hear before the next key is pressed. Keys are RFC 4733 events sent by pjsua2.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from engine.media.prompts import PromptLibrary
+
+from ..peers.softphone import Event, Softphone
+from .audio import RATE_HZ, SIGNAL_RMS, dominant_frequency, read_wav, signal_seconds, write_tone
+from .harness import PbxServer, require_module
+from .test_calls_phones import rtp_range
+
+pytestmark = pytest.mark.integration
+
+Samples = npt.NDArray[np.float64]
+
+REALM: Final = "pbx.test"
+OWNER: Final = "201"
+OTHER: Final = "202"
+CALLER: Final = "203"
+RING_TIMEOUT_S: Final = 3.0
+#: Test tones: multiples of 50 Hz, so a 20 ms frame holds whole periods and one DFT bin catches them.
+BEEP_HZ: Final = 1000.0
+MESSAGE_HZ: Final = 600.0
+TEMPORARY_HZ: Final = 850.0
+UPLOADED_HZ: Final = 450.0
+MESSAGE_S: Final = 3.0
+FRAME: Final = RATE_HZ // 50  # 20 ms
+#: A prompt is heard when some stretch of the recording matches it this well (normalised cross-correlation);
+#: a prompt through G.711 and pjsua2 scores above 0.95, another prompt or a tone below 0.5.
+HEARD: Final = 0.8
+PROMPTS: Final = PromptLibrary()
+LANG: Final = "de"  # the company is in Germany: the plans' default language
+
+
+def password(ext: str) -> str:
+    return f"secret-{ext}"
+
+
+def company_yaml() -> str:
+    return f"""version: 1
+company:
+  name: Voicemail Test GmbH
+  sip_realm: {REALM}
+  timezone: Europe/Berlin
+  country: DE
+  area_code: "30"
+users:
+  - {{first_name: Olga, last_name: Owner, extension: "{OWNER}", sip_password: {password(OWNER)}}}
+  - {{first_name: Otto, last_name: Other, extension: "{OTHER}", sip_password: {password(OTHER)}}}
+  - {{first_name: Cara, last_name: Caller, extension: "{CALLER}", sip_password: {password(CALLER)}}}
+"""
+
+
+# -- what a phone hears --------------------------------------------------------------------------------------
+
+
+def prompt(key: str) -> Samples:
+    """A shipped English prompt as floats in [-1, 1)."""
+    return PROMPTS.get(LANG, key).astype(np.float64) / 32768.0
+
+
+def default_greeting(extension: str) -> list[str]:
+    """The system default greeting's prompts: "The person at extension 2 0 1 is not available ..."."""
+    return ["vm-person-at-extension", *(f"digit-{d}" for d in extension), "vm-not-available"]
+
+
+def read_growing(path: Path) -> Samples:
+    """The samples a pjsua2 recorder has written so far (its WAV header is only finished at the end)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return np.zeros(0)
+    at = data.find(b"data")
+    if at < 0:
+        return np.zeros(0)
+    raw = data[at + 8 :]
+    return np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2").astype(np.float64) / 32768.0
+
+
+def find(heard: Samples, expected: Samples, start: int = 0) -> tuple[float, int]:
+    """Where ``expected`` best matches ``heard[start:]``: (normalised cross-correlation, sample offset)."""
+    h = heard[start:]
+    n = len(expected)
+    if n == 0 or len(h) < n:
+        return 0.0, -1
+    size = 1 << int(np.ceil(np.log2(len(h) + n)))
+    corr = np.fft.irfft(np.fft.rfft(h, size) * np.conj(np.fft.rfft(expected, size)), size)[: len(h) - n + 1]
+    energy = np.concatenate(([0.0], np.cumsum(h * h)))
+    window = energy[n:] - energy[:-n]
+    ncc = corr / (max(float(np.linalg.norm(expected)), 1e-9) * np.sqrt(np.maximum(window, 1e-12)))
+    ncc[window < n * SIGNAL_RMS**2] = 0.0  # silence matches nothing
+    k = int(np.argmax(ncc))
+    return float(ncc[k]), start + k
+
+
+def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[float, int, int]:
+    """Where ``expected`` (a prompt) was heard in ``heard[start:]``: (score, from, to) in samples.
+
+    A jitter buffer may add or drop a frame anywhere in a prompt, which one correlation over the whole does
+    not survive. So the first 0.5 s is found anywhere after ``start``, and the rest in 0.25 s pieces, each
+    within 60 ms of where the previous one ended; the score is the median of the pieces' scores (a frame
+    slipped in the middle spoils one piece), pauses left out. The first 0.1 s is left out too: the start of a
+    call's audio may be lost before the phone's recorder is attached.
+    """
+    skip, head, step, slack = RATE_HZ // 10, RATE_HZ // 2, RATE_HZ // 4, RATE_HZ * 6 // 100
+    score, first = find(heard, expected[skip : skip + head], start + skip)
+    if first < 0:
+        return 0.0, -1, -1
+    scores, at = [score], first + min(head, len(expected) - skip)
+    for i in range(skip + head, len(expected), step):
+        piece = expected[i : i + step]
+        if len(piece) < step // 2:
+            at += len(piece)
+            break
+        found, offset = find(heard[: at + len(piece) + slack], piece, max(0, at - slack))
+        if offset < 0:
+            return 0.0, first - skip, -1
+        if np.sqrt(np.mean(piece * piece)) < 2 * SIGNAL_RMS:
+            at += len(piece)  # a pause matches anything
+            continue
+        scores.append(found)
+        at = offset + len(piece)
+    return float(np.median(scores)), first - skip, at
+
+
+def find_sequence(heard: Samples, keys: Sequence[str], start: int = 0) -> list[tuple[str, float, int, int]]:
+    """Each prompt of ``keys`` searched for after the previous one: [(key, score, from, to)], up to the first
+    one not heard."""
+    found: list[tuple[str, float, int, int]] = []
+    at = start
+    for key in keys:
+        score, begin, end = find_prompt(heard, prompt(key), at)
+        found.append((key, score, begin, end))
+        if score < HEARD:
+            break
+        at = end - FRAME
+    return found
+
+
+def tone_runs(samples: Samples, hz: float, start: int = 0) -> list[tuple[int, int]]:
+    """Stretches [from, to) in samples where 20 ms frames are dominated by ``hz`` (one-frame gaps bridged)."""
+    first = start // FRAME
+    count = len(samples) // FRAME - first
+    if count <= 0:
+        return []
+    frames = samples[first * FRAME : (first + count) * FRAME].reshape(count, FRAME)
+    power = np.sum(frames * frames, axis=1)
+    probe = np.exp(-2j * np.pi * hz * np.arange(FRAME) / RATE_HZ)
+    share = 2 * np.abs(frames @ probe) ** 2 / (FRAME * np.maximum(power, 1e-12))
+    tone = (power > FRAME * SIGNAL_RMS**2) & (share > 0.7)
+    tone[1:-1] |= tone[:-2] & tone[2:]
+    runs: list[tuple[int, int]] = []
+    edges = np.diff(np.concatenate(([0], tone.astype(np.int8), [0])))
+    for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        runs.append(((first + int(a)) * FRAME, (first + int(b)) * FRAME))
+    return runs
+
+
+class Ear:
+    """What one phone hears in one call, recorded to ``path`` and inspected while it grows."""
+
+    def __init__(self, phone: Softphone, path: Path) -> None:
+        self.phone = phone
+        self.path = path
+        phone.record(path)
+
+    def samples(self) -> Samples:
+        return read_growing(self.path)
+
+    def wait(self, what: str, check: Callable[[Samples], Any], timeout: float) -> Any:
+        """Poll the recording until ``check(samples)`` returns something truthy; fail with ``what``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            samples = self.samples()
+            result = check(samples)
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"{self.phone.name} never heard {what} within {timeout} s ({len(samples) / RATE_HZ:.1f} "
+                    f"s recorded in {self.path}; last check: {check(samples)!r})\n{self.phone.describe()}"
+                )
+            time.sleep(0.1)
+
+    def heard(
+        self, keys: Sequence[str], start: int = 0, timeout: float = 20.0
+    ) -> list[tuple[str, float, int, int]]:
+        """Wait until the prompts ``keys`` were heard in order after sample ``start``; their matches."""
+
+        def check(samples: Samples) -> list[tuple[str, float, int, int]] | None:
+            found = find_sequence(samples, keys, start)
+            return found if len(found) == len(keys) and found[-1][1] >= HEARD else None
+
+        result: list[tuple[str, float, int, int]] = self.wait(f"the prompts {list(keys)}", check, timeout)
+        return result
+
+    def end_of(self, keys: Sequence[str], start: int = 0, timeout: float = 20.0) -> int:
+        """Wait for ``keys`` (in order); the sample offset where the last one ends."""
+        return self.heard(keys, start, timeout)[-1][3]
+
+    def tone(
+        self, hz: float, min_s: float, start: int = 0, timeout: float = 20.0, *, ended: bool = False
+    ) -> tuple[int, int]:
+        """Wait for ``hz`` lasting ``min_s`` after sample ``start`` (and, with ``ended``, over by now)."""
+
+        def check(samples: Samples) -> tuple[int, int] | None:
+            for a, b in tone_runs(samples, hz, start):
+                if (b - a) >= min_s * RATE_HZ and (not ended or b < len(samples) - 2 * FRAME):
+                    return a, b
+            return None
+
+        result: tuple[int, int] = self.wait(f"{hz:.0f} Hz for {min_s} s", check, timeout)
+        return result
+
+    def beep(self, start: int = 0, timeout: float = 20.0) -> tuple[int, int]:
+        """Wait for the record beep (1000 Hz, 250 ms) to be over; its [from, to) in samples."""
+        a, b = self.tone(BEEP_HZ, 0.15, start, timeout, ended=True)
+        assert 0.15 * RATE_HZ <= b - a <= 0.4 * RATE_HZ, (
+            f"a 1000 Hz stretch of {(b - a) / RATE_HZ:.2f} s is no beep"
+        )
+        return a, b
+
+    def stop(self) -> Samples:
+        """Finish the recording; all of it."""
+        event = self.phone.stop_record()
+        samples, rate = read_wav(str(event["path"]))
+        assert rate == RATE_HZ
+        return samples
+
+
+def segment_frequency(samples: Samples, a: int, b: int, tmp: Path) -> float:
+    """The dominant frequency of ``samples[a:b]`` (via audio.dominant_frequency on a scratch WAV)."""
+    path = tmp / f"segment-{a}-{b}.wav"
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE_HZ)
+        w.writeframes(np.round(samples[a:b] * 32767).astype("<i2").tobytes())
+    return dominant_frequency(path)
+
+
+# -- the rig -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    server: PbxServer
+    tmp: Path
+    spawn: Any
+    phones: list[Softphone] = field(default_factory=list)
+    ears: int = 0
+
+    @property
+    def registrar(self) -> str:
+        return f"{self.server.host}:{self.server.port}"
+
+    def uri(self, user: str) -> str:
+        return f"sip:{user}@{self.registrar}"
+
+    def phone(self, name: str, ext: str, *, register: bool = True, **kw: Any) -> Softphone:
+        """A pjsua2 phone of line ``ext``: registered (and waited for), or not registered but able to call
+        (its credentials answer the INVITE's challenge)."""
+        extra: list[str] = [] if register else ["--expires", "0"]
+        phone = Softphone.pjsua2(
+            name,
+            self.tmp,
+            user=ext,
+            password=password(ext),
+            registrar=self.registrar,
+            spawn=self.spawn,
+            max_seconds=170.0,
+            extra=extra,
+            **kw,
+        )
+        self.phones.append(phone)
+        phone.start()
+        if register:
+            phone.wait_registered()
+        return phone
+
+    def dial(self, phone: Softphone, user: str) -> Ear:
+        """``phone`` calls ``user`` and records what it hears from the first packet on; waits for 200."""
+        phone.call(self.uri(user))
+        phone.wait_for("calling")
+        self.ears += 1
+        ear = Ear(phone, self.tmp / f"{phone.name}-heard-{self.ears}.wav")
+        phone.wait_state("CONFIRMED", timeout=RING_TIMEOUT_S + 15.0)
+        return ear
+
+    def box(self, number: str) -> Path:
+        return self.server.data_dir / "voicemail" / number
+
+    def messages(self, number: str) -> list[dict[str, Any]]:
+        return [
+            json.loads(p.read_text()) | {"_wav": str(p.with_suffix(".wav"))}
+            for p in sorted(self.box(number).glob("msg-*.json"))
+        ]
+
+    def settings(self, number: str) -> dict[str, Any]:
+        return dict(json.loads((self.box(number) / "mailbox.json").read_text()))
+
+    def until(self, what: str, check: Callable[[], Any], timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                pytest.fail(f"never {what} within {timeout} s\n{self.server.log_tail()}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def rig(pbx_factory: Any, peers: Any, tmp_path: Path) -> Iterator[Rig]:
+    require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
+    company = tmp_path / "vm-company.yaml"
+    company.write_text(company_yaml())
+    rtp = rtp_range()
+    server = pbx_factory(
+        company_file=company,
+        name="vm",
+        extra_args=["--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--ring-timeout", str(RING_TIMEOUT_S)],
+    )
+    rig = Rig(server, tmp_path, peers)
+    try:
+        yield rig
+    finally:
+        for phone in rig.phones:
+            phone.close()
+
+
+def ended(e: Event) -> bool:
+    return e.get("ev") == "call_state" and e.get("state") == "DISCONNECTED"
+
+
+def leave_message(rig: Rig, caller: Softphone, ext: str, tone: Path) -> Samples:
+    """``caller`` calls ``ext``, hears the default greeting and the beep, plays ``tone`` and presses ``#``;
+    the call ends after "goodbye". Returns what the caller heard."""
+    ear = rig.dial(caller, ext)
+    greeting_end = ear.end_of(default_greeting(ext))
+    ear.beep(greeting_end - FRAME)
+    caller.play(tone)
+    time.sleep(MESSAGE_S)  # the tone plays in real time; stop it before it loops
+    caller.stop_play()
+    caller.dtmf("#")
+    caller.wait_state("DISCONNECTED", timeout=15.0)
+    return ear.stop()
+
+
+# -- the tests -----------------------------------------------------------------------------------------------
+
+
+def test_unanswered_line_takes_a_message_the_owner_hears_and_saves_it(rig: Rig, tmp_path: Path) -> None:
+    tone = write_tone(tmp_path / "message.wav", MESSAGE_HZ, MESSAGE_S)
+    owner = rig.phone("owner", OWNER)  # registered, never answers
+    caller = rig.phone("caller", CALLER)
+
+    ear = rig.dial(caller, OWNER)
+    owner.wait_for("incoming_call")
+    owner.wait_state("DISCONNECTED", timeout=RING_TIMEOUT_S + 10.0)  # the ring timeout cancels it
+    found = ear.heard(default_greeting(OWNER))
+    greeting_end = found[-1][3]
+    beep = ear.beep(greeting_end - FRAME)
+    caller.play(tone)
+    time.sleep(MESSAGE_S)
+    caller.stop_play()
+    caller.dtmf("#")
+    caller.wait_state("DISCONNECTED", timeout=15.0)
+    heard = ear.stop()
+
+    # the greeting: every prompt in order, spoken at full length, then the beep at 1000 Hz
+    for key, score, _, _ in found:
+        assert score >= HEARD, f"greeting prompt {key} matched only {score:.2f}: {found}"
+    speech_s = sum(len(prompt(k)) for k in default_greeting(OWNER)) / RATE_HZ
+    assert (greeting_end - found[0][2]) / RATE_HZ == pytest.approx(speech_s, abs=0.5)
+    assert abs(segment_frequency(heard, *beep, tmp_path) - BEEP_HZ) <= 10.0
+    assert beep[0] >= greeting_end - 2 * FRAME, "the beep comes after the greeting"
+
+    # the message on disk: new, from the caller, the tone for about 3 s
+    (message,) = rig.until("a stored message", lambda: rig.messages(OWNER))
+    assert message["folder"] == "new" and message["caller"] == CALLER, message
+    assert abs(dominant_frequency(message["_wav"]) - MESSAGE_HZ) <= 10.0
+    assert signal_seconds(message["_wav"]) == pytest.approx(MESSAGE_S, abs=0.4)
+
+    # the owner's phone is told (unsolicited NOTIFY to its registered contact)
+    lit = owner.wait_mwi(lambda e: e["waiting"])
+    assert "Messages-Waiting: yes" in lit["body"] and "Voice-Message: 1/0" in lit["body"], lit
+    assert f"Message-Account: sip:{OWNER}@{REALM}" in lit["body"], lit
+
+    # *99, PIN, "You have one new message", 1 plays it, 9 (during the message) saves it
+    ear = rig.dial(owner, "*99")
+    ear.heard(["vm-enter-pin"], timeout=10.0)
+    owner.dtmf("0000#")
+    summary_end = ear.end_of(["vm-you-have", "count-one", "vm-new-message"])
+    owner.dtmf("1")
+    intro_end = ear.end_of(["vm-first-message"], summary_end)
+    played = ear.tone(MESSAGE_HZ, 1.0, intro_end)
+    owner.dtmf("9")
+    saved_end = ear.end_of(["vm-message-saved", "vm-no-more-messages"], played[1])
+    owner.hangup()
+    owner.wait_state("DISCONNECTED")
+    heard = ear.stop()
+
+    replay = [r for r in tone_runs(heard, MESSAGE_HZ, intro_end) if r[0] < saved_end]
+    assert len(replay) == 1, f"one stretch of the message's tone expected, got {replay}"
+    a, b = replay[0]
+    assert abs(segment_frequency(heard, a, b, tmp_path) - MESSAGE_HZ) <= 10.0
+    assert (b - a) / RATE_HZ < MESSAGE_S - 0.3, "9 was pressed during the message: it must stop playing"
+    stored, _ = read_wav(message["_wav"])
+    onset = int(np.argmax(np.abs(stored) > 0.05))
+    score, _ = find(heard, stored[max(0, onset - FRAME) : onset + RATE_HZ // 2], intro_end)
+    assert score >= HEARD, f"the played message does not match the stored one (correlation {score:.2f})"
+
+    (message,) = rig.messages(OWNER)
+    assert message["folder"] == "saved", message
+    dark = owner.wait_mwi(lambda e: not e["waiting"])
+    assert "Messages-Waiting: no" in dark["body"] and "Voice-Message: 0/1" in dark["body"], dark
