@@ -1,10 +1,11 @@
 """The admin REST API application: authentication, permissions, error mapping, OpenAPI, and serving it.
 
-``create_app(store)`` builds the Litestar app: the routes of ``engine.api.routes``, bearer-token auth,
-the permission each route declares, and one error shape for bad input, ``{"detail", "field"}`` (422 for
-values the model rules refuse, 400 for bodies of the wrong shape, 404 for missing objects, 409 when a
-concurrent change took a unique value first). Bulk edits and dial-plan compile errors add ``errors``
-with one entry per row or issue. Nothing a client sends should produce a 5xx.
+``create_app(store)`` builds the Litestar app: the routes of ``engine.api.routes`` and
+``engine.api.sessions``, bearer-token or web-login session auth (cookie + CSRF token), the permission each
+route declares, and one error shape for bad input, ``{"detail", "field"}`` (422 for values the model rules
+refuse, 400 for bodies of the wrong shape, 404 for missing objects, 409 when a concurrent change took a
+unique value first). Bulk edits and dial-plan compile errors add ``errors`` with one entry per row or
+issue. Nothing a client sends should produce a 5xx.
 
 ``serve_api(app, host, port)`` runs it with uvicorn inside the running asyncio loop (the engine's), on a
 socket it binds itself (so port 0 works and the bound port is known), without uvicorn's signal handlers:
@@ -37,7 +38,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
-from engine.api import routes
+from engine.api import routes, sessions
 from engine.api.validation import dialplan_validator
 from engine.model import ModelError
 from engine.model.admin import ADMIN_PERMISSIONS
@@ -71,17 +72,38 @@ async def _principal(request: Request[Any, Any, Any], admin: routes.Admin) -> Pr
 def _check_principal(request: Request[Any, Any, Any], admin: AdminStore) -> Principal:
     """The authenticated user of a request, checked against the route's declared permission.
 
+    A bearer token authenticates; without an Authorization header, a web-login session cookie does, and
+    then a request that may change something must carry the session's CSRF token (``engine.api.sessions``).
+
     Raises:
-        NotAuthorizedException: no or an unknown bearer token (401).
-        PermissionDeniedException: the user lacks the route's permission (403).
+        NotAuthorizedException: no or an unknown bearer token or session (401).
+        PermissionDeniedException: the user lacks the route's permission, or a session's change request
+            lacks its CSRF token (403).
     """
     needed = request.route_handler.opt.get("permission")
-    header = request.headers.get("authorization", "")
-    if not header.startswith(BEARER) or not header[len(BEARER) :].strip():
-        raise NotAuthorizedException("an API token is required: Authorization: Bearer <token>")
-    principal = admin.principal(header[len(BEARER) :].strip())
-    if principal is None:
-        raise NotAuthorizedException("unknown or revoked API token")
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(sessions.SESSION_COOKIE)
+    if header is None and cookie:
+        principal = admin.session_principal(cookie, sessions.session_ttl(request))
+        if principal is None:
+            raise NotAuthorizedException("the session has expired or ended: log in again")
+        if request.method not in sessions.SAFE_METHODS and not sessions.csrf_ok(
+            cookie, request.headers.get(sessions.CSRF_HEADER)
+        ):
+            raise PermissionDeniedException(
+                f"a change made with a session needs the {sessions.CSRF_HEADER} header "
+                "(the csrf_token of the login)"
+            )
+    else:
+        header = header or ""
+        if not header.startswith(BEARER) or not header[len(BEARER) :].strip():
+            raise NotAuthorizedException(
+                "an API token (Authorization: Bearer <token>) or a web-login session is required"
+            )
+        token_principal = admin.principal(header[len(BEARER) :].strip())
+        if token_principal is None:
+            raise NotAuthorizedException("unknown or revoked API token")
+        principal = token_principal
     if needed in ADMIN_PERMISSIONS and not principal.rights.allows(needed):
         raise PermissionDeniedException(f"this needs the {needed} permission")
     if needed not in (*ADMIN_PERMISSIONS, routes.AUTHENTICATED):
@@ -179,6 +201,7 @@ def create_app(
     provisioning: ProvisioningHandler | None = None,
     validator: Validator | object | None = _AUTO,
     wall: Callable[[], float] = time.time,
+    session_ttl_s: float = sessions.SESSION_TTL_S,
 ) -> Litestar:
     """The admin API over ``store``.
 
@@ -187,14 +210,15 @@ def create_app(
         provisioning: serves ``GET /prov/<file>`` for desk phones when given.
         validator: checks routing changes before they commit; by default the dial-plan compiler when
             this build has one (``engine.api.validation``), None to save without compiling.
-        wall: the wall clock for audit records and orders.
+        wall: the wall clock for audit records, orders, sessions and the login throttle.
+        session_ttl_s: how long a web-login session lasts.
 
     Raises:
         RuntimeError: a route declares no permission (a programming error, caught at start-up).
     """
     admin = AdminStore(store, wall)
     chosen = dialplan_validator() if validator is _AUTO else validator
-    handlers: list[Any] = [*routes.ROUTES, health]
+    handlers: list[Any] = [*routes.ROUTES, *sessions.SESSION_ROUTES, health]
     if provisioning is not None:
         handlers.append(_provisioning_route(provisioning))
     for handler in handlers:
@@ -211,14 +235,26 @@ def create_app(
             title="pbx-engine admin API",
             version="1",
             path=OPENAPI_PATH,
-            components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}),
-            security=[{"bearer": []}],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
+                    "session": SecurityScheme(
+                        type="apiKey",
+                        name=sessions.SESSION_COOKIE,
+                        security_scheme_in="cookie",
+                        description=f"from POST /api/login; changes also need {sessions.CSRF_HEADER}",
+                    ),
+                }
+            ),
+            security=[{"bearer": []}, {"session": []}],
         ),
         logging_config=None,
         debug=False,
     )
     app.state["validator"] = chosen
     app.state["admin"] = admin
+    app.state["session_ttl_s"] = session_ttl_s
+    app.state["login_throttle"] = sessions.LoginThrottle(wall)
     return app
 
 

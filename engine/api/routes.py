@@ -115,8 +115,9 @@ def revoke_token(principal: Auth, admin: Admin, token_id: Id) -> None:
 @post("/api/login/register", opt={"permission": PUBLIC}, tags=["auth"])
 @threaded
 def register(admin: Admin, data: JSONBody[s.RegisterIn]) -> s.UserOut:
-    """Complete web-login registration with the invitation token and the user's own e-mail address."""
-    return s.user_out(admin.complete_registration(data.token, data.email))
+    """Complete web-login registration with the invitation token, the user's own e-mail address and the
+    password they will log in with (``POST /api/login``)."""
+    return s.user_out(admin.complete_registration(data.token, data.email, data.password))
 
 
 # -- users ------------------------------------------------------------------------------------------------

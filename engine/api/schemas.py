@@ -152,8 +152,35 @@ class InvitationOut(msgspec.Struct):
 
 
 class RegisterIn(Struct):
+    """Completes a web-login invitation: the user's own e-mail and the password they will log in with."""
+
     token: str
     email: str
+    password: str
+
+
+ShortText = Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+class LoginIn(Struct):
+    email: ShortText
+    password: ShortText
+
+
+class SessionOut(msgspec.Struct):
+    """A new session: the cookie carries it; ``csrf_token`` goes in ``X-CSRF-Token`` on changes."""
+
+    user_id: int
+    email: str | None
+    role: str
+    permissions: list[str]
+    csrf_token: str
+    expires_at: float
+
+
+class PasswordChangeIn(Struct):
+    current_password: ShortText
+    new_password: ShortText
 
 
 class TokenIn(Struct):

@@ -179,6 +179,29 @@ def verify_secret(secret: str, encoded: str) -> bool:
     return hmac.compare_digest(digest.hex(), expected)
 
 
+MIN_WEB_PASSWORD: Final = 10
+MAX_WEB_PASSWORD: Final = 128
+
+
+def check_web_password(value: object, field: str = "password") -> str:
+    """A web-login password: 10-128 characters, no control characters (taken as given, never stripped).
+
+    Raises:
+        ModelError: not a string, too short or long, or a control character in it.
+    """
+    if not isinstance(value, str):
+        raise ModelError(field, "must be a string")
+    if not MIN_WEB_PASSWORD <= len(value) <= MAX_WEB_PASSWORD:
+        raise ModelError(field, f"must be {MIN_WEB_PASSWORD}-{MAX_WEB_PASSWORD} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ModelError(field, "must not contain control characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ModelError(field, "must be valid Unicode text (no lone surrogates)") from None
+    return value
+
+
 def token_digest(token: str) -> str:
     """SHA-256 hex of a high-entropy token (API token, registration token): what is stored and looked up.
 

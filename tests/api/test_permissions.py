@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.api import routes
+from engine.api import routes, sessions
 from engine.model.admin import ADMIN_PERMISSIONS
 from tests.api.conftest import Api
 
@@ -127,7 +127,8 @@ def test_revoked_tokens_stop_working(api: Api, client: httpx.Client, tokens: dic
 
 
 def test_every_route_declares_a_permission() -> None:
-    declared = {h.opt.get("permission") for h in routes.ROUTES}
+    handlers = [*routes.ROUTES, *sessions.SESSION_ROUTES]
+    declared = {h.opt.get("permission") for h in handlers}
     assert declared <= {*ADMIN_PERMISSIONS, routes.AUTHENTICATED, routes.PUBLIC}
-    public = [h for h in routes.ROUTES if h.opt.get("permission") == routes.PUBLIC]
-    assert [sorted(h.paths) for h in public] == [["/api/login/register"]]
+    public = [h for h in handlers if h.opt.get("permission") == routes.PUBLIC]
+    assert sorted(p for h in public for p in h.paths) == ["/api/login", "/api/login/register"]

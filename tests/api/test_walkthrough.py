@@ -110,15 +110,30 @@ def test_the_guide_end_to_end(api: Api, client: httpx.Client) -> None:
     _ok(client.patch(f"/api/users/{leonie}", json={"allow_web_login": True}))
     token = _ok(client.post(f"/api/users/{leonie}/login-invitation"), 201)["token"]
     with httpx.Client(base_url=api.base_url) as anonymous:
-        wrong = anonymous.post("/api/login/register", json={"token": token, "email": "someone@example.com"})
+        pw = "correct horse battery"
+        wrong = anonymous.post(
+            "/api/login/register", json={"token": token, "email": "someone@example.com", "password": pw}
+        )
         assert wrong.status_code == 422 and wrong.json()["field"] == "email"
         assert "does not match" in wrong.json()["detail"]
+        short = anonymous.post(
+            "/api/login/register", json={"token": token, "email": "leonie@example.com", "password": "123"}
+        )
+        assert short.status_code == 422 and short.json()["field"] == "password"
         done = _ok(
-            anonymous.post("/api/login/register", json={"token": token, "email": "LEONIE@example.com"}), 201
+            anonymous.post(
+                "/api/login/register", json={"token": token, "email": "LEONIE@example.com", "password": pw}
+            ),
+            201,
         )
         assert done["registered"] is True
-        again = anonymous.post("/api/login/register", json={"token": token, "email": "leonie@example.com"})
+        again = anonymous.post(
+            "/api/login/register", json={"token": token, "email": "leonie@example.com", "password": pw}
+        )
         assert again.status_code == 422 and again.json()["field"] == "token"
+        # Registered: she logs in with her e-mail and password (sessions: tests/api/test_sessions.py).
+        session = anonymous.post("/api/login", json={"email": "leonie@example.com", "password": pw})
+        assert session.status_code == 200 and session.json()["user_id"] == leonie
 
     # Order a number from the pool; an order the pool cannot serve becomes a manual order.
     _ok(client.post("/api/numbers/pool", json={"numbers": ["+1 212 555 0100", "+1 212 555 0101"]}), 201)
