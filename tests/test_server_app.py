@@ -174,6 +174,50 @@ def test_wrong_password_is_challenged_again_then_throttled() -> None:
     assert fine is not None and fine.status == 200
 
 
+def _nonce(resp: Response) -> str:
+    challenge = next(f.value for f in resp.fields if f.name == "www-authenticate")
+    found = re.search(r'nonce="([^"]+)"', challenge)
+    assert found is not None
+    return found.group(1)
+
+
+def test_register_without_credentials_is_challenged_statelessly() -> None:
+    """§8.2.7: the 401 keeps no transaction; a retransmission is challenged afresh, and either challenge's
+    nonce authenticates (nonces are stateless)."""
+    rig = Rig()
+    contact = "Contact: <sip:201@127.0.0.1:5099>\r\n"
+    first_text = rig.request("REGISTER", extra=contact, cseq=1, call_id="reg-s")
+    first = rig.send(first_text)
+    assert first is not None and first.status == 401
+    assert rig.endpoint.transaction_count == 0
+    again = rig.send(first_text)  # a retransmission: same branch, same bytes
+    assert again is not None and again.status == 401
+    assert _nonce(again) != _nonce(first)
+    assert rig.endpoint.transaction_count == 0
+    auth = digest(next(f.value for f in first.fields if f.name == "www-authenticate"), "REGISTER",
+                  "sip:test.pbx", "201", USERS["201"])
+    ok = rig.send(rig.request("REGISTER", extra=contact + auth, cseq=2, call_id="reg-s"))
+    assert ok is not None and ok.status == 200
+    assert rig.endpoint.transaction_count == 1  # the 200 stays in its transaction for retransmissions
+
+
+def test_retransmitted_wrong_credentials_count_once_for_the_throttle() -> None:
+    """A challenge after failed credentials stays in its transaction: the retransmissions get the same
+    401 from the transaction and never reach the authenticator (failure_limit=3 here)."""
+    rig = Rig()
+    contact = "Contact: <sip:201@127.0.0.1:5099>\r\n"
+    for i in range(2):
+        first = rig.send(rig.request("REGISTER", extra=contact, cseq=10 * i + 1, call_id="reg-w"))
+        assert first is not None and first.status == 401
+        auth = digest(next(f.value for f in first.fields if f.name == "www-authenticate"), "REGISTER",
+                      "sip:test.pbx", "201", "wrong")
+        text = rig.request("REGISTER", extra=contact + auth, cseq=10 * i + 2, call_id="reg-w")
+        answers = [rig.send(text) for _ in range(4)]
+        assert [a.status if a is not None else None for a in answers] == [401] * 4
+        assert len({_nonce(a) for a in answers if a is not None}) == 1  # one answer, replayed
+    assert register(rig, "201", USERS["201"], "<sip:201@127.0.0.1:5099>", cseq=31).status == 200
+
+
 def test_user_cannot_register_someone_elses_line() -> None:
     rig = Rig()
     extra = "Contact: <sip:202@127.0.0.1:5099>\r\n"

@@ -154,6 +154,18 @@ class SipEndpoint:
         response.fields.append(Field("server", self.config.server_header))
         tx.respond(response, now)
 
+    def respond_stateless(self, tx: ServerTransaction, response: Response, now: float) -> None:
+        """Send the final ``response`` to a new non-INVITE request and forget ``tx`` at once (RFC 3261
+        §8.2.7: a UAS may answer statelessly). A retransmission of the request is then a new request: the TU
+        sees it again and answers it again. Half the transactions of a registration are its 401 challenge.
+
+        Raises:
+            LocalProtocolError: ``tx`` is not a non-INVITE transaction still in Trying, or ``response`` is
+                provisional.
+        """
+        response.fields.append(Field("server", self.config.server_header))
+        tx.respond(response, now, stateless=True)
+
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Start a client transaction: add our Via (new branch, rport) and send to ``peer``."""
         branch = self.new_branch()

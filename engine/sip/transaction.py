@@ -19,7 +19,7 @@ import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, ClassVar, Final, NamedTuple, Protocol
 
 from engine.sip.errors import LocalProtocolError
 from engine.sip.message import Field, Request, Response
@@ -75,6 +75,7 @@ class TransactionInput(enum.Enum):
     SEND_1XX = "send 1xx"
     SEND_2XX = "send 2xx"
     SEND_FINAL = "send 3xx-6xx"  # for non-INVITE: any final 2xx-6xx
+    SEND_STATELESS = "send final statelessly"  # non-INVITE only: answer once, keep no state (§8.2.7)
     # from the network (remote)
     RECV_REQUEST = "request retransmission"
     RECV_ACK = "ACK"
@@ -122,7 +123,7 @@ _TIMER_INPUTS: Final = {
 class Transaction:
     """Common machinery: the table walk, timers as deadlines, state logging."""
 
-    TABLE: Table = {}
+    TABLE: ClassVar[Table] = {}
     __slots__ = ("_timers", "config", "deadline", "host", "key", "peer", "state")
 
     def __init__(self, key: tuple[str, ...], peer: Peer, host: TransactionHost, config: TimerConfig,
@@ -220,14 +221,29 @@ class ServerTransaction(Transaction):
         self.method = request.method
         self._last: bytes | None = None
 
-    def respond(self, response: Response, now: float) -> None:
+    def respond(self, response: Response, now: float, *, stateless: bool = False) -> None:
         """Send a response from the TU through this transaction.
 
+        Args:
+            response: the response to send.
+            now: the current time.
+            stateless: send this final response and end the transaction at once, without Timer J: a
+                retransmitted request then starts a new transaction and reaches the TU again, which answers
+                it afresh. For answers that are cheap and safe to repeat (a REGISTER's 401 challenge with a
+                stateless nonce), where keeping 32 s of state per request would cost more than a repeat.
+
         Raises:
-            LocalProtocolError: the transaction can no longer send this response (e.g. a second final).
+            LocalProtocolError: the transaction can no longer send this response (e.g. a second final), or
+                ``stateless`` was asked for a provisional response or outside a Trying non-INVITE
+                transaction.
         """
         status = response.status
-        inp = I.SEND_1XX if status < 200 else I.SEND_2XX if status < 300 else I.SEND_FINAL
+        if stateless:
+            if status < 200:
+                raise LocalProtocolError(f"{type(self).__name__}: cannot send {status} statelessly")
+            inp = I.SEND_STATELESS
+        else:
+            inp = I.SEND_1XX if status < 200 else I.SEND_2XX if status < 300 else I.SEND_FINAL
         if (self.state, inp) not in self.TABLE:
             raise LocalProtocolError(
                 f"{type(self).__name__}: cannot send {status} in state {self.state.value}"
@@ -250,10 +266,11 @@ class ServerNonInviteTransaction(ServerTransaction):
     """§17.2.2, Figure 8."""
 
     __slots__ = ()
-    TABLE: Table = {
+    TABLE: ClassVar[Table] = {
         (S.TRYING, I.SEND_1XX): ("_send_last", S.PROCEEDING),
         (S.TRYING, I.SEND_2XX): ("_send_final", S.COMPLETED),
         (S.TRYING, I.SEND_FINAL): ("_send_final", S.COMPLETED),
+        (S.TRYING, I.SEND_STATELESS): ("_send_last", S.TERMINATED),
         (S.TRYING, I.RECV_REQUEST): (None, S.TRYING),  # absorbed: the TU has said nothing yet
         (S.TRYING, I.TRANSPORT_ERROR): ("_terminated_by_error", S.TERMINATED),
         (S.PROCEEDING, I.SEND_1XX): ("_send_last", S.PROCEEDING),
@@ -284,7 +301,7 @@ class ServerInviteTransaction(ServerTransaction):
     """§17.2.1, Figure 7, with RFC 6026's Accepted state."""
 
     __slots__ = ("_g_interval", "cancelled")
-    TABLE: Table = {
+    TABLE: ClassVar[Table] = {
         (S.PROCEEDING, I.SEND_1XX): ("_send_last", S.PROCEEDING),
         (S.PROCEEDING, I.SEND_2XX): ("_send_2xx", S.ACCEPTED),
         (S.PROCEEDING, I.SEND_FINAL): ("_send_final", S.COMPLETED),
@@ -406,7 +423,7 @@ class ClientNonInviteTransaction(ClientTransaction):
     """§17.1.2, Figure 6."""
 
     __slots__ = ()
-    TABLE: Table = {
+    TABLE: ClassVar[Table] = {
         (S.TRYING, I.TIMER_E): ("_retransmit", S.TRYING),
         (S.TRYING, I.TIMER_F): ("_timed_out", S.TERMINATED),
         (S.TRYING, I.RECV_1XX): ("_pass_up", S.PROCEEDING),
@@ -461,7 +478,7 @@ class ClientInviteTransaction(ClientTransaction):
     """§17.1.1, Figure 5, with RFC 6026's Accepted state; builds the ACK for non-2xx finals (§17.1.1.3)."""
 
     __slots__ = ("_ack",)
-    TABLE: Table = {
+    TABLE: ClassVar[Table] = {
         (S.CALLING, I.TIMER_A): ("_retransmit", S.CALLING),
         (S.CALLING, I.TIMER_B): ("_timed_out", S.TERMINATED),
         (S.CALLING, I.RECV_1XX): ("_proceed", S.PROCEEDING),

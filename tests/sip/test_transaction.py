@@ -412,6 +412,39 @@ def test_nist_refused_response_does_not_replace_the_one_retransmitted() -> None:
     assert [d for _, d, _ in host.sent] == [ok.serialize(), ok.serialize()]
 
 
+def test_nist_stateless_final_is_sent_once_and_keeps_no_state() -> None:
+    """§8.2.7: a stateless answer (the registrar's 401 challenge) ends the transaction at once, with no
+    Timer J; the endpoint forgets it, so a retransmitted request is a new one for the TU."""
+    tx, host = server_nist()
+    challenge = response_to(host.req, 401)
+    tx.respond(challenge, at(host, 1.0), stateless=True)
+    assert tx.state is S.TERMINATED
+    assert tx.deadline is None and tx.timer_deadlines() == {} and host.reschedules == []
+    assert host.forgotten == [tx]
+    assert host.sent == [(1.0, challenge.serialize(), UDP)]
+    assert tx.request is None
+
+
+def test_nist_stateless_is_refused_for_provisionals_and_once_proceeding() -> None:
+    tx, host = server_nist()
+    with pytest.raises(LocalProtocolError):
+        tx.respond(response_to(host.req, 180), at(host, 0.5), stateless=True)
+    assert (tx.state, host.sent) == (S.TRYING, [])
+    trying = response_to(host.req, 100)
+    tx.respond(trying, at(host, 1.0))
+    with pytest.raises(LocalProtocolError):
+        tx.respond(response_to(host.req, 401), at(host, 1.1), stateless=True)
+    assert tx.state is S.PROCEEDING and host.forgotten == []
+    assert [d for _, d, _ in host.sent] == [trying.serialize()]
+
+
+def test_invite_server_transaction_never_answers_statelessly() -> None:
+    tx, host = server_ist()
+    with pytest.raises(LocalProtocolError):
+        tx.respond(response_to(host.req, 407), at(host, 0.5), stateless=True)
+    assert tx.state is S.PROCEEDING and host.forgotten == []
+
+
 # ===========================================================================================================
 # Server INVITE (§17.2.1, RFC 6026)
 
@@ -676,6 +709,9 @@ def feed(tx: Transaction, host: FakeHost, inp: TransactionInput, now: float) -> 
         if inp in (Inp.SEND_1XX, Inp.SEND_2XX, Inp.SEND_FINAL):
             status = {Inp.SEND_1XX: 180, Inp.SEND_2XX: 200, Inp.SEND_FINAL: 486}[inp]
             tx.respond(response_to(host.req, status), now)
+            return
+        if inp is Inp.SEND_STATELESS:
+            tx.respond(response_to(host.req, 401), now, stateless=True)
             return
         if inp is Inp.RECV_REQUEST:
             tx.receive_request(make_request(host.req.method), now)
