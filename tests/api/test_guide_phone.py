@@ -2,9 +2,11 @@
 fetched registers and receives a call on the company's number.
 
 Everything is done the way an administrator and a phone would: the first token from ``pbx admin token
-create``; over the API a user with a new Polycom desk phone, a number ordered from the pool, a greeting
-uploaded as a 44.1 kHz stereo WAV, a dial plan that plays it and then rings the user's line, the number
-routed to that plan and made the line's caller ID. The phone (pjsua2) fetches ``<mac>-extension.cfg`` with
+create``; over the API the seed's guide (users with a new Polycom desk phone, a softphone and none, admin
+permissions, a bulk edit, web login enabled, registered and logged in, a number ordered from the pool as
+the line's caller ID, a number ported in and completed, a location on the desk phone), a greeting uploaded
+as a 44.1 kHz WAV, a dial plan that plays it and then rings the user's line, the ported number routed to
+that plan. The phone (pjsua2) fetches ``<mac>-extension.cfg`` with
 its provisioning credentials and registers with only what that file says (user, password, realm, server,
 port). A carrier (pjsua2 on 127.0.0.2, which the company's trunk trusts by source) calls the number: the
 caller hears the uploaded greeting (checked by its frequency), the phone rings and answers, both sides are
@@ -121,9 +123,50 @@ def test_a_provisioned_pjsua2_phone_receives_a_call_on_the_routed_number(tmp_pat
                 201,
             )
             line = made["user"]["lines"][0]
+            paula = made["user"]["id"]
+            soft = _ok(
+                c.post("/api/users", json={"first_name": "Sam", "last_name": "Soft", "softphone": True}), 201
+            )
+            alone = _ok(c.post("/api/users", json={"first_name": "Stan", "last_name": "Alone"}), 201)
+            assert soft["user"]["softphone"] and not alone["user"]["lines"][0]["device_id"]
+            rights = {"admin": {"role": "custom", "permissions": ["configure_pbx", "view_reports"]}}
+            _ok(c.patch(f"/api/users/{paula}", json=rights))
+            bulk = {
+                "rows": [
+                    {"id": soft["user"]["id"], "dial_username": "3050", "dial_password": "4321"},
+                    {"id": paula, "allow_web_login": True, "groups": ["Front desk"]},
+                ]
+            }
+            _ok(c.post("/api/users/bulk", json=bulk))
+            invitation = _ok(c.post(f"/api/users/{paula}/login-invitation"), 201)["token"]
+            # A number ordered from the pool for the caller ID; the main number ported in, then routed.
             _ok(c.post("/api/numbers/pool", json={"numbers": ["+1 212 555 0142"]}), 201)
             order = _ok(c.post("/api/numbers/orders", json={"quantity": 1, "prefix": "+1212"}), 201)
-            (number,) = order["numbers"]
+            (ordered,) = order["numbers"]
+            port = {
+                "numbers": ["+1 646 555 0199"],
+                "carrier": "Old Telco",
+                "account_name": "Guide Test Inc",
+                "account_number": "A-1001",
+            }
+            port_id = _ok(c.post("/api/numbers/port-ins", json=port), 201)["id"]
+            for step in (
+                {"action": "submit"},
+                {"action": "set_foc", "foc_date": "2027-01-15"},
+                {"action": "complete"},
+            ):
+                _ok(c.post(f"/api/numbers/port-ins/{port_id}/actions", json=step))
+            number = "+16465550199"
+            location = {
+                "name": "HQ",
+                "country": "US",
+                "street": "350 South Fifth Avenue",
+                "city": "New York",
+                "region": "NY",
+                "postal_code": "10118",
+            }
+            loc = _ok(c.post("/api/locations", json=location), 201)
+            _ok(c.patch(f"/api/devices/{line['device_id']}", json={"location_id": loc["id"]}))
             greeting = write_tone(tmp_path / "greeting-44k.wav", GREETING_HZ, 1.5, rate_hz=44_100)
             wav = {"Content-Type": "audio/wav"}
             up = c.put("/api/sound-clips/welcome", content=greeting.read_bytes(), headers=wav)
@@ -143,7 +186,15 @@ def test_a_provisioned_pjsua2_phone_receives_a_call_on_the_routed_number(tmp_pat
             }
             _ok(c.post("/api/dial-plans", json={"name": "reception", "graph": graph}), 201)
             _ok(c.put(f"/api/numbers/{number}/route", json={"kind": "dial_plan", "target": "reception"}))
-            _ok(c.patch(f"/api/lines/{line['id']}", json={"external_caller_id": number}))
+            _ok(c.patch(f"/api/lines/{line['id']}", json={"external_caller_id": ordered}))
+        with httpx.Client(base_url=base, timeout=30) as browser:  # Paula registers her web login
+            pw = "front desk secret"
+            reg = {"token": invitation, "email": "paula@example.com", "password": pw}
+            _ok(browser.post("/api/login/register", json=reg), 201)
+            assert (
+                _ok(browser.post("/api/login", json={"email": "paula@example.com", "password": pw}))["role"]
+                == "custom"
+            )
 
         mac = MAC.replace(":", "").lower()
         bare = httpx.get(f"{base}/prov/{mac}-extension.cfg")
@@ -204,6 +255,7 @@ def test_a_provisioned_pjsua2_phone_receives_a_call_on_the_routed_number(tmp_pat
         assert any("reception/hello" in step for step in cdr["path"]), cdr["path"]
         assert any("reception/ring" in step for step in cdr["path"]), cdr["path"]
         assert (device["vendor"], device["model"]) == ("polycom", "VVX_450")
+        assert device["location_id"] == loc["id"]
     finally:
         for phone in phones:
             phone.close()
