@@ -61,11 +61,6 @@ ROUTE_OBJECT_KIND: Final[Mapping[str, str]] = {
     "mailbox": "mailboxes",
 }
 """Number route kind -> the routing-object kind its target names."""
-WEB_PASSWORD_PREFIX: Final = "pw:"
-"""Marks a web-login password hash in ``users.registration_token_hash`` (see the web-login section)."""
-SESSION_PREFIX: Final = "session:"
-"""Marks a web-login session in ``api_tokens.token_hash``."""
-SESSION_NAME: Final = "web session"
 _DUMMY_HASH: Final = am.hash_secret("not a password", b"pbx-engine-dummy")
 """Verified against when there is no user, so a failed login takes as long either way."""
 _USER_FIELDS: Final = frozenset(
@@ -548,9 +543,9 @@ class AdminStore:
             self._keep_a_super_admin(conn, user_id, f"{at}admin.role")
         update = _user_row(values)
         if "email" in values and values["email"] != before:
-            update.update(registered=False, registration_token_hash=None)
+            update.update(registered=False, registration_token_hash=None, web_password_hash=None)
         if not allow:
-            update.update(registration_token_hash=None)
+            update.update(registration_token_hash=None, web_password_hash=None)
         if update:
             conn.execute(sa.update(u).where(u.c.id == user_id).values(**update))
 
@@ -670,7 +665,9 @@ class AdminStore:
             conn.execute(
                 sa.update(u)
                 .where(u.c.id == user_id)
-                .values(registration_token_hash=am.token_digest(token), registered=False)
+                .values(
+                    registration_token_hash=am.token_digest(token), registered=False, web_password_hash=None
+                )
             )
         return token
 
@@ -686,7 +683,7 @@ class AdminStore:
         if mail is None:
             raise ModelError("email", "is required")
         secret = am.check_web_password(password, "password")
-        stored = WEB_PASSWORD_PREFIX + self._hash(secret)
+        stored = self._hash(secret)
         u = schema.users
         digest = am.token_digest(token)
         with self.store._write() as conn:
@@ -697,7 +694,9 @@ class AdminStore:
                 raise ModelError("email", "does not match the e-mail address the invitation was sent to")
             self.store._bump(conn)
             conn.execute(
-                sa.update(u).where(u.c.id == row.id).values(registered=True, registration_token_hash=stored)
+                sa.update(u)
+                .where(u.c.id == row.id)
+                .values(registered=True, registration_token_hash=None, web_password_hash=stored)
             )
             conn.execute(
                 sa.insert(schema.audit_log).values(
@@ -712,14 +711,10 @@ class AdminStore:
 
     # -- web-login sessions ----------------------------------------------------------------------------------
     #
-    # Until the schema has tables of its own for them (a v5 ``users.web_password_hash`` and
-    # ``web_sessions``), web login keeps its secrets in existing columns, where they cannot be confused with
-    # the values already there: a registered user's PBKDF2 password hash in ``registration_token_hash``
-    # (prefixed ``pw:``; an invitation's token digest is plain hex, and a new invitation, an e-mail change
-    # or web login turned off clears it, which ends the login), and each session as an ``api_tokens`` row
-    # whose ``token_hash`` is ``session:`` + the SHA-256 of the cookie (a bearer token's digest is plain hex,
-    # so a session cookie is never accepted as an API token nor the other way round). A session expires
-    # ``ttl_s`` after it was made (``created_at``).
+    # A registered user's web-login password is a PBKDF2 hash in ``users.web_password_hash``; a session is a
+    # ``web_sessions`` row holding the SHA-256 of its cookie and when it expires. A new invitation, an
+    # e-mail change or web login turned off clears the password (and ``registered``), which ends the login
+    # and every session with it.
 
     def login(self, email: object, password: object, ttl_s: float) -> tuple[Principal, str, float] | None:
         """Check a web login and make a session: (principal, session secret, expires at), or None when the
@@ -736,35 +731,26 @@ class AdminStore:
             secret.encode()
         except (ModelError, UnicodeEncodeError):  # no user has such an address or password
             mail, secret = None, ""
-        u, t = schema.users, schema.api_tokens
+        u, t = schema.users, schema.web_sessions
         row = None
         if mail:
             with self.store._read() as conn:
                 row = conn.execute(sa.select(u).where(sa.func.lower(u.c.email) == mail.lower())).first()
-        stored = row.registration_token_hash if row is not None else None
+        stored = row.web_password_hash if row is not None else None
         usable = (
-            row is not None
-            and bool(row.allow_web_login)
-            and bool(row.registered)
-            and isinstance(stored, str)
-            and stored.startswith(WEB_PASSWORD_PREFIX)
+            row is not None and bool(row.allow_web_login) and bool(row.registered) and isinstance(stored, str)
         )
-        encoded = stored[len(WEB_PASSWORD_PREFIX) :] if usable and isinstance(stored, str) else _DUMMY_HASH
+        encoded = stored if usable and isinstance(stored, str) else _DUMMY_HASH
         if not am.verify_secret(secret, encoded) or not usable or row is None:
             return None
         token = self._token()
         now = self._wall()
         with self.store._write() as conn:
-            conn.execute(
-                sa.delete(t).where(t.c.token_hash.startswith(SESSION_PREFIX), t.c.created_at <= now - ttl_s)
-            )
+            conn.execute(sa.delete(t).where(t.c.expires_at <= now))
             session_id = conn.execute(
                 sa.insert(t)
                 .values(
-                    user_id=row.id,
-                    name=SESSION_NAME,
-                    token_hash=SESSION_PREFIX + am.token_digest(token),
-                    created_at=now,
+                    user_id=row.id, token_hash=am.token_digest(token), created_at=now, expires_at=now + ttl_s
                 )
                 .returning(t.c.id)
             ).scalar_one()
@@ -775,11 +761,12 @@ class AdminStore:
     def session_principal(self, token: str, ttl_s: float) -> Principal | None:
         """The user of a live session (made less than ``ttl_s`` ago, the user still allowed to log in and
         registered), or None (a read, no audit)."""
-        t, u = schema.api_tokens, schema.users
+        t, u = schema.web_sessions, schema.users
         q = (
             sa.select(
                 t.c.id,
                 t.c.created_at,
+                t.c.expires_at,
                 u.c.id.label("uid"),
                 u.c.email,
                 u.c.admin_role,
@@ -788,13 +775,13 @@ class AdminStore:
                 u.c.registered,
             )
             .join(u, u.c.id == t.c.user_id)
-            .where(t.c.token_hash == SESSION_PREFIX + am.token_digest(token))
+            .where(t.c.token_hash == am.token_digest(token))
         )
         with self.store._read() as conn:
             row = conn.execute(q).first()
         if row is None or not row.allow_web_login or not row.registered:
             return None
-        if row.created_at + ttl_s <= self._wall():
+        if min(row.expires_at, row.created_at + ttl_s) <= self._wall():
             return None
         rights = am.AdminRights(row.admin_role, frozenset(json.loads(row.admin_permissions)))
         return Principal(row.uid, row.email, rights, row.id, via_session=True)
@@ -803,11 +790,9 @@ class AdminStore:
         """End the principal's session (nothing for an API token's principal)."""
         if not principal.via_session:
             return
-        t = schema.api_tokens
+        t = schema.web_sessions
         with self.store._write() as conn:
-            conn.execute(
-                sa.delete(t).where(t.c.id == principal.token_id, t.c.token_hash.startswith(SESSION_PREFIX))
-            )
+            conn.execute(sa.delete(t).where(t.c.id == principal.token_id))
             self._audit(conn, principal.actor, "session.logout", f"user:{principal.user_id}")
 
     def change_web_password(self, principal: Principal, current: object, new: object) -> None:
@@ -818,34 +803,25 @@ class AdminStore:
                 login (field ``password``), or the new one is refused (field ``new_password``).
         """
         fresh = am.check_web_password(new, "new_password")
-        u, t = schema.users, schema.api_tokens
+        u, t = schema.users, schema.web_sessions
         with self.store._read() as conn:
             row = conn.execute(sa.select(u).where(u.c.id == principal.user_id)).first()
-        stored = row.registration_token_hash if row is not None else None
-        if (
-            row is None
-            or not row.registered
-            or not isinstance(stored, str)
-            or not stored.startswith(WEB_PASSWORD_PREFIX)
-        ):
+        stored = row.web_password_hash if row is not None else None
+        if row is None or not row.registered or not isinstance(stored, str):
             raise ModelError("password", "this user has no web login (complete the registration first)")
-        if not isinstance(current, str) or not am.verify_secret(current, stored[len(WEB_PASSWORD_PREFIX) :]):
+        if not isinstance(current, str) or not am.verify_secret(current, stored):
             raise ModelError("current_password", "is not the current password")
         with self.store._write() as conn:
             # Only if nobody changed it meanwhile (compare and set), so two changes cannot interleave.
             done = conn.execute(
                 sa.update(u)
-                .where(u.c.id == row.id, u.c.registration_token_hash == stored)
-                .values(registration_token_hash=WEB_PASSWORD_PREFIX + self._hash(fresh))
+                .where(u.c.id == row.id, u.c.web_password_hash == stored)
+                .values(web_password_hash=self._hash(fresh))
             ).rowcount
             if done == 0:
                 raise ModelError("current_password", "the password changed meanwhile; try again")
             keep = principal.token_id if principal.via_session else -1
-            conn.execute(
-                sa.delete(t).where(
-                    t.c.user_id == row.id, t.c.token_hash.startswith(SESSION_PREFIX), t.c.id != keep
-                )
-            )
+            conn.execute(sa.delete(t).where(t.c.user_id == row.id, t.c.id != keep))
             self._audit(conn, principal.actor, "user.web_password", f"user:{row.id}")
 
     def _audit(self, conn: sa.Connection, actor: str, action: str, target: str) -> None:
@@ -879,7 +855,7 @@ class AdminStore:
 
     def tokens(self, user_id: int | None = None) -> list[TokenRecord]:
         t = schema.api_tokens
-        q = sa.select(t).where(~t.c.token_hash.startswith(SESSION_PREFIX)).order_by(t.c.id)
+        q = sa.select(t).order_by(t.c.id)
         if user_id is not None:
             q = q.where(t.c.user_id == user_id)
         with self.store._read() as conn:
@@ -889,7 +865,7 @@ class AdminStore:
         """Raises: NotFoundError."""
         t = schema.api_tokens
         with self._change(actor, "token.revoke", f"token:{token_id}") as conn:
-            q = sa.delete(t).where(t.c.id == token_id, ~t.c.token_hash.startswith(SESSION_PREFIX))
+            q = sa.delete(t).where(t.c.id == token_id)
             if conn.execute(q).rowcount == 0:
                 raise NotFoundError("token", token_id)
 

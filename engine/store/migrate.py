@@ -22,6 +22,9 @@ History:
      hot desking and softphone columns; lines get device, location, options and (for provisioned
      phones) the SIP password; the devices, api_tokens, audit_log, number_inventory, number_orders
      and locations tables.
+  5  web login (issue 6): users.web_password_hash and the web_sessions table (v4 kept the password hash
+     in registration_token_hash behind a "pw:" mark and sessions in api_tokens behind "session:": both
+     are moved, the marks go).
 """
 
 from __future__ import annotations
@@ -246,7 +249,42 @@ def _v3_to_v4(conn: sa.Connection) -> None:
     v4.create_all(conn, tables=tables, checkfirst=False)
 
 
+_V4_SESSION_TTL_S: Final = 12 * 3600.0  # what v4 sessions lived (fixed from their creation)
+
+
+def _v4_to_v5(conn: sa.Connection) -> None:
+    """Web-login passwords and sessions get their own column and table (issue 6)."""
+    conn.execute(sa.text("ALTER TABLE users ADD COLUMN web_password_hash TEXT"))
+    v5 = sa.MetaData()
+    sa.Table("users", v5, sa.Column("id", sa.Integer, primary_key=True))
+    sessions = sa.Table(
+        "web_sessions",
+        v5,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column(
+            "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        ),
+        sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+        sa.Column("created_at", sa.Double().with_variant(sa.REAL(), "sqlite"), nullable=False),
+        sa.Column("expires_at", sa.Double().with_variant(sa.REAL(), "sqlite"), nullable=False, index=True),
+    )
+    v5.create_all(conn, tables=[sessions], checkfirst=False)
+    conn.execute(sa.text(
+        "UPDATE users SET web_password_hash = substr(registration_token_hash, 4), "
+        "registration_token_hash = NULL WHERE registration_token_hash LIKE 'pw:%'"))
+    conn.execute(sa.text(
+        "INSERT INTO web_sessions (user_id, token_hash, created_at, expires_at) "
+        "SELECT user_id, substr(token_hash, 9), created_at, created_at + :ttl FROM api_tokens "
+        "WHERE token_hash LIKE 'session:%'"), {"ttl": _V4_SESSION_TTL_S})
+    conn.execute(sa.text("DELETE FROM api_tokens WHERE token_hash LIKE 'session:%'"))
+
+
 _V2_DEFAULT_DIAL_PERMISSIONS: Final = '["internal", "local", "national", "mobile"]'
 
-UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+    4: _v4_to_v5,
+}
 """``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

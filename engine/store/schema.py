@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
@@ -70,6 +70,7 @@ users = sa.Table(
     sa.Column("groups", sa.Text, nullable=False, server_default="[]"),  # JSON list
     sa.Column("hot_desking", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("softphone", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("web_password_hash", sa.Text, nullable=True),  # v5: PBKDF2 of the web-login password
 )
 sa.Index("ix_users_dial_username", users.c.dial_username, unique=True)  # v4
 sa.Index("ix_users_registration_token_hash", users.c.registration_token_hash, unique=True)  # v4
@@ -199,6 +200,18 @@ api_tokens = sa.Table(  # v4
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("token_hash", sa.Text, nullable=False, unique=True),  # SHA-256 hex of the token
     sa.Column("created_at", _Float, nullable=False),
+)
+
+web_sessions = sa.Table(  # v5: web-login sessions (the cookie's SHA-256; the cookie itself is never kept)
+    "web_sessions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    sa.Column("token_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("created_at", _Float, nullable=False),
+    sa.Column("expires_at", _Float, nullable=False, index=True),
 )
 
 audit_log = sa.Table(  # v4

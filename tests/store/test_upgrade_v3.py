@@ -1,4 +1,4 @@
-"""Upgrading a data directory of schema version 3 to 4 (issue 6: administration).
+"""Upgrading a data directory of schema version 3 to 4 (issue 6: administration), then on to 5.
 
 The v3 database is the v1 database of ``test_upgrade_v1`` taken through the frozen v1->v2->v3 steps; then
 the v3->v4 step runs on open. Existing users get the v4 defaults (no admin rights, no web login, default
@@ -32,7 +32,7 @@ def test_a_v3_data_dir_upgrades_to_v4(data_dir: Path, db_url: str | None) -> Non
     try:
         with store.engine.connect() as conn:
             assert (
-                conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 4
+                conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 5
             )
         admin = AdminStore(store)
         (user,) = admin.users()
