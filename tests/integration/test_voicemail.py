@@ -127,9 +127,11 @@ def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[floa
 
     A jitter buffer may add or drop a frame anywhere in a prompt, which one correlation over the whole does
     not survive. So the first 0.5 s is found anywhere after ``start``, and the rest in 0.25 s pieces, each
-    within 60 ms of where the previous one ended; the score is the median of the pieces' scores (a frame
-    slipped in the middle spoils one piece), pauses left out. The first 0.1 s is left out too: the start of a
-    call's audio may be lost before the phone's recorder is attached.
+    within 60 ms of where the previous one ended; the score is the second-worst piece's (a frame slipped in
+    the middle spoils one piece), pauses left out: prompts that differ only in their last word ("ist
+    eingeschaltet" / "ist ausgeschaltet") are told apart. The last piece may be cut short (by a hang-up). The
+    first 0.1 s is left out too: the start of a call's audio may be lost before the phone's recorder is
+    attached.
     """
     skip, head, step, slack = RATE_HZ // 10, RATE_HZ // 2, RATE_HZ // 4, RATE_HZ * 6 // 100
     score, first = find(heard, expected[skip : skip + head], start + skip)
@@ -141,6 +143,13 @@ def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[floa
         if len(piece) < step // 2:
             at += len(piece)
             break
+        if i + step >= len(expected) and at + len(piece) > len(heard):
+            # The last piece, cut short: a hang-up right after a prompt ends it while the phone's jitter
+            # buffer still holds its last frames (the prompts end in silence). Match what arrived.
+            piece = piece[: max(0, len(heard) - at)]
+            if len(piece) < step // 2:
+                at = len(heard)
+                break
         found, offset = find(heard[: at + len(piece) + slack], piece, max(0, at - slack))
         if offset < 0:
             return 0.0, first - skip, -1
@@ -149,7 +158,13 @@ def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[floa
             continue
         scores.append(found)
         at = offset + len(piece)
-    return float(np.median(scores)), first - skip, at
+    return _robust(scores), first - skip, at
+
+
+def _robust(scores: list[float]) -> float:
+    """The second-worst score (one piece may be spoilt by a slipped frame), the worst when there are few."""
+    ranked = sorted(scores)
+    return ranked[1] if len(ranked) >= 4 else ranked[0]
 
 
 def find_sequence(heard: Samples, keys: Sequence[str], start: int = 0) -> list[tuple[str, float, int, int]]:
@@ -226,6 +241,18 @@ class Ear:
     def end_of(self, keys: Sequence[str], start: int = 0, timeout: float = 20.0) -> int:
         """Wait for ``keys`` (in order); the sample offset where the last one ends."""
         return self.heard(keys, start, timeout)[-1][3]
+
+    def begins(self, key: str, start: int = 0, timeout: float = 20.0) -> int:
+        """Wait until prompt ``key`` has started (its first 0.6 s heard after ``start``): keys pressed now
+        interrupt it (barge-in). Returns where it started."""
+        head = prompt(key)[: int(0.6 * RATE_HZ)]
+
+        def check(samples: Samples) -> int | None:
+            score, first, end = find_prompt(samples, head, start)
+            return first + 1 if score >= HEARD and end > 0 else None  # + 1: an offset of 0 is found too
+
+        at: int = self.wait(f"the start of {key}", check, timeout)
+        return at - 1
 
     def tone(
         self, hz: float, min_s: float, start: int = 0, timeout: float = 20.0, *, ended: bool = False
@@ -420,8 +447,8 @@ def test_unanswered_line_takes_a_message_the_owner_hears_and_saves_it(rig: Rig, 
 
     # *99, PIN, "You have one new message", 1 plays it, 9 (during the message) saves it
     ear = rig.dial(owner, "*99")
-    ear.heard(["vm-enter-pin"], timeout=10.0)
-    owner.dtmf("0000#")
+    ear.begins("vm-enter-pin")
+    owner.dtmf("0000#")  # while the prompt plays
     summary_end = ear.end_of(["vm-you-have", "count-one", "vm-new-message"])
     owner.dtmf("1")
     intro_end = ear.end_of(["vm-first-message"], summary_end)
@@ -446,3 +473,144 @@ def test_unanswered_line_takes_a_message_the_owner_hears_and_saves_it(rig: Rig, 
     assert message["folder"] == "saved", message
     dark = owner.wait_mwi(lambda e: not e["waiting"])
     assert "Messages-Waiting: no" in dark["body"] and "Voice-Message: 0/1" in dark["body"], dark
+
+
+def test_temporary_greeting_recorded_reviewed_accepted_heard_and_switched_off(
+    rig: Rig, tmp_path: Path
+) -> None:
+    greeting = write_tone(tmp_path / "temporary.wav", TEMPORARY_HZ, 2.0)
+    owner = rig.phone("owner", OWNER, register=False)  # no phone registered: calls go straight to voicemail
+    caller = rig.phone("caller", CALLER, register=False)
+
+    # *99, PIN typed while the prompt plays, then 0 (options) 4 (temporary) 1 (record) typed ahead
+    ear = rig.dial(owner, "*99")
+    ear.begins("vm-enter-pin")
+    owner.dtmf("0000#041")
+    asked = ear.end_of(["vm-record-after-tone"])  # typed ahead, the menus on the way are cut short
+    beep = ear.beep(asked - FRAME)
+    owner.play(greeting)
+    time.sleep(2.0)
+    owner.stop_play()
+    owner.dtmf("#")
+    review = ear.begins("vm-review-menu", beep[1])
+    owner.dtmf("2")  # review: the recording plays back, then the review menu again
+    back = ear.tone(TEMPORARY_HZ, 1.5, review, ended=True)
+    again = ear.begins("vm-review-menu", back[1])
+    owner.dtmf("1")  # accept: saved, and switched on
+    ear.heard(["vm-recording-saved", "vm-temp-is-on"], again)
+    owner.hangup()
+    owner.wait_state("DISCONNECTED")
+    heard = ear.stop()
+    assert abs(segment_frequency(heard, *back, tmp_path) - TEMPORARY_HZ) <= 10.0
+    settings = rig.settings(OWNER)
+    assert settings["temporary_active"] is True, settings
+    stored = rig.box(OWNER) / settings["greetings"]["temporary"]
+    assert abs(dominant_frequency(stored) - TEMPORARY_HZ) <= 10.0
+    assert signal_seconds(stored) == pytest.approx(2.0, abs=0.4)
+
+    # the next caller hears the temporary greeting, then the beep (and no default greeting)
+    ear = rig.dial(caller, OWNER)
+    played = ear.tone(TEMPORARY_HZ, 1.5, ended=True)
+    ear.beep(played[1] - FRAME)
+    caller.hangup()  # before saying anything: no message is kept
+    caller.wait_state("DISCONNECTED")
+    heard = ear.stop()
+    score, _, _ = find_prompt(heard, prompt("vm-person-at-extension"))
+    assert score < 0.5, f"the default greeting was heard too ({score:.2f})"
+    assert abs(segment_frequency(heard, *played, tmp_path) - TEMPORARY_HZ) <= 10.0
+
+    # 0 4 2 switches it off; the default greeting is back
+    ear = rig.dial(owner, "*99")
+    ear.begins("vm-enter-pin")
+    owner.dtmf("0000#042")
+    ear.heard(["vm-temp-is-off"])  # the temporary menu, which tells the state first
+    owner.hangup()
+    owner.wait_state("DISCONNECTED")
+    ear.stop()
+    settings = rig.until(
+        "switched off on disk", lambda: (s := rig.settings(OWNER))["temporary_active"] is False and s
+    )
+    assert settings["greetings"].get("temporary"), f"switched off, the greeting is still kept: {settings}"
+
+    ear = rig.dial(caller, OWNER)
+    greeting_end = ear.end_of(default_greeting(OWNER))
+    ear.beep(greeting_end - FRAME)
+    caller.hangup()
+    caller.wait_state("DISCONNECTED")
+    heard = ear.stop()
+    assert not tone_runs(heard, TEMPORARY_HZ), "the temporary greeting is off but was heard"
+    assert rig.messages(OWNER) == [], "hanging up at the beep leaves no message"
+
+
+def test_star98_opens_another_mailbox_and_a_subscribed_phone_gets_mwi(rig: Rig, tmp_path: Path) -> None:
+    tone = write_tone(tmp_path / "message.wav", MESSAGE_HZ, 1.5)
+    other = rig.phone("other", OTHER, mwi_subscribe=True, auto_answer=486)  # busy: calls go to voicemail
+    first = other.wait_mwi()  # RFC 3842: the NOTIFY that follows the SUBSCRIBE's 200
+    assert not first["waiting"] and first["voice"] == "0/0", first
+    assert "Messages-Waiting: no" in first["body"] and first["state"] in ("ACCEPTED", "ACTIVE"), first
+    caller = rig.phone("caller", CALLER, register=False)
+
+    # a message for 202: the caller skips the greeting with # and speaks after the beep
+    ear = rig.dial(caller, OTHER)
+    other.wait_for("call_state", lambda e: e.get("last_code") == 486)
+    started = ear.begins("vm-person-at-extension")
+    caller.dtmf("#")
+    ear.beep(started)
+    caller.play(tone)
+    time.sleep(1.5)
+    caller.stop_play()
+    caller.dtmf("#")
+    ear.heard(["vm-goodbye"])
+    caller.wait_state("DISCONNECTED")
+    heard = ear.stop()
+    assert find_prompt(heard, prompt("vm-busy"))[0] < 0.5, "the greeting was skipped: no 'is on the phone'"
+    lit = other.wait_mwi(lambda e: e["waiting"])
+    assert "Voice-Message: 1/0" in lit["body"] and lit["state"] == "ACTIVE", lit  # in the subscription
+    assert f"Message-Account: sip:{OTHER}@{REALM}" in lit["body"], lit
+    time.sleep(0.5)
+    assert all(e["state"] != "NULL" for e in other.events if e.get("ev") == "mwi"), "an unsolicited copy too"
+    (message,) = rig.messages(OTHER)
+    assert message["caller"] == CALLER and message["folder"] == "new"
+
+    # *98202 with 202's PIN: one new message (the caller's own mailbox has none)
+    ear = rig.dial(caller, "*98" + OTHER)
+    ear.begins("vm-enter-pin")
+    caller.dtmf("0000#")
+    summary = ear.end_of(["vm-you-have", "count-one", "vm-new-message"])
+    ear.begins("vm-main-menu", summary - FRAME)
+    caller.dtmf("#")  # goodbye: the engine hangs up
+    ear.heard(["goodbye"], summary)
+    caller.wait_state("DISCONNECTED")
+    ear.stop()
+
+    # bare *98 asks for the mailbox first
+    ear = rig.dial(caller, "*98")
+    ear.begins("vm-enter-mailbox")
+    caller.dtmf(OTHER + "#")
+    asked = ear.begins("vm-enter-pin")
+    caller.dtmf("0000#")
+    ear.heard(["vm-you-have", "count-one", "vm-new-message"], asked)
+    caller.hangup()
+    caller.wait_state("DISCONNECTED")
+    ear.stop()
+    (message,) = rig.messages(OTHER)
+    assert message["folder"] == "new", "the summary alone does not change the message"
+
+
+def test_three_wrong_pins_end_the_call_two_do_not(rig: Rig) -> None:
+    caller = rig.phone("caller", CALLER, register=False)
+    ear = rig.dial(caller, "*98" + OWNER)
+    ear.begins("vm-enter-pin")
+    caller.dtmf("1111#")
+    at = ear.end_of(["vm-invalid-pin"])
+    ear.begins("vm-enter-pin", at)
+    caller.dtmf("2222#")
+    at = ear.end_of(["vm-invalid-pin"], at)
+    ear.begins("vm-enter-pin", at)
+    assert not any(ended(e) for e in caller.events), "two wrong PINs must not end the call"
+    caller.dtmf("3333#")
+    ear.heard(["vm-invalid-pin", "goodbye"], at)
+    caller.wait_state("DISCONNECTED", timeout=10.0)
+    heard = ear.stop()
+    score, _, _ = find_prompt(heard, prompt("vm-main-menu"))
+    assert score < 0.5, "a wrong PIN never reaches the main menu"

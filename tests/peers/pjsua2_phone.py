@@ -474,7 +474,8 @@ class Phone:
 
     def command(self, line: str) -> None:
         words = line.split()
-        selector = words.pop() if len(words) > 1 and words[-1].startswith("#") else None
+        # "#<n>" picks a call; "dtmf #" sends the key (it used to be taken for a call selector)
+        selector = words.pop() if len(words) > 1 and re.fullmatch(r"#\d+", words[-1]) else None
         name, params = words[0], words[1:]
         if name == "unregister":
             self.acc.setRegistration(False)
