@@ -21,7 +21,11 @@ between its two unlinks), and empties the scratch directory. Ids only grow: the 
 
 The store is synchronous and thread-safe (one lock). It is a shell module: the call controller runs it in an
 executor (ARCHITECTURE rule 4), e.g. ``await loop.run_in_executor(None, store.apply, effect)``. One process
-owns a data directory (as it owns ``pbx.sqlite3``).
+owns a data directory (as it owns ``pbx.sqlite3``) and keeps its mailboxes in memory; an admin command run
+beside it (``pbx voicemail greeting set``) changes ``mailbox.json`` only, so a cached mailbox is checked
+against that file (inode, size, mtime: every write replaces it) on each use and read again when another
+process changed it. (Two processes writing at the same instant can still lose one update: the admin command
+is rare and the window is one file write.)
 """
 
 from __future__ import annotations
@@ -152,10 +156,22 @@ def move_durably(source: Path, dest: Path) -> None:
 
 @dataclass(slots=True)
 class _Box:
-    """One mailbox in memory: its settings document and its messages by id."""
+    """One mailbox in memory: its settings document, its messages by id, and the identity of the
+    ``mailbox.json`` it was read from or last wrote (see ``_stamp``)."""
 
     settings: dict[str, Any]
     messages: dict[int, MessageInfo] = field(default_factory=dict)
+    stamp: tuple[int, int, int] | None = None
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """(inode, size, mtime_ns) of ``path``, None when it is missing: a file replaced by another process's
+    atomic write has a new inode."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class VoicemailStore:
@@ -270,7 +286,7 @@ class VoicemailStore:
                 directory.mkdir(exist_ok=True)
                 write_atomic(directory / SETTINGS, _dump(settings))
                 fsync_dir(self.root)
-                box = _Box(settings)
+                box = _Box(settings, stamp=_stamp(directory / SETTINGS))
                 self._boxes[number] = box
             return self._mailbox(number, box)
 
@@ -555,15 +571,19 @@ class VoicemailStore:
 
     # -- internals ------------------------------------------------------------------------------------------
     def _load(self, number: str) -> _Box | None:
-        box = self._boxes.get(number)
-        if box is not None:
-            return box
         directory = self.root / number
         settings_path = directory / SETTINGS
-        if not settings_path.is_file():
+        stamp = _stamp(settings_path)
+        box = self._boxes.get(number)
+        if box is not None:
+            if box.stamp == stamp:
+                return box
+            logger.info("mailbox %s was changed by another process: reading it again", number)
+            del self._boxes[number]
+        if stamp is None or not settings_path.is_file():
             return None
         settings = _read_json(settings_path)
-        box = _Box(settings)
+        box = _Box(settings, stamp=stamp)
         for meta in sorted(directory.glob("msg-*.json")):
             doc = _read_json(meta)
             try:
@@ -589,8 +609,10 @@ class VoicemailStore:
         with self._lock:
             box = self._require(number)
             settings = {**box.settings, **changes}
-            write_atomic(self.root / number / SETTINGS, _dump(settings))
+            path = self.root / number / SETTINGS
+            write_atomic(path, _dump(settings))
             box.settings = settings
+            box.stamp = _stamp(path)
             return self._mailbox(number, box)
 
     def _set_greeting_name(self, number: str, kind: GreetingKind, name: str) -> Mailbox:

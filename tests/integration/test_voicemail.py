@@ -35,7 +35,7 @@ from engine.media.prompts import PromptLibrary
 
 from ..peers.softphone import Event, Softphone
 from .audio import RATE_HZ, SIGNAL_RMS, dominant_frequency, read_wav, signal_seconds, write_tone
-from .harness import PbxServer, require_module
+from .harness import PbxServer, require_module, run_pbx
 from .test_calls_phones import rtp_range
 
 pytestmark = pytest.mark.integration
@@ -614,3 +614,38 @@ def test_three_wrong_pins_end_the_call_two_do_not(rig: Rig) -> None:
     heard = ear.stop()
     score, _, _ = find_prompt(heard, prompt("vm-main-menu"))
     assert score < 0.5, "a wrong PIN never reaches the main menu"
+
+
+def test_a_greeting_uploaded_with_the_cli_is_heard_without_a_restart(rig: Rig, tmp_path: Path) -> None:
+    uploaded = write_tone(tmp_path / "uploaded.wav", UPLOADED_HZ, 1.5, rate_hz=16000)  # converted on upload
+    caller = rig.phone("caller", CALLER, register=False)
+    ear = rig.dial(caller, OTHER)  # the engine opens (and keeps) 202's mailbox: the default greeting
+    ear.begins("vm-person-at-extension")
+    caller.hangup()
+    caller.wait_state("DISCONNECTED")
+    ear.stop()
+
+    out = run_pbx(
+        "voicemail",
+        "greeting",
+        "set",
+        "--data-dir",
+        str(rig.server.data_dir),
+        "--extension",
+        OTHER,
+        "--type",
+        "unavailable",
+        str(uploaded),
+    ).stdout
+    assert "unavailable greeting of mailbox 202" in out, out
+
+    ear = rig.dial(caller, OTHER)
+    played = ear.tone(UPLOADED_HZ, 1.2, ended=True)
+    ear.beep(played[1] - FRAME)
+    caller.hangup()
+    caller.wait_state("DISCONNECTED")
+    heard = ear.stop()
+    assert abs(segment_frequency(heard, *played, tmp_path) - UPLOADED_HZ) <= 10.0
+    assert find_prompt(heard, prompt("vm-person-at-extension"))[0] < 0.5, (
+        "the default greeting, not the upload"
+    )

@@ -331,3 +331,18 @@ def test_crash_before_the_audio_moved_rolls_forward_from_scratch(tmp_path: Path)
     )
     assert [m.id for m in VoicemailStore.open(tmp_path).messages("201")] == [1]
     assert os.listdir(tmp_path / "voicemail" / ".scratch") == []
+
+
+def test_a_change_by_another_process_is_seen_and_kept(store: VoicemailStore, tmp_path: Path) -> None:
+    # The engine keeps mailboxes in memory; `pbx voicemail greeting set` runs beside it with its own store.
+    assert store.mailbox("201") is not None  # loaded (and cached) by the engine
+    admin = VoicemailStore.open(tmp_path, recover=False)
+    admin.set_greeting_audio("201", GreetingKind.UNAVAILABLE, wav(hz=450.0))
+    box = store.mailbox("201")
+    assert box is not None and GreetingKind.UNAVAILABLE in box.greetings
+    store.set_temporary_active("201", True)  # the engine's own write keeps the admin's greeting
+    settings = json.loads((tmp_path / "voicemail" / "201" / "mailbox.json").read_text())
+    assert settings["greetings"] == {"unavailable": "greeting-unavailable.wav"}
+    assert settings["temporary_active"] is True
+    box = admin.mailbox("201")
+    assert box is not None and box.temporary_active  # and the other way round
