@@ -8,7 +8,8 @@ plays it (the tone comes back), saves it with ``9`` (the message moves to the sa
 (``2``) and accepts it (``1``); the next caller hears that tone as the greeting; ``0``, ``4``, ``2``
 switches it off and the default greeting is back. ``*98`` + another mailbox (and bare ``*98``, which asks
 for the mailbox) opens that mailbox with its PIN; three wrong PINs end the call, two do not. A phone that
-SUBSCRIBEs gets its NOTIFYs in the subscription.
+SUBSCRIBEs gets its NOTIFYs in the subscription. A greeting uploaded with ``pbx voicemail greeting set``
+beside the running engine is heard by the next caller.
 
 The company is German (country DE), so the engine speaks the German prompts; the tests compare with those.
 What a phone hears is recorded by pjsua2 into a WAV that grows while the call goes on, and the tests wait on
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+import wave
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,10 +132,10 @@ def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[floa
     within 60 ms of where the previous one ended; the score is the second-worst piece's (a frame slipped in
     the middle spoils one piece), pauses left out: prompts that differ only in their last word ("ist
     eingeschaltet" / "ist ausgeschaltet") are told apart. The last piece may be cut short (by a hang-up). The
-    first 0.1 s is left out too: the start of a call's audio may be lost before the phone's recorder is
+    first 0.2 s is left out too: the start of a call's audio may be lost before the phone's recorder is
     attached.
     """
-    skip, head, step, slack = RATE_HZ // 10, RATE_HZ // 2, RATE_HZ // 4, RATE_HZ * 6 // 100
+    skip, head, step, slack = RATE_HZ // 5, RATE_HZ // 2, RATE_HZ // 4, RATE_HZ * 6 // 100
     score, first = find(heard, expected[skip : skip + head], start + skip)
     if first < 0:
         return 0.0, -1, -1
@@ -243,9 +245,9 @@ class Ear:
         return self.heard(keys, start, timeout)[-1][3]
 
     def begins(self, key: str, start: int = 0, timeout: float = 20.0) -> int:
-        """Wait until prompt ``key`` has started (its first 0.6 s heard after ``start``): keys pressed now
+        """Wait until prompt ``key`` has started (its first 0.7 s heard after ``start``): keys pressed now
         interrupt it (barge-in). Returns where it started."""
-        head = prompt(key)[: int(0.6 * RATE_HZ)]
+        head = prompt(key)[: int(0.7 * RATE_HZ)]
 
         def check(samples: Samples) -> int | None:
             score, first, end = find_prompt(samples, head, start)
@@ -287,8 +289,6 @@ class Ear:
 def segment_frequency(samples: Samples, a: int, b: int, tmp: Path) -> float:
     """The dominant frequency of ``samples[a:b]`` (via audio.dominant_frequency on a scratch WAV)."""
     path = tmp / f"segment-{a}-{b}.wav"
-    import wave
-
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -318,16 +318,14 @@ class Rig:
     def phone(self, name: str, ext: str, *, register: bool = True, **kw: Any) -> Softphone:
         """A pjsua2 phone of line ``ext``: registered (and waited for), or not registered but able to call
         (its credentials answer the INVITE's challenge)."""
-        extra: list[str] = [] if register else ["--expires", "0"]
         phone = Softphone.pjsua2(
             name,
             self.tmp,
             user=ext,
             password=password(ext),
-            registrar=self.registrar,
+            registrar=self.registrar if register else None,
             spawn=self.spawn,
             max_seconds=170.0,
-            extra=extra,
             **kw,
         )
         self.phones.append(phone)
@@ -337,13 +335,14 @@ class Rig:
         return phone
 
     def dial(self, phone: Softphone, user: str) -> Ear:
-        """``phone`` calls ``user`` and records what it hears from the first packet on; waits for 200."""
+        """``phone`` calls ``user``; once answered, what it hears is recorded. (Asked for before the answer,
+        pjsua2 would create the recorder inside its media callback, which crashed it once in a few dozen
+        calls here; the first tens of ms a late recorder misses are not compared, see ``find_prompt``.)"""
         phone.call(self.uri(user))
-        phone.wait_for("calling")
-        self.ears += 1
-        ear = Ear(phone, self.tmp / f"{phone.name}-heard-{self.ears}.wav")
         phone.wait_state("CONFIRMED", timeout=RING_TIMEOUT_S + 15.0)
-        return ear
+        phone.wait_for("media_state", lambda e: e.get("state") == "active")
+        self.ears += 1
+        return Ear(phone, self.tmp / f"{phone.name}-heard-{self.ears}.wav")
 
     def box(self, number: str) -> Path:
         return self.server.data_dir / "voicemail" / number
@@ -387,29 +386,30 @@ def rig(pbx_factory: Any, peers: Any, tmp_path: Path) -> Iterator[Rig]:
             phone.close()
 
 
+def spoken(path: Path, hz: float, seconds: float) -> Path:
+    """What a phone says into a recording: a tone of ``seconds``, then a minute of silence. pjsua2 loops a
+    player, and it crashed (SIGSEGV) twice here around player and recorder changes during a call; so no
+    stop_play: the player runs until the call ends and is silent after the tone."""
+    t = np.arange(int(seconds * RATE_HZ)) / RATE_HZ
+    tone = np.round(0.4 * 32767 * np.sin(2 * np.pi * hz * t))
+    samples = np.concatenate((tone, np.zeros(60 * RATE_HZ))).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE_HZ)
+        w.writeframes(samples.tobytes())
+    return path
+
+
 def ended(e: Event) -> bool:
     return e.get("ev") == "call_state" and e.get("state") == "DISCONNECTED"
-
-
-def leave_message(rig: Rig, caller: Softphone, ext: str, tone: Path) -> Samples:
-    """``caller`` calls ``ext``, hears the default greeting and the beep, plays ``tone`` and presses ``#``;
-    the call ends after "goodbye". Returns what the caller heard."""
-    ear = rig.dial(caller, ext)
-    greeting_end = ear.end_of(default_greeting(ext))
-    ear.beep(greeting_end - FRAME)
-    caller.play(tone)
-    time.sleep(MESSAGE_S)  # the tone plays in real time; stop it before it loops
-    caller.stop_play()
-    caller.dtmf("#")
-    caller.wait_state("DISCONNECTED", timeout=15.0)
-    return ear.stop()
 
 
 # -- the tests -----------------------------------------------------------------------------------------------
 
 
 def test_unanswered_line_takes_a_message_the_owner_hears_and_saves_it(rig: Rig, tmp_path: Path) -> None:
-    tone = write_tone(tmp_path / "message.wav", MESSAGE_HZ, MESSAGE_S)
+    tone = spoken(tmp_path / "message.wav", MESSAGE_HZ, MESSAGE_S)
     owner = rig.phone("owner", OWNER)  # registered, never answers
     caller = rig.phone("caller", CALLER)
 
@@ -421,7 +421,6 @@ def test_unanswered_line_takes_a_message_the_owner_hears_and_saves_it(rig: Rig, 
     beep = ear.beep(greeting_end - FRAME)
     caller.play(tone)
     time.sleep(MESSAGE_S)
-    caller.stop_play()
     caller.dtmf("#")
     caller.wait_state("DISCONNECTED", timeout=15.0)
     heard = ear.stop()
@@ -478,7 +477,7 @@ def test_unanswered_line_takes_a_message_the_owner_hears_and_saves_it(rig: Rig, 
 def test_temporary_greeting_recorded_reviewed_accepted_heard_and_switched_off(
     rig: Rig, tmp_path: Path
 ) -> None:
-    greeting = write_tone(tmp_path / "temporary.wav", TEMPORARY_HZ, 2.0)
+    greeting = spoken(tmp_path / "temporary.wav", TEMPORARY_HZ, 2.0)
     owner = rig.phone("owner", OWNER, register=False)  # no phone registered: calls go straight to voicemail
     caller = rig.phone("caller", CALLER, register=False)
 
@@ -490,7 +489,6 @@ def test_temporary_greeting_recorded_reviewed_accepted_heard_and_switched_off(
     beep = ear.beep(asked - FRAME)
     owner.play(greeting)
     time.sleep(2.0)
-    owner.stop_play()
     owner.dtmf("#")
     review = ear.begins("vm-review-menu", beep[1])
     owner.dtmf("2")  # review: the recording plays back, then the review menu again
@@ -533,8 +531,7 @@ def test_temporary_greeting_recorded_reviewed_accepted_heard_and_switched_off(
     assert settings["greetings"].get("temporary"), f"switched off, the greeting is still kept: {settings}"
 
     ear = rig.dial(caller, OWNER)
-    greeting_end = ear.end_of(default_greeting(OWNER))
-    ear.beep(greeting_end - FRAME)
+    ear.heard(default_greeting(OWNER)[:-1])  # "The person at extension 2 0 1 ..." (all of it: test 1)
     caller.hangup()
     caller.wait_state("DISCONNECTED")
     heard = ear.stop()
@@ -543,7 +540,7 @@ def test_temporary_greeting_recorded_reviewed_accepted_heard_and_switched_off(
 
 
 def test_star98_opens_another_mailbox_and_a_subscribed_phone_gets_mwi(rig: Rig, tmp_path: Path) -> None:
-    tone = write_tone(tmp_path / "message.wav", MESSAGE_HZ, 1.5)
+    tone = spoken(tmp_path / "message.wav", MESSAGE_HZ, 1.5)
     other = rig.phone("other", OTHER, mwi_subscribe=True, auto_answer=486)  # busy: calls go to voicemail
     first = other.wait_mwi()  # RFC 3842: the NOTIFY that follows the SUBSCRIBE's 200
     assert not first["waiting"] and first["voice"] == "0/0", first
@@ -558,7 +555,6 @@ def test_star98_opens_another_mailbox_and_a_subscribed_phone_gets_mwi(rig: Rig, 
     ear.beep(started)
     caller.play(tone)
     time.sleep(1.5)
-    caller.stop_play()
     caller.dtmf("#")
     ear.heard(["vm-goodbye"])
     caller.wait_state("DISCONNECTED")
