@@ -3,6 +3,7 @@
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
+                 [--smtp HOST:PORT] [--smtp-from ADDRESS]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
@@ -148,6 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the IP address phones and carriers reach this engine on, written in Via, Contact and SDP "
         "(default: the --sip address, or for 0.0.0.0 the address of the interface with the default route; "
         "set it behind a 1:1 NAT)",
+    )
+    serve.add_argument(
+        "--smtp",
+        type=parse_hostport,
+        default=None,
+        metavar="HOST:PORT",
+        help="the mail server for voicemail to e-mail (lines with voicemail_to_email); default: none",
+    )
+    serve.add_argument(
+        "--smtp-from",
+        default="voicemail@localhost",
+        metavar="ADDRESS",
+        help="the sender of voicemail e-mails (default voicemail@localhost)",
     )
     serve.set_defaults(handler=_cmd_serve)
 
@@ -330,6 +344,7 @@ def parse_seconds(text: str) -> float:
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from engine.server import serve
+        from engine.voicemail.email import SmtpConfig
     except ModuleNotFoundError as exc:
         if exc.name != "engine.server":
             raise
@@ -346,6 +361,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         rtp_ports=args.rtp_ports,
         ring_timeout=args.ring_timeout,
         advertise=args.advertise,
+        smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),
     )
 
 

@@ -57,8 +57,9 @@ from engine.sip.sdp import SessionDescription, answer_audio
 from engine.sip.transaction import Peer, ServerTransaction
 from engine.store import BindingRecord, BindingWriter, Store, default_company_file, load_company_file
 from engine.store.cdrs import CdrWriter
+from engine.voicemail.email import EmailError, SmtpConfig, VoicemailMailer
 from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
-from engine.voicemail.model import DepositReason
+from engine.voicemail.model import DepositReason, MessageInfo
 from engine.voicemail.store import VoicemailStore
 
 logger = logging.getLogger("engine.server")
@@ -314,6 +315,8 @@ class Server:
         self.sip_host = sip_host
         self.sip_port = sip_port
         self.digest_algorithms = digest_algorithms
+        #: where voicemail e-mails go out (``--smtp``); None: no voicemail to e-mail
+        self.smtp: SmtpConfig | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -353,7 +356,10 @@ class Server:
             shell = FlowShell(loop, router, calls, voicemail, transport.pump, relay, self.sip_host,
                               advertised)
             app.flows = shell.factory
-            mwi = MwiService(endpoint, location, company.sip_realm, f"sip:mwi@{advertised}:{self.sip_port}")
+            if self.smtp is not None:
+                shell.mailer = VoicemailMailer(self.smtp, zoneinfo.ZoneInfo(company.timezone))
+            uri_host = f"[{advertised}]" if ":" in advertised else advertised  # an IPv6 literal in a URI
+            mwi = MwiService(endpoint, location, company.sip_realm, f"sip:mwi@{uri_host}:{self.sip_port}")
             for mailbox, (new, old) in (await loop.run_in_executor(None, voicemail.all_counts)).items():
                 mwi.set_counts(mailbox, new, old)
             app.mwi = shell.mwi = mwi
@@ -361,7 +367,7 @@ class Server:
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
                 endpoint.config = EndpointConfig(via_host=advertised, via_port=port)
-                mwi.contact = f"sip:mwi@{advertised}:{port}"
+                mwi.contact = f"sip:mwi@{uri_host}:{port}"
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))
@@ -425,7 +431,8 @@ class Server:
         plan = compile_plan(store, self.data_dir)
         return RoutingConfig.build(company, lines, users, numbers, trunks, ring_timeout=self.ring_timeout,
                                    addresses=resolve_hosts(t.host for t in trunks), plan=plan,
-                                   no_voicemail=store.lines_without_voicemail())
+                                   no_voicemail=store.lines_without_voicemail(),
+                                   voicemail_email=store.voicemail_email_targets())
 
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
@@ -471,6 +478,9 @@ class FlowShell:
         self.media_host = media_host
         self.media_clock = MediaClock(loop)
         self.mwi: MwiService | None = None
+        #: voicemail to e-mail (``pbx serve --smtp``); None sends none
+        self.mailer: VoicemailMailer | None = None
+        self._mail_tasks: set[asyncio.Task[None]] = set()
         self.prompts = PromptLibrary()
         self.files = AudioFileCache()
         self.services = FlowServices(
@@ -556,9 +566,30 @@ class FlowShell:
                 clock = self.services.manager.clock
                 self.mwi.notify_counts(effect.mailbox, *counts, clock.now(), clock.wall())
                 self.services.flush()
+            if isinstance(outcome, Applied) and outcome.message is not None:
+                self._email(outcome.message)
             done(outcome)
 
         future.add_done_callback(finished)
+
+    def _email(self, info: MessageInfo) -> None:
+        """Voicemail to e-mail: the new message to its mailbox's address (a line's user when the line's
+        options ask for it), sent in a worker thread; a failure is logged, the message stays stored."""
+        mailer = self.mailer
+        to = self.router.config.voicemail_email.get(info.mailbox)
+        if mailer is None or to is None:
+            return
+
+        async def send() -> None:
+            try:
+                await mailer.send(info, to, mailbox_label=info.mailbox)
+                logger.info("voicemail: message %d of %s sent to %s", info.id, info.mailbox, to)
+            except EmailError as exc:
+                logger.warning("voicemail: e-mailing message %d of %s failed: %s", info.id, info.mailbox, exc)
+
+        task = self.loop.create_task(send())
+        self._mail_tasks.add(task)
+        task.add_done_callback(self._mail_tasks.discard)
 
     def is_mailbox(self, number: str) -> bool:
         """A line's extension or a shared mailbox's number (mailboxes created on first use)."""
@@ -701,12 +732,14 @@ def tune_gc() -> None:
 def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | None = None,
           log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
-          ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None) -> int:
+          ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
+          smtp: SmtpConfig | None = None) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
     server.http = api
+    server.smtp = smtp
     try:
         import uvloop
     except ImportError:

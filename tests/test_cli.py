@@ -17,6 +17,7 @@ from engine.cli import build_parser, main, parse_hostport
 from engine.model import CallRecord, Direction, Disposition, LegRecord
 from engine.sip.auth import compute_ha1
 from engine.store import BindingRecord, Store
+from engine.voicemail.email import SmtpConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,6 +243,10 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "12.5",
                 "--advertise",
                 "192.0.2.10",
+                "--smtp",
+                "127.0.0.1:2525",
+                "--smtp-from",
+                "pbx@example.com",
             ]
         )
         == 0
@@ -258,6 +263,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "rtp_ports": (30000, 30099),
             "ring_timeout": 12.5,
             "advertise": "192.0.2.10",
+            "smtp": SmtpConfig("127.0.0.1", 2525, "pbx@example.com"),
         },
         {
             "data_dir": Path("./data"),
@@ -269,13 +275,15 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "rtp_ports": (20000, 29999),
             "ring_timeout": 30.0,
             "advertise": None,
+            "smtp": None,
         },
     ]
     for bad in ("SHA-512", "MD5,MD5", ""):
         with pytest.raises(SystemExit):
             main(["serve", "--digest", bad])
     for flag, bad in (("--rtp-ports", "2000"), ("--rtp-ports", "30001-30000"), ("--rtp-ports", "80-90"),
-                      ("--ring-timeout", "0"), ("--ring-timeout", "soon"), ("--advertise", "pbx.example")):
+                      ("--ring-timeout", "0"), ("--ring-timeout", "soon"), ("--advertise", "pbx.example"),
+                      ("--smtp", "mail.example")):
         with pytest.raises(SystemExit):
             main(["serve", flag, bad])
 

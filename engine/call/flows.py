@@ -24,7 +24,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from engine.call.b2bua import BUSY, Call, CallManager, CallState, Destination
 from engine.call.routing import MailboxMenu, Planned
@@ -50,6 +50,8 @@ from engine.voicemail.flows import Done as VoicemailDone
 logger = logging.getLogger(__name__)
 
 MediaRequest = Play | Collect | Record
+#: How long the engine's media keeps running after the last prompt before a hangup (see ``_end_call``).
+MEDIA_DRAIN_S: Final = 0.3
 MediaResult = Played | Collected | Recorded
 
 
@@ -274,10 +276,20 @@ class FlowController:
     def _end_call(self, status: int, reason: str, cause: str, disposition: Disposition | None = None) -> None:
         call = self.call
         assert call is not None
-        self._finish()
         manager = self.services.manager
-        manager.end_controlled(call, manager.clock.now(), status, reason, cause, disposition)
-        self.services.flush()
+
+        def end() -> None:
+            self._finish()
+            manager.end_controlled(call, manager.clock.now(), status, reason, cause, disposition)
+            self.services.flush()
+
+        if self.media is not None and call.state is CallState.SERVING and not self.hung_up:
+            # The last prompt ("goodbye") has just left; the phone plays it from its jitter buffer for a
+            # few tens of ms more: a BYE right now would cut its end off.
+            self.finished = True
+            manager.scheduler.call_at(manager.clock.now() + MEDIA_DRAIN_S, end)
+            return
+        end()
 
     def _finish(self) -> None:
         self.finished = True

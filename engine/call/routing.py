@@ -91,21 +91,23 @@ class RoutingConfig:
     plan: CompiledConfig | None = None
     #: lines whose voicemail is switched off (an unanswered call ends busy/unavailable)
     no_voicemail: frozenset[str] = frozenset()
+    #: mailbox -> the address new messages are e-mailed to (voicemail to e-mail)
+    voicemail_email: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, company: Company, lines: Iterable[Line], users: Iterable[User],
               numbers: Iterable[PhoneNumber], trunks: Iterable[Trunk],
               ring_timeout: float = DEFAULT_RING_TIMEOUT_S,
               addresses: Mapping[str, str] | None = None,
-              plan: CompiledConfig | None = None,
-              no_voicemail: frozenset[str] = frozenset()) -> RoutingConfig:
+              plan: CompiledConfig | None = None, no_voicemail: frozenset[str] = frozenset(),
+              voicemail_email: Mapping[str, str] | None = None) -> RoutingConfig:
         trunk_list = tuple(trunks)
         nets = tuple((ipaddress.ip_network(src, strict=False), t) for t in trunk_list for src in t.sources)
         release = tuple(ipaddress.ip_network(n, strict=False) for n in company.media_release_networks)
         return cls(company=company, lines={ln.extension: ln for ln in lines}, users={u.id: u for u in users},
                    numbers={n.e164: n for n in numbers}, trunks=trunk_list, trunk_networks=nets,
                    release_networks=release, ring_timeout=ring_timeout, addresses=dict(addresses or {}),
-                   plan=plan, no_voicemail=no_voicemail)
+                   plan=plan, no_voicemail=no_voicemail, voicemail_email=dict(voicemail_email or {}))
 
 
 class Router:

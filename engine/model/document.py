@@ -45,6 +45,7 @@ _USER_KEYS: Final = frozenset(
         "external_caller_id",
         "dial_permissions",
         "voicemail",
+        "voicemail_to_email",
     }
 )
 _NUMBER_KEYS: Final = frozenset({"number", "route"})
@@ -68,6 +69,7 @@ class UserSpec:
     external_caller_id: str | None
     dial_permissions: frozenset[str] = DEFAULT_DIAL_PERMISSIONS
     voicemail: bool = True  # False: an unanswered call to the line ends busy/unavailable instead
+    voicemail_to_email: bool = False  # new messages are e-mailed to ``email`` (with pbx serve --smtp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,9 +227,17 @@ def _users(items: list[object], first_extension: int, numbers: set[str]) -> tupl
                 external_caller_id=caller_id,
                 dial_permissions=permissions,
                 voicemail=rules.check_flag(raw.get("voicemail", True), f"{at}.voicemail"),
+                voicemail_to_email=_voicemail_to_email(raw, email, at),
             )
         )
     return tuple(out)
+
+
+def _voicemail_to_email(raw: Mapping[str, Any], email: str | None, at: str) -> bool:
+    wanted = rules.check_flag(raw.get("voicemail_to_email", False), f"{at}.voicemail_to_email")
+    if wanted and email is None:
+        raise ModelError(f"{at}.voicemail_to_email", "needs an e-mail address on the user")
+    return wanted
 
 
 def _numbers(items: list[object], plans: set[str], extensions: set[str]) -> tuple[PhoneNumber, ...]:

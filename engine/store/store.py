@@ -44,6 +44,7 @@ from engine.model import (
     RoutingObject,
     Trunk,
     User,
+    UserSpec,
     next_free_extension,
     parse_company_document,
     rules,
@@ -191,6 +192,18 @@ class Store:
         return frozenset(r.extension for r in rows
                          if json.loads(r.options or "{}").get("voicemail", {}).get("enabled") is False)
 
+    def voicemail_email_targets(self) -> dict[str, str]:
+        """Voicemail to e-mail: extension -> its user's e-mail address, for lines whose options say
+        ``{"voicemail": {"email_notification": true}}`` and whose user has an address."""
+        lines, users = schema.lines, schema.users
+        q = sa.select(lines.c.extension, lines.c.options, users.c.email).join(
+            users, users.c.id == lines.c.user_id
+        )
+        with self._read() as conn:
+            rows = conn.execute(q.where(users.c.email.is_not(None))).all()
+        return {r.extension: r.email for r in rows
+                if json.loads(r.options or "{}").get("voicemail", {}).get("email_notification") is True}
+
     def routing_objects(self) -> list[RoutingObject]:
         """Ring groups, schedules, sound clips, shared mailboxes, queues, conference rooms and fax lines, in
         document order within each kind."""
@@ -257,7 +270,7 @@ class Store:
                         "ha1_md5": md5,
                         "ha1_sha256": sha256,
                         "dial_permissions": _permissions_json(spec.dial_permissions),
-                        "options": "{}" if spec.voicemail else json.dumps({"voicemail": {"enabled": False}}),
+                        "options": _line_options(spec),
                     }
                 )
             if line_rows:
@@ -511,6 +524,16 @@ def _company_row(company: Company) -> dict[str, Any]:
         "area_code": company.area_code,
         "media_release_networks": json.dumps(list(company.media_release_networks)),
     }
+
+
+def _line_options(spec: UserSpec) -> str:
+    """The line options a company file sets: voicemail off, or voicemail to the user's e-mail."""
+    voicemail: dict[str, bool] = {}
+    if not spec.voicemail:
+        voicemail["enabled"] = False
+    if spec.voicemail_to_email:
+        voicemail["email_notification"] = True
+    return json.dumps({"voicemail": voicemail}) if voicemail else "{}"
 
 
 def _permissions_json(permissions: Collection[str]) -> str:
