@@ -29,6 +29,8 @@ from engine.media.wav import WavError, convert_to_8k_mono16, decode_wav
 from engine.model import ModelError, rules
 from engine.store.admin import AdminStore, Principal, Validator
 from engine.store.errors import NotFoundError
+from engine.voicemail.model import GreetingKind
+from engine.voicemail.store import VoicemailStore
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -504,6 +506,67 @@ def download_clip(admin: Admin, principal: Auth, name: Name) -> Response[bytes]:
     return Response(audio, media_type="audio/wav")
 
 
+# -- voicemail greetings -------------------------------------------------------------------------------------
+
+GREETING_KINDS: Final = ("unavailable", "busy", "temporary")
+
+
+def _greeting_kind(kind: str) -> GreetingKind:
+    if kind not in GREETING_KINDS:
+        raise ModelError("kind", f"must be one of {', '.join(GREETING_KINDS)}, not {kind!r}")
+    return GreetingKind(kind)
+
+
+@put(
+    "/api/lines/{line_id:int}/voicemail/greetings/{kind:str}",
+    opt=_CONFIGURE,
+    status_code=200,
+    tags=["lines"],
+    request_max_body_size=MAX_CLIP_BYTES,
+    operation_class=_WavUpload,
+)
+async def upload_greeting(
+    request: Request[Any, Any, Any], admin: Admin, principal: Auth, line_id: Id, kind: Name, body: RawBody
+) -> s.GreetingOut:
+    """Upload a pre-recorded voicemail greeting for a line's mailbox (seed: the admin assigns a greeting
+    file): unavailable, busy (used only when a dial plan reaches the line busy) or temporary (overrides
+    both while switched on; uploading one does not switch it on). Any WAV rate and channel count, converted
+    to 8 kHz 16-bit mono; a running engine picks it up at the next call."""
+    which = _greeting_kind(kind)
+    ctype = request.headers.get("content-type", "audio/wav").split(";", 1)[0].strip().lower()
+    if ctype not in WAV_TYPES:
+        raise ModelError("content-type", f"must be one of {', '.join(WAV_TYPES)}, not {ctype!r}")
+
+    def work() -> s.GreetingOut:
+        line = admin.line(line_id)  # 404 when there is no such line
+        try:
+            audio = convert_to_8k_mono16(body)
+        except WavError as exc:
+            raise ModelError(f"file.{exc.field}", f"not a WAV file we can read: {exc.reason}") from None
+        store = VoicemailStore.open(admin.store.data_dir, recover=False)
+        store.ensure_mailbox(line.extension)
+        box = store.set_greeting_audio(line.extension, which, audio)
+        admin.record_event(principal.actor, "voicemail.greeting_set", f"line:{line_id}", {"kind": kind})
+        duration = round(decode_wav(audio).duration_s, 3)
+        return s.GreetingOut(line.extension, kind, duration, box.temporary_active)
+
+    return await anyio.to_thread.run_sync(work)
+
+
+@delete("/api/lines/{line_id:int}/voicemail/greetings/{kind:str}", opt=_CONFIGURE, tags=["lines"])
+@threaded
+def delete_greeting(admin: Admin, principal: Auth, line_id: Id, kind: Name) -> None:
+    """Remove a line's greeting of that kind: callers then hear the next one by precedence (the system
+    default says the extension)."""
+    which = _greeting_kind(kind)
+    line = admin.line(line_id)
+    store = VoicemailStore.open(admin.store.data_dir, recover=False)
+    if store.mailbox(line.extension) is None:
+        raise NotFoundError("mailbox", line.extension)
+    store.clear_greeting(line.extension, which)
+    admin.record_event(principal.actor, "voicemail.greeting_cleared", f"line:{line_id}", {"kind": kind})
+
+
 @get("/api/dial-plans", opt=_CONFIGURE, tags=["routing"])
 @threaded
 def list_plans(admin: Admin, principal: Auth) -> list[s.PlanOut]:
@@ -680,6 +743,8 @@ ROUTES: Final = [
     delete_object,
     upload_clip,
     download_clip,
+    upload_greeting,
+    delete_greeting,
     list_plans,
     create_plan,
     get_plan,

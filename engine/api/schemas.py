@@ -319,6 +319,15 @@ class ObjectOut(msgspec.Struct):
     spec: dict[str, Any]
 
 
+class GreetingOut(msgspec.Struct):
+    """A line's uploaded voicemail greeting (8 kHz 16-bit mono after conversion)."""
+
+    mailbox: str
+    kind: str
+    duration_seconds: float
+    temporary_active: bool
+
+
 class SoundClipOut(msgspec.Struct):
     """A stored sound clip: ``file`` is relative to the data directory; the audio is 8 kHz 16-bit mono."""
 

@@ -824,6 +824,15 @@ class AdminStore:
             conn.execute(sa.delete(t).where(t.c.user_id == row.id, t.c.id != keep))
             self._audit(conn, principal.actor, "user.web_password", f"user:{row.id}")
 
+    def record_event(self, actor: str, action: str, target: str, detail: Mapping[str, object]) -> None:
+        """An audit record for a change kept outside the database (e.g. a voicemail greeting file)."""
+        with self.store._write() as conn:
+            conn.execute(
+                sa.insert(schema.audit_log).values(
+                    at=self._wall(), actor=actor, action=action, target=target, detail=json.dumps(detail)
+                )
+            )
+
     def _audit(self, conn: sa.Connection, actor: str, action: str, target: str) -> None:
         """An audit record for an event that changes no configuration (no config_version bump)."""
         conn.execute(
