@@ -14,6 +14,7 @@ every event of the call from then on), and 405/489/501 for what we do not serve.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import gc
 import ipaddress
@@ -437,10 +438,19 @@ class Server:
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
         loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        # A change made in this process (the admin API) wakes the loop at once; other processes' changes
+        # (pbx import, pbx user add) are seen at the next poll.
+        def wake() -> None:
+            loop.call_soon_threadsafe(changed.set)
+
+        store.on_config_change = wake
         version = await loop.run_in_executor(None, store.config_version)
         resolved_at = loop.time()
         while True:
-            await asyncio.sleep(CONFIG_POLL_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), CONFIG_POLL_S)
+            changed.clear()
             try:
                 current = await loop.run_in_executor(None, store.config_version)
                 if current != version:

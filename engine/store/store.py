@@ -23,7 +23,7 @@ import json
 import operator
 import secrets
 import string
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,7 @@ from engine.store.cdrs import cdr_from_row, cdr_row
 from engine.store.migrate import migrate
 
 DB_FILE: Final = "pbx.sqlite3"
+_BUMPED: Final = "pbx_config_bumped"  # in Connection.info: this write changed the configuration
 DEFAULT_COMPANY_NAME: Final = "My Company"
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 PASSWORD_LENGTH: Final = 20
@@ -118,6 +119,9 @@ class Store:
         else:
             self._insert = sqlite.insert
         self._upsert_sql = _binding_upsert_sql(engine.dialect.paramstyle)
+        #: called (in the writing thread) after each committed configuration change of this process, so
+        #: that a running engine reloads at once instead of at its next poll
+        self.on_config_change: Callable[[], None] | None = None
 
     @classmethod
     def open(cls, data_dir: Path | str, url: str | None = None) -> Store:
@@ -490,11 +494,15 @@ class Store:
                 conn.execution_options(pbx_begin="BEGIN IMMEDIATE")
             with conn.begin():
                 yield conn
+            changed = conn.info.pop(_BUMPED, False)
+        if changed and self.on_config_change is not None:
+            self.on_config_change()  # after the commit: a reader now sees the new version
 
     @staticmethod
     def _bump(conn: sa.Connection) -> int:
         """Bump config_version first thing in a write (on PostgreSQL its row lock serialises writers)."""
         cv = schema.config_version
+        conn.info[_BUMPED] = True
         conn.execute(sa.update(cv).where(cv.c.id == 1).values(version=cv.c.version + 1))
         return int(conn.execute(sa.select(cv.c.version).where(cv.c.id == 1)).scalar_one())
 

@@ -186,3 +186,18 @@ def test_load_company_file_rejects_bad_files(tmp_path: Path, text: str, field: s
     with pytest.raises(ModelError, match=message) as err:
         load_company_file(path)
     assert err.value.field == field
+
+
+def test_a_committed_configuration_change_calls_on_config_change_after_the_commit(store: Store) -> None:
+    """How a running engine reloads at once when its own admin API changes the configuration: the hook runs
+    after the commit (a reader then sees the new version), once per change, and not for registrations or
+    CDRs, which are no configuration."""
+    seen: list[int] = []
+    store.on_config_change = lambda: seen.append(store.config_version())
+    store.import_company(load_company_file(EXAMPLE))
+    assert seen == [1]
+    store.write_bindings([], [], ["201"])
+    store.write_cdrs([])
+    assert seen == [1]
+    store.add_user("Neu", "Person", None, None, "a-long-enough-password")
+    assert seen == [1, 2]
