@@ -10,6 +10,7 @@ set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$REPO"
 ensure_venv
+ensure_build_tools
 say "pip install -e . (into $VENV)"
 pip_install -e .
 [ "${NO_START:-0}" = 1 ] && { say "installed: $VENV/bin/pbx"; exit 0; }

@@ -53,6 +53,17 @@ ensure_venv() {
 	fi
 }
 
+# ensure_build_tools: what `pip install .` needs to compile the SIP core with mypyc (setup.py): a C compiler
+# and the headers of the venv's Python (Debian's python3-dev for /usr/bin/python3; a self-built or pyenv
+# Python ships its own).
+ensure_build_tools() {
+	command -v gcc >/dev/null || apt_install gcc libc6-dev
+	local inc
+	inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+	[ -f "$inc/Python.h" ] || apt_install python3-dev
+	[ -f "$inc/Python.h" ] || die "no Python.h in $inc: install the headers of $VENV/bin/python"
+}
+
 pip_install() {
 	"$VENV/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "$@" </dev/null
 }

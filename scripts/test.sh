@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$REPO"
 apt_install sip-tester baresip
 ensure_venv
+ensure_build_tools
 say "pip install -e '.[test]' (into $VENV)"
 pip_install -e '.[test]'
 [ -d "$REPO/../shared" ] || say "WARNING: $REPO/../shared is missing; tests that need it will fail"
