@@ -64,6 +64,33 @@ ensure_build_tools() {
 	[ -f "$inc/Python.h" ] || die "no Python.h in $inc: install the headers of $VENV/bin/python"
 }
 
+# ensure_postgres: the tests need a PostgreSQL server (issue 6: a test that cannot reach it fails). These machines
+# run one on 127.0.0.1:5432 (trust auth, database test); where none answers there, install Debian's, start
+# its cluster and give the tests a role and database of their own through PBX_TEST_POSTGRES_URL.
+ensure_postgres() {
+	if [ -n "${PBX_TEST_POSTGRES_URL:-}" ] || port_open 127.0.0.1 5432; then
+		return 0
+	fi
+	apt_install postgresql
+	local version
+	version="$(ls /usr/lib/postgresql | sort -V | tail -1)"
+	[ -n "$version" ] || die "postgresql installed but no server version found in /usr/lib/postgresql"
+	say "starting PostgreSQL $version"
+	as_root pg_ctlcluster "$version" main start 2>/dev/null || as_root service postgresql start || true
+	local i
+	for i in $(seq 1 30); do port_open 127.0.0.1 5432 && break; sleep 1; done
+	port_open 127.0.0.1 5432 || die "PostgreSQL did not start on 127.0.0.1:5432"
+	as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres -c \
+		"DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pbx_test') THEN
+		   CREATE ROLE pbx_test LOGIN PASSWORD 'pbx_test'; END IF; END \$\$;" </dev/null
+	as_root runuser -u postgres -- psql -q -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'pbx_test'" \
+		</dev/null | grep -q 1 || as_root runuser -u postgres -- createdb -O pbx_test pbx_test </dev/null
+	export PBX_TEST_POSTGRES_URL="postgresql+psycopg://pbx_test:pbx_test@127.0.0.1:5432/pbx_test"
+	say "tests use $PBX_TEST_POSTGRES_URL"
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
 pip_install() {
 	"$VENV/bin/python" -m pip install -q --disable-pip-version-check --progress-bar off "$@" </dev/null
 }

@@ -1,13 +1,15 @@
 """Store fixtures: every store test runs on a real SQLite file, and on PostgreSQL when it is reachable.
 
-PostgreSQL (127.0.0.1:5432, trust auth, database ``test``, user ``postgres``) is a hard requirement (issue
-6): a case that cannot reach it fails, it does not skip. Each PostgreSQL case gets a schema of its own,
-dropped afterwards. ``tests/api`` reuses ``db_url``.
+PostgreSQL is a hard requirement (issue 6): a case that cannot reach it fails, it does not skip. It is
+``PBX_TEST_POSTGRES_URL`` when set (``scripts/test.sh`` sets it when it had to install and start a server of
+its own), else the machine's server at 127.0.0.1:5432 (trust auth, database ``test``, user ``postgres``).
+Each PostgreSQL case gets a schema of its own, dropped afterwards. ``tests/api`` reuses ``db_url``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,14 +20,15 @@ import sqlalchemy as sa
 
 from engine.store import Store
 
-PG_BASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_BASE_URL = os.environ.get("PBX_TEST_POSTGRES_URL") or "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 OpenStore = Callable[[], Store]
 
 
 def _pg_reachable() -> bool:
+    url = sa.engine.make_url(PG_BASE_URL)
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+        with socket.create_connection((url.host or "127.0.0.1", url.port or 5432), timeout=0.5):
             return True
     except OSError:
         return False
@@ -40,7 +43,8 @@ def db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if importlib.util.find_spec("psycopg") is None:
         pytest.fail("psycopg is not installed: pip install -e '.[test]'", pytrace=False)
     if not _pg_reachable():
-        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (trust auth, db test)", pytrace=False)
+        where = sa.engine.make_url(PG_BASE_URL).render_as_string(hide_password=True)
+        pytest.fail(f"PostgreSQL is not reachable at {where} (scripts/test.sh provides one)", pytrace=False)
     schema_name = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_BASE_URL)
     with admin.begin() as conn:
