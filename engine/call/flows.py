@@ -200,6 +200,8 @@ class FlowController:
                     self._step(HungUp())
                     return
                 assert self.media is not None
+                if self.run is not None and self.flow is None:
+                    self.media.language = self.run.language  # a Set Language node may have changed it
                 services.run_media(self.media, action, self._step)
             elif isinstance(action, Hangup):
                 self._end_call(action.status, action.reason, "dial plan hung up" if self.flow is None

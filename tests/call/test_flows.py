@@ -75,11 +75,13 @@ class FakeMedia:
     digits: list[str]
     language: str = "de"
     ran: list[MediaRequest] = field(default_factory=list)
+    languages: list[str] = field(default_factory=list)
     closed: bool = False
     hung_up: bool = False
 
     def run(self, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
         self.ran.append(action)
+        self.languages.append(self.language)
         result: MediaResult
         if isinstance(action, Play):
             result = Played(False)
@@ -249,4 +251,21 @@ def test_the_menu_times_out_and_the_plan_hangs_up() -> None:
     assert [r.method for r in rig.alice.requests] == ["BYE"]  # answered, so the hangup is a BYE
     (cdr,) = rig.cdrs
     assert cdr.disposition is Disposition.ANSWERED and cdr.hangup_cause == "dial plan hung up"
+    rig.assert_clean()
+
+
+def test_a_set_language_node_switches_the_prompts_of_the_following_steps() -> None:
+    english = {"start": "menu", "nodes": {
+        "menu": {"type": "auto_attendant", "clip": "menu", "options": {"9": "english"}, "retries": 0,
+                 "next": {"timeout": "bye", "invalid": "bye"}},
+        "english": {"type": "set_language", "language": "en", "next": {"next": "menu2"}},
+        "menu2": {"type": "play_clip", "clip": "menu", "next": {"next": "bye"}},
+        "bye": {"type": "hangup"},
+    }}
+    rig = Rig(_config(english), (), ["9"])
+    rig.alice.call(f"sip:{DID}@10.0.0.2", rig.pbx)
+    rig.net.run(until=90.0)
+    kinds = [type(a).__name__ for a in rig.media.ran]
+    assert kinds[:3] == ["Play", "Collect", "Play"]
+    assert rig.media.languages[:3] == ["de", "de", "en"]  # the company is German; 9 switched to English
     rig.assert_clean()
