@@ -38,6 +38,7 @@ from engine.dialplan.compiler import CompileResult, compile_config
 from engine.dialplan.evaluate import RingState
 from engine.dialplan.plan import CompiledConfig, RingTarget
 from engine.dialplan.schema import ConfigInputs
+from engine.files import write_atomic
 from engine.media import prompts
 from engine.media.io import MediaClock, MediaSession, RtpRelay
 from engine.media.prompts import AudioFileCache, PromptLibrary
@@ -670,12 +671,7 @@ def install_sound_clips(doc: Mapping[str, Any], base_dir: Path, data_dir: Path) 
             raise ModelError(f"sound_clips[{i}].file", f"{file}: {exc}") from None
         target = clip_path(data_dir, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        with open(tmp, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
+        write_atomic(target, data)
         count += 1
     return count
 

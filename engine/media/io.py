@@ -20,13 +20,10 @@ packet: RTP that is late is useless anyway. Nothing raises out of a callback: fa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
-import os
 import random
 import socket
-import tempfile
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
@@ -34,6 +31,7 @@ from typing import Any, Final, Literal, cast
 import numpy as np
 import numpy.typing as npt
 
+from engine.files import write_atomic
 from engine.media.dtmf import DEFAULT_PAYLOAD_TYPE as DEFAULT_EVENT_PT
 from engine.media.dtmf import DtmfReceiver
 from engine.media.g711 import PT_PCMU, G711Codec
@@ -1020,29 +1018,3 @@ class MediaSession:
                 sock.recvfrom(MAX_DATAGRAM_BYTES)
             except OSError:  # BlockingIOError (drained) included
                 break
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one: a temp file in
-    the same directory, fsync, rename over ``path``, fsync the directory.
-
-    Raises:
-        OSError: the directory does not exist or is not writable, the disk is full (the temp file is removed).
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".rec-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from engine.files import fsync_dir
 from engine.model import (
     DEFAULT_DIAL_PERMISSIONS,
     CallRecord,
@@ -1553,7 +1554,7 @@ class AdminStore:
                 if validate is not None:
                     validate(self.snapshot(conn))
                 os.replace(tmp, path)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
         return ObjectRecord(int(obj_id), "sound_clips", clip, spec)
@@ -1837,15 +1838,6 @@ def check_line_options(value: object) -> dict[str, Any]:
             )
         out["voicemail"] = settings
     return out
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX: the directory entry is data of the directory)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _line_record(r: sa.Row[Any]) -> LineRecord:

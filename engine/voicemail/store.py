@@ -31,7 +31,6 @@ is rare and the window is one file write.)
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from engine.files import TMP_SUFFIX, fsync_dir, move_durably, write_atomic
 from engine.voicemail.flows import (
     Applied,
     ClearGreeting,
@@ -79,7 +79,6 @@ SCRATCH: Final = ".scratch"
 SETTINGS: Final = "mailbox.json"
 NAME_FILE: Final = "name.wav"
 FORMAT_VERSION: Final = 1
-_TMP_SUFFIX: Final = ".tmp"
 _PENDING: Final = ".pending"
 
 
@@ -91,64 +90,6 @@ def message_stem(message_id: int) -> str:
     return f"msg-{message_id:06d}"
 
 
-# -- atomic file operations --------------------------------------------------------------------------------
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable (POSIX: the directory entry needs its own fsync)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves the old content or the new, never a mix.
-
-    Raises:
-        OSError: the write failed (the temp file is removed; ``path`` is untouched).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{_TMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
-def move_durably(source: Path, dest: Path) -> None:
-    """Move a finished file into place atomically (fsync, rename, fsync the directory). Across file systems
-    it is copied to a temp file beside ``dest`` first, then renamed.
-
-    Raises:
-        OSError: the move failed; ``dest`` is untouched.
-    """
-    fd = os.open(source, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(source, dest)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        write_atomic(dest, source.read_bytes())
-        source.unlink()
-        return
-    fsync_dir(dest.parent)
 
 
 # -- the store ---------------------------------------------------------------------------------------------
@@ -642,7 +583,7 @@ class VoicemailStore:
 
     def _recover(self, directory: Path) -> None:
         """Finish or undo what a crash interrupted in one mailbox directory (see the module docstring)."""
-        for tmp in directory.glob(f"*{_TMP_SUFFIX}"):
+        for tmp in directory.glob(f"*{TMP_SUFFIX}"):
             logger.info("removing a half-written file %s", tmp)
             _remove(tmp)
         for pending in sorted(directory.glob(f"msg-*{_PENDING}")):
