@@ -45,7 +45,7 @@ from engine.media.prompts import AudioFileCache, PromptLibrary
 from engine.media.relay import RelayExhausted
 from engine.media.script import Collected, Play, Played, Record, Recorded
 from engine.media.wav import WavError, convert_to_8k_mono16
-from engine.model import DialPlan, Line, User, parse_company_document
+from engine.model import DialPlan, Line, User, objects_by_kind, parse_company_document
 from engine.model.cdr import Disposition
 from engine.model.errors import ModelError
 from engine.net.transport import SipTransport
@@ -57,7 +57,14 @@ from engine.sip.message import Field, Request, Response, make_response
 from engine.sip.registrar import Binding, BindingChange, Location, Registrar
 from engine.sip.sdp import SessionDescription, answer_audio
 from engine.sip.transaction import Peer, ServerTransaction
-from engine.store import BindingRecord, BindingWriter, Store, default_company_file, load_company_file
+from engine.store import (
+    BindingRecord,
+    BindingWriter,
+    Store,
+    default_company_file,
+    load_company_file,
+    sound_clip_path,
+)
 from engine.store.cdrs import CdrWriter
 from engine.voicemail.email import EmailError, SmtpConfig, VoicemailMailer
 from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
@@ -470,7 +477,6 @@ class Server:
                 logger.exception("configuration reload failed")
 
 
-SOUNDS_DIR: Final = "sounds"
 
 
 
@@ -611,20 +617,12 @@ class FlowShell:
         return entry is not None and entry.kind == "mailbox"
 
 
-def clip_path(data_dir: Path, name: str) -> Path:
-    """Where sound clip ``name`` is kept (8 kHz 16-bit mono WAV)."""
-    return data_dir / SOUNDS_DIR / f"{name}.wav"
-
-
 def compile_plan(store: Store, data_dir: Path) -> CompiledConfig | None:
     """The compiled dial plans of the stored configuration, or None (logged) when they do not compile:
     lines still reach each other directly then, numbers routed to plans get 480."""
-    objects: dict[str, list[dict[str, Any]]] = {}
-    for obj in store.routing_objects():
-        spec = dict(obj.spec)
-        if obj.kind == "sound_clips":
-            spec["file"] = str(clip_path(data_dir, obj.name))
-        objects.setdefault(obj.kind, []).append(spec)
+    objects = objects_by_kind(store.routing_objects())
+    for clip in objects.get("sound_clips", []):
+        clip["file"] = str(sound_clip_path(data_dir, clip["name"]))  # played from the data directory
     result = compile_config(ConfigInputs(store.company(), store.users(), store.lines(), store.numbers(),
                                          store.dial_plans(), objects))
     for issue in result.warnings:
@@ -646,10 +644,8 @@ def check_document_plans(doc: Mapping[str, Any]) -> CompileResult:
     lines = [Line(i + 1, i + 1, u.extension, u.line_name, u.external_caller_id, "", "", u.dial_permissions)
              for i, u in enumerate(parsed.users)]
     plans = [DialPlan(i + 1, p.name, p.graph) for i, p in enumerate(parsed.dial_plans)]
-    objects: dict[str, list[dict[str, Any]]] = {}
-    for obj in parsed.objects:
-        objects.setdefault(obj.kind, []).append(dict(obj.spec))
-    return compile_config(ConfigInputs(parsed.company, users, lines, parsed.numbers, plans, objects))
+    return compile_config(ConfigInputs(parsed.company, users, lines, parsed.numbers, plans,
+                                       objects_by_kind(parsed.objects)))
 
 
 def install_sound_clips(doc: Mapping[str, Any], base_dir: Path, data_dir: Path) -> int:
@@ -669,7 +665,7 @@ def install_sound_clips(doc: Mapping[str, Any], base_dir: Path, data_dir: Path) 
             data = convert_to_8k_mono16((base_dir / file).read_bytes())
         except WavError as exc:
             raise ModelError(f"sound_clips[{i}].file", f"{file}: {exc}") from None
-        target = clip_path(data_dir, name)
+        target = sound_clip_path(data_dir, name)
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, data)
         count += 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, Final, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -27,6 +26,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryP
 from engine.api import schemas as s
 from engine.media.wav import WavError, convert_to_8k_mono16, decode_wav
 from engine.model import ModelError, rules
+from engine.store import SOUNDS_DIR, sound_clip_path
 from engine.store.admin import AdminStore, Principal, Validator
 from engine.store.errors import NotFoundError
 from engine.voicemail.model import GreetingKind
@@ -49,7 +49,6 @@ EpochSeconds = Annotated[float | None, QueryParameter(ge=0, le=1e11)]
 Text = FromQuery[str | None]
 
 _CONFIGURE: Final = {"permission": CONFIGURE}
-SOUNDS_DIR: Final = "sounds"
 MAX_CLIP_BYTES: Final = 20 * 1024 * 1024
 """The largest WAV upload (about 2 minutes of 44.1 kHz stereo 16-bit; a clip converted is 16 kB/s)."""
 WAV_TYPES: Final = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "application/octet-stream")
@@ -431,9 +430,19 @@ def delete_object(
 # -- sound clips -----------------------------------------------------------------------------------------
 
 
-def sound_clip_path(data_dir: Path, name: str) -> Path:
-    """Where the engine reads sound clip ``name`` (``engine.server.clip_path`` must agree; a test checks)."""
-    return data_dir / SOUNDS_DIR / f"{name}.wav"
+def _check_wav_type(request: Request[Any, Any, Any]) -> None:
+    """A WAV upload's Content-Type is one of ``WAV_TYPES`` (checked before the body is converted)."""
+    kind = request.headers.get("content-type", "audio/wav").split(";", 1)[0].strip().lower()
+    if kind not in WAV_TYPES:
+        raise ModelError("content-type", f"must be one of {', '.join(WAV_TYPES)}, not {kind!r}")
+
+
+def _convert_wav(body: bytes) -> bytes:
+    """An uploaded WAV as 8 kHz 16-bit mono; a file that is no readable WAV is a 422 naming the part."""
+    try:
+        return convert_to_8k_mono16(body)
+    except WavError as exc:
+        raise ModelError(f"file.{exc.field}", f"not a WAV file we can read: {exc.reason}") from None
 
 
 def _clip_out(name: str, audio: bytes) -> s.SoundClipOut:
@@ -477,16 +486,11 @@ async def upload_clip(
     µ-law or A-law, converted to 8 kHz 16-bit mono and stored for the dial plans (``play_clip``,
     ``auto_attendant`` name it). A file that is no readable WAV is refused with 422 naming the part."""
     clip = rules.check_plan_name(name, "name")
-    kind = request.headers.get("content-type", "audio/wav").split(";", 1)[0].strip().lower()
-    if kind not in WAV_TYPES:
-        raise ModelError("content-type", f"must be one of {', '.join(WAV_TYPES)}, not {kind!r}")
+    _check_wav_type(request)
     validator = _validator(request)
 
     def work() -> s.SoundClipOut:
-        try:
-            audio = convert_to_8k_mono16(body)
-        except WavError as exc:
-            raise ModelError(f"file.{exc.field}", f"not a WAV file we can read: {exc.reason}") from None
+        audio = _convert_wav(body)
         path = sound_clip_path(admin.store.data_dir, clip)
         admin.save_sound_clip(principal.actor, clip, audio, path, validator)
         return _clip_out(clip, audio)
@@ -533,16 +537,11 @@ async def upload_greeting(
     both while switched on; uploading one does not switch it on). Any WAV rate and channel count, converted
     to 8 kHz 16-bit mono; a running engine picks it up at the next call."""
     which = _greeting_kind(kind)
-    ctype = request.headers.get("content-type", "audio/wav").split(";", 1)[0].strip().lower()
-    if ctype not in WAV_TYPES:
-        raise ModelError("content-type", f"must be one of {', '.join(WAV_TYPES)}, not {ctype!r}")
+    _check_wav_type(request)
 
     def work() -> s.GreetingOut:
         line = admin.line(line_id)  # 404 when there is no such line
-        try:
-            audio = convert_to_8k_mono16(body)
-        except WavError as exc:
-            raise ModelError(f"file.{exc.field}", f"not a WAV file we can read: {exc.reason}") from None
+        audio = _convert_wav(body)
         store = VoicemailStore.open(admin.store.data_dir, recover=False)
         store.ensure_mailbox(line.extension)
         box = store.set_greeting_audio(line.extension, which, audio)

@@ -13,6 +13,7 @@ from engine.model.document import (
     RoutingObject,
     TrunkSpec,
     UserSpec,
+    objects_by_kind,
     parse_company_document,
 )
 from engine.model.entities import (
@@ -61,5 +62,6 @@ __all__ = [
     "UserSpec",
     "free_extensions",
     "next_free_extension",
+    "objects_by_kind",
     "parse_company_document",
 ]

@@ -11,7 +11,7 @@ values, ids) is the store's job.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -102,6 +102,14 @@ class RoutingObject:
     kind: str
     name: str
     spec: dict[str, Any]
+
+
+def objects_by_kind(objects: Iterable[RoutingObject]) -> dict[str, list[dict[str, Any]]]:
+    """Routing objects as the dial-plan compiler takes them: a copy of each spec, grouped by kind."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        out.setdefault(obj.kind, []).append(dict(obj.spec))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,19 @@ from engine.store.cdrs import CdrWriter, CdrWriterStats, cdr_to_json
 from engine.store.company_file import default_company_file, load_company_file, parse_company_yaml
 from engine.store.errors import SchemaVersionError, StoreError
 from engine.store.schema import SCHEMA_VERSION
-from engine.store.store import DB_FILE, ImportSummary, Store, generate_sip_password
+from engine.store.store import (
+    DB_FILE,
+    SOUNDS_DIR,
+    ImportSummary,
+    Store,
+    generate_sip_password,
+    sound_clip_path,
+)
 
 __all__ = [
     "DB_FILE",
     "SCHEMA_VERSION",
+    "SOUNDS_DIR",
     "BindingRecord",
     "BindingWriter",
     "CdrWriter",
@@ -33,4 +41,5 @@ __all__ = [
     "migrate",
     "parse_company_yaml",
     "schema",
+    "sound_clip_path",
 ]

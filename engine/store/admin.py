@@ -49,7 +49,7 @@ from engine.model import admin as am
 from engine.store import schema
 from engine.store.cdrs import cdr_from_row
 from engine.store.errors import BulkEditError, NotFoundError
-from engine.store.store import Store, _line, generate_sip_password, ha1_pair
+from engine.store.store import Store, _company_row, _line, generate_sip_password, ha1_pair
 
 TOKEN_BYTES: Final = 32
 EXTENSION_OBJECT_KINDS: Final = ("ring_groups", "queues", "conference_rooms", "fax_lines")
@@ -1870,18 +1870,6 @@ def _user_row(values: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _company_row(company: Company) -> dict[str, Any]:
-    return {
-        "name": company.name,
-        "sip_realm": company.sip_realm,
-        "timezone": company.timezone,
-        "country": company.country,
-        "first_extension": company.first_extension,
-        "area_code": company.area_code,
-        "media_release_networks": json.dumps(list(company.media_release_networks)),
-    }
 
 
 def _port_detail(spec: am.PortRequestSpec) -> dict[str, Any]:

@@ -56,6 +56,8 @@ from engine.store.cdrs import cdr_from_row, cdr_row
 from engine.store.migrate import migrate
 
 DB_FILE: Final = "pbx.sqlite3"
+SOUNDS_DIR: Final = "sounds"
+"""Sound clips live beside the database, one 8 kHz 16-bit mono WAV per clip (``sound_clip_path``)."""
 _BUMPED: Final = "pbx_config_bumped"  # in Connection.info: this write changed the configuration
 DEFAULT_COMPANY_NAME: Final = "My Company"
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
@@ -520,6 +522,11 @@ class Store:
             row.area_code,
             tuple(json.loads(row.media_release_networks)),
         )
+
+
+def sound_clip_path(data_dir: Path, name: str) -> Path:
+    """Where sound clip ``name`` is kept: the engine plays it from there, the API and imports write it."""
+    return data_dir / SOUNDS_DIR / f"{name}.wav"
 
 
 def _company_row(company: Company) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.api.routes import sound_clip_path
 from engine.dialplan.plan import PlayClipOp
 from engine.media.wav import decode_wav, encode_wav
-from engine.server import clip_path, compile_plan
+from engine.server import compile_plan
+from engine.store import sound_clip_path
 from tests.api.conftest import Api
 
 WAV = {"Content-Type": "audio/wav"}
@@ -30,11 +30,11 @@ def dominant_hz(wav: bytes) -> float:
     return float(np.argmax(spectrum)) * audio.sample_rate_hz / len(samples)
 
 
-def test_the_engine_and_the_api_agree_on_where_clips_live(tmp_path: pytest.TempPathFactory) -> None:
+def test_clips_live_in_the_sounds_directory_of_the_data_dir(tmp_path: pytest.TempPathFactory) -> None:
     from pathlib import Path
 
     base = Path(str(tmp_path))
-    assert sound_clip_path(base, "welcome") == clip_path(base, "welcome")
+    assert sound_clip_path(base, "welcome") == base / "sounds" / "welcome.wav"
 
 
 def test_upload_converts_stores_and_a_plan_plays_it(api: Api) -> None:
@@ -46,7 +46,7 @@ def test_upload_converts_stores_and_a_plan_plays_it(api: Api) -> None:
         body = up.json()
         assert body["name"] == "welcome" and body["file"] == "sounds/welcome.wav"
         assert body["sample_rate_hz"] == 8000 and abs(body["duration_seconds"] - 1.5) < 0.01
-        stored = clip_path(data_dir, "welcome").read_bytes()
+        stored = sound_clip_path(data_dir, "welcome").read_bytes()
         audio = decode_wav(stored)
         assert (audio.sample_rate_hz, audio.channels) == (8000, 1) and body["bytes"] == len(stored)
         assert abs(dominant_hz(stored) - 440.0) < 2.0
@@ -71,19 +71,19 @@ def test_upload_converts_stores_and_a_plan_plays_it(api: Api) -> None:
         compiled = compile_plan(api.store, data_dir)
         assert compiled is not None
         plays = [n.op for n in compiled.nodes if n.plan == "greet" and isinstance(n.op, PlayClipOp)]
-        assert [op.clip for op in plays] == [str(clip_path(data_dir, "welcome"))]
+        assert [op.clip for op in plays] == [str(sound_clip_path(data_dir, "welcome"))]
 
         # Replacing the audio keeps the object; a clip a plan uses cannot be deleted (its file stays).
         again = c.put("/api/sound-clips/welcome", content=tone(1000.0, 0.5, 16_000, 1), headers=WAV)
         assert again.status_code == 200 and abs(again.json()["duration_seconds"] - 0.5) < 0.01
-        assert abs(dominant_hz(clip_path(data_dir, "welcome").read_bytes()) - 1000.0) < 4.0
+        assert abs(dominant_hz(sound_clip_path(data_dir, "welcome").read_bytes()) - 1000.0) < 4.0
         assert len(c.get("/api/routing/sound_clips").json()) == 1
         used = c.delete("/api/routing/sound_clips/welcome")
         assert used.status_code == 422, used.text
-        assert clip_path(data_dir, "welcome").exists()
+        assert sound_clip_path(data_dir, "welcome").exists()
         assert c.delete("/api/dial-plans/greet").status_code == 204
         assert c.delete("/api/routing/sound_clips/welcome").status_code == 204
-        assert not clip_path(data_dir, "welcome").exists()
+        assert not sound_clip_path(data_dir, "welcome").exists()
         assert c.get("/api/sound-clips/welcome").status_code == 404
 
 
