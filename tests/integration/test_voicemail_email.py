@@ -8,17 +8,17 @@ from __future__ import annotations
 import email
 import email.message
 import email.policy
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
+
+from tests.conftest import Inbox
 
 from .audio import dominant_frequency, signal_seconds
-from .harness import free_port, require_module
+from .harness import require_module
 from .test_calls_phones import rtp_range
 from .test_voicemail import MESSAGE_HZ, MESSAGE_S, Rig, default_greeting, password, spoken
 
@@ -30,23 +30,6 @@ QUIET = "202"  # voicemail, no e-mail
 CALLER = "203"
 ADDRESS = "olga@example.com"
 SENDER = "pbx@example.com"
-
-
-class Inbox:
-    """An aiosmtpd handler keeping what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-        self.arrived = threading.Event()
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, email.message.EmailMessage)
-        self.messages.append(message)
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        self.arrived.set()
-        return "250 OK"
 
 
 def company_yaml() -> str:
@@ -62,25 +45,13 @@ users:
 
 
 @pytest.fixture
-def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def rig(pbx_factory: Any, peers: Any, tmp_path: Path, inbox: tuple[Inbox, int]) -> Iterator[Rig]:
+def rig(pbx_factory: Any, peers: Any, tmp_path: Path, smtp: tuple[Inbox, int]) -> Iterator[Rig]:
     require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
     company = tmp_path / "mail-company.yaml"
     company.write_text(company_yaml())
     rtp = rtp_range()
     server = pbx_factory(company_file=company, name="mail", extra_args=[
-        "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--smtp", f"127.0.0.1:{inbox[1]}", "--smtp-from", SENDER])
+        "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--smtp", f"127.0.0.1:{smtp[1]}", "--smtp-from", SENDER])
     rig = Rig(server, tmp_path, peers)
     try:
         yield rig
@@ -102,16 +73,17 @@ def leave_message(rig: Rig, caller: Any, box: str, tone: Path) -> None:
 
 
 def test_a_new_message_is_mailed_with_its_audio_and_a_line_without_the_option_sends_none(
-    rig: Rig, inbox: tuple[Inbox, int], tmp_path: Path
+    rig: Rig, smtp: tuple[Inbox, int], tmp_path: Path
 ) -> None:
-    handler, _ = inbox
+    inbox, _ = smtp
     tone = tmp_path / "message.wav"
     spoken(tone, MESSAGE_HZ, MESSAGE_S)
     caller = rig.phone("caller", CALLER)
     leave_message(rig, caller, MAILED, tone)
-    assert handler.arrived.wait(15.0), rig.server.log_tail()
-    (mail,) = handler.messages
-    assert handler.envelopes == [(SENDER, [ADDRESS])]
+    (envelope,) = rig.until("the e-mail", lambda: inbox.envelopes, timeout=15.0)
+    mail = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert isinstance(mail, email.message.EmailMessage)
+    assert (envelope.mail_from, envelope.rcpt_tos) == (SENDER, [ADDRESS])
     assert mail["To"] == ADDRESS and mail["From"] == SENDER
     assert CALLER in str(mail["Subject"]), mail["Subject"]
     (attachment,) = [part for part in mail.iter_attachments()]
@@ -123,9 +95,8 @@ def test_a_new_message_is_mailed_with_its_audio_and_a_line_without_the_option_se
     assert abs(dominant_frequency(str(wav)) - MESSAGE_HZ) <= 10.0
     assert signal_seconds(str(wav)) == pytest.approx(MESSAGE_S, abs=0.5)
 
-    handler.arrived.clear()
     caller2 = rig.phone("caller2", CALLER)
     leave_message(rig, caller2, QUIET, tone)
     rig.until("the second message stored", lambda: rig.messages(QUIET))
     time.sleep(1.0)
-    assert len(handler.messages) == 1  # 202 has an address but did not ask for e-mails
+    assert len(inbox.envelopes) == 1  # 202 has an address but did not ask for e-mails

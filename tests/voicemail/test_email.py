@@ -8,49 +8,22 @@ import datetime as dt
 import email
 import email.policy
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP as SMTPServer
-from aiosmtpd.smtp import Envelope, Session
 
 from engine.voicemail.email import EmailError, SmtpConfig, VoicemailMailer, build_email
 from engine.voicemail.model import Folder, MessageInfo
+from tests.conftest import Inbox
 
 T0 = dt.datetime(2026, 3, 2, 14, 5, 9, tzinfo=dt.UTC)
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.envelopes: list[Envelope] = []
-
-        self.delay_s = 0.0
-
-    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
-        await asyncio.sleep(self.delay_s)  # a slow mail server (it runs in the controller's own loop)
-        self.envelopes.append(envelope)
-        return "250 OK"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
 
 
 def message(tmp_path: Path, audio: bytes) -> MessageInfo:
