@@ -121,7 +121,6 @@ class FlowController:
         self.hung_up = False
         self.finished = False
         self._waiting_ring = False
-        self._last_busy = False  # the last ring round ended busy (the answer when nothing else follows)
         self._nothing_rang = False  # a Ring found nothing to ring (no registered phone)
         self._steps: list[str] = []
 
@@ -138,8 +137,7 @@ class FlowController:
     def ring_ended(self, call: Call, status: int, now: float) -> None:
         if self._waiting_ring:
             self._waiting_ring = False
-            self._last_busy = status in BUSY
-            self._step(RingResult(answered=False, busy=self._last_busy))
+            self._step(RingResult(answered=False, busy=status in BUSY))
 
     def bridged(self, call: Call, now: float) -> None:
         self._close_media()
