@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.dialplan.compiler import ConfigInputs, compile_config
 from engine.dialplan.evaluate import CallFacts, PlanRun, Ring, RingState
-from engine.media.script import Answer, Answered, Play
 from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
+from engine.script import Answer, Answered, Play
 
 NOW = datetime(2026, 3, 11, 10, 0, tzinfo=ZoneInfo("Europe/Berlin"))  # a Wednesday, open hours
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

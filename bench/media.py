@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.media.io import MediaClock, MediaSession
 from engine.media.prompts import PromptLibrary
 from engine.media.relay import PortAllocator
-from engine.media.script import Play, Record, Sound
+from engine.script import Play, Record, Sound
 
 HOST = "127.0.0.1"
 PTIME_S = 0.020

@@ -43,12 +43,12 @@ from engine.media import prompts
 from engine.media.io import MediaClock, MediaSession, RtpRelay
 from engine.media.prompts import AudioFileCache, PromptLibrary
 from engine.media.relay import RelayExhausted
-from engine.media.script import Collected, Play, Played, Record, Recorded
 from engine.media.wav import WavError, convert_to_8k_mono16
 from engine.model import DialPlan, Line, User, objects_by_kind, parse_company_document
 from engine.model.cdr import Disposition
 from engine.model.errors import ModelError
 from engine.net.transport import SipTransport
+from engine.script import Collected, Play, Played, Record, Recorded
 from engine.sip.auth import AuthOutcome, Credentials, DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.errors import SipParseError

@@ -4,7 +4,7 @@ layer and the engine's own media.
 A ``FlowController`` drives one call. It asks its current flow for an action, executes it, and resumes
 the flow with the outcome:
 
-- media actions (``engine.media.script``): ``Answer`` answers the caller with the engine's own RTP
+- media actions (``engine.script``): ``Answer`` answers the caller with the engine's own RTP
   endpoint (``CallManager.answer_locally``); ``Play``/``Collect``/``Record`` run on that endpoint;
   ``Hangup`` ends the call;
 - dial-plan actions (``engine.dialplan.evaluate``): ``Ring`` becomes a ring round of the ``CallManager``
@@ -31,7 +31,8 @@ from engine.call.routing import MailboxMenu, Planned
 from engine.dialplan.evaluate import Done as PlanDone
 from engine.dialplan.evaluate import LeaveVoicemail, PlanRun, Ring, RingResult, RingState
 from engine.dialplan.plan import CompiledConfig, RingTarget
-from engine.media.script import (
+from engine.model.cdr import Disposition
+from engine.script import (
     Answer,
     Answered,
     Collect,
@@ -43,7 +44,6 @@ from engine.media.script import (
     Record,
     Recorded,
 )
-from engine.model.cdr import Disposition
 from engine.sip.sdp import SessionDescription
 from engine.voicemail.flows import Done as VoicemailDone
 

@@ -4,7 +4,7 @@
 calls ``PlanRun.resume(outcome, now)`` with its outcome, until a terminal action: ``Hangup``,
 ``LeaveVoicemail`` (the voicemail flow takes over) or ``Done`` (a ring target answered and is bridged, or
 the caller hung up). Actions are the media script's (``Answer``, ``Play``, ``Collect``, ``Hangup``, from
-``engine.media.script``) plus the call actions defined here: ``Ring``, ``LeaveVoicemail``, ``Done``.
+``engine.script``) plus the call actions defined here: ``Ring``, ``LeaveVoicemail``, ``Done``.
 ``Answer`` always comes before the first ``Play``/``Collect``; ringing does not answer the call.
 
 Time is an argument (``now``, tz-aware wall time): schedules read it and sequential/round-robin ring
@@ -50,7 +50,7 @@ from engine.dialplan.plan import (
     UnavailableOp,
     VoicemailOp,
 )
-from engine.media.script import (
+from engine.script import (
     Answer,
     Answered,
     Collect,

@@ -39,7 +39,11 @@ from engine.media.jitter import JitterBuffer
 from engine.media.prompts import DEFAULT_LANGUAGE, AudioFileCache, PromptLibrary
 from engine.media.relay import Latch, MediaError, PortAllocator, RelayExhausted, SockAddr
 from engine.media.rtp import RtpPacket, RtpParseError, build_header
-from engine.media.script import (
+from engine.media.silence import SilenceDetector
+from engine.media.tone import silence as tone_silence
+from engine.media.tone import tone as tone_samples
+from engine.media.wav import encode_wav
+from engine.script import (
     BEEP,
     DTMF_KEYS,
     Collect,
@@ -53,10 +57,6 @@ from engine.media.script import (
     Sound,
     Tone,
 )
-from engine.media.silence import SilenceDetector
-from engine.media.tone import silence as tone_silence
-from engine.media.tone import tone as tone_samples
-from engine.media.wav import encode_wav
 
 logger = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ class RtpRelay:
 #
 # A ``MediaSession`` is the engine's own end of a call (auto attendant, voicemail): it sends prompts as
 # G.711 RTP, receives the caller's RTP to record it and RFC 4733 events for digits, and executes the actions
-# of ``engine.media.script`` (Play, Collect, Record). Sending is driven by one ``MediaClock`` per loop that
+# of ``engine.script`` (Play, Collect, Record). Sending is driven by one ``MediaClock`` per loop that
 # ticks every 20 ms at absolute deadlines (start + n * 20 ms) and makes every session send one frame (the
 # pjmedia master-clock model: one timer wake-up for all sessions, not one per session).
 #
@@ -767,7 +767,7 @@ class MediaSession:
         """Execute one action of the media script (one at a time per session).
 
         Returns:
-            ``Played``, ``Collected`` or ``Recorded`` (see ``engine.media.script``); after a hang-up,
+            ``Played``, ``Collected`` or ``Recorded`` (see ``engine.script``); after a hang-up,
             promptly, with what there is.
 
         Raises:

@@ -5,7 +5,7 @@ The phrases are listed in ``prompts/prompts.txt`` (``key|English|German``) and r
 ``scripts/make_prompts.sh`` into ``prompts/<lang>/<key>.wav`` (8 kHz 16-bit mono). Adding a prompt is one
 line there and a rerun of the script.
 
-The ``say_*`` functions are pure: they return ``Sound`` items (``engine.media.script``) for a flow to put in
+The ``say_*`` functions are pure: they return ``Sound`` items (``engine.script``) for a flow to put in
 a ``Play``. German composition: 21 is "ein" "und" "zwanzig", 101 "ein" "hundert" "eins", 1 alone "eins".
 Counted nouns ("eine neue Nachricht" / "zwei neue Nachrichten") come from ``say_count``, whose "one" is the
 feminine "eine" in German (the nouns here, Nachricht(en), are feminine).
@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.media.relay import MediaError
-from engine.media.script import Sound
 from engine.media.wav import WavError, decode_8k_mono16
+from engine.script import Sound
 
 LANGUAGES: Final = ("en", "de")
 DEFAULT_LANGUAGE: Final = "en"

@@ -43,7 +43,7 @@ def tone(hz: float, ms: int, level_dbfs: float = -9.0, sample_rate_hz: int = SAM
 
 
 def beep(sample_rate_hz: int = SAMPLE_RATE_HZ) -> Int16Array:
-    """The 1000 Hz, 250 ms beep before a recording (``engine.media.script.BEEP``)."""
+    """The 1000 Hz, 250 ms beep before a recording (``engine.script.BEEP``)."""
     return tone(BEEP_HZ, BEEP_MS, sample_rate_hz=sample_rate_hz)
 
 

@@ -1,6 +1,6 @@
 """The voicemail call flows as pure state machines: leaving a message (deposit) and the ``*98``/``*99`` menu.
 
-Both speak the vocabulary of ``engine.media.script``: ``start()`` returns the first action,
+Both speak the vocabulary of ``engine.script``: ``start()`` returns the first action,
 ``resume(outcome)`` the next one. Besides media actions they return voicemail *effects* (``OpenMailbox``,
 ``StoreMessage``, ``MarkSaved`` ...), which the call controller applies to the store
 (``VoicemailStore.apply`` does it, in an executor) and answers with ``MailboxOpened`` or ``Applied``. After
@@ -48,7 +48,7 @@ from datetime import datetime, tzinfo
 from pathlib import PurePath
 from typing import ClassVar, Final, Protocol
 
-from engine.media.script import (
+from engine.script import (
     Answer,
     Answered,
     Collect,

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from engine.media.script import File, PromptItem, Sound
 from engine.model.errors import ModelError
+from engine.script import File, PromptItem, Sound
 
 DEFAULT_PIN: Final = "0000"
 PIN_MIN_DIGITS: Final = 4

@@ -16,7 +16,9 @@ from engine.dialplan.compiler import compile_config
 from engine.dialplan.evaluate import CallFacts, PlanRun, RingState
 from engine.dialplan.plan import CompiledConfig, RingTarget
 from engine.dialplan.schema import ConfigInputs
-from engine.media.script import (
+from engine.model.cdr import CallRecord, Direction, Disposition
+from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
+from engine.script import (
     Answer,
     Collect,
     Collected,
@@ -27,8 +29,6 @@ from engine.media.script import (
     Recorded,
     Sound,
 )
-from engine.model.cdr import CallRecord, Direction, Disposition
-from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
 from engine.sip.events import Event, RequestReceived
 from engine.sip.sdp import SessionDescription
 from tests.call.phone import Phone

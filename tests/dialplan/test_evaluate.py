@@ -23,7 +23,8 @@ from engine.dialplan.evaluate import (
     RingTarget,
 )
 from engine.dialplan.plan import CompiledConfig
-from engine.media.script import (
+from engine.model.entities import PhoneNumber
+from engine.script import (
     Answer,
     Answered,
     Collect,
@@ -35,7 +36,6 @@ from engine.media.script import (
     Played,
     Sound,
 )
-from engine.model.entities import PhoneNumber
 
 from .helpers import BASE_OBJECTS, CLOSED_TIME, OPEN_TIME, compile_ok, drive, inputs, main_graph, start_run
 

@@ -24,8 +24,8 @@ from engine.dialplan.evaluate import (
 )
 from engine.dialplan.plan import CompiledConfig
 from engine.dialplan.schema import OBJECT_KINDS
-from engine.media.script import Answer, Answered, Collected, File, Play, Played
 from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
+from engine.script import Answer, Answered, Collected, File, Play, Played
 
 from .helpers import BERLIN
 

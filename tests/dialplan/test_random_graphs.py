@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from engine.dialplan.compiler import compile_config
 from engine.dialplan.evaluate import CallFacts, Done, LeaveVoicemail, PlanRun, Ring, RingResult, RingState
 from engine.dialplan.schema import NODE_TYPES
-from engine.media.script import Answer, Answered, Collect, Collected, Hangup, HungUp, Play, Played
 from engine.model.entities import PhoneNumber
+from engine.script import Answer, Answered, Collect, Collected, Hangup, HungUp, Play, Played
 
 from .helpers import OPEN_TIME, inputs, main_graph
 

@@ -21,9 +21,9 @@ from engine.media.prompts import (
     say_digits,
     say_number,
 )
-from engine.media.script import Sound
 from engine.media.silence import level_dbfs
 from engine.media.wav import decode_wav, encode_wav
+from engine.script import Sound
 
 TEXTS = read_prompt_list()
 REQUIRED = [f"digit-{d}" for d in range(10)] + [

@@ -22,7 +22,9 @@ from engine.media.io import MediaClock, MediaSession
 from engine.media.prompts import PromptLibrary
 from engine.media.relay import MediaError, PortAllocator
 from engine.media.rtp import RtpPacket, build_header
-from engine.media.script import (
+from engine.media.tone import tone
+from engine.media.wav import decode_wav, encode_wav
+from engine.script import (
     Collect,
     Collected,
     File,
@@ -34,8 +36,6 @@ from engine.media.script import (
     Sound,
     Tone,
 )
-from engine.media.tone import tone
-from engine.media.wav import decode_wav, encode_wav
 
 HOST = "127.0.0.1"
 PROMPTS = PromptLibrary()

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.media import prompts
-from engine.media.script import (
+from engine.script import (
     Answer,
     Answered,
     Collect,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.media.script import File, Sound
 from engine.model.errors import ModelError
+from engine.script import File, Sound
 from engine.voicemail.model import (
     DepositReason,
     GreetingKind,

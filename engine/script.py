@@ -14,6 +14,12 @@ at the first digit (which stays in the buffer); ``Collect(flush=True)`` drops st
 Prompt items name audio, they do not hold it: ``Sound`` is a system prompt by key (resolved per language
 by ``engine.media.prompts``), ``File`` an absolute path to an 8 kHz 16-bit mono WAV (a sound clip, a
 greeting, a message), ``Tone`` a generated tone (the beep), ``Silence`` a pause.
+
+Why this module sits at the bottom of the layers, beside ``engine.clock`` and ``engine.files``, rather than
+in ``engine.media``: it is a vocabulary, not media. The dial plans and the voicemail flows speak it and
+``engine.media.io`` executes it; if it lived in ``engine.media``, the pure dial-plan core would depend on
+the package that owns the sockets and the audio (and the import-linter contracts would have to allow it).
+Here nobody above it has to import media to say "play this prompt". It imports nothing from the engine.
 """
 
 from __future__ import annotations
