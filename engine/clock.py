@@ -6,7 +6,7 @@ The pure core takes ``now`` (monotonic seconds) as an argument; the shell gets i
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Final, Protocol
 
 
 class Clock(Protocol):
@@ -25,6 +25,12 @@ class SystemClock:
 
     def wall(self) -> float:
         return time.time()
+
+
+SYSTEM_CLOCK: Final = SystemClock()
+"""The real clock, shared (it has no state): the default of every constructor that takes a ``Clock`` and
+may run without an event loop (the admin API and provisioning answer in worker threads, the CLI has no
+loop). Code on the loop gets a ``LoopClock``, whose ``now()`` is the time base of ``loop.call_at``."""
 
 
 class FakeClock:

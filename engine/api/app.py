@@ -23,7 +23,6 @@ import functools
 import logging
 import re
 import socket
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -40,6 +39,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from engine.api import routes, sessions
 from engine.api.validation import dialplan_validator
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.model import ModelError
 from engine.model.admin import ADMIN_PERMISSIONS
 from engine.store import Store
@@ -200,7 +200,7 @@ def create_app(
     *,
     provisioning: ProvisioningHandler | None = None,
     validator: Validator | object | None = _AUTO,
-    wall: Callable[[], float] = time.time,
+    clock: Clock = SYSTEM_CLOCK,
     session_ttl_s: float = sessions.SESSION_TTL_S,
 ) -> Litestar:
     """The admin API over ``store``.
@@ -210,13 +210,14 @@ def create_app(
         provisioning: serves ``GET /prov/<file>`` for desk phones when given.
         validator: checks routing changes before they commit; by default the dial-plan compiler when
             this build has one (``engine.api.validation``), None to save without compiling.
-        wall: the wall clock for audit records, orders, sessions and the login throttle.
+        clock: the clock whose wall time stamps audit records, orders and sessions and paces the login
+            throttle (the real one by default; the handlers run in worker threads, so never a LoopClock).
         session_ttl_s: how long a web-login session lasts.
 
     Raises:
         RuntimeError: a route declares no permission (a programming error, caught at start-up).
     """
-    admin = AdminStore(store, wall)
+    admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
     handlers: list[Any] = [*routes.ROUTES, *sessions.SESSION_ROUTES, health]
     if provisioning is not None:
@@ -254,7 +255,7 @@ def create_app(
     app.state["validator"] = chosen
     app.state["admin"] = admin
     app.state["session_ttl_s"] = session_ttl_s
-    app.state["login_throttle"] = sessions.LoginThrottle(wall)
+    app.state["login_throttle"] = sessions.LoginThrottle(clock.wall)
     return app
 
 

@@ -15,11 +15,10 @@ import base64
 import binascii
 import ipaddress
 import logging
-import time
 from collections import deque
-from collections.abc import Callable
 from typing import Final
 
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.model.admin import verify_secret
 from engine.provisioning import templates
 from engine.store import Store
@@ -69,7 +68,12 @@ class FailureLimiter:
 
 class ProvisioningService:
     """Answers ``GET /prov/<file>`` (see ``engine.api.app.ProvisioningHandler``). Blocking: runs in a
-    worker thread, like the API's handlers."""
+    worker thread, like the API's handlers.
+
+    ``clock``: its monotonic ``now()`` paces the failure limiter (a wall-clock step must not lift or
+    extend a block), its ``wall()`` stamps ``last_provisioned_at``; the real clock by default, a
+    ``FakeClock`` in tests.
+    """
 
     def __init__(
         self,
@@ -77,13 +81,13 @@ class ProvisioningService:
         sip_server: str,
         sip_port: int,
         *,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         limiter: FailureLimiter | None = None,
     ) -> None:
-        self.admin = AdminStore(store)
+        self.admin = AdminStore(store, clock)
         self.sip_server = sip_server
         self.sip_port = sip_port
-        self._now = monotonic
+        self._clock = clock
         self.limiter = limiter or FailureLimiter()
 
     def handle(self, filename: str, source: str, authorization: str | None, user_agent: str) -> Result:
@@ -93,7 +97,7 @@ class ProvisioningService:
             return 404, {}, b"not found\n"
         if wanted.mac is None:
             return 200, {}, templates.render_common(wanted.vendor).encode()
-        now = self._now()
+        now = self._clock.now()
         if self.limiter.blocked(source, now):
             return 429, {"Retry-After": str(int(self.limiter.window))}, b"too many failed requests\n"
         data = self.admin.provisioning_data(wanted.mac)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
+from engine.clock import SYSTEM_CLOCK, Clock
 from engine.files import fsync_dir
 from engine.model import (
     DEFAULT_DIAL_PERMISSIONS,
@@ -238,18 +238,19 @@ Validator = Callable[[ConfigSnapshot], None]
 class AdminStore:
     """Administration operations over a ``Store``; blocking like it (run in a thread, not on the loop).
 
-    ``wall`` reads the wall clock (audit times, orders), ``random_bytes`` is the source of salts and
-    tokens; tests inject both.
+    ``clock`` gives the wall time of audit records, orders, sessions and tokens (only ``wall()`` is read:
+    these times are stored and compared across restarts), ``random_bytes`` is the source of salts and
+    tokens; tests inject both (a ``FakeClock``, a seeded source).
     """
 
     def __init__(
         self,
         store: Store,
-        wall: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.store = store
-        self._wall = wall
+        self._clock = clock
         self._random = random_bytes
 
     # -- plumbing -----------------------------------------------------------------------------------------
@@ -264,7 +265,7 @@ class AdminStore:
             yield conn
             conn.execute(
                 sa.insert(schema.audit_log).values(
-                    at=self._wall(),
+                    at=self._clock.wall(),
                     actor=actor,
                     action=action,
                     target=target,
@@ -701,7 +702,7 @@ class AdminStore:
             )
             conn.execute(
                 sa.insert(schema.audit_log).values(
-                    at=self._wall(),
+                    at=self._clock.wall(),
                     actor=f"user:{row.id} ({row.email})",
                     action="user.login_registered",
                     target=f"user:{row.id}",
@@ -745,7 +746,7 @@ class AdminStore:
         if not am.verify_secret(secret, encoded) or not usable or row is None:
             return None
         token = self._token()
-        now = self._wall()
+        now = self._clock.wall()
         with self.store._write() as conn:
             conn.execute(sa.delete(t).where(t.c.expires_at <= now))
             session_id = conn.execute(
@@ -782,7 +783,7 @@ class AdminStore:
             row = conn.execute(q).first()
         if row is None or not row.allow_web_login or not row.registered:
             return None
-        if min(row.expires_at, row.created_at + ttl_s) <= self._wall():
+        if min(row.expires_at, row.created_at + ttl_s) <= self._clock.wall():
             return None
         rights = am.AdminRights(row.admin_role, frozenset(json.loads(row.admin_permissions)))
         return Principal(row.uid, row.email, rights, row.id, via_session=True)
@@ -830,7 +831,11 @@ class AdminStore:
         with self.store._write() as conn:
             conn.execute(
                 sa.insert(schema.audit_log).values(
-                    at=self._wall(), actor=actor, action=action, target=target, detail=json.dumps(detail)
+                    at=self._clock.wall(),
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    detail=json.dumps(detail),
                 )
             )
 
@@ -838,7 +843,7 @@ class AdminStore:
         """An audit record for an event that changes no configuration (no config_version bump)."""
         conn.execute(
             sa.insert(schema.audit_log).values(
-                at=self._wall(), actor=actor, action=action, target=target, detail="{}"
+                at=self._clock.wall(), actor=actor, action=action, target=target, detail="{}"
             )
         )
 
@@ -855,7 +860,7 @@ class AdminStore:
         with self._change(actor, "token.create", f"user:{user_id}", {"name": label}) as conn:
             if conn.execute(sa.select(schema.users.c.id).where(schema.users.c.id == user_id)).first() is None:
                 raise NotFoundError("user", user_id)
-            at = self._wall()
+            at = self._clock.wall()
             token_id = conn.execute(
                 sa.insert(schema.api_tokens)
                 .values(user_id=user_id, name=label, token_hash=am.token_digest(token), created_at=at)
@@ -946,7 +951,7 @@ class AdminStore:
                 prov_username=mac,
                 prov_password_hash=self._hash(password),
                 allowed_networks=json.dumps(list(networks)),
-                created_at=self._wall(),
+                created_at=self._clock.wall(),
             )
             .returning(d.c.id)
         ).scalar_one()
@@ -1178,7 +1183,7 @@ class AdminStore:
         routing configuration does not change)."""
         d = schema.devices
         with self.store._write() as conn:
-            values: dict[str, Any] = {"last_provisioned_at": self._wall(), "vendor": vendor}
+            values: dict[str, Any] = {"last_provisioned_at": self._clock.wall(), "vendor": vendor}
             conn.execute(sa.update(d).where(d.c.id == device_id).values(**values))
             if model:
                 conn.execute(
@@ -1236,7 +1241,7 @@ class AdminStore:
         ):
             raise ModelError("prefix", "must be a '+' and digits, e.g. '+4930'")
         inv = schema.number_inventory
-        now = self._wall()
+        now = self._clock.wall()
         with self._change(actor, "number.order", "orders", {"quantity": quantity, "prefix": prefix}) as conn:
             q = sa.select(inv.c.e164).where(inv.c.state == "available").order_by(inv.c.e164)
             if prefix is not None:
@@ -1304,7 +1309,7 @@ class AdminStore:
             ModelError: bad data, or a number that is already the company's.
         """
         spec = am.check_port_request(body)
-        now = self._wall()
+        now = self._clock.wall()
         with self._change(actor, "port.create", "orders", {"numbers": list(spec.numbers)}) as conn:
             owned = self.company_numbers(conn)
             for i, number in enumerate(spec.numbers):
@@ -1343,7 +1348,7 @@ class AdminStore:
             if row is None:
                 raise NotFoundError("port_in", order_id)
             state = am.port_transition(row.state, verb)
-            values: dict[str, Any] = {"state": state, "updated_at": self._wall()}
+            values: dict[str, Any] = {"state": state, "updated_at": self._clock.wall()}
             if verb == "set_foc":
                 if foc_date is None:
                     raise ModelError("foc_date", "is required to set the FOC date")

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from engine.api.app import create_app
 from engine.api.sessions import CSRF_HEADER, MAX_FAILURES, SESSION_COOKIE, csrf_token
+from engine.clock import FakeClock
 from engine.store import Store, schema
 from engine.store.admin import AdminStore
 from tests.api.conftest import ServerThread
@@ -25,19 +26,11 @@ TTL_S = 3600.0
 PASSWORD = "a long enough secret"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Rig:
     base_url: str
     store: Store
-    clock: Clock
+    clock: FakeClock
     root: str  # the super admin's API token
     user_id: int
     email: str
@@ -56,10 +49,10 @@ class Rig:
 @pytest.fixture
 def rig(data_dir: Path, db_url: str | None) -> Iterator[Rig]:
     """A server on an injected clock; Leonie may log in and has registered with ``PASSWORD``."""
-    clock = Clock()
+    clock = FakeClock()
     store = Store.open(data_dir, db_url)
     _, root = AdminStore(store, clock).bootstrap_admin("root@example.com")
-    server = ServerThread(create_app(store, wall=clock, session_ttl_s=TTL_S))
+    server = ServerThread(create_app(store, clock=clock, session_ttl_s=TTL_S))
     try:
         with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {root}"}) as c:
             made = c.post(
@@ -97,7 +90,7 @@ def test_login_sets_an_httponly_strict_cookie_stored_only_as_a_digest(rig: Rig) 
         assert r.status_code == 200, r.text
         body = r.json()
         assert (body["user_id"], body["email"], body["role"]) == (rig.user_id, rig.email, "none")
-        assert body["expires_at"] == rig.clock.now + TTL_S
+        assert body["expires_at"] == rig.clock.wall() + TTL_S
         cookie = r.headers["set-cookie"]
         attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
         assert {"httponly", "path", "max-age"} <= attributes and "secure" not in attributes  # plain HTTP
@@ -177,9 +170,9 @@ def test_a_session_is_not_a_bearer_token_nor_the_other_way_round(rig: Rig) -> No
 def test_sessions_expire(rig: Rig) -> None:
     with rig.client() as c:
         rig.login(c)
-        rig.clock.now += TTL_S - 1
+        rig.clock.advance(TTL_S - 1)
         assert c.get("/api/me").status_code == 200
-        rig.clock.now += 1
+        rig.clock.advance(1)
         expired = c.get("/api/me")
         assert expired.status_code == 401 and "log in again" in expired.json()["detail"]
         before = len(stored_hashes(rig.store))
@@ -251,5 +244,5 @@ def test_failed_logins_are_throttled_per_address_and_source(rig: Rig) -> None:
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
         other = c.post("/api/login", json={"email": "someone@example.com", "password": PASSWORD})
         assert other.status_code == 429  # the same source
-        rig.clock.now += 301
+        rig.clock.advance(301)
         assert rig.login(c).status_code == 200

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.clock import FakeClock
 from engine.provisioning import FailureLimiter, ProvisioningService
 from engine.provisioning.templates import (
     LineConfig,
@@ -66,27 +67,19 @@ def test_model_from_user_agent() -> None:
     assert model_from_user_agent("curl/8.0") is None
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[ProvisioningService, Clock, str, str]:
+def setup(tmp_path: Path) -> tuple[ProvisioningService, FakeClock, str, str]:
     store = Store.open(tmp_path / "data")
     admin = AdminStore(store)
     _, made = admin.create_user(
         "test", {"first_name": "A", "last_name": "B"}, new_device={"mac": "00:15:65:aa:bb:cc"}
     )
-    clock = Clock()
-    service = ProvisioningService(store, "192.0.2.10", 5060, monotonic=clock, limiter=FailureLimiter(3, 60.0))
+    clock = FakeClock(start=1000.0)
+    service = ProvisioningService(store, "192.0.2.10", 5060, clock=clock, limiter=FailureLimiter(3, 60.0))
     return service, clock, made["provisioning_password"], made["sip_password"]
 
 
-def test_a_bare_mac_never_yields_credentials(setup: tuple[ProvisioningService, Clock, str, str]) -> None:
+def test_a_bare_mac_never_yields_credentials(setup: tuple[ProvisioningService, FakeClock, str, str]) -> None:
     service, _, password, sip_password = setup
     for auth in (None, _basic("001565aabbcc", "wrong"), "Basic !!!", _basic("other", password)):
         status, headers, body = service.handle("001565aabbcc.cfg", "198.51.100.7", auth, "")
@@ -98,7 +91,7 @@ def test_a_bare_mac_never_yields_credentials(setup: tuple[ProvisioningService, C
 
 
 def test_unknown_macs_are_rate_limited_and_logged_once(
-    setup: tuple[ProvisioningService, Clock, str, str], caplog: pytest.LogCaptureFixture
+    setup: tuple[ProvisioningService, FakeClock, str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     service, clock, password, _ = setup
     caplog.set_level(logging.WARNING, logger="engine.provisioning.service")
@@ -109,12 +102,12 @@ def test_unknown_macs_are_rate_limited_and_logged_once(
     good = _basic("001565aabbcc", password)
     assert service.handle("001565aabbcc.cfg", "203.0.113.9", good, "")[0] == 429
     assert service.handle("001565aabbcc.cfg", "203.0.113.10", good, "")[0] == 200
-    clock.now += 61
+    clock.advance(61)
     assert service.handle("001565aabbcc.cfg", "203.0.113.9", good, "")[0] == 200
 
 
 def test_allowed_networks_restrict_the_source(
-    setup: tuple[ProvisioningService, Clock, str, str],
+    setup: tuple[ProvisioningService, FakeClock, str, str],
 ) -> None:
     service, _, password, _ = setup
     admin = service.admin

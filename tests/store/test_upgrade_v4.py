@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from engine.clock import FakeClock
 from engine.model import admin as am
 from engine.store import DB_FILE, SCHEMA_VERSION, Store, migrate, schema
 from engine.store.admin import AdminStore
@@ -63,7 +64,7 @@ def test_a_v4_data_dir_moves_web_passwords_and_sessions(data_dir: Path, db_url: 
             sessions = conn.execute(sa.select(schema.web_sessions.c.token_hash,
                                               schema.web_sessions.c.expires_at)).all()
             assert sessions == [(am.token_digest(session_secret), NOW - 60 + 12 * 3600)]
-        admin = AdminStore(store, wall=lambda: NOW)
+        admin = AdminStore(store, FakeClock(wall_start=NOW))
         old = admin.session_principal(session_secret, 12 * 3600)
         assert old is not None and old.via_session and old.user_id == user_id
         assert admin.principal(token_secret) is not None  # the API token is still one
