@@ -446,6 +446,7 @@ class Server:
     async def _config_loop(self, app: SipApplication, store: Store) -> None:
         """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
         loop = asyncio.get_running_loop()
+        clock = app.clock
         changed = asyncio.Event()
         # A change made in this process (the admin API) wakes the loop at once; other processes' changes
         # (pbx import, pbx user add) are seen at the next poll.
@@ -454,7 +455,7 @@ class Server:
 
         store.on_config_change = wake
         version = await loop.run_in_executor(None, store.config_version)
-        resolved_at = loop.time()
+        resolved_at = clock.now()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), CONFIG_POLL_S)
@@ -465,14 +466,14 @@ class Server:
                     app.credentials = await loop.run_in_executor(None, store.sip_credentials)
                     if app.router is not None:
                         app.router.config = await loop.run_in_executor(None, self._routing, store)
-                        resolved_at = loop.time()
+                        resolved_at = clock.now()
                     version = current
                     logger.info("configuration reloaded (version %d, %d lines)", current,
                                 len(app.credentials))
                 elif app.router is not None and app.router.config.trunks and \
-                        loop.time() - resolved_at >= DNS_REFRESH_S:
+                        clock.now() - resolved_at >= DNS_REFRESH_S:
                     app.router.config = await loop.run_in_executor(None, self._routing, store)  # DNS moves
-                    resolved_at = loop.time()
+                    resolved_at = clock.now()
             except Exception:
                 logger.exception("configuration reload failed")
 
@@ -539,7 +540,7 @@ class FlowShell:
         task.add_done_callback(finished)
 
     def _wall(self) -> datetime.datetime:
-        return datetime.datetime.now(datetime.UTC)
+        return datetime.datetime.fromtimestamp(self.services.manager.clock.wall(), datetime.UTC)
 
     def _destination(self, call: Call, targets: tuple[RingTarget, ...], timeout: float,
                      prefix: str) -> Destination | None:
