@@ -59,7 +59,7 @@ def main() -> int:
     clock = FakeClock()
 
     def new_app() -> tuple[SipEndpoint, SipApplication]:
-        ep = SipEndpoint(EndpointConfig(), random.Random(1))
+        ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
         auth = DigestAuthenticator(REALM, b"k" * 32, algorithms=("MD5",), rng=random.Random(2))
         return ep, SipApplication(ep, auth, Registrar(Location()), creds, clock, None)
 

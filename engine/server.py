@@ -347,11 +347,11 @@ class Server:
             logger.info("restored %d registrations of %d lines", len(location), location.aor_count())
             writer = BindingWriter(store)
             writer.start()
-            rng = random.Random(os.urandom(32))
             advertised = self.advertise or advertised_address(self.sip_host)
-            endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port), rng)
+            endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port))
+            # The nonces' random part from the OS CSPRNG too (the HMAC tag is what makes them unforgeable).
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
-                                       rng=rng)
+                                       rng=random.SystemRandom())
             router = Router(self._routing(store), location)
             app = SipApplication(endpoint, auth, Registrar(location), store.sip_credentials(), clock, writer,
                                  router)

@@ -51,7 +51,8 @@ class _Timers:
 @dataclass
 class Rig:
     clock: FakeClock = field(default_factory=FakeClock)
-    endpoint: SipEndpoint = field(default_factory=lambda: SipEndpoint(EndpointConfig(), random.Random(7)))
+    endpoint: SipEndpoint = field(
+        default_factory=lambda: SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes))
     location: Location = field(default_factory=Location)
     app: SipApplication | None = None
     seq: int = 0

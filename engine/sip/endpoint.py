@@ -6,6 +6,10 @@ The aioquic shape (STYLE 3.1): the shell calls ``receive_datagram(data, peer, no
 the RFC 2543 fallback), absorbs retransmissions, answers CANCEL, applies RFC 3581 ``received``/``rport``,
 and answers malformed requests statelessly with the status their ``SipParseError`` carries (never an ACK,
 never a response).
+
+Identifiers (tags, branches, and the Call-IDs the TUs build from tags) are "cryptographically random"
+(RFC 3261 §19.3, §8.1.1.7): they come from ``secrets.token_bytes`` (the OS CSPRNG) unless a test injects
+another byte source, never from the ``random`` module, whose output an observer can predict.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import random
+import secrets
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -55,11 +60,18 @@ class EndpointConfig:
 
 
 class SipEndpoint:
-    """One SIP endpoint (all transports) as a pure state machine. See the module docstring."""
+    """One SIP endpoint (all transports) as a pure state machine. See the module docstring.
 
-    def __init__(self, config: EndpointConfig, rng: random.Random) -> None:
+    Args:
+        config: the endpoint's settings.
+        random_bytes: n -> n random bytes, the source of tags, branches and SDP session ids: the OS CSPRNG
+            by default; a test that wants repeatable identifiers passes ``random.Random(seed).randbytes``.
+    """
+
+    def __init__(self, config: EndpointConfig, *,
+                 random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
         self.config = config
-        self._rng = rng
+        self._random_bytes = random_bytes
         self._server: dict[tuple[str, ...], ServerTransaction] = {}
         self._client: dict[tuple[str, ...], ClientTransaction] = {}
         self._events: deque[Event] = deque()
@@ -73,14 +85,16 @@ class SipEndpoint:
 
     # -- identifiers -------------------------------------------------------------------------------
     def new_tag(self) -> str:
-        return f"{self._rng.getrandbits(64):016x}"
+        """A From/To tag (§19.3: cryptographically random, at least 32 bits): 64 bits as 16 hex digits."""
+        return self._random_bytes(8).hex()
 
     def new_session_id(self) -> int:
         """A random SDP session id (RFC 4566 §5.2: a numeric string; 62 bits keep it a positive int64)."""
-        return self._rng.getrandbits(62)
+        return int.from_bytes(self._random_bytes(8), "big") >> 2
 
     def new_branch(self) -> str:
-        return f"{MAGIC_COOKIE}{self._rng.getrandbits(80):020x}"
+        """A Via branch (§8.1.1.7: unique across space and time): the magic cookie and 80 random bits."""
+        return MAGIC_COOKIE + self._random_bytes(10).hex()
 
     # -- TransactionHost ---------------------------------------------------------------------------
     def transmit(self, data: bytes, peer: Peer) -> None:

@@ -74,7 +74,8 @@ def test_body_refuses_bad_input() -> None:
 
 class Harness:
     def __init__(self) -> None:
-        self.endpoint = SipEndpoint(EndpointConfig(via_host="203.0.113.5", via_port=5060), random.Random(7))
+        self.endpoint = SipEndpoint(EndpointConfig(via_host="203.0.113.5", via_port=5060),
+                                    random_bytes=random.Random(7).randbytes)
         self.location = Location()
         self.mwi = MwiService(self.endpoint, self.location, REALM, "sip:mwi@203.0.113.5:5060")
         self.now = 100.0

@@ -30,7 +30,7 @@ def test_response_for_a_closed_tcp_connection_goes_to_the_via_sent_by() -> None:
         listener = await asyncio.start_server(client, "127.0.0.1", 0)
         via_port = listener.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
-        endpoint = SipEndpoint(EndpointConfig(), random.Random(1))
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
         transport = SipTransport(endpoint, lambda event, now: None, LoopClock(loop))
         await transport.start("127.0.0.1", 0)
         try:
@@ -68,7 +68,7 @@ def test_a_tcp_peer_that_never_reads_cannot_grow_our_memory() -> None:
 
     async def scenario() -> tuple[int, bool]:
         loop = asyncio.get_running_loop()
-        endpoint = SipEndpoint(EndpointConfig(), random.Random(1))
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
         big_body = b"x" * 4000  # large answers fill the buffers quickly
 
         def answer(event: Event, now: float) -> None:
@@ -127,7 +127,7 @@ def test_idle_tcp_connections_close_and_our_own_sends_count_as_activity(
 
     async def scenario() -> tuple[bool, bool]:
         loop = asyncio.get_running_loop()
-        endpoint = SipEndpoint(EndpointConfig(), random.Random(1))
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
         transport = SipTransport(endpoint, lambda event, now: None, LoopClock(loop))
         _, port = await transport.start("127.0.0.1", 0)
         try:

@@ -172,7 +172,8 @@ class Network:
         them apart to put the endpoint behind a NAT)."""
         config = EndpointConfig(timers=timers or TimerConfig(), via_host=via_host or host,
                                 via_port=via_port or port)
-        node = Node(self, name, host, port, SipEndpoint(config, random.Random(seed)), tu)
+        endpoint = SipEndpoint(config, random_bytes=random.Random(seed).randbytes)
+        node = Node(self, name, host, port, endpoint, tu)
         self.nodes[(host, port)] = node
         return node
 

@@ -596,7 +596,7 @@ def test_stateless_answer_carries_received_and_rport() -> None:
 
 
 def test_get_timer_returns_the_earliest_live_deadline() -> None:
-    ep = SipEndpoint(EndpointConfig(), random.Random(7))
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes)
     peer = Peer("UDP", "10.0.0.2", 5060)
     invite_tx = ep.send_request(build_request("INVITE", PBX_URI), peer, 0.0)  # A at 0.5, B at 32
     options_tx = ep.send_request(build_request("OPTIONS", PBX_URI, call_id="o@x"), peer, 0.25)  # E 0.75
@@ -629,3 +629,41 @@ def test_many_transactions_all_end() -> None:
     assert net.in_flight() == 0
     tus = {e.request.call_id for e in pbx.requests() if e.request.method != "ACK"}
     assert len([e for e in pbx.requests() if e.request.method != "ACK"]) == len(tus)  # each seen once
+
+
+# -- identifiers (RFC 3261 §19.3, §8.1.1.7) ----------------------------------------------------------------
+
+
+def test_tags_branches_and_session_ids_are_short_random_and_unique() -> None:
+    """§19.3: tags are "cryptographically random" with at least 32 bits; §8.1.1.7: a branch is unique across
+    space and time and starts with the magic cookie. Ours: 64-bit tags (16 hex digits), 80-bit branches."""
+    ep, other = SipEndpoint(EndpointConfig()), SipEndpoint(EndpointConfig())
+    n = 5000
+    tags = [ep.new_tag() for _ in range(n)] + [other.new_tag() for _ in range(n)]
+    assert len(set(tags)) == 2 * n
+    assert all(len(t) == 16 and int(t, 16) >= 0 and t == t.lower() for t in tags)
+    branches = [ep.new_branch() for _ in range(n)] + [other.new_branch() for _ in range(n)]
+    assert len(set(branches)) == 2 * n
+    assert all(b.startswith("z9hG4bK") and len(b) == 27 and int(b[7:], 16) >= 0 for b in branches)
+    ids = [ep.new_session_id() for _ in range(n)]
+    assert len(set(ids)) == n and all(0 <= i < 2**62 for i in ids)
+    # 64 random bits: the top bit is set in about half the tags (a narrower source would never set it).
+    assert 0.4 * n < sum(int(t[0], 16) >= 8 for t in tags[:n]) < 0.6 * n
+
+
+def test_identifiers_do_not_follow_the_random_module() -> None:
+    """Seeding the ``random`` module (as a test or a library might) must not make our identifiers
+    repeatable: by default they come from the OS CSPRNG, not from any Mersenne Twister."""
+    random.seed(1)
+    first = SipEndpoint(EndpointConfig()).new_tag(), SipEndpoint(EndpointConfig()).new_branch()
+    random.seed(1)
+    again = SipEndpoint(EndpointConfig()).new_tag(), SipEndpoint(EndpointConfig()).new_branch()
+    assert first[0] != again[0] and first[1] != again[1]
+
+
+def test_an_injected_byte_source_makes_identifiers_repeatable() -> None:
+    """The seam for tests: ``random_bytes`` replaces the CSPRNG, so the pair harness can replay a run."""
+    a = SipEndpoint(EndpointConfig(), random_bytes=random.Random(5).randbytes)
+    b = SipEndpoint(EndpointConfig(), random_bytes=random.Random(5).randbytes)
+    assert [a.new_tag(), a.new_branch(), str(a.new_session_id())] == \
+        [b.new_tag(), b.new_branch(), str(b.new_session_id())]

@@ -79,7 +79,7 @@ def test_torture_message(row: dict[str, str] | None) -> None:
         with pytest.raises(SipParseError) as info:
             parse_message(data)
         assert info.value.message is None
-        ep = SipEndpoint(EndpointConfig(), random.Random(0))
+        ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(0).randbytes)
         ep.receive_datagram(data, Peer("UDP", "127.0.0.1", 5099), 0.0)
         assert ep.datagrams_to_send() == [] and ep.next_event() is None
         assert ep.stats["parse_errors"] == 0 and ep.stats["requests"] == 0

@@ -208,7 +208,7 @@ def _known_sequences() -> list[list[bytes]]:
        st.randoms(use_true_random=False))
 def test_endpoint_never_raises_on_any_datagram_sequence(datagrams: list[bytes], rnd: random.Random) -> None:
     """ARCHITECTURE rule 7: nothing a peer sends can crash the process or leak state."""
-    ep = SipEndpoint(EndpointConfig(), random.Random(0))
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(0).randbytes)
     peer = Peer("UDP", "127.0.0.1", 5099)
     now = 0.0
     for data in datagrams:
@@ -274,7 +274,7 @@ def test_whitespace_runs_in_parameters_parse_in_linear_time(where: str) -> None:
     (legal LWS, or junk after it) costs microseconds to reject with a linear parser. The budget is CPU time
     and generous (0.25 s); catastrophic regex backtracking takes seconds here (and ~20 s at 64 KB)."""
     data = _whitespace_bomb(where, 16_000)
-    ep = SipEndpoint(EndpointConfig(), random.Random(0))
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(0).randbytes)
     spent = _cpu(lambda: ep.receive_datagram(data, Peer("UDP", "192.0.2.1", 5060), 0.0))
     spent += _cpu(lambda: parse_message(data).addresses("contact"))
     assert spent < 0.25, f"{where}: {spent:.2f} s of CPU for one {len(data)}-byte datagram"
@@ -301,7 +301,7 @@ def test_parse_caches_do_not_keep_large_peer_strings() -> None:
     a phone repeats; keeping whatever a peer sends is not. 40 requests of ~45 KB, all dropped after parsing,
     must not leave megabytes behind (at 8192 cache entries that would be gigabytes, from anyone who can send
     a UDP datagram: ARCHITECTURE rule 7)."""
-    ep = SipEndpoint(EndpointConfig(), random.Random(0))
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(0).randbytes)
     peer = Peer("UDP", "10.0.0.9", 5070)
     datagrams = [_big_distinct_request(i, 15_000) for i in range(40)]
     gc.collect()
