@@ -6,6 +6,10 @@ events are handed to the transaction user, its datagrams are sent (UDP per Via/r
 connection the peer uses: connection reuse), and the timer is re-armed. Any exception while handling one
 message is logged with its source and counted; the transport keeps serving (STYLE 3.5 rule 3).
 
+Bytes that cannot be sent (a refused or timed-out TCP connect, a connection already closing, too many
+connects in flight) go back to ``SipEndpoint.transport_error``: the client transaction that sent them ends
+at once (RFC 3261 §17.1.4) and its TU hears of it as a 503, instead of 32 s later from Timer B or F.
+
 TLS and WebSocket come later as further ``asyncio.Protocol`` classes feeding the same ``_receive``.
 """
 
@@ -131,10 +135,8 @@ class SipTransport:
                     udp.sendto(data, (peer.host, peer.port))
             else:
                 conn = self.connections.get((peer.host, peer.port))
-                if conn is not None:
-                    conn.send(data)
-                else:
-                    self._send_on_new_connection(data, peer)
+                if conn is None or not conn.send(data):
+                    self._send_on_new_connection(data, peer)  # none, or closing: §18.1.1 opens a new one
 
     def _send_on_new_connection(self, data: bytes, peer: Peer) -> None:
         """Open a connection for ``data``. A request goes to ``peer``. A response whose connection has closed
@@ -142,6 +144,9 @@ class SipTransport:
         (default 5060), where the client listens."""
         if self._loop is None or len(self._connecting) >= MAX_PENDING_CONNECTS:
             logger.info("no TCP connection to %s:%d; dropped %d bytes", peer.host, peer.port, len(data))
+            if self._loop is not None:
+                # Not from inside this flush: the TU may send again at once, to the same full table.
+                self._loop.call_soon(self._send_failed, data, peer)
             return
         host, port = peer.host, peer.port
         if data.startswith(b"SIP/2.0 "):
@@ -153,22 +158,37 @@ class SipTransport:
             host = via.params.get("received") or via.host
             port = via.port or 5060
         conn = self.connections.get((host, port))
-        if conn is not None:
-            conn.send(data)
+        if conn is not None and conn.send(data):
             return
-        task = self._loop.create_task(self._connect_and_send(host, port, data))
+        task = self._loop.create_task(self._connect_and_send(host, port, data, peer))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
 
-    async def _connect_and_send(self, host: str, port: int, data: bytes) -> None:
+    async def _connect_and_send(self, host: str, port: int, data: bytes, peer: Peer) -> None:
         loop = asyncio.get_running_loop()
         try:
             connecting = loop.create_connection(lambda: SipTcpProtocol(self), host.strip("[]"), port)
             _, proto = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
         except (TimeoutError, OSError) as exc:
-            logger.info("cannot reconnect to %s:%d to deliver a response: %s", host, port, exc)
+            what = "deliver a response" if data.startswith(b"SIP/2.0 ") else "send a request"
+            logger.info("cannot connect to %s:%d to %s: %s", host, port, what, exc or "timed out")
+            self._send_failed(data, peer)
             return
-        proto.send(data)
+        if not proto.send(data):  # refused at once (too many connections)
+            self._send_failed(data, peer)
+
+    def _send_failed(self, data: bytes, peer: Peer) -> None:
+        """``data`` for ``peer`` could not be sent: the endpoint ends its transaction (§17.1.4), the TU
+        hears of it now, and whatever the TU does next goes out."""
+        now = self.clock.now()
+        try:
+            self.endpoint.transport_error(data, peer, now)
+            self._drain(now)
+        except Exception:
+            self.internal_errors += 1
+            logger.exception("internal error handling a transport error towards %s:%d", peer.host, peer.port)
+        self._flush()
+        self._arm()
 
     def _arm(self) -> None:
         at = self.endpoint.get_timer()
@@ -244,16 +264,18 @@ class SipTcpProtocol(asyncio.Protocol):
         for message in messages:
             self.owner.receive(message, self.peer)
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> bool:
+        """Queue ``data`` on this connection; False when it is closed or closing (nothing was queued)."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
+            return False
         transport.write(data)
         self._last_active = self.owner.clock.now()  # our BYE on a long quiet call keeps it open too
         if transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
             # A peer that sends but never reads must not make us queue answers without end.
             logger.info("closing TCP %s:%d: it does not read its answers", self.peer.host, self.peer.port)
             transport.abort()
+        return True
 
     def pause_writing(self) -> None:
         """Our output to this peer is backing up: stop reading its requests until it drains."""

@@ -80,7 +80,7 @@ class SipEndpoint:
         self._seq = itertools.count()
         self.stats: dict[str, int] = {
             "requests": 0, "responses": 0, "parse_errors": 0, "stateless_answers": 0, "dropped": 0,
-            "retransmissions_absorbed": 0,
+            "retransmissions_absorbed": 0, "transport_errors": 0,
         }
 
     # -- identifiers -------------------------------------------------------------------------------
@@ -140,6 +140,31 @@ class SipEndpoint:
             at, _, tx = heapq.heappop(heap)
             if tx.deadline == at and tx.state is not TransactionState.TERMINATED:
                 tx.handle_timer(now)
+
+    def transport_error(self, data: bytes, peer: Peer, now: float) -> None:
+        """The transport could not send ``data`` (one item of ``datagrams_to_send``) to ``peer``: a TCP
+        connect was refused or timed out, or the connection closed before the bytes could be written.
+
+        RFC 3261 §17.1.4: the client transaction that sent the request ends at once, and its TU gets
+        ``TransactionTimedOut(transport_error=True)``, which it treats as a 503 (§8.1.3.1; the event's
+        ``status``) instead of waiting 32 s for Timer B or F. Anything else is only counted: an ACK or a
+        request whose transaction already has its final response, and responses (for which the
+        transport has already tried the §18.2.2 fallback to the top Via's sent-by).
+        """
+        self.stats["transport_errors"] += 1
+        if data.startswith(b"SIP/2.0 "):
+            return
+        try:
+            msg = parse_message(data, stream=True)
+            branch = msg.top_via.branch
+        except SipParseError:
+            return
+        if not isinstance(msg, Request) or msg.method == "ACK" or branch is None:
+            return
+        tx = self._client.get((branch, msg.method))
+        if tx is not None and tx.state in (TransactionState.CALLING, TransactionState.TRYING,
+                                           TransactionState.PROCEEDING):
+            tx.transport_error(now)
 
     # -- outputs -----------------------------------------------------------------------------------
     def next_event(self) -> Event | None:

@@ -37,10 +37,21 @@ class CancelReceived:
 
 @dataclass(frozen=True, slots=True)
 class TransactionTimedOut:
-    """Timer B, F or H fired (or the transport failed): the transaction ended without its answer."""
+    """Timer B, F or H fired (or the transport failed): the transaction ended without its answer.
+
+    ``transport_error`` is set when the transport could not send the request (§17.1.4: a refused TCP
+    connect, a dead connection), which ends the transaction at once instead of at Timer B or F.
+    """
 
     transaction: Transaction
     transport_error: bool = False
+
+    @property
+    def status(self) -> int:
+        """The response a UAC acts on as if it had received it: 503 for a transport error (RFC 3261
+        §8.1.3.1: "treat the reception of a transport error as a 503 (Service Unavailable)"), 408 for a
+        time-out (§8.1.3.1: "as a 408 (Request Timeout)")."""
+        return 503 if self.transport_error else 408
 
 
 Event = RequestReceived | ResponseReceived | CancelReceived | TransactionTimedOut

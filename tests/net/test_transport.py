@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 
 import pytest
 
@@ -11,9 +12,11 @@ from engine.clock import LoopClock
 from engine.net import transport as transport_module
 from engine.net.transport import SipTransport
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
+from engine.sip.events import Event, TransactionTimedOut
 from engine.sip.message import Request, make_response
 from engine.sip.parser import parse_message
-from engine.sip.transaction import Peer
+from engine.sip.transaction import ClientTransaction, Peer, TransactionState
+from tests.sip.harness import build_request
 
 
 def test_response_for_a_closed_tcp_connection_goes_to_the_via_sent_by() -> None:
@@ -61,10 +64,8 @@ def test_response_for_a_closed_tcp_connection_goes_to_the_via_sent_by() -> None:
 def test_a_tcp_peer_that_never_reads_cannot_grow_our_memory() -> None:
     """Requests keep coming, answers are never read: the transport stops reading that peer when its output
     backs up, and drops it past MAX_TCP_WRITE_BUFFER, so what we queue for it stays bounded."""
-    import socket
-
     from engine.net.transport import MAX_TCP_WRITE_BUFFER
-    from engine.sip.events import Event, RequestReceived
+    from engine.sip.events import RequestReceived
 
     async def scenario() -> tuple[int, bool]:
         loop = asyncio.get_running_loop()
@@ -150,3 +151,112 @@ def test_idle_tcp_connections_close_and_our_own_sends_count_as_activity(
 
     busy_open, quiet_open = asyncio.run(scenario())
     assert busy_open and not quiet_open
+
+
+def _unused_tcp_port() -> tuple[socket.socket, int]:
+    """A loopback port where nothing listens: bound (so no one else takes it) but never listening, so a
+    connect to it is refused at once."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
+async def _send_over_tcp_and_wait(endpoint: SipEndpoint, transport: SipTransport,
+                                  events: asyncio.Queue[Event], method: str,
+                                  port: int) -> tuple[ClientTransaction, Event]:
+    uri = f"sip:201@127.0.0.1:{port};transport=tcp"
+    tx = endpoint.send_request(build_request(method, uri, call_id=f"{method}-refused@test"),
+                               Peer("TCP", "127.0.0.1", port), transport.clock.now())
+    transport.pump()
+    # Timer B/F would take 64*T1 = 32 s; the refused connect ends the transaction long before this bound.
+    return tx, await asyncio.wait_for(events.get(), 5.0)
+
+
+@pytest.mark.parametrize("method", ["INVITE", "OPTIONS", "BYE"])
+def test_a_refused_tcp_connect_ends_the_client_transaction_at_once_as_a_503(method: str) -> None:
+    """RFC 3261 §17.1.4: a transport failure ends the client transaction and informs the TU, which treats
+    it as a 503 (§8.1.3.1), instead of waiting for Timer B or F."""
+
+    async def scenario() -> tuple[ClientTransaction, Event, SipEndpoint]:
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
+        transport = SipTransport(endpoint, lambda event, now: events.put_nowait(event),
+                                 LoopClock(asyncio.get_running_loop()))
+        await transport.start("127.0.0.1", 0)
+        closed, port = _unused_tcp_port()
+        try:
+            tx, event = await _send_over_tcp_and_wait(endpoint, transport, events, method, port)
+            return tx, event, endpoint
+        finally:
+            closed.close()
+            await transport.stop()
+
+    tx, event, endpoint = asyncio.run(scenario())
+    assert isinstance(event, TransactionTimedOut)
+    assert event.transaction is tx and event.transport_error and event.status == 503
+    assert tx.state is TransactionState.TERMINATED and endpoint.transaction_count == 0
+    assert endpoint.stats["transport_errors"] == 1
+
+
+def test_a_request_dropped_for_too_many_pending_connects_ends_its_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No connect can even start (MAX_PENDING_CONNECTS in flight): the request is dropped, and that too is a
+    transport error its TU hears of at once."""
+    monkeypatch.setattr(transport_module, "MAX_PENDING_CONNECTS", 0)
+
+    async def scenario() -> tuple[ClientTransaction, Event]:
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
+        transport = SipTransport(endpoint, lambda event, now: events.put_nowait(event),
+                                 LoopClock(asyncio.get_running_loop()))
+        await transport.start("127.0.0.1", 0)
+        closed, port = _unused_tcp_port()
+        try:
+            return await _send_over_tcp_and_wait(endpoint, transport, events, "OPTIONS", port)
+        finally:
+            closed.close()
+            await transport.stop()
+
+    tx, event = asyncio.run(scenario())
+    assert isinstance(event, TransactionTimedOut) and event.transaction is tx and event.status == 503
+
+
+def test_a_request_on_a_closing_connection_opens_a_new_one() -> None:
+    """RFC 3261 §18.1.1: a connection that is closing is no connection; the request goes over a new one
+    (here to a listener that reads it) instead of being dropped."""
+
+    async def scenario() -> bytes:
+        got: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await got.put(await reader.readuntil(b"\r\n\r\n"))
+            writer.close()
+
+        listener = await asyncio.start_server(peer, "127.0.0.1", 0)
+        port = listener.sockets[0].getsockname()[1]
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
+        transport = SipTransport(endpoint, lambda event, now: None, LoopClock(asyncio.get_running_loop()))
+        await transport.start("127.0.0.1", 0)
+        try:
+            closing = transport_module.SipTcpProtocol(transport)
+            closing.transport = _ClosingTransport()
+            transport.connections[("127.0.0.1", port)] = closing
+            endpoint.send_request(build_request("OPTIONS", f"sip:201@127.0.0.1:{port}"),
+                                  Peer("TCP", "127.0.0.1", port), transport.clock.now())
+            transport.pump()
+            return await asyncio.wait_for(got.get(), 5.0)
+        finally:
+            await transport.stop()
+            listener.close()
+            await listener.wait_closed()
+
+    assert (asyncio.run(scenario())).startswith(b"OPTIONS sip:201@127.0.0.1:")
+
+
+class _ClosingTransport(asyncio.Transport):
+    def is_closing(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

@@ -667,3 +667,46 @@ def test_an_injected_byte_source_makes_identifiers_repeatable() -> None:
     b = SipEndpoint(EndpointConfig(), random_bytes=random.Random(5).randbytes)
     assert [a.new_tag(), a.new_branch(), str(a.new_session_id())] == \
         [b.new_tag(), b.new_branch(), str(b.new_session_id())]
+
+
+# -- transport errors (RFC 3261 §17.1.4, §8.1.3.1) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["INVITE", "OPTIONS", "BYE"])
+def test_a_transport_error_ends_the_client_transaction_at_once_as_a_503(method: str) -> None:
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes)
+    peer = Peer("TCP", "10.0.0.2", 5060)
+    tx = ep.send_request(build_request(method, PBX_URI), peer, 0.0)
+    ((data, to),) = ep.datagrams_to_send()
+    ep.transport_error(data, to, 0.25)
+    (event,) = iter(ep.next_event, None)
+    assert isinstance(event, TransactionTimedOut) and event.transaction is tx
+    assert event.transport_error and event.status == 503
+    assert tx.state is TransactionState.TERMINATED and ep.transaction_count == 0 and ep.get_timer() is None
+
+
+def test_a_time_out_is_a_408_to_the_tu() -> None:
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes)
+    tx = ep.send_request(build_request("OPTIONS", PBX_URI), Peer("TCP", "10.0.0.2", 5060), 0.0)
+    ep.handle_timer(32.0)  # Timer F
+    (event,) = iter(ep.next_event, None)
+    assert isinstance(event, TransactionTimedOut) and event.transaction is tx
+    assert not event.transport_error and event.status == 408
+
+
+def test_transport_errors_without_a_pending_transaction_are_only_counted() -> None:
+    """A response, an ACK, a request already answered, or bytes that are no SIP: nothing to end."""
+    ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes)
+    peer = Peer("UDP", "10.0.0.2", 5060)  # (over UDP the answered transaction waits in Completed for Timer K)
+    tx = ep.send_request(build_request("OPTIONS", PBX_URI), peer, 0.0)
+    ((data, _),) = ep.datagrams_to_send()
+    ok = make_response(tx.request, 200, to_tag="t")
+    ep.receive_datagram(ok.serialize(), peer, 0.1)
+    assert isinstance(ep.next_event(), ResponseReceived)
+    ack = build_request("ACK", PBX_URI)
+    ep.send_ack(ack, peer)
+    ((ack_data, _),) = ep.datagrams_to_send()
+    for failed in (data, ack_data, ok.serialize(), b"garbage\r\n\r\n"):
+        ep.transport_error(failed, peer, 0.2)
+    assert ep.next_event() is None and ep.stats["transport_errors"] == 4
+    assert tx.state is TransactionState.COMPLETED
