@@ -44,6 +44,16 @@ from engine.sip.dialog import Dialog
 from engine.sip.endpoint import SipEndpoint
 from engine.sip.errors import SipParseError
 from engine.sip.events import CancelReceived, Event, RequestReceived, ResponseReceived, TransactionTimedOut
+from engine.sip.invite import (
+    RETRY_AFTER_S,
+    AckMemo,
+    ForkedAnswers,
+    InviteSession,
+    OfferInput,
+    OfferState,
+    SessionEvent,
+    SessionState,
+)
 from engine.sip.message import Field, Request, Response, make_response
 from engine.sip.sdp import (
     SdpError,
@@ -156,35 +166,21 @@ class _Pending:
 
 
 @dataclass(eq=False, slots=True)
-class _AckMemo:
-    """Our ACK for one dialog's 2xx: resent when that 2xx is retransmitted."""
-
-    remote_tag: str | None
-    seq: int
-    peer: Peer
-    data: bytes | None = None  # None until sent (a late offer's ACK waits for the caller's answer)
-
-
-@dataclass(eq=False, slots=True)
 class _Side:
     """One bridged dialog of an answered call (caller side or callee side)."""
 
     call: Call
     dialog: Dialog
+    #: the INVITE usage of the dialog: 2xx/ACK, glare, offer/answer and session-timer rules and deadlines
+    session: InviteSession
     rewriter: SdpRewriter
     relay_index: int  # 0: relay side "a" (caller), 1: relay side "b" (callee)
     last_sdp: bytes = b""  # the last SDP we sent this side
     remote_sdp: bytes = b""  # the last SDP this side sent us, without its o= line (see _sdp_key)
-    ok_data: bytes | None = None  # our last 2xx to an INVITE from this side, resent until its ACK
-    ok_timer: TimerHandle | None = None
-    ok_interval: float = 0.0
-    ok_deadline: float = 0.0
-    ack_data: bytes | None = None  # our ACK for this side's last 2xx, resent on its retransmissions
-    ack_seq: int = -1
-    ack_memo: _AckMemo | None = None  # the same, as kept for the 2xx's transaction (see CallManager.acked)
-    invite_pending: bool = False  # a re-INVITE we forwarded to this side is open (491 glare)
-    session_timer: TimerHandle | None = None
-    session_expires: int = 0
+    ack_seq: int = -1  # the CSeq of the INVITE whose 2xx from this side we ACK (or still must)
+    timer: TimerHandle | None = None  # armed for session.get_timer() (see CallManager._sync)
+    timer_at: float | None = None
+    refresh_method: str = ""  # UPDATE or INVITE: how we refresh the session when we are the refresher
 
     @property
     def other(self) -> _Side:
@@ -288,7 +284,7 @@ class CallManager:
         self.pending: dict[ClientTransaction, _Pending] = {}
         #: INVITE client transactions that got a 2xx, until their Timer M: the dialogs formed from it, so
         #: that a retransmitted 2xx gets our ACK again and a forked second 2xx gets ACK + BYE (RFC 6026).
-        self.acked: dict[ClientTransaction, list[_AckMemo]] = {}
+        self.acked: dict[ClientTransaction, ForkedAnswers] = {}
         self._ids = itertools.count(1)
         self.stats: dict[str, int] = {"calls": 0, "answered": 0, "failed": 0, "internal_errors": 0}
 
@@ -512,11 +508,7 @@ class CallManager:
                     return True
                 pending = self.pending.pop(timed_out, None)
                 if pending is not None:
-                    origin = pending.origin
-                    if origin is not None and origin.request is not None:
-                        self._answer(origin, origin.request, 408, now)
-                    if timed_out.method == "INVITE":
-                        pending.side.other.invite_pending = False
+                    self._pending_failed(pending, timed_out.method, 408, now)
                     return True
                 return False
             # Our final to the caller was never ACKed (Timer H) or the transport failed: nothing to undo.
@@ -703,7 +695,9 @@ class CallManager:
             logger.info("call %s: unusable 2xx from %s", call.id, leg.branch.uri)
             self._leg_final(leg, 502, now)
             return
-        side = _Side(call=call, dialog=dialog, rewriter=call.callee_rewriter, relay_index=1,
+        session = InviteSession.uac(dialog, self.endpoint.config.timers, reliable=dialog.peer.reliable,
+                                    offer_sent=bool(leg.request.body))
+        side = _Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter, relay_index=1,
                      last_sdp=call.callee_sdp)
         side.ack_seq = leg.request.cseq.seq
         self._remember_ack(leg.tx, side, now)
@@ -753,24 +747,33 @@ class CallManager:
             # towards the callee with a re-INVITE (its 2xx is ACKed through the pending machinery).
             caller = call.caller_side
             assert caller is not None
+            if not caller.session.can_send_invite():
+                # The caller's own re-INVITE (or our late offer) is open: one INVITE at a time (§14.1).
+                self._hang_up(call, now, "the caller could not be moved to the callee")
+                return
             caller.last_sdp = sdp
+            caller.session.send_invite(with_offer=True)
             reinvite = caller.dialog.request("INVITE", sdp, "application/sdp")
             ctx = self.endpoint.send_request(reinvite, caller.dialog.peer, now)
             self.pending[ctx] = _Pending(origin=None, side=side, offer=False)
-            caller.invite_pending = True
+            self._sync(caller, now)
         else:
             call.answered_at = now
             self.early.pop((call.invite.call_id, call.local_tag), None)
             self.stats["answered"] += 1
             self._answer_caller(call, sdp, now)
+        self._sync(side, now)
         if call.controller is not None:
             call.controller.bridged(call, now)
 
     def _answer_caller(self, call: Call, sdp: bytes, now: float) -> _Side:
         """Send the caller our 200 with ``sdp`` and make its dialog the caller side of the call."""
         caller_dialog = Dialog.as_uas(call.invite, call.local_tag, call.contact, call.caller_peer)
-        caller = _Side(call=call, dialog=caller_dialog, rewriter=call.caller_rewriter, relay_index=0,
-                       last_sdp=sdp)
+        session = InviteSession.uas(caller_dialog, self.endpoint.config.timers,
+                                    reliable=caller_dialog.peer.reliable,
+                                    offer_received=bool(call.invite.body))
+        caller = _Side(call=call, dialog=caller_dialog, session=session, rewriter=call.caller_rewriter,
+                       relay_index=0, last_sdp=sdp)
         call.caller_side = caller
         self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
         caller.remote_sdp = _sdp_key(call.invite.body)
@@ -778,41 +781,40 @@ class CallManager:
         if call.caller_session_expires:
             ok.fields.append(Field("session-expires", f"{call.caller_session_expires};refresher=uac"))
             ok.fields.append(Field("require", "timer"))
-            self._arm_session_timer(caller, call.caller_session_expires, now)
+            # The caller refreshes (refresher=uac); without a refresh in time the call ends (RFC 4028 §10).
+            session.expect_refresh(call.caller_session_expires, now)
         self.endpoint.respond(call.tx, ok, now)
         self.by_invite.pop(call.tx, None)
-        self._start_ok_retransmit(caller, ok, now)
+        self._sent_2xx(caller, ok, now, with_offer=not call.invite.body)
         return caller
 
     def _remember_ack(self, tx: ClientTransaction, side: _Side, now: float) -> None:
         """Keep what answering further 2xx of ``tx`` needs until its Timer M: a small memo per dialog, not
         the call (thousands of finished calls held for 32 s made the GC's passes long)."""
-        memo = _AckMemo(side.dialog.remote_tag, side.ack_seq, side.dialog.peer)
-        side.ack_memo = memo
-        memos = self.acked.get(tx)
-        if memos is None:
-            self.acked[tx] = [memo]
+        memo = side.session.remember_ack(side.ack_seq)
+        forks = self.acked.get(tx)
+        if forks is None:
+            self.acked[tx] = ForkedAnswers([memo])
             at = now + self.endpoint.config.timers.timeout  # Timer M: the transaction passes 2xx up till then
             self.scheduler.call_at(at, lambda: self.acked.pop(tx, None))
         else:
-            memos.append(memo)
+            forks.add(memo)
 
-    def _send_ack(self, side: _Side, ack: Request) -> None:
-        side.ack_data = data = self.endpoint.send_ack(ack, side.dialog.peer)
-        if side.ack_memo is not None:
-            side.ack_memo.data = data
+    def _send_ack(self, side: _Side, ack: Request, *, with_answer: bool = False) -> None:
+        data = self.endpoint.send_ack(ack, side.dialog.peer)
+        side.session.sent_ack(side.ack_seq, data, with_answer=with_answer)
 
-    def _another_2xx(self, tx: ClientTransaction, memos: list[_AckMemo], resp: Response, now: float) -> None:
+    def _another_2xx(self, tx: ClientTransaction, forks: ForkedAnswers, resp: Response, now: float) -> None:
         """A 2xx after the first on the same INVITE transaction: a retransmission (same To tag) gets the same
         ACK again; a 2xx from another fork (new To tag) gets an ACK and a BYE (RFC 3261 §13.2.2.4)."""
         if not 200 <= resp.status < 300:
             return
         tag = _to_tag(resp)
-        for memo in memos:
-            if memo.remote_tag == tag:
-                if memo.data is not None and resp.cseq.seq == memo.seq:
-                    self.endpoint.send_raw(memo.data, memo.peer)
-                return
+        if not forks.is_new_fork(tag):
+            data = forks.ack_again(tag, resp.cseq.seq)
+            if data is not None:
+                self.endpoint.send_raw(data, tx.peer)
+            return
         if tx.method != "INVITE" or not isinstance(tx.request, Request):
             return
         try:
@@ -821,7 +823,7 @@ class CallManager:
             return
         seq = resp.cseq.seq
         data = self.endpoint.send_ack(dialog.ack(seq), dialog.peer)
-        memos.append(_AckMemo(dialog.remote_tag, seq, dialog.peer, data))
+        forks.add(AckMemo(dialog.remote_tag, seq, data))
         self.endpoint.send_request(dialog.request("BYE"), dialog.peer, now)
 
     def _leg_final(self, leg: OutLeg, status: int, now: float, resp: Response | None = None) -> None:
@@ -948,42 +950,50 @@ class CallManager:
         call.ended_at = now
         self._end(call)
 
-    def _start_ok_retransmit(self, side: _Side, ok: Response, now: float) -> None:
-        """§13.3.1.4: the UAS core resends its 2xx (T1 doubling up to T2) until the ACK, for 64*T1."""
-        timers = self.endpoint.config.timers
-        if side.dialog.peer.reliable:
-            side.ok_data = None
-            return
-        if side.ok_timer is not None:
-            side.ok_timer.cancel()
-        side.ok_data = ok.serialize()
-        side.ok_interval = timers.t1
-        side.ok_deadline = now + timers.timeout
-        side.ok_timer = self.scheduler.call_at(now + timers.t1, lambda: self._timer(self._resend_ok, side))
+    # -- the INVITE sessions of the two sides ------------------------------------------------------
+    def _sent_2xx(self, side: _Side, ok: Response, now: float, *, with_offer: bool) -> None:
+        """Our 2xx to an INVITE from ``side`` is out: its session resends it until the ACK (§13.3.1.4)."""
+        data = b"" if side.session.reliable else ok.serialize()
+        side.session.sent_2xx(data, now, with_offer=with_offer)
+        self._sync(side, now)
 
-    def _resend_ok(self, side: _Side, now: float) -> None:
-        side.ok_timer = None
-        if side.ok_data is None or side.call.state is CallState.ENDED:
+    def _sync(self, side: _Side, now: float) -> None:
+        """Send what ``side``'s session queued, act on its events, and keep its one timer on its deadline."""
+        session = side.session
+        for data in session.datagrams_to_send():
+            self.endpoint.send_raw(data, side.dialog.peer)
+        while (event := session.next_event()) is not None:
+            if event is SessionEvent.ACK_TIMED_OUT:
+                # §13.3.1.4: no ACK within 64*T1: the dialog is confirmed and then ended with a BYE.
+                self._hang_up(side.call, now, "no ACK for the 2xx", disposition=Disposition.FAILED)
+            elif event is SessionEvent.SESSION_EXPIRED:
+                self._hang_up(side.call, now, "session timer expired")
+            elif event is SessionEvent.REFRESH_DUE:
+                self._send_refresh(side, now)
+        at = None if side.call.state is CallState.ENDED else session.get_timer()
+        if at == side.timer_at:
             return
-        if now >= side.ok_deadline:
-            side.ok_data = None
-            # §13.3.1.4: no ACK within 64*T1: the dialog is confirmed and then ended with a BYE.
-            self._hang_up(side.call, now, "no ACK for the 2xx", disposition=Disposition.FAILED)
+        if side.timer is not None:
+            side.timer.cancel()
+        side.timer_at = at
+        side.timer = None if at is None else self.scheduler.call_at(
+            at, lambda: self._timer(self._side_timer, side))
+
+    def _side_timer(self, side: _Side, now: float) -> None:
+        side.timer = None
+        side.timer_at = None
+        if side.call.state is CallState.ENDED:
             return
-        self.endpoint.send_raw(side.ok_data, side.dialog.peer)
-        side.ok_interval = min(2 * side.ok_interval, self.endpoint.config.timers.t2)
-        side.ok_timer = self.scheduler.call_at(now + side.ok_interval,
-                                               lambda: self._timer(self._resend_ok, side))
+        side.session.handle_timer(now)
+        self._sync(side, now)
 
     def _ack_received(self, side: _Side, ack: Request, now: float) -> None:
-        side.ok_data = None
-        if side.ok_timer is not None:
-            side.ok_timer.cancel()
-            side.ok_timer = None
+        side.session.receive_ack(has_answer=bool(ack.body))
+        self._sync(side, now)
         call = side.call
         callee = call.callee_side
-        if side is not call.caller_side or callee is None or callee.ack_data is not None \
-                or call.state is not CallState.ANSWERED:
+        if side is not call.caller_side or callee is None or callee.session.state is not \
+                SessionState.ACK_PENDING or call.state is not CallState.ANSWERED:
             return
         # Late offer: the caller's ACK carries the answer; our ACK to the callee passes it on.
         try:
@@ -999,7 +1009,7 @@ class CallManager:
         self._send_late_ack(callee, callee.last_sdp)
 
     def _send_late_ack(self, side: _Side, body: bytes) -> None:
-        self._send_ack(side, side.dialog.ack(side.ack_seq, body))
+        self._send_ack(side, side.dialog.ack(side.ack_seq, body), with_answer=bool(body))
 
     # -- in-dialog requests ------------------------------------------------------------------------
     def _in_dialog(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
@@ -1030,12 +1040,22 @@ class CallManager:
 
     def _offer_in_dialog(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
         """re-INVITE / UPDATE: a session refresh (no SDP, or the same SDP version) is answered here; a new
-        offer (hold, resume, codec change) goes to the other side with our addresses in it."""
-        if side.session_expires:
-            self._arm_session_timer(side, side.session_expires, now)
-        if req.method == "INVITE" and side.invite_pending:
-            self._answer(tx, req, 491, now)  # §14.2 glare: a re-INVITE of ours towards this side is open
+        offer (hold, resume, codec change) goes to the other side with our addresses in it. The session of
+        ``side`` refuses what its state does not allow (491 glare, 500 overlap)."""
+        session = side.session
+        is_invite = req.method == "INVITE"
+        has_offer = bool(req.body)
+        if is_invite:
+            status = session.receive_invite(now, has_offer=has_offer)
+        else:
+            status = session.receive_update(now, has_offer=has_offer)
+        if status is not None:
+            resp = make_response(req, status, to_tag=side.dialog.local_tag)
+            if status == 500:
+                resp.fields.append(Field("retry-after", str(RETRY_AFTER_S)))
+            self._respond(tx, resp, now)
             return
+        self._sync(side, now)  # a refresh moved the expiry; an INVITE stopped our 2xx retransmissions
         if side.call.callee_side is None:
             # The engine itself serves the call: our session stays as it is (hold is not acted upon).
             self._answer_locally(side, req, tx, now)
@@ -1048,6 +1068,7 @@ class CallManager:
                 resp = make_response(req, 488, to_tag=side.dialog.local_tag)
                 resp.fields.append(Field("warning", _warning(f"SDP: {exc}")))
                 self._respond(tx, resp, now)
+                self._refused(side, req.method, offer=has_offer)
                 return
         key = _sdp_key(req.body)
         if offer is None or key == side.remote_sdp:
@@ -1055,8 +1076,13 @@ class CallManager:
             # bump the version, others bump it on every refresh).
             self._answer_locally(side, req, tx, now)
             return
-        side.remote_sdp = key
         other = side.other
+        if not (other.session.can_send_invite() if is_invite else other.session.offer is OfferState.STABLE):
+            # The other side has an INVITE or an offer of its own open: the offers crossed (§14.1).
+            self._respond(tx, make_response(req, 491, to_tag=side.dialog.local_tag), now)
+            self._refused(side, req.method, offer=True)
+            return
+        side.remote_sdp = key
         relay = side.call.relay
         if relay is None:
             body = other.rewriter.passthrough(offer)
@@ -1069,11 +1095,22 @@ class CallManager:
         other.last_sdp = body
         self._forward(side, req, tx, now, body=body, offer=True)
 
+    @staticmethod
+    def _refused(side: _Side, method: str, *, offer: bool) -> None:
+        """We answered ``side``'s re-INVITE/UPDATE with a failure: its offer is void (RFC 3264 §8)."""
+        session = side.session
+        if method == "INVITE":
+            if session.state is SessionState.INVITE_IN:
+                session.sent_final()
+        elif offer and session.offer is OfferState.REMOTE_OFFER:
+            session.offer_input(OfferInput.REJECTED)
+
     def _answer_locally(self, side: _Side, req: Request, tx: ServerTransaction, now: float) -> None:
         resp = make_response(req, 200, to_tag=side.dialog.local_tag)
         resp.fields.append(Field("contact", side.dialog.local_contact))
-        if side.session_expires:
-            resp.fields.append(Field("session-expires", f"{side.session_expires};refresher=uac"))
+        interval = side.session.peer_refresh_interval
+        if interval:
+            resp.fields.append(Field("session-expires", f"{interval};refresher=uac"))
             resp.fields.append(Field("require", "timer"))
         if side.last_sdp and (req.method == "INVITE" or req.body):
             # An INVITE without SDP asks for our offer; an UPDATE without SDP must get none (RFC 3311).
@@ -1081,11 +1118,17 @@ class CallManager:
             resp.body = side.last_sdp
         self._respond(tx, resp, now)
         if req.method == "INVITE":
-            self._start_ok_retransmit(side, resp, now)
+            self._sent_2xx(side, resp, now, with_offer=bool(resp.body) and not req.body)
+        elif req.body and side.session.offer is OfferState.REMOTE_OFFER:
+            side.session.offer_input(OfferInput.SEND_ANSWER if resp.body else OfferInput.REJECTED)
 
     def _forward(self, side: _Side, req: Request, tx: ServerTransaction, now: float, *, body: bytes,
                  offer: bool = False) -> None:
         other = side.other
+        if req.method == "INVITE":
+            other.session.send_invite(with_offer=bool(body))
+        elif offer:
+            other.session.offer_input(OfferInput.SEND_OFFER)
         out = other.dialog.request(req.method, body, req.get("content-type"))
         for name in ("content-disposition", "info-package", "recv-info"):
             value = req.get(name)
@@ -1095,9 +1138,9 @@ class CallManager:
         pending = _Pending(origin=tx, side=side, offer=offer)
         self.pending[ctx] = pending
         if req.method == "INVITE":
-            other.invite_pending = True
             at = now + self.endpoint.config.timers.timeout
             pending.guard = self.scheduler.call_at(at, lambda: self._timer(self._pending_expired, ctx))
+            self._sync(other, now)  # our INVITE stops the retransmissions of a 2xx still waiting for its ACK
 
     def _pending_expired(self, ctx: ClientTransaction, now: float) -> None:
         """A forwarded re-INVITE that only ever got provisional answers: CANCEL it, 408 to its sender."""
@@ -1105,10 +1148,20 @@ class CallManager:
         if pending is None:
             return
         pending.guard = None
-        pending.side.other.invite_pending = False
         self._give_up_invite(ctx, now)
-        if pending.origin is not None and pending.origin.request is not None:
-            self._answer(pending.origin, pending.origin.request, 408, now)
+        self._pending_failed(pending, "INVITE", 408, now)
+
+    def _pending_failed(self, pending: _Pending, method: str, status: int, now: float) -> None:
+        """A forwarded request (or one of ours) ended without a final response: both sessions move on."""
+        target = pending.side.other
+        if method == "INVITE":
+            target.session.invite_final(status, has_answer=False)
+        elif pending.offer and target.session.offer is OfferState.LOCAL_OFFER:
+            target.session.offer_input(OfferInput.REJECTED)
+        origin = pending.origin
+        if origin is not None and origin.request is not None:
+            self._answer(origin, origin.request, status, now)
+            self._refused(pending.side, method, offer=pending.offer)
 
     def _give_up_invite(self, ctx: ClientTransaction, now: float) -> None:
         """CANCEL a re-INVITE of ours that is still open, and forget its transaction if even the CANCEL
@@ -1134,14 +1187,18 @@ class CallManager:
             pending.guard.cancel()
             pending.guard = None
         is_invite = ctx.method == "INVITE"
+        ok = resp.status < 300
         if is_invite:
-            other.invite_pending = False
-            if resp.status < 300:
+            other.session.invite_final(resp.status, has_answer=bool(resp.body))
+            if ok:
                 # Our ACK for this 2xx, resent for each of its retransmissions while the transaction lives.
                 other.dialog.refresh_target(resp)
                 other.ack_seq = ctx.request.cseq.seq
                 self._remember_ack(ctx, other, now)
                 self._send_ack(other, other.dialog.ack(other.ack_seq))
+            self._sync(other, now)
+        elif pending.offer and other.session.offer is OfferState.LOCAL_OFFER:
+            other.session.offer_input(OfferInput.RECV_ANSWER if ok and resp.body else OfferInput.REJECTED)
         origin = pending.origin
         if side.call.state is not CallState.ANSWERED or origin is None:
             return
@@ -1149,9 +1206,10 @@ class CallManager:
         if request is None:
             return
         out = make_response(request, resp.status, resp.reason, to_tag=side.dialog.local_tag)
-        if resp.status < 300:
-            if side.session_expires:
-                out.fields.append(Field("session-expires", f"{side.session_expires};refresher=uac"))
+        if ok:
+            interval = side.session.peer_refresh_interval
+            if interval:
+                out.fields.append(Field("session-expires", f"{interval};refresher=uac"))
                 out.fields.append(Field("require", "timer"))
             if pending.offer and resp.body:
                 try:
@@ -1170,8 +1228,12 @@ class CallManager:
                     out.fields.append(Field("content-type", ctype))
             out.fields.append(Field("contact", side.dialog.local_contact))
         self._respond(origin, out, now)
-        if is_invite and resp.status < 300:
-            self._start_ok_retransmit(side, out, now)
+        if not ok:
+            self._refused(side, ctx.method, offer=pending.offer)
+        elif is_invite:
+            self._sent_2xx(side, out, now, with_offer=False)
+        elif pending.offer and side.session.offer is OfferState.REMOTE_OFFER:
+            side.session.offer_input(OfferInput.SEND_ANSWER if out.body else OfferInput.REJECTED)
 
     def _sdp_towards(self, side: _Side, answer: SessionDescription) -> bytes:
         """``answer`` from the other side, as ``side`` should see it."""
@@ -1196,20 +1258,6 @@ class CallManager:
         except ValueError:
             raise SipParseError(400, "Bad Session-Expires header", message=req) from None
 
-    def _arm_session_timer(self, side: _Side, seconds: int, now: float) -> None:
-        """The caller refreshes (refresher=uac); if no refresh arrives in time the call ends (§10: BYE
-        at the expiry minus a margin of min(32, SE/3))."""
-        side.session_expires = seconds
-        if side.session_timer is not None:
-            side.session_timer.cancel()
-        at = now + seconds - min(32, seconds / 3)
-        side.session_timer = self.scheduler.call_at(at, lambda: self._timer(self._session_expired, side))
-
-    def _session_expired(self, side: _Side, now: float) -> None:
-        side.session_timer = None
-        if side.call.state in (CallState.ANSWERED, CallState.SERVING):
-            self._hang_up(side.call, now, "session timer expired")
-
     def _refresher_from_callee(self, side: _Side, resp: Response, now: float) -> None:
         """The callee's 2xx may make us the refresher (Session-Expires ...;refresher=uac): send a refresh
         (UPDATE without SDP when allowed, else re-INVITE with the same SDP) every half interval."""
@@ -1217,23 +1265,27 @@ class CallManager:
         if value is None or "refresher=uac" not in value.replace(" ", "").lower():
             return
         try:
-            seconds = max(MIN_SE, int(value.split(";", 1)[0].strip()))
+            seconds = int(value.split(";", 1)[0].strip())
         except ValueError:
             return
         allow = {t.upper() for t in resp.tokens("allow")} if resp.has("allow") else set()
-        method = "UPDATE" if "UPDATE" in allow else "INVITE"
+        side.refresh_method = "UPDATE" if "UPDATE" in allow else "INVITE"
+        side.session.refresh_as_us(seconds, now)
 
-        def refresh(now: float) -> None:
-            if side.call.state is not CallState.ANSWERED:
-                return
-            body = side.last_sdp if method == "INVITE" else b""
-            req = side.dialog.request(method, body)
-            req.fields.append(Field("session-expires", f"{seconds};refresher=uac"))
-            ctx = self.endpoint.send_request(req, side.dialog.peer, now)
-            self.pending[ctx] = _Pending(origin=None, side=side.other, offer=False)
-            side.session_timer = self.scheduler.call_at(now + seconds / 2, lambda: self._timer(refresh, None))
-
-        side.session_timer = self.scheduler.call_at(now + seconds / 2, lambda: self._timer(refresh, None))
+    def _send_refresh(self, side: _Side, now: float) -> None:
+        """REFRESH_DUE: we are the refresher towards ``side``."""
+        if side.call.state is not CallState.ANSWERED:
+            return
+        method = side.refresh_method
+        body = side.last_sdp if method == "INVITE" else b""
+        if method == "INVITE":
+            if not side.session.can_send_invite():
+                return  # an INVITE is open on the dialog, which refreshes it too; the next is due in SE/2
+            side.session.send_invite(with_offer=bool(body))
+        req = side.dialog.request(method, body, "application/sdp" if body else None)
+        req.fields.append(Field("session-expires", f"{side.session.interval};refresher=uac"))
+        ctx = self.endpoint.send_request(req, side.dialog.peer, now)
+        self.pending[ctx] = _Pending(origin=None, side=side.other, offer=False)
 
     # -- ending ------------------------------------------------------------------------------------
     def _hang_up(self, call: Call, now: float, cause: str, from_side: _Side | None = None,
@@ -1255,10 +1307,11 @@ class CallManager:
         self._end(call)
 
     def _send_bye(self, side: _Side, now: float) -> None:
-        if side.ack_data is None and side.relay_index == 1:
+        if side.session.state is SessionState.ACK_PENDING:
             self._send_late_ack(side, b"")  # a 2xx still waiting for the caller's answer is ACKed first
         bye = side.dialog.request("BYE")
         self.endpoint.send_request(bye, side.dialog.peer, now)
+        side.session.end()
 
     def _end(self, call: Call) -> None:
         """The call is over for the caller: free its media and timers. Outbound legs still waiting for
@@ -1278,11 +1331,10 @@ class CallManager:
         for side in (call.caller_side, call.callee_side):
             if side is None:
                 continue
-            for pending_timer in (side.ok_timer, side.session_timer):
-                if pending_timer is not None:
-                    pending_timer.cancel()
-            side.ok_timer = side.session_timer = None
-            side.ok_data = None
+            if side.timer is not None:
+                side.timer.cancel()
+            side.timer = side.timer_at = None
+            side.session.end()
             self.dialogs.pop((side.dialog.call_id, side.dialog.local_tag), None)
         if call.relay is not None:
             call.relay.close()

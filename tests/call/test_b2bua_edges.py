@@ -222,6 +222,81 @@ def test_a_pending_info_is_answered_487_when_the_call_ends() -> None:
     rig.assert_clean()
 
 
+# -- glare (RFC 3261 §14, RFC 3311 §5.2): the sides' INVITE sessions refuse what crosses ------------------
+def test_crossing_reinvites_the_second_gets_491_and_the_call_goes_on() -> None:
+    """The caller's re-INVITE is forwarded to the callee, who sends a re-INVITE of its own before answering
+    it: our INVITE towards the callee is open, so its INVITE gets 491 (§14.2) and is not passed on."""
+    rig = Rig()
+    bob = rig.bobs[0]
+    leaves_unanswered(bob, in_dialog("INVITE"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))
+    rig.at(3.5, lambda: bob.reinvite("sendonly"))
+    rig.at(5.0, rig.alice.bye)
+    rig.net.run(until=120.0)
+    (glare,) = pbx_sent(rig, to(bob.node, is_response(491, "INVITE")))
+    assert glare.sent_at == 3.625
+    assert [r.method for r in rig.alice.requests] == [], "the callee's re-INVITE never reached the caller"
+    assert rig.cdrs[0].hangup_cause == "caller hung up"
+    rig.assert_clean()
+
+
+def test_a_reinvite_while_the_same_sides_last_one_is_unanswered_gets_500_with_retry_after() -> None:
+    rig = Rig()
+    leaves_unanswered(rig.bobs[0], in_dialog("INVITE"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))
+    rig.at(3.5, lambda: rig.alice.reinvite("inactive"))
+    rig.at(5.0, rig.alice.bye)
+    rig.net.run(until=120.0)
+    (overlap,) = pbx_sent(rig, to(rig.alice.node, is_response(500, "INVITE")))
+    assert response(overlap).get("retry-after") == "2"
+    assert [r.method for r in rig.bobs[0].requests].count("INVITE") == 2, "only the first was passed on"
+    rig.assert_clean()
+
+
+def test_an_update_offer_crossing_our_forwarded_offer_gets_491() -> None:
+    rig = Rig()
+    bob = rig.bobs[0]
+    leaves_unanswered(bob, in_dialog("INVITE"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))
+    rig.at(3.5, send_in_dialog(bob, lambda p: dialog_request(p, "UPDATE", p.sdp(), "application/sdp")))
+    rig.at(5.0, rig.alice.bye)
+    rig.net.run(until=120.0)
+    assert len(pbx_sent(rig, to(bob.node, is_response(491, "UPDATE")))) == 1
+    assert "UPDATE" not in [r.method for r in rig.alice.requests]
+    rig.assert_clean()
+
+
+def test_after_a_refused_offer_and_a_timed_out_reinvite_the_next_offer_passes() -> None:
+    """A 491 leaves both sessions as they were, and a forwarded re-INVITE that is never answered (408 to
+    its sender after 64*T1, CANCEL to the callee) leaves no INVITE or offer open: the callee's next offer
+    is forwarded as usual."""
+    rig = Rig()
+    bob = rig.bobs[0]
+    leaves_unanswered(bob, in_dialog("INVITE"))
+
+    def new_offer(p: Phone) -> Request:
+        p.sdp_version += 1
+        p.direction = "sendonly"  # hold: a new session, not a refresh
+        return dialog_request(p, "UPDATE", p.sdp(), "application/sdp")
+
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))
+    rig.at(3.5, send_in_dialog(bob, new_offer))
+    rig.at(40.0, send_in_dialog(bob, new_offer))
+    rig.at(45.0, rig.alice.bye)
+    rig.net.run(until=120.0)
+    assert len(pbx_sent(rig, to(bob.node, is_response(491, "UPDATE")))) == 1
+    (timeout,) = pbx_sent(rig, to(rig.alice.node, is_response(408, "INVITE")))
+    assert timeout.sent_at < 40.0
+    assert [r.method for r in rig.alice.requests] == ["UPDATE"]
+    body = rig.alice.requests[0].body
+    assert b"o=pbx-engine" in body and b"a=sendonly" in body, "the new offer reached the caller"
+    rig.assert_clean()
+
+
 # -- session timers (RFC 4028) -----------------------------------------------------------------------------
 def test_the_2xx_to_a_forwarded_session_refresh_carries_session_expires_and_require_timer() -> None:
     """The caller refreshes the session with a re-INVITE that also changes the SDP (hold), so it is

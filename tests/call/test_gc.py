@@ -1,0 +1,148 @@
+"""Finished calls are freed by reference counting alone (issue 11, point 5).
+
+The cyclic collector's passes over thousands of live calls stalled the event loop; a call, its legs, its
+sides and their INVITE sessions must therefore hold no reference cycle once the call is over. With the
+collector disabled, calls of every ending run to completion; a collection with ``DEBUG_SAVEALL`` then keeps
+whatever only a cycle held, and none of it may be the engine's. The rigs (the in-memory network and its
+phones, which are cyclic on purpose) stay alive meanwhile, so their objects are still reachable and not
+counted.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.call.test_b2bua import PBX_URI, Rig
+from tests.sip.harness import is_request, sent_from
+
+
+def _answered_caller_hangs_up() -> Rig:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, rig.alice.bye)
+    return rig
+
+
+def _answered_callee_hangs_up() -> Rig:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, rig.bobs[0].bye)
+    return rig
+
+
+def _busy() -> Rig:
+    rig = Rig(modes=("busy",))
+    rig.alice.call(PBX_URI, rig.pbx)
+    return rig
+
+
+def _caller_cancels() -> Rig:
+    rig = Rig(modes=("ring",))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(2.0, rig.alice.cancel)
+    return rig
+
+
+def _ring_timeout() -> Rig:
+    rig = Rig(modes=("ring",), ring_timeout=5.0)
+    rig.alice.call(PBX_URI, rig.pbx)
+    return rig
+
+
+def _never_acked() -> Rig:
+    rig = Rig()
+    rig.net.drop(lambda d: is_request("ACK")(d) and sent_from(rig.alice.node)(d), times=None)
+    rig.alice.call(PBX_URI, rig.pbx)
+    return rig
+
+
+def _session_timer_expires() -> Rig:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, extra=(("Session-Expires", "90;refresher=uac"), ("Supported", "timer")))
+    return rig
+
+
+def _late_offer() -> Rig:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx, late_offer=True)
+    rig.at(3.0, rig.alice.bye)
+    return rig
+
+
+def _forked_first_answer_wins() -> Rig:
+    rig = Rig(callees=2, modes=("answer", "ring"))
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(4.0, rig.alice.bye)
+    return rig
+
+
+def _hold_and_resume() -> Rig:
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))
+    rig.at(6.0, lambda: rig.alice.reinvite("sendrecv"))
+    rig.at(9.0, rig.bobs[0].bye)
+    return rig
+
+
+ENDINGS: dict[str, Callable[[], Rig]] = {
+    "caller hangs up": _answered_caller_hangs_up,
+    "callee hangs up": _answered_callee_hangs_up,
+    "busy": _busy,
+    "caller cancels": _caller_cancels,
+    "ring timeout": _ring_timeout,
+    "2xx never ACKed": _never_acked,
+    "session timer expires": _session_timer_expires,
+    "late offer": _late_offer,
+    "forked, first answer wins": _forked_first_answer_wins,
+    "hold and resume": _hold_and_resume,
+}
+
+
+@pytest.fixture
+def no_collector() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        yield
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+
+
+def test_calls_of_every_ending_leave_nothing_for_the_cyclic_collector(no_collector: None) -> None:
+    rigs = []
+    for make in ENDINGS.values():
+        rig = make()
+        rig.net.run(until=200.0)
+        assert rig.cdrs, "the call ended and was recorded"
+        rig.assert_clean()
+        rigs.append(rig)
+    gc.collect()
+    cyclic = Counter(type(obj).__qualname__ for obj in gc.garbage
+                     if type(obj).__module__.startswith("engine."))
+    assert not cyclic, f"finished calls left reference cycles: {dict(cyclic)}"
+    assert len(rigs) == len(ENDINGS)
+
+
+def test_the_check_sees_a_cycle_when_there_is_one(no_collector: None) -> None:
+    """The measurement itself: a finished call whose side is linked back to it again is found."""
+    rig = _answered_caller_hangs_up()
+    rig.net.run(until=1.5)  # answered, still up
+    (call,) = rig.manager.calls.values()
+    side = call.caller_side
+    rig.net.run(until=200.0)
+    rig.assert_clean()
+    assert call.caller_side is None, "the manager unlinked the ended call"
+    call.caller_side = side  # what the manager must not leave behind: Call <-> _Side
+    del call, side
+    gc.collect()
+    found = {type(obj).__qualname__ for obj in gc.garbage if type(obj).__module__.startswith("engine.")}
+    assert {"Call", "_Side"} <= found
+    assert rig.cdrs
