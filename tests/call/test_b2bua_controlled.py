@@ -92,8 +92,9 @@ class Rig:
 
     def assert_clean(self) -> None:
         m = self.manager
-        assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.pending == {} and m.by_invite == {}
-        assert m.acked == {} and m.early == {}
+        assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.by_invite == {}
+        assert m.sides.pending == {}
+        assert m.sides.acked == {} and m.early == {}
         assert self.net.pending_timers() == 0
         assert self.pbx.endpoint.transaction_count == 0
 

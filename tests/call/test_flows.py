@@ -161,7 +161,8 @@ class Rig:
 
     def assert_clean(self) -> None:
         m = self.manager
-        assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.pending == {} and m.by_invite == {}
+        assert m.calls == {} and m.legs == {} and m.dialogs == {} and m.by_invite == {}
+        assert m.sides.pending == {}
         assert self.net.pending_timers() == 0
 
 

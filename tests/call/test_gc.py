@@ -140,9 +140,9 @@ def test_the_check_sees_a_cycle_when_there_is_one(no_collector: None) -> None:
     rig.net.run(until=200.0)
     rig.assert_clean()
     assert call.caller_side is None, "the manager unlinked the ended call"
-    call.caller_side = side  # what the manager must not leave behind: Call <-> _Side
+    call.caller_side = side  # what the manager must not leave behind: Call <-> Side
     del call, side
     gc.collect()
     found = {type(obj).__qualname__ for obj in gc.garbage if type(obj).__module__.startswith("engine.")}
-    assert {"Call", "_Side"} <= found
+    assert {"Call", "Side"} <= found
     assert rig.cdrs

@@ -1,0 +1,310 @@
+"""The call layer's data: calls, their outbound legs and the two sides of an answered call, with the few
+rules every part of the layer shares (the best final answer of a fork, CDR dispositions, DTMF by INFO).
+
+A ``Call`` is the caller's INVITE and what became of it. ``OutLeg`` is one branch being rung (a client INVITE
+transaction until it answers). Once answered, the call has two ``Side`` objects, one per dialog (the
+caller's, where we are UAS, and the callee's, where we are UAC), each with its ``InviteSession``
+(``engine.sip.invite``). ``Pending`` is an in-dialog request passed from one side to the other. Who acts on
+them: ``engine.call.b2bua`` (calls and forking), ``engine.call.indialog`` (the answered call's in-dialog
+traffic), ``engine.call.anchor`` (media) and ``engine.call.cdr`` (records).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from engine.media.io import RelaySession
+from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
+from engine.sip.dialog import Dialog
+from engine.sip.endpoint import SipEndpoint
+from engine.sip.errors import SipParseError
+from engine.sip.invite import InviteSession
+from engine.sip.message import Request, Response, make_response
+from engine.sip.sdp import SdpRewriter, SessionDescription
+from engine.sip.transaction import ClientTransaction, Peer, ServerTransaction, TransactionState
+
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+SUPPORTED: Final = "timer"
+COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
+DEFAULT_RING_TIMEOUT_S: Final = 30.0  # how long a line rings (pbx serve --ring-timeout)
+DEFAULT_MAX_CALL_S: Final = 6 * 3600.0
+MIN_SE: Final = 90  # RFC 4028 §5: the smallest Session-Expires we accept
+#: Final statuses that mean "busy" wherever they come from (§21.4.24, §21.6.1).
+BUSY: Final = frozenset({486, 600})
+#: Methods that never belong to a call's dialog here, even with a To tag.
+NOT_CALL_METHODS: Final = frozenset({"REGISTER", "OPTIONS", "SUBSCRIBE", "PUBLISH", "MESSAGE"})
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the manager needs of the event loop: ``loop.call_at`` (monotonic time, like ``now``)."""
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> TimerHandle: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """One place to ring: the Request-URI and the address the INVITE is sent to."""
+
+    uri: str
+    peer: Peer
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a routed call goes and how it presents itself there."""
+
+    branches: tuple[Branch, ...]
+    from_address: str  # the caller as the callee sees it, e.g. '"Anna Schmidt" <sip:201@pbx.example>'
+    to_address: str  # e.g. '<sip:202@pbx.example>'
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. P-Asserted-Identity towards a carrier
+    ring_timeout: float = DEFAULT_RING_TIMEOUT_S
+    credentials: tuple[str, str] | None = None  # (username, password) when the far end challenges us
+    media_release: bool = False  # both ends may exchange RTP directly (policy decided by the router)
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Who called whom, for the CDR."""
+
+    direction: Direction
+    caller: str
+    caller_name: str
+    callee: str
+    did: str | None = None
+    trunk: str | None = None
+
+
+class CallController(Protocol):
+    """What runs a call's flow (``engine.call.flows``); the manager reports to it."""
+
+    def ring_ended(self, call: Call, status: int, now: float) -> None:
+        """A ring round ended unanswered (``status``: the best final answer, 480 for a timeout)."""
+
+    def bridged(self, call: Call, now: float) -> None:
+        """A branch answered: the call is now bridged to it and the flow is over."""
+
+    def ended(self, call: Call, now: float) -> None:
+        """The call is over (the caller hung up, a BYE, a timeout, shutdown)."""
+
+    def dtmf(self, call: Call, key: str) -> None:
+        """A DTMF key the caller sent by SIP INFO while the engine serves the call."""
+
+    def path(self) -> tuple[str, ...]:
+        """The dial-plan steps taken, for the CDR."""
+
+
+class CallState(enum.Enum):
+    RINGING = "ringing"  # not answered yet (outbound legs pending, or a controller deciding)
+    SERVING = "serving"  # answered by the engine itself (prompts, voicemail); may ring legs
+    ANSWERED = "answered"  # bridged
+    ENDED = "ended"  # final answer given or BYE sent; only lingering legs may remain
+
+
+class LegState(enum.Enum):
+    CALLING = "calling"
+    EARLY = "early"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """An in-dialog request forwarded to the other side, waiting for that side's final response."""
+
+    origin: ServerTransaction | None  # None: a request we originated (a session refresh)
+    side: Side
+    offer: bool  # it carried SDP that we rewrote
+    guard: TimerHandle | None = None  # a forwarded re-INVITE gets 64*T1 for its final (like Timer C)
+
+
+@dataclass(eq=False, slots=True)
+class Side:
+    """One bridged dialog of an answered call (caller side or callee side)."""
+
+    call: Call
+    dialog: Dialog
+    #: the INVITE usage of the dialog: 2xx/ACK, glare, offer/answer and session-timer rules and deadlines
+    session: InviteSession
+    rewriter: SdpRewriter
+    relay_index: int  # 0: relay side "a" (caller), 1: relay side "b" (callee)
+    last_sdp: bytes = b""  # the last SDP we sent this side
+    remote_sdp: bytes = b""  # the last SDP this side sent us, without its o= line (anchor.sdp_key)
+    ack_seq: int = -1  # the CSeq of the INVITE whose 2xx from this side we ACK (or still must)
+    timer: TimerHandle | None = None  # armed for session.get_timer() (see InDialog.sync)
+    timer_at: float | None = None
+    refresh_method: str = ""  # UPDATE or INVITE: how we refresh the session when we are the refresher
+
+    @property
+    def other(self) -> Side:
+        call = self.call
+        assert call.caller_side is not None and call.callee_side is not None
+        return call.callee_side if self is call.caller_side else call.caller_side
+
+
+@dataclass(eq=False, slots=True)
+class OutLeg:
+    """One branch being rung: a client INVITE transaction, then (when it answers) the callee dialog."""
+
+    call: Call
+    branch: Branch
+    request: Request
+    tx: ClientTransaction
+    started_at: float
+    state: LegState = LegState.CALLING
+    status: int = 0
+    reason: str = ""
+    answered_at: float | None = None
+    ended_at: float | None = None
+    provisional: bool = False
+    cancel_pending: bool = False
+    cancel_reason: str | None = None
+    cancelled: bool = False
+    auth_tried: bool = False
+    guard: TimerHandle | None = None
+    round: int = 0  # the call's ring round that sent it
+
+    def record(self, wall_of: Callable[[float], float]) -> LegRecord:
+        return LegRecord(target=self.branch.uri, started_at=wall_of(self.started_at),
+                         answered_at=None if self.answered_at is None else wall_of(self.answered_at),
+                         ended_at=wall_of(self.ended_at if self.ended_at is not None else self.started_at),
+                         status=self.status)
+
+
+@dataclass(eq=False, slots=True)
+class Call:
+    """One call: the caller's INVITE, its outbound legs, and once answered the two bridged sides."""
+
+    id: str
+    info: CallInfo
+    invite: Request
+    tx: ServerTransaction
+    caller_peer: Peer
+    destination: Destination
+    local_tag: str
+    contact: str
+    started_at: float
+    offer: SessionDescription | None
+    relay: RelaySession | None
+    caller_rewriter: SdpRewriter
+    callee_rewriter: SdpRewriter
+    callee_sdp: bytes
+    state: CallState = CallState.RINGING
+    legs: list[OutLeg] = field(default_factory=list)
+    caller_side: Side | None = None
+    callee_side: Side | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    final_status: int = 0
+    disposition: Disposition | None = None
+    cause: str = ""
+    timers: list[TimerHandle] = field(default_factory=list)
+    early_sdp_sent: bytes = b""
+    ringing_sent: bool = False
+    caller_session_expires: int = 0
+    controller: CallController | None = None
+    ring_active: bool = False  # a ring round is under way
+    round: int = 0
+    ring_timer: TimerHandle | None = None
+    media_ready: bool = False  # the relay is open (or media released) and callee_sdp built
+    #: how the last ring round ended (status, reason, disposition, cause): the caller's answer when the
+    #: flow has nothing else to offer (``end_as_rung``)
+    ring_outcome: tuple[int, str | None, Disposition, str] | None = None
+
+
+CdrSink = Callable[[CallRecord], None]
+
+
+class Reject(Exception):
+    def __init__(self, status: int, reason: str, disposition: Disposition,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.disposition = disposition
+        self.headers = headers
+
+
+def warning_value(text: str) -> str:
+    """A Warning header value (RFC 3261 §20.43, code 399 "miscellaneous") whose quoted text is well formed."""
+    return '399 pbx "' + text.replace("\\", "").replace('"', "'") + '"'
+
+
+def info_dtmf(req: Request) -> str | None:
+    """The key of a SIP INFO DTMF body: ``application/dtmf-relay`` ("Signal=5") or ``application/dtmf``
+    ("5"); None for anything else."""
+    ctype = (req.get("content-type") or "").split(";", 1)[0].strip().lower()
+    text = req.body.decode("ascii", "replace")
+    if ctype == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                text = value
+                break
+        else:
+            return None
+    elif ctype != "application/dtmf":
+        return None
+    key = text.strip()
+    return key if len(key) == 1 and key in "0123456789*#ABCD" else None
+
+
+def to_tag(msg: Request | Response) -> str | None:
+    try:
+        return msg.to.tag
+    except SipParseError:
+        return None
+
+
+def is_sdp(msg: Request | Response) -> bool:
+    ctype = msg.get("content-type")
+    return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
+
+
+def best_status(statuses: Sequence[int]) -> int:
+    """§16.7 step 6, as a PBX reads it: busy anywhere is busy; otherwise the lowest 4xx, then 5xx; a
+    branch that timed out counts as no answer (480)."""
+    # A B2BUA cannot pass on a redirect (3xx: no Contact) or a challenge meant for itself (401/407).
+    finals = [480 if 300 <= s < 400 else 403 if s in (401, 407) else s for s in statuses if s >= 300]
+    if not finals:
+        return 480
+    if any(s in BUSY for s in finals):
+        return 486
+    for lo, hi in ((600, 700), (400, 500), (500, 600), (300, 400)):
+        cls = [s for s in finals if lo <= s < hi and s != 408]
+        if cls:
+            return min(cls)
+    return 480
+
+
+def disposition_of(status: int) -> Disposition:
+    if status in BUSY:
+        return Disposition.BUSY
+    if status == 487:
+        return Disposition.CANCELLED
+    if status in (408, 480, 603):
+        return Disposition.NO_ANSWER
+    if status in (404, 484, 604):
+        return Disposition.NOT_FOUND
+    if status == 403:
+        return Disposition.FORBIDDEN
+    return Disposition.FAILED
+
+
+def respond(endpoint: SipEndpoint, tx: ServerTransaction, resp: Response, now: float) -> None:
+    """Send ``resp`` on ``tx`` unless the transaction is over already (a crossing request ended it)."""
+    if tx.state is TransactionState.TERMINATED:
+        return
+    endpoint.respond(tx, resp, now)
+
+
+def answer(endpoint: SipEndpoint, tx: ServerTransaction, req: Request, status: int, now: float) -> None:
+    """Answer ``req`` with a bare ``status``."""
+    tag = to_tag(req) or endpoint.new_tag()
+    respond(endpoint, tx, make_response(req, status, to_tag=tag), now)
