@@ -84,7 +84,6 @@ DEFAULT_DIGEST_ALGORITHMS: Final = ("MD5",)
 PURGE_INTERVAL_S: Final = 10.0
 DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
-MWI_TICK_S: Final = 1.0
 DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
 
 
@@ -380,7 +379,7 @@ class Server:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))
-                self._spawn(self._mwi_loop(mwi, clock, transport))
+                transport.watch(mwi)  # one timer at the next subscription expiry, re-armed as it moves
                 self._spawn(self._config_loop(app, store))
                 self._http = await start_http(store, self.http, advertised, port) if self.http else None
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
@@ -410,18 +409,6 @@ class Server:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def _mwi_loop(self, mwi: MwiService, clock: Clock, transport: SipTransport) -> None:
-        """End MWI subscriptions whose time is up (a final NOTIFY each)."""
-        while True:
-            await asyncio.sleep(MWI_TICK_S)
-            due = mwi.get_timer()
-            if due is not None and due <= clock.now():
-                try:
-                    mwi.handle_timer(clock.now())
-                except Exception:
-                    logger.exception("MWI expiry failed")
-                transport.pump()
 
     async def _purge_loop(self, app: SipApplication) -> None:
         while True:

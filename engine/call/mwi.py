@@ -18,10 +18,16 @@ Two ways a phone learns that its mailbox holds messages:
 ``SipEndpoint``; the shell drains the endpoint as usual. Time arrives as arguments (``now`` monotonic for
 transactions and subscription expiry, ``wall`` for the location service's binding expiry). Counts are
 remembered from ``set_counts``/``notify_counts``; it never reads the voicemail store.
+
+Its only deadline of its own is subscription expiry (the subscriber refreshes; NOTIFY retransmission and
+its Timer F are the endpoint's). ``get_timer()`` is the earliest expiry, kept in a heap so that asking
+after every message costs nothing; the shell arms one timer there (``SipTransport.watch``) and calls
+``handle_timer(now)`` when it fires, as it does for the endpoint: nothing polls.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,6 +186,9 @@ class MwiService:
         self.max_expires = max_expires
         self._counts: dict[str, tuple[int, int]] = {}
         self._subs: dict[_SubKey, Subscription] = {}
+        # (expires_at, key) per subscription and refresh; an entry whose subscription is gone or was
+        # refreshed since is stale and dropped when it reaches the top.
+        self._expiry: list[tuple[float, _SubKey]] = []
         self._notifies: dict[ClientTransaction, _SubKey | None] = {}
         self.stats: dict[str, int] = {"subscribe": 0, "notify": 0, "unsolicited": 0, "expired": 0}
 
@@ -283,6 +292,7 @@ class MwiService:
             self._notify(key, sub, now, "terminated;reason=timeout")
             return
         self._subs[key] = sub
+        heapq.heappush(self._expiry, (sub.expires_at, key))
         self._notify(key, sub, now, "active")
 
     def _refresh(self, req: Request, tx: ServerTransaction, key: _SubKey, expires: int, now: float) -> None:
@@ -306,6 +316,7 @@ class MwiService:
             self._notify(key, sub, now, "terminated;reason=timeout")
             return
         sub.expires_at = now + expires
+        heapq.heappush(self._expiry, (sub.expires_at, key))
         self._notify(key, sub, now, "active")
 
     def _ok(self, req: Request, to_tag: str | None, expires: int) -> Response:
@@ -385,15 +396,24 @@ class MwiService:
     # -- expiry -------------------------------------------------------------------------------------------
     def get_timer(self) -> float | None:
         """When the next subscription expires (monotonic), or None."""
-        return min((s.expires_at for s in self._subs.values()), default=None)
+        expiry, subs = self._expiry, self._subs
+        while expiry:
+            at, key = expiry[0]
+            sub = subs.get(key)
+            if sub is not None and sub.expires_at == at:
+                return at
+            heapq.heappop(expiry)  # ended or refreshed since
+        return None
 
     def handle_timer(self, now: float) -> None:
         """End every subscription whose time is up with a final NOTIFY (``terminated;reason=timeout``)."""
-        for key, sub in list(self._subs.items()):
-            if sub.expires_at <= now:
-                del self._subs[key]
-                self.stats["expired"] += 1
-                self._notify(key, sub, now, "terminated;reason=timeout")
+        at = self.get_timer()
+        while at is not None and at <= now:
+            _, key = heapq.heappop(self._expiry)
+            sub = self._subs.pop(key)
+            self.stats["expired"] += 1
+            self._notify(key, sub, now, "terminated;reason=timeout")
+            at = self.get_timer()
 
     def subscriptions(self, mailbox: str | None = None) -> list[Subscription]:
         return [s for s in self._subs.values() if mailbox is None or s.mailbox == mailbox]

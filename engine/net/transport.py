@@ -10,6 +10,9 @@ Bytes that cannot be sent (a refused or timed-out TCP connect, a connection alre
 connects in flight) go back to ``SipEndpoint.transport_error``: the client transaction that sent them ends
 at once (RFC 3261 §17.1.4) and its TU hears of it as a 503, instead of 32 s later from Timer B or F.
 
+Other sans-IO objects with deadlines of their own (MWI subscription expiry) are ``watch``ed: the transport
+arms one timer for each as it does for the endpoint, re-armed after every message, timer and pump.
+
 TLS and WebSocket come later as further ``asyncio.Protocol`` classes feeding the same ``_receive``.
 """
 
@@ -19,7 +22,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
-from typing import Final, cast
+from typing import Final, Protocol, cast
 
 from engine.clock import Clock
 from engine.sip.endpoint import SipEndpoint
@@ -40,6 +43,25 @@ MAX_PENDING_CONNECTS: Final = 256  # outbound TCP connects in flight; beyond thi
 EventHandler = Callable[[Event, float], None]
 
 
+class TimerSource(Protocol):
+    """A sans-IO object beside the endpoint with deadlines of its own (monotonic, the clock's ``now``)."""
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
+class _WatchedTimer:
+    """The one armed timer of a watched ``TimerSource``."""
+
+    __slots__ = ("at", "handle", "source")
+
+    def __init__(self, source: TimerSource) -> None:
+        self.source = source
+        self.handle: asyncio.TimerHandle | None = None
+        self.at: float | None = None
+
+
 class SipTransport:
     """The SIP listening sockets of one engine process and the pump between them and the endpoint."""
 
@@ -55,6 +77,7 @@ class SipTransport:
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: set[asyncio.Task[None]] = set()
+        self._watched: list[_WatchedTimer] = []
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on ``host:port`` (port 0 picks one free for both). Returns the bound address.
@@ -85,6 +108,9 @@ class SipTransport:
         """Stop accepting, close every connection and the UDP socket."""
         if self._timer is not None:
             self._timer.cancel()
+        for watched in self._watched:
+            if watched.handle is not None:
+                watched.handle.cancel()
         if self.tcp_server is not None:
             self.tcp_server.close()
         for conn in list(self.connections.values()):
@@ -95,6 +121,12 @@ class SipTransport:
             task.cancel()
         if self.tcp_server is not None:
             await self.tcp_server.wait_closed()
+
+    def watch(self, source: TimerSource) -> None:
+        """Keep a timer armed at ``source.get_timer()`` from now on; when it fires, ``source.handle_timer``
+        runs and what it sent goes out (the endpoint's events and datagrams, as after a message)."""
+        self._watched.append(_WatchedTimer(source))
+        self._arm()
 
     # -- the pump ----------------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer) -> None:
@@ -191,16 +223,23 @@ class SipTransport:
         self._arm()
 
     def _arm(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
         at = self.endpoint.get_timer()
-        if at is None or self._loop is None:
-            return
         # A later deadline can wait for the armed one: it re-arms when it fires (fewer TimerHandles).
-        if self._timer_at is not None and self._timer_at <= at:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = self._loop.call_at(at, self._on_timer)
+        if at is not None and (self._timer_at is None or at < self._timer_at):
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = loop.call_at(at, self._on_timer)
+        for watched in self._watched:
+            at = watched.source.get_timer()
+            if at is not None and (watched.at is None or at < watched.at):
+                if watched.handle is not None:
+                    watched.handle.cancel()
+                watched.at = at
+                watched.handle = loop.call_at(at, self._on_watched_timer, watched)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -212,6 +251,19 @@ class SipTransport:
         except Exception:
             self.internal_errors += 1
             logger.exception("internal error in a SIP timer")
+        self._flush()
+        self._arm()
+
+    def _on_watched_timer(self, watched: _WatchedTimer) -> None:
+        watched.handle = None
+        watched.at = None
+        now = self.clock.now()
+        try:
+            watched.source.handle_timer(now)
+            self._drain(now)
+        except Exception:
+            self.internal_errors += 1
+            logger.exception("internal error in the timer of %s", type(watched.source).__name__)
         self._flush()
         self._arm()
 

@@ -324,3 +324,113 @@ def test_on_registered_only_when_messages_wait() -> None:
     assert h.mwi.on_registered("201", h.now, WALL) == 1
     (notify,) = h.sent()
     assert notify_summary(notify).new == 1
+
+
+# -- the expiry timer: one deadline, moved as subscriptions come, refresh and go ----------------------------
+
+
+def test_the_timer_follows_every_subscription_change() -> None:
+    """get_timer() is always the earliest live expiry: a shorter new subscription moves it earlier, a
+    refresh or an unsubscribe of the earliest one moves it later (a stale deadline is never returned)."""
+    h = Harness()
+    ok_a, _ = h.subscribe(expires=600, call_id="sub-a")  # expires at 700
+    assert h.mwi.get_timer() == 700.0
+    ok_b, _ = h.subscribe(expires=120, call_id="sub-b")  # 220: earlier
+    assert h.mwi.get_timer() == 220.0
+    h.now = 200.0
+    h.subscribe(expires=900, call_id="sub-b", to_tag=ok_b.to.tag)  # b refreshed to 1100: a (700) is next
+    assert h.mwi.get_timer() == 700.0
+    h.subscribe(expires=0, call_id="sub-a", to_tag=ok_a.to.tag)  # a unsubscribes: b (1100) is next
+    assert h.mwi.get_timer() == 1100.0
+    h.sent()
+    h.mwi.handle_timer(700.0)  # the old deadline of a (a shell's timer armed earlier fires): nothing ends
+    assert h.sent() == [] and len(h.mwi.subscriptions()) == 1
+
+
+def test_each_subscription_ends_exactly_at_its_deadline() -> None:
+    """Time moves by hand to each deadline get_timer() names: every terminated NOTIFY goes out at its
+    subscription's expiry, in order, and nothing happens in between."""
+    h = Harness()
+    for call_id, expires in (("sub-c", 300), ("sub-a", 100), ("sub-b", 200)):
+        h.subscribe(expires=expires, call_id=call_id)
+    h.sent()
+    ended: list[tuple[float, str]] = []
+    while (at := h.mwi.get_timer()) is not None:
+        h.mwi.handle_timer(at - 0.001)
+        assert h.sent() == []  # not a moment early
+        h.mwi.handle_timer(at)
+        (notify,) = h.sent()
+        assert notify.get("subscription-state") == "terminated;reason=timeout"
+        ended.append((at, notify.call_id))
+    assert ended == [(200.0, "sub-a"), (300.0, "sub-b"), (400.0, "sub-c")]
+    assert h.mwi.stats["expired"] == 3
+
+
+def test_on_the_transport_the_expiry_notify_leaves_at_its_deadline_from_one_armed_timer() -> None:
+    """The shell (SipTransport.watch) arms one timer at the subscription's expiry: a phone over real UDP
+    subscribes for 1 s and gets the terminated NOTIFY once that second is up, and MWI's handle_timer ran
+    exactly once, at the deadline (nothing polls it)."""
+    import asyncio
+
+    from engine.clock import LoopClock
+    from engine.net.transport import SipTransport
+    from engine.sip.events import Event
+
+    async def scenario() -> tuple[list[tuple[float, Message]], list[float], float]:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes)
+        mwi = MwiService(endpoint, Location(), REALM, "sip:mwi@127.0.0.1:5060", min_expires=1)
+        ticks: list[float] = []
+        handle_timer = mwi.handle_timer
+
+        def spy(now: float) -> None:
+            ticks.append(now)
+            handle_timer(now)
+
+        mwi.handle_timer = spy  # type: ignore[method-assign]
+
+        def tu(event: Event, now: float) -> None:
+            if isinstance(event, RequestReceived) and event.transaction is not None:
+                mwi.handle_subscribe(event.request, event.transaction, "201", now)
+            elif isinstance(event, ResponseReceived | TransactionTimedOut):
+                mwi.handle_event(event)
+
+        transport = SipTransport(endpoint, tu, LoopClock(loop))
+        _, port = await transport.start("127.0.0.1", 0)
+        transport.watch(mwi)
+        got: asyncio.Queue[tuple[float, Message]] = asyncio.Queue()
+
+        class Phone(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+                msg = parse_message(data)
+                got.put_nowait((loop.time(), msg))
+                if isinstance(msg, Request):  # answer each NOTIFY: no retransmissions in the way
+                    phone.sendto(make_response(msg, 200).serialize(), addr)
+
+        phone, _ = await loop.create_datagram_endpoint(Phone, local_addr=("127.0.0.1", 0))
+        here = phone.get_extra_info("sockname")
+        try:
+            subscribe = (
+                f"SUBSCRIBE sip:201@{REALM} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{here[1]};branch=z9hG4bK-expiry;rport\r\n"
+                f"Max-Forwards: 70\r\nFrom: <sip:201@{REALM}>;tag=phone-tag\r\nTo: <sip:201@{REALM}>\r\n"
+                f"Call-ID: expiry-1\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:201@127.0.0.1:{here[1]}>\r\n"
+                "Event: message-summary\r\nExpires: 1\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            phone.sendto(subscribe, ("127.0.0.1", port))
+            received = [await asyncio.wait_for(got.get(), 5.0) for _ in range(2)]  # the 200, the NOTIFY
+            deadline = mwi.get_timer()
+            assert deadline is not None
+            received.append(await asyncio.wait_for(got.get(), 5.0))  # the terminated NOTIFY
+            return received, ticks, deadline
+        finally:
+            phone.close()
+            await transport.stop()
+
+    received, ticks, deadline = asyncio.run(scenario())
+    (_, ok), (_, first), (at, last) = received
+    assert isinstance(ok, Response) and ok.status == 200
+    assert first.get("subscription-state") == "active;expires=1"
+    assert last.get("subscription-state") == "terminated;reason=timeout"
+    assert at >= deadline
+    assert len(ticks) == 1 and ticks[0] >= deadline

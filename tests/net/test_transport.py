@@ -260,3 +260,47 @@ class _ClosingTransport(asyncio.Transport):
 
     def close(self) -> None:
         pass
+
+
+class _Deadline:
+    """A TimerSource with one settable deadline; records every handle_timer call."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.calls: list[float] = []
+
+    def get_timer(self) -> float | None:
+        return self.at
+
+    def handle_timer(self, now: float) -> None:
+        self.calls.append(now)
+        if self.at is not None and now >= self.at:
+            self.at = None
+
+
+def test_a_watched_deadline_that_moves_earlier_is_re_armed() -> None:
+    """SipTransport.watch: the source's deadline is armed; when it moves earlier, the next pump re-arms it
+    there (the later handle is cancelled, not left to fire), and handle_timer runs once, at the deadline."""
+
+    async def scenario() -> tuple[list[float], float]:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
+        transport = SipTransport(endpoint, lambda event, now: None, LoopClock(loop))
+        await transport.start("127.0.0.1", 0)
+        source = _Deadline()
+        try:
+            source.at = loop.time() + 30.0
+            transport.watch(source)
+            source.at = deadline = loop.time() + 0.05
+            transport.pump()
+            for _ in range(500):
+                if source.calls:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)  # a second call, if any, would come now
+            return source.calls, deadline
+        finally:
+            await transport.stop()
+
+    calls, deadline = asyncio.run(scenario())
+    assert len(calls) == 1 and calls[0] >= deadline
