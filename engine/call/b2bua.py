@@ -38,10 +38,19 @@ from collections.abc import Callable, Sequence
 
 from engine.call.anchor import MediaAnchor, sdp_key
 from engine.call.cdr import CdrRecorder
+from engine.call.fork import (
+    BUSY,
+    UNFINISHED,
+    LegAction,
+    LegInput,
+    LegState,
+    best_status,
+    disposition_of,
+    leg_step,
+)
 from engine.call.indialog import InDialog
 from engine.call.legs import (
     ALLOW,
-    BUSY,
     COMPLETED_ELSEWHERE,
     DEFAULT_MAX_CALL_S,
     DEFAULT_RING_TIMEOUT_S,
@@ -55,15 +64,12 @@ from engine.call.legs import (
     CallState,
     CdrSink,
     Destination,
-    LegState,
     OutLeg,
     Pending,
     Reject,
     Scheduler,
     Side,
     answer,
-    best_status,
-    disposition_of,
     to_tag,
     warning_value,
 )
@@ -322,11 +328,11 @@ class CallManager:
             if isinstance(timed_out, ClientTransaction):
                 leg = self.legs.get(timed_out)
                 if leg is not None:
-                    self._leg_final(leg, 408, now)
+                    self._leg_final(leg, event.status, now)  # 408, or 503 for a transport error
                     return True
                 pending = self.sides.pending.pop(timed_out, None)
                 if pending is not None:
-                    self.sides.pending_failed(pending, timed_out.method, 408, now)
+                    self.sides.pending_failed(pending, timed_out.method, event.status, now)
                     return True
                 return False
             # Our final to the caller was never ACKed (Timer H) or the transport failed: nothing to undo.
@@ -406,22 +412,15 @@ class CallManager:
         status = resp.status
         call = leg.call
         if status < 200:
-            leg.provisional = True  # §9.1: any provisional response, 100 Trying included, allows CANCEL
-            if leg.cancel_pending:
-                self._cancel_leg(leg, now)
-                return
-            if status == 100:
-                return
-            if leg.state is LegState.CALLING:
-                leg.state = LegState.EARLY
-            if call.state is CallState.RINGING:
+            action = self._leg_input(leg, LegInput.TRYING if status == 100 else LegInput.PROGRESS, now)
+            if action is LegAction.RELAY and call.state is CallState.RINGING:
                 self._relay_provisional(call, resp, now)
             return
         if status < 300:
             self._leg_answered(leg, resp, now)
             return
         if (status in (401, 407) and call.destination.credentials is not None and not leg.auth_tried
-                and call.ring_active and not leg.cancelled
+                and call.ring_active and leg.state not in (LegState.CANCEL_WAIT, LegState.CANCELLING)
                 and self._retry_with_auth(leg, resp, now)):
             return
         self._leg_final(leg, status, now, resp)
@@ -471,19 +470,21 @@ class CallManager:
         session = InviteSession.uac(dialog, self.endpoint.config.timers, reliable=dialog.peer.reliable,
                                     offer_sent=bool(leg.request.body))
         side = Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter, relay_index=1,
-                     last_sdp=call.callee_sdp)
+                    last_sdp=call.callee_sdp)
         side.ack_seq = leg.request.cseq.seq
         self.sides.remember_ack(leg.tx, side, now)
-        current = call.ring_active and not leg.cancelled and leg.round == call.round
+        wanted = leg.state in (LegState.CALLING, LegState.TRYING, LegState.EARLY)
+        current = wanted and call.ring_active and leg.round == call.round
         late_offer = call.offer is None and current
         if not late_offer:
             self.sides.send_ack(side, dialog.ack(side.ack_seq))
         if not current:
             # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
+            self._leg_input(leg, LegInput.LATE, now)
             self._release_leg(leg, now, resp.status)
             self.sides.send_bye(side, now)
             return
-        leg.state = LegState.ANSWERED
+        self._leg_input(leg, LegInput.ANSWER, now)
         leg.status = resp.status
         leg.answered_at = now
         self._release_leg(leg, now, resp.status, ended=False)
@@ -576,7 +577,7 @@ class CallManager:
                             f"{status} {resp.reason if resp is not None else ''}".strip(), now)
             return
         this_round = [other for other in call.legs if other.round == call.round]
-        if any(other.state in (LegState.CALLING, LegState.EARLY) for other in this_round):
+        if any(other.state in UNFINISHED for other in this_round):
             return
         best = best_status([other.status for other in this_round])
         reason = next((o.reason for o in this_round if o.status == best and o.reason), None)
@@ -591,7 +592,8 @@ class CallManager:
         if leg.status == 0 or ended:
             leg.status = status
         if ended and leg.state is not LegState.ANSWERED:
-            leg.state = LegState.ENDED
+            if leg.state is not LegState.ENDED:
+                self._leg_input(leg, LegInput.FINAL, now)
             leg.ended_at = now
         self._maybe_forget(leg.call)
 
@@ -602,21 +604,21 @@ class CallManager:
             leg.call.legs.remove(leg)
 
     def _cancel_leg(self, leg: OutLeg, now: float, reason: str | None = None) -> None:
-        if leg.state not in (LegState.CALLING, LegState.EARLY) or leg.cancelled:
-            return
-        if leg.guard is None:
+        """Give the branch up: CANCEL it now, or once it sent a provisional response (§9.1)."""
+        if leg.cancel_reason is None and leg.state in UNFINISHED:
+            leg.cancel_reason = reason  # the first wish says why ("Call completed elsewhere")
+        self._leg_input(leg, LegInput.CANCEL, now)
+
+    def _leg_input(self, leg: OutLeg, inp: LegInput, now: float) -> LegAction:
+        """Move the branch by the fork table (engine.call.fork) and do the CANCEL side of the move."""
+        leg.state, action = leg_step(leg.state, inp)
+        if action in (LegAction.GUARD, LegAction.CANCEL) and leg.guard is None:
             # §9.1: if the INVITE gets no final response within 64*T1 of the CANCEL, give the leg up.
             guard_at = now + self.endpoint.config.timers.timeout
             leg.guard = self.scheduler.call_at(guard_at, lambda: self._timer(self._leg_abandoned, leg))
-        if not leg.provisional:
-            # §9.1: no CANCEL before a provisional response; it goes out when one arrives (else Timer B or
-            # the guard above ends the leg).
-            leg.cancel_pending = True
-            leg.cancel_reason = reason
-            return
-        leg.cancelled = True
-        leg.cancel_pending = False
-        self.endpoint.cancel(leg.tx, now, reason or leg.cancel_reason)
+        if action is LegAction.CANCEL:
+            self.endpoint.cancel(leg.tx, now, leg.cancel_reason)
+        return action
 
     def _leg_abandoned(self, leg: OutLeg, now: float) -> None:
         leg.guard = None

@@ -12,10 +12,11 @@ traffic), ``engine.call.anchor`` (media) and ``engine.call.cdr`` (records).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from engine.call.fork import LegState
 from engine.media.io import RelaySession
 from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
 from engine.sip.dialog import Dialog
@@ -32,8 +33,6 @@ COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
 DEFAULT_RING_TIMEOUT_S: Final = 30.0  # how long a line rings (pbx serve --ring-timeout)
 DEFAULT_MAX_CALL_S: Final = 6 * 3600.0
 MIN_SE: Final = 90  # RFC 4028 §5: the smallest Session-Expires we accept
-#: Final statuses that mean "busy" wherever they come from (§21.4.24, §21.6.1).
-BUSY: Final = frozenset({486, 600})
 #: Methods that never belong to a call's dialog here, even with a To tag.
 NOT_CALL_METHODS: Final = frozenset({"REGISTER", "OPTIONS", "SUBSCRIBE", "PUBLISH", "MESSAGE"})
 
@@ -107,13 +106,6 @@ class CallState(enum.Enum):
     ENDED = "ended"  # final answer given or BYE sent; only lingering legs may remain
 
 
-class LegState(enum.Enum):
-    CALLING = "calling"
-    EARLY = "early"
-    ANSWERED = "answered"
-    ENDED = "ended"
-
-
 @dataclass(eq=False, slots=True)
 class Pending:
     """An in-dialog request forwarded to the other side, waiting for that side's final response."""
@@ -162,11 +154,8 @@ class OutLeg:
     reason: str = ""
     answered_at: float | None = None
     ended_at: float | None = None
-    provisional: bool = False
-    cancel_pending: bool = False
-    cancel_reason: str | None = None
-    cancelled: bool = False
-    auth_tried: bool = False
+    cancel_reason: str | None = None  # the Reason of our CANCEL (RFC 3326), kept from the first wish
+    auth_tried: bool = False  # this leg is the retry with credentials: a second challenge ends it
     guard: TimerHandle | None = None
     round: int = 0  # the call's ring round that sent it
 
@@ -265,36 +254,6 @@ def to_tag(msg: Request | Response) -> str | None:
 def is_sdp(msg: Request | Response) -> bool:
     ctype = msg.get("content-type")
     return ctype is not None and ctype.split(";", 1)[0].strip().lower() == "application/sdp"
-
-
-def best_status(statuses: Sequence[int]) -> int:
-    """§16.7 step 6, as a PBX reads it: busy anywhere is busy; otherwise the lowest 4xx, then 5xx; a
-    branch that timed out counts as no answer (480)."""
-    # A B2BUA cannot pass on a redirect (3xx: no Contact) or a challenge meant for itself (401/407).
-    finals = [480 if 300 <= s < 400 else 403 if s in (401, 407) else s for s in statuses if s >= 300]
-    if not finals:
-        return 480
-    if any(s in BUSY for s in finals):
-        return 486
-    for lo, hi in ((600, 700), (400, 500), (500, 600), (300, 400)):
-        cls = [s for s in finals if lo <= s < hi and s != 408]
-        if cls:
-            return min(cls)
-    return 480
-
-
-def disposition_of(status: int) -> Disposition:
-    if status in BUSY:
-        return Disposition.BUSY
-    if status == 487:
-        return Disposition.CANCELLED
-    if status in (408, 480, 603):
-        return Disposition.NO_ANSWER
-    if status in (404, 484, 604):
-        return Disposition.NOT_FOUND
-    if status == 403:
-        return Disposition.FORBIDDEN
-    return Disposition.FAILED
 
 
 def respond(endpoint: SipEndpoint, tx: ServerTransaction, resp: Response, now: float) -> None:

@@ -222,6 +222,29 @@ def test_a_pending_info_is_answered_487_when_the_call_ends() -> None:
     rig.assert_clean()
 
 
+# -- transport errors (RFC 3261 §8.1.3.1) -------------------------------------------------------------------
+def test_a_branch_the_transport_cannot_reach_fails_at_once_as_503() -> None:
+    """The INVITE to a contact cannot be sent (a refused TCP connect): the endpoint ends the transaction
+    at once and the leg ends with 503, instead of ringing into Timer B (32 s)."""
+    rig = Rig(modes=("silent",))
+    bob = rig.bobs[0]
+    rig.net.drop(to(bob.node, is_request("INVITE")), times=None)
+
+    def refused() -> None:
+        (invite,) = pbx_sent(rig, to(bob.node, is_request("INVITE")))
+        rig.pbx.endpoint.transport_error(invite.data, bob.node.peer, rig.net.now)
+
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(0.2, refused)
+    rig.net.run(until=60.0)
+    (cdr,) = rig.cdrs
+    assert [leg.status for leg in cdr.legs] == [503]
+    assert rig.alice.statuses[-1] == 503
+    (final,) = pbx_sent(rig, to(rig.alice.node, is_response(503, "INVITE")))
+    assert final.sent_at < 1.0
+    rig.assert_clean()
+
+
 # -- glare (RFC 3261 §14, RFC 3311 §5.2): the sides' INVITE sessions refuse what crosses ------------------
 def test_crossing_reinvites_the_second_gets_491_and_the_call_goes_on() -> None:
     """The caller's re-INVITE is forwarded to the callee, who sends a re-INVITE of its own before answering
