@@ -345,7 +345,7 @@ class InDialog:
             if ok:
                 # Our ACK for this 2xx, resent for each of its retransmissions while the transaction lives.
                 other.dialog.refresh_target(resp)
-                other.ack_seq = ctx.request.cseq.seq
+                other.ack_seq = resp.cseq.seq  # the CSeq of our INVITE, which its 2xx repeats
                 self.remember_ack(ctx, other, now)
                 self.send_ack(other, other.dialog.ack(other.ack_seq))
             self.sync(other, now)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar, Final, NamedTuple, Protocol
 
 from engine.sip.errors import LocalProtocolError
 from engine.sip.message import Field, Request, Response
+from engine.sip.parser import parse_message
 
 if TYPE_CHECKING:
     from engine.sip.events import Event
@@ -380,21 +381,39 @@ class ServerInviteTransaction(ServerTransaction):
 
 
 class ClientTransaction(Transaction):
-    """A client transaction sends ``request`` to ``peer`` and passes matching responses to the TU."""
+    """A client transaction sends ``request`` to ``peer`` and passes matching responses to the TU.
 
-    __slots__ = ("_data", "_interval", "_response", "request")
+    Like a server transaction, a finished one keeps only bytes: once its final response is in, it lives on
+    (Timer D, K or M) only to absorb or pass up retransmissions, so the parsed request and response are
+    dropped and ``request`` is parsed again from the bytes sent in the rare case it is still asked for (a
+    2xx from a second fork, RFC 6026). Thousands of finished calls a second otherwise keep millions of
+    objects for the cyclic collector to sweep.
+    """
+
+    __slots__ = ("_data", "_interval", "_method", "_request", "_response")
 
     def __init__(self, request: Request, key: tuple[str, ...], peer: Peer, host: TransactionHost,
                  config: TimerConfig, state: TransactionState) -> None:
         super().__init__(key, peer, host, config, state)
-        self.request = request
+        self._request: Request | None = request
+        self._method = request.method
         self._data = request.serialize()
         self._interval = config.t1
         self._response: Response | None = None
 
     @property
     def method(self) -> str:
-        return self.request.method
+        return self._method
+
+    @property
+    def request(self) -> Request:
+        """The request this transaction sent (parsed again from its bytes once the transaction is done)."""
+        request = self._request
+        if request is not None:
+            return request
+        parsed = parse_message(self._data)
+        assert isinstance(parsed, Request)
+        return parsed
 
     def start(self, now: float) -> None:
         """Send the request and arm the first timers."""
@@ -406,6 +425,10 @@ class ClientTransaction(Transaction):
         inp = I.RECV_1XX if status < 200 else I.RECV_2XX if status < 300 else I.RECV_FINAL
         self._response = response
         self._input(inp, now)
+        if status >= 200:
+            # Done (Completed, Accepted or Terminated): the TU has the response in its event; keep bytes only.
+            self._response = None
+            self._request = None
 
     def _pass_up(self, now: float) -> None:
         from engine.sip.events import ResponseReceived

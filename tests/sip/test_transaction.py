@@ -8,6 +8,8 @@ endpoint and records transmissions, events, reschedules and forgets.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -340,6 +342,40 @@ def test_ict_2xx_goes_to_accepted_with_m_and_every_2xx_reaches_the_tu() -> None:
     assert host.sent_times() == [0.0]  # the transaction never ACKs a 2xx: that is the TU's job
     assert run_timers(tx, host, 100.0) == [34.0]
     assert tx.state is S.TERMINATED and host.forgotten == [tx]
+
+
+def _parsed_messages_held(tx: Transaction) -> list[object]:
+    """The parsed messages (or their header fields) ``tx`` itself references."""
+    return [obj for obj in gc.get_referents(tx) if isinstance(obj, (Request, Response, list))]
+
+
+@pytest.mark.parametrize("status", [200, 486])
+def test_a_finished_client_invite_keeps_bytes_not_parsed_messages(status: int) -> None:
+    """Accepted (Timer M) and Completed (Timer D) live 32 s: no parsed request or response in them, yet the
+    request can still be had (parsed again from the bytes sent) and retransmissions are still handled."""
+    tx, host = client_ict()
+    assert _parsed_messages_held(tx), "while it runs, the transaction has its request"
+    tx.receive_response(response_to(host.req, 180), at(host, 0.25))
+    tx.receive_response(response_to(host.req, status), at(host, 1.0))
+    assert tx.state is (S.ACCEPTED if status == 200 else S.COMPLETED)
+    assert _parsed_messages_held(tx) == []
+    again = tx.request
+    assert again.method == "INVITE" and again.call_id == host.req.call_id and again.uri == host.req.uri
+    assert again.cseq == host.req.cseq and again.get_all("route") == host.req.get_all("route")
+    host.clear()
+    tx.receive_response(response_to(host.req, status), at(host, 1.5))
+    if status == 200:
+        assert len(events_of(host, ResponseReceived)) == 1, "a retransmitted 2xx still reaches the TU"
+    else:
+        assert len(host.sent) == 1 and host.sent[0][1].startswith(b"ACK "), "and a 486 gets its ACK again"
+    assert _parsed_messages_held(tx) == []
+
+
+def test_a_completed_client_non_invite_keeps_bytes_not_parsed_messages() -> None:
+    tx, host = client_nict()
+    tx.receive_response(response_to(host.req, 200), at(host, 0.1))
+    assert tx.state is S.COMPLETED and tx.method == "OPTIONS"
+    assert _parsed_messages_held(tx) == []
 
 
 # ===========================================================================================================
