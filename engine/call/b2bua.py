@@ -142,8 +142,9 @@ class CallManager:
         call_id = uuid.uuid4().hex  # the CDR key: unique across engine nodes
         local_tag = ep.new_tag()
         contact = self._contact(peer)
-        call = Call(id=call_id, info=info, invite=invite, tx=tx, caller_peer=peer, destination=destination,
-                    local_tag=local_tag, contact=contact, started_at=now, offer=None, relay=None,
+        call = Call(id=call_id, info=info, invite=invite, caller_call_id=invite.call_id, tx=tx,
+                    caller_peer=peer, destination=destination, local_tag=local_tag, contact=contact,
+                    started_at=now, offer=None, relay=None,
                     caller_rewriter=SdpRewriter(self._session_id()),
                     callee_rewriter=SdpRewriter(self._session_id()), callee_sdp=b"")
         self.calls[call_id] = call
@@ -199,7 +200,7 @@ class CallManager:
             return
         call.state = CallState.SERVING
         call.answered_at = now
-        self.early.pop((call.invite.call_id, call.local_tag), None)
+        self.early.pop((call.caller_call_id, call.local_tag), None)
         self.stats["answered"] += 1
         self._answer_caller(call, sdp, now)
 
@@ -343,7 +344,7 @@ class CallManager:
 
     def _prepare(self, call: Call, now: float) -> None:
         """Read the caller's offer, open the relay, build the SDP the branches get."""
-        invite = call.invite
+        invite = call.request
         if invite.max_forwards is not None and invite.max_forwards <= 1:
             raise Reject(483, "Too Many Hops", Disposition.FAILED)
         if not invite.addresses("contact"):
@@ -377,7 +378,7 @@ class CallManager:
         if previous is None:
             req = Request("INVITE", branch.uri)
             fields = req.fields
-            mf = call.invite.max_forwards
+            mf = call.request.max_forwards
             fields.append(Field("max-forwards", str(min(70, (mf if mf is not None else 70) - 1))))
             fields.append(Field("from", f"{dest.from_address};tag={ep.new_tag()}"))
             fields.append(Field("to", dest.to_address))
@@ -434,14 +435,14 @@ class CallManager:
         if challenge is None:
             return False
         try:
-            value = answer_challenge(challenge, "INVITE", leg.request.uri, creds[0], creds[1],
+            value = answer_challenge(challenge, "INVITE", leg.invite.uri, creds[0], creds[1],
                                      self.endpoint.new_tag())
         except ValueError as exc:
             logger.info("call %s: cannot answer the challenge of %s: %s", call.id, leg.branch.uri, exc)
             return False
         self._drop_leg(leg, now, resp.status)
         header = "authorization" if resp.status == 401 else "proxy-authorization"
-        new = self._send_leg(call, leg.branch, now, auth=(header, value), previous=leg.request)
+        new = self._send_leg(call, leg.branch, now, auth=(header, value), previous=leg.invite)
         new.auth_tried = True
         return True
 
@@ -462,16 +463,16 @@ class CallManager:
     def _leg_answered(self, leg: OutLeg, resp: Response, now: float) -> None:
         call = leg.call
         try:
-            dialog = Dialog.as_uac(leg.request, resp, leg.branch.peer)
+            dialog = Dialog.as_uac(leg.invite, resp, leg.branch.peer)
         except SipParseError:
             logger.info("call %s: unusable 2xx from %s", call.id, leg.branch.uri)
             self._leg_final(leg, 502, now)
             return
         session = InviteSession.uac(dialog, self.endpoint.config.timers, reliable=dialog.peer.reliable,
-                                    offer_sent=bool(leg.request.body))
+                                    offer_sent=bool(leg.invite.body))
         side = Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter, relay_index=1,
                     last_sdp=call.callee_sdp)
-        side.ack_seq = leg.request.cseq.seq
+        side.ack_seq = leg.invite.cseq.seq
         self.sides.remember_ack(leg.tx, side, now)
         wanted = leg.state in (LegState.CALLING, LegState.TRYING, LegState.EARLY)
         current = wanted and call.ring_active and leg.round == call.round
@@ -533,24 +534,28 @@ class CallManager:
             self.sides.sync(caller, now)
         else:
             call.answered_at = now
-            self.early.pop((call.invite.call_id, call.local_tag), None)
+            self.early.pop((call.caller_call_id, call.local_tag), None)
             self.stats["answered"] += 1
             self._answer_caller(call, sdp, now)
         self.sides.sync(side, now)
         if call.controller is not None:
             call.controller.bridged(call, now)
+        if call.state is CallState.ANSWERED:
+            # Bridged: what only answering and ringing needed goes; a held call keeps what it still uses
+            # (the parsed INVITEs and the offer were half the memory of a held call).
+            call.invite = call.offer = leg.request = None
 
     def _answer_caller(self, call: Call, sdp: bytes, now: float) -> Side:
         """Send the caller our 200 with ``sdp`` and make its dialog the caller side of the call."""
-        caller_dialog = Dialog.as_uas(call.invite, call.local_tag, call.contact, call.caller_peer)
+        caller_dialog = Dialog.as_uas(call.request, call.local_tag, call.contact, call.caller_peer)
         session = InviteSession.uas(caller_dialog, self.endpoint.config.timers,
                                     reliable=caller_dialog.peer.reliable,
-                                    offer_received=bool(call.invite.body))
+                                    offer_received=bool(call.request.body))
         caller = Side(call=call, dialog=caller_dialog, session=session, rewriter=call.caller_rewriter,
                        relay_index=0, last_sdp=sdp)
         call.caller_side = caller
         self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
-        caller.remote_sdp = sdp_key(call.invite.body)
+        caller.remote_sdp = sdp_key(call.request.body)
         ok = self._caller_response(call, 200, "OK", sdp)
         if call.caller_session_expires:
             ok.fields.append(Field("session-expires", f"{call.caller_session_expires};refresher=uac"))
@@ -559,7 +564,7 @@ class CallManager:
             session.expect_refresh(call.caller_session_expires, now)
         self.endpoint.respond(call.tx, ok, now)
         self.by_invite.pop(call.tx, None)
-        self.sides.sent_2xx(caller, ok, now, with_offer=not call.invite.body)
+        self.sides.sent_2xx(caller, ok, now, with_offer=not call.request.body)
         return caller
 
     def _leg_final(self, leg: OutLeg, status: int, now: float, resp: Response | None = None) -> None:
@@ -653,9 +658,9 @@ class CallManager:
             self._hang_up(call, now, "maximum call duration reached")
 
     def _caller_response(self, call: Call, status: int, reason: str, sdp: bytes = b"") -> Response:
-        out = make_response(call.invite, status, reason, to_tag=call.local_tag)
+        out = make_response(call.request, status, reason, to_tag=call.local_tag)
         fields = out.fields
-        for f in call.invite.fields:
+        for f in call.request.fields:
             if f.name == "record-route":
                 fields.append(f)
         fields.append(Field("contact", call.contact))
@@ -676,7 +681,7 @@ class CallManager:
         call.ring_active = False
         for leg in call.legs:
             self._cancel_leg(leg, now)  # nobody else rings for a call that is over
-        resp = make_response(call.invite, status, reason, to_tag=call.local_tag)
+        resp = make_response(call.request, status, reason, to_tag=call.local_tag)
         for name, value in headers:
             resp.fields.append(Field(name.lower(), value))
         if call.tx.state is TransactionState.PROCEEDING:
@@ -741,7 +746,7 @@ class CallManager:
         if call.relay is not None:
             call.relay.close()
         self.by_invite.pop(call.tx, None)
-        self.early.pop((call.invite.call_id, call.local_tag), None)
+        self.early.pop((call.caller_call_id, call.local_tag), None)
         self.sides.end(call, self.clock.now())
         now_end = call.ended_at if call.ended_at is not None else call.started_at
         for leg in call.legs:

@@ -146,7 +146,7 @@ class OutLeg:
 
     call: Call
     branch: Branch
-    request: Request
+    request: Request | None  # our INVITE; dropped once this branch is the bridged callee side
     tx: ClientTransaction
     started_at: float
     state: LegState = LegState.CALLING
@@ -158,6 +158,12 @@ class OutLeg:
     auth_tried: bool = False  # this leg is the retry with credentials: a second challenge ends it
     guard: TimerHandle | None = None
     round: int = 0  # the call's ring round that sent it
+
+    @property
+    def invite(self) -> Request:
+        """Our INVITE (only asked for while the branch rings)."""
+        assert self.request is not None, "the INVITE of the bridged branch was dropped"
+        return self.request
 
     def record(self, wall_of: Callable[[float], float]) -> LegRecord:
         return LegRecord(target=self.branch.uri, started_at=wall_of(self.started_at),
@@ -172,7 +178,10 @@ class Call:
 
     id: str
     info: CallInfo
-    invite: Request
+    #: the caller's INVITE and its offer, kept while the call may still answer or ring (RINGING, SERVING);
+    #: dropped once it is bridged (``CallManager`` drops them: a held call keeps only what it still uses)
+    invite: Request | None
+    caller_call_id: str  # the Call-ID of the caller's dialog
     tx: ServerTransaction
     caller_peer: Peer
     destination: Destination
@@ -205,6 +214,12 @@ class Call:
     #: how the last ring round ended (status, reason, disposition, cause): the caller's answer when the
     #: flow has nothing else to offer (``end_as_rung``)
     ring_outcome: tuple[int, str | None, Disposition, str] | None = None
+
+    @property
+    def request(self) -> Request:
+        """The caller's INVITE (only asked for before the call is bridged)."""
+        assert self.invite is not None, "the INVITE of a bridged call was dropped"
+        return self.invite
 
 
 CdrSink = Callable[[CallRecord], None]

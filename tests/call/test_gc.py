@@ -146,3 +146,38 @@ def test_the_check_sees_a_cycle_when_there_is_one(no_collector: None) -> None:
     found = {type(obj).__qualname__ for obj in gc.garbage if type(obj).__module__.startswith("engine.")}
     assert {"Call", "Side"} <= found
     assert rig.cdrs
+
+
+def _reachable(root: object, stop: tuple[object, ...]) -> list[object]:
+    """Every object reachable from ``root`` without passing through ``stop`` (the shared machinery)."""
+    seen: set[int] = set()
+    out: list[object] = []
+    todo = [root]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or isinstance(obj, type) or any(obj is s for s in stop):
+            continue
+        seen.add(id(obj))
+        out.append(obj)
+        todo.extend(gc.get_referents(obj))
+    return out
+
+
+def test_a_held_call_keeps_no_parsed_invite_or_offer() -> None:
+    """Once bridged, a call no longer needs the caller's INVITE, its offer or our INVITE to the callee
+    (the dialogs, the sessions and the SDP bytes are what a held call uses): half its memory went there."""
+    rig = Rig()
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, lambda: rig.alice.reinvite("sendonly"))  # the held call still works on what it kept
+    rig.at(40.0, rig.alice.bye)
+    rig.net.run(until=35.0)  # answered, re-INVITEd, and the INVITE transactions' 32 s are over
+    (call,) = rig.manager.calls.values()
+    m = rig.manager
+    held = _reachable(call, (m, m.sides, m.anchor, m.cdr, m.calls, m.legs, m.dialogs, rig.pbx.endpoint))
+    kinds = {type(obj).__name__ for obj in held}
+    assert "Call" in kinds and "InviteSession" in kinds
+    assert not kinds & {"Request", "Response", "SessionDescription"}, kinds
+    rig.net.run(until=100.0)
+    assert [r.method for r in rig.bobs[0].requests].count("INVITE") == 2
+    assert rig.cdrs[0].hangup_cause == "caller hung up"
+    rig.assert_clean()
