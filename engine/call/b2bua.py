@@ -321,7 +321,7 @@ class CallManager:
         if isinstance(event, CancelReceived):
             call = self.by_invite.get(event.invite_transaction)
             if call is None:
-                return False
+                return self.sides.cancel_received(event.invite_transaction, now)  # a re-INVITE's CANCEL
             self._caller_cancelled(call, now)
             return True
         if isinstance(event, TransactionTimedOut):

@@ -294,6 +294,21 @@ class InDialog:
             pending.guard = self.scheduler.call_at(at, lambda: self.run_timer(self._pending_expired, ctx))
             self.sync(other, now)  # our INVITE stops the retransmissions of a 2xx still waiting for its ACK
 
+    def cancel_received(self, tx: ServerTransaction, now: float) -> bool:
+        """The peer CANCELled a re-INVITE we passed on (§9.2): it gets 487 at once and its offer is void;
+        ours to the other side is CANCELled. Ours stays pending until its final response, so that a 2xx
+        that crossed the CANCEL is still ACKed. False when ``tx`` is no request of ours to pass on."""
+        found = next(((ctx, p) for ctx, p in self.pending.items() if p.origin is tx), None)
+        if found is None:
+            return False
+        ctx, pending = found
+        if tx.request is not None:
+            answer(self.endpoint, tx, tx.request, 487, now)
+        self._refused(pending.side, ctx.method, offer=pending.offer)
+        pending.origin = None
+        self.endpoint.cancel(ctx, now)
+        return True
+
     def _pending_expired(self, ctx: ClientTransaction, now: float) -> None:
         """A forwarded re-INVITE that only ever got provisional answers: CANCEL it, 408 to its sender."""
         pending = self.pending.pop(ctx, None)

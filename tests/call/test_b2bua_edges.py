@@ -20,6 +20,7 @@ from engine.sip.auth import DigestAuthenticator
 from engine.sip.events import Event, RequestReceived
 from engine.sip.message import Request, Response
 from engine.sip.registrar import Registrar
+from engine.sip.transaction import ClientTransaction
 from tests.call.phone import Phone
 from tests.call.test_b2bua import PBX_URI, NetClock, Rig
 from tests.call.test_routing import PHONE, invite, router
@@ -219,6 +220,39 @@ def test_a_pending_info_is_answered_487_when_the_call_ends() -> None:
     (info_final,) = pbx_sent(rig, to(rig.alice.node, is_response(None, "INFO")))
     assert response(info_final).status == 487 and info_final.sent_at == 4.125  # as the BYE arrives
     assert rig.cdrs[0].hangup_cause == "caller hung up"
+    rig.assert_clean()
+
+
+def test_a_cancelled_reinvite_gets_487_at_once_and_ours_is_cancelled_too() -> None:
+    """The caller CANCELs its re-INVITE while the callee has not answered ours: RFC 3261 §9.2, the
+    re-INVITE gets 487 at once and we CANCEL the one we passed on; both sessions are stable after it, so
+    the next re-INVITE goes through."""
+    rig = Rig()
+    bob = rig.bobs[0]
+    leaves_unanswered(bob, lambda req: req.method == "INVITE" and req.to.tag is not None and req.cseq.seq == 2)
+    sent: list[ClientTransaction] = []
+
+    def reinvite() -> None:
+        alice = rig.alice
+        assert alice.dialog is not None
+        alice.direction = "sendonly"
+        alice.sdp_version += 1
+        req = alice.dialog.request("INVITE", alice.sdp(), "application/sdp")
+        sent.append(alice.ep.send_request(req, alice.dialog.peer, rig.net.now))
+
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, reinvite)
+    rig.at(3.5, lambda: rig.alice.ep.cancel(sent[0], rig.net.now))
+    rig.at(6.0, lambda: rig.alice.reinvite("inactive"))
+    rig.at(9.0, rig.alice.bye)
+    rig.net.run(until=120.0)
+    (terminated,) = pbx_sent(rig, to(rig.alice.node, is_response(487, "INVITE")))
+    assert terminated.sent_at == 3.625 and response(terminated).cseq.seq == 2
+    (cancel,) = pbx_sent(rig, to(bob.node, is_request("CANCEL")))
+    assert cancel.sent_at == 3.625
+    oks = [response(d) for d in pbx_sent(rig, to(rig.alice.node, is_response(200, "INVITE")))]
+    assert 3 in [r.cseq.seq for r in oks], "the next re-INVITE was passed on and answered"
+    assert [r.method for r in bob.requests].count("INVITE") == 3
     rig.assert_clean()
 
 
