@@ -478,7 +478,7 @@ class CallManager:
         current = wanted and call.ring_active and leg.round == call.round
         late_offer = call.offer is None and current
         if not late_offer:
-            self.sides.send_ack(side, dialog.ack(side.ack_seq))
+            self.sides.send_ack(side, session.ack())
         if not current:
             # Another branch won, or the caller gave up: this answer came too late. ACK it, then BYE it.
             self._leg_input(leg, LegInput.LATE, now)
@@ -527,8 +527,7 @@ class CallManager:
                 self._hang_up(call, now, "the caller could not be moved to the callee")
                 return
             caller.last_sdp = sdp
-            caller.session.send_invite(with_offer=True)
-            reinvite = caller.dialog.request("INVITE", sdp, "application/sdp")
+            reinvite = caller.session.reinvite(sdp)
             ctx = self.endpoint.send_request(reinvite, caller.dialog.peer, now)
             self.sides.pending[ctx] = Pending(origin=None, side=side, offer=False)
             self.sides.sync(caller, now)

@@ -131,7 +131,7 @@ class InDialog:
         self.send_late_ack(callee, callee.last_sdp)
 
     def send_late_ack(self, side: Side, body: bytes) -> None:
-        self.send_ack(side, side.dialog.ack(side.ack_seq, body), with_answer=bool(body))
+        self.send_ack(side, side.session.ack(body), with_answer=bool(body))
 
     def remember_ack(self, tx: ClientTransaction, side: Side, now: float) -> None:
         """Keep what answering further 2xx of ``tx`` needs until its Timer M: a small memo per dialog, not
@@ -277,11 +277,13 @@ class InDialog:
     def _forward(self, side: Side, req: Request, tx: ServerTransaction, now: float, *, body: bytes,
                  offer: bool = False) -> None:
         other = side.other
+        ctype = req.get("content-type")
         if req.method == "INVITE":
-            other.session.send_invite(with_offer=bool(body))
-        elif offer:
-            other.session.offer_input(OfferInput.SEND_OFFER)
-        out = other.dialog.request(req.method, body, req.get("content-type"))
+            out = other.session.reinvite(body, ctype)
+        elif req.method == "UPDATE":
+            out = other.session.update(body if offer else b"", ctype)
+        else:
+            out = other.dialog.request(req.method, body, ctype)
         for name in ("content-disposition", "info-package", "recv-info"):
             value = req.get(name)
             if value is not None:
@@ -362,7 +364,7 @@ class InDialog:
                 other.dialog.refresh_target(resp)
                 other.ack_seq = resp.cseq.seq  # the CSeq of our INVITE, which its 2xx repeats
                 self.remember_ack(ctx, other, now)
-                self.send_ack(other, other.dialog.ack(other.ack_seq))
+                self.send_ack(other, other.session.ack())
             self.sync(other, now)
         elif pending.offer and other.session.offer is OfferState.LOCAL_OFFER:
             other.session.offer_input(OfferInput.RECV_ANSWER if ok and resp.body else OfferInput.REJECTED)
@@ -420,13 +422,12 @@ class InDialog:
         """REFRESH_DUE: we are the refresher towards ``side``."""
         if side.call.state is not CallState.ANSWERED:
             return
-        method = side.refresh_method
-        body = side.last_sdp if method == "INVITE" else b""
-        if method == "INVITE":
-            if not side.session.can_send_invite():
-                return  # an INVITE is open on the dialog, which refreshes it too; the next is due in SE/2
-            side.session.send_invite(with_offer=bool(body))
-        req = side.dialog.request(method, body, "application/sdp" if body else None)
+        if side.refresh_method == "UPDATE":
+            req = side.session.update()
+        elif side.session.can_send_invite():
+            req = side.session.reinvite(side.last_sdp)  # the same SDP: a refresh, not a new offer
+        else:
+            return  # an INVITE is open on the dialog, which refreshes it too; the next is due in SE/2
         req.fields.append(Field("session-expires", f"{side.session.interval};refresher=uac"))
         ctx = self.endpoint.send_request(req, side.dialog.peer, now)
         self.pending[ctx] = Pending(origin=None, side=side.other, offer=False)
@@ -434,9 +435,7 @@ class InDialog:
     def send_bye(self, side: Side, now: float) -> None:
         if side.session.state is SessionState.ACK_PENDING:
             self.send_late_ack(side, b"")  # a 2xx still waiting for the caller's answer is ACKed first
-        bye = side.dialog.request("BYE")
-        self.endpoint.send_request(bye, side.dialog.peer, now)
-        side.session.end()
+        self.endpoint.send_request(side.session.bye(), side.dialog.peer, now)
 
     def end(self, call: Call, now: float) -> None:
         """The call is over: its sides' sessions end and their timers stop; requests still pending on it

@@ -35,6 +35,7 @@ from typing import Final
 
 from engine.sip.dialog import Dialog
 from engine.sip.errors import LocalProtocolError
+from engine.sip.message import Request
 from engine.sip.transaction import TimerConfig
 
 logger = logging.getLogger(__name__)
@@ -401,6 +402,38 @@ class InviteSession:
         """BYE sent or received, or the call is torn down: no more timers, events or retransmissions."""
         self._input(I.END)
         self._out.clear()
+
+    # -- our requests on the dialog: the session moves, the dialog builds them (§12.2.1.1) -------------
+    def reinvite(self, body: bytes, content_type: str | None = None) -> Request:
+        """A re-INVITE of ours (a new offer, or a refresh; none: ask the peer for an offer in its 2xx).
+
+        Raises:
+            LocalProtocolError: an INVITE transaction is open on the dialog, or an offer is outstanding.
+        """
+        self.send_invite(with_offer=bool(body))
+        return self.dialog.request("INVITE", body, content_type)
+
+    def update(self, body: bytes = b"", content_type: str | None = None) -> Request:
+        """An UPDATE of ours (RFC 3311): with a body, an offer; without, a session refresh.
+
+        Raises:
+            LocalProtocolError: an offer is outstanding.
+        """
+        if self.state is S.TERMINATED:
+            raise LocalProtocolError("INVITE session: no UPDATE after the end")
+        if body:
+            self.offer_input(OI.SEND_OFFER)
+        return self.dialog.request("UPDATE", body, content_type)
+
+    def ack(self, body: bytes = b"") -> Request:
+        """The ACK for the last 2xx the peer sent to our INVITE (``sent_ack`` records it once sent)."""
+        seq = self.ack_memo.seq if self.ack_memo is not None else self.dialog.local_seq
+        return self.dialog.ack(seq, body)
+
+    def bye(self) -> Request:
+        """Our BYE: the session ends with it (no more retransmissions, timers or events)."""
+        self.end()
+        return self.dialog.request("BYE")
 
     @property
     def peer_refresh_interval(self) -> int:

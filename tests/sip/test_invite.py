@@ -288,3 +288,35 @@ def test_a_refresh_from_the_peer_does_not_move_our_own_refresh() -> None:
     session.refresh_as_us(600, 0.0)
     session.receive_update(100.0, has_offer=False)
     assert session.get_timer() == 300.0
+
+
+# -- our requests: the session moves, the dialog builds them -----------------------------------------
+def test_a_reinvite_of_ours_moves_the_session_and_takes_the_next_cseq() -> None:
+    session = _session(S.CONFIRMED)
+    req = session.reinvite(b"v=0\r\n")
+    assert (req.method, req.cseq.seq, req.get("content-type")) == ("INVITE", 2, "application/sdp")
+    assert req.get("contact") == "<sip:127.0.0.1:5060>" and req.uri == "sip:a@127.0.0.1:5070"
+    assert session.state is S.INVITE_OUT and session.offer is OfferState.LOCAL_OFFER
+    with pytest.raises(LocalProtocolError):
+        session.reinvite(b"")  # one INVITE at a time (§14.1)
+    assert session.dialog.local_seq == 2, "a refused request takes no CSeq"
+
+
+def test_an_update_offers_with_a_body_and_refreshes_without() -> None:
+    session = _session(S.CONFIRMED)
+    refresh = session.update()
+    assert refresh.method == "UPDATE" and not refresh.body and session.offer is OfferState.STABLE
+    session.update(b"v=0\r\n")
+    assert session.offer is OfferState.LOCAL_OFFER
+    with pytest.raises(LocalProtocolError):
+        session.update(b"v=0\r\n")  # an offer is outstanding
+
+
+def test_the_ack_answers_the_2xx_of_the_invite_it_remembers_and_bye_ends_the_session() -> None:
+    session = InviteSession.uac(_dialog(), TIMERS, reliable=False, offer_sent=True)
+    session.remember_ack(1)
+    ack = session.ack()
+    assert (ack.method, ack.cseq.seq, ack.cseq.method) == ("ACK", 1, "ACK")
+    session.sent_ack(1, ack.serialize())
+    bye = session.bye()
+    assert bye.method == "BYE" and bye.cseq.seq == 2 and session.state is S.TERMINATED
