@@ -11,7 +11,8 @@ running it). Without that variable a compile error fails the install: there is n
 
 Not compiled: ``events.py`` and ``errors.py`` (mypyc resolves their ``TYPE_CHECKING``-only attribute types
 to other compiled modules' classes at run time, which crashed on import orders that load them first; they
-are not on the hot path), ``dialog.py`` and ``sdp.py`` (calls only, not measured to matter yet).
+are not on the hot path). ``dialog.py``, ``sdp.py`` and ``invite.py`` (every call) are: compiled, they took
+about 9 % off the CPU of a whole call exchange in ``bench/calls_inproc.py`` (same run, 809 -> 741 µs).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ COMPILED_SIP_MODULES = (
     "auth",
     "registrar",
     "endpoint",
+    "dialog",
+    "sdp",
+    "invite",
 )
 
 
