@@ -21,8 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.call.app import SipApplication
 from engine.clock import FakeClock
-from engine.server import SipApplication, tune_gc
+from engine.server import tune_gc
 from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.parser import parse_message

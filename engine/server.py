@@ -1,14 +1,10 @@
-"""Process lifecycle and the signalling application (the transaction user) of ``pbx serve``.
+"""Process lifecycle of ``pbx serve``: the composition root.
 
-Composition root: opens the store (importing the example company into an empty data dir), restores the
-registrations, builds the sans-IO endpoint, registrar and digest authenticator, binds the transports,
-keeps the in-memory credentials in step with the store (config_version poll), purges expired bindings,
-and shuts down in order on SIGTERM/SIGINT (stop accepting, flush the binding writer, close the store).
-
-``SipApplication`` answers what reaches the engine itself: OPTIONS (200 with Allow/Accept/Supported),
-REGISTER (digest auth, then the registrar), a new INVITE (trusted trunk by source address, else digest auth
-of a line; routed by ``engine.call.routing`` and handed to the B2BUA in ``engine.call.b2bua``, which takes
-every event of the call from then on), and 405/489/501 for what we do not serve.
+Opens the store (importing the example company into an empty data dir), restores the registrations,
+builds the sans-IO endpoint, registrar and digest authenticator, the call layer and the signalling
+application (``engine.call.app``), binds the transports, keeps the in-memory credentials in step with the
+store (config_version poll), purges expired bindings, and shuts down in order on SIGTERM/SIGINT (stop
+accepting, flush the binding writer, close the store).
 """
 
 from __future__ import annotations
@@ -28,12 +24,12 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from engine.call.b2bua import ALLOW, DEFAULT_RING_TIMEOUT_S, Call, CallManager, Destination
+from engine.call.app import SipApplication
+from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, Call, CallManager, Destination
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
-from engine.call.mwi import EVENT as MWI_EVENT
 from engine.call.mwi import MwiService
-from engine.call.routing import MailboxMenu, Planned, Rejection, Routed, Router, RoutingConfig
-from engine.clock import Clock, LoopClock
+from engine.call.routing import MailboxMenu, Router, RoutingConfig
+from engine.clock import LoopClock
 from engine.dialplan.compiler import CompileResult, compile_config
 from engine.dialplan.evaluate import RingState
 from engine.dialplan.plan import CompiledConfig, RingTarget
@@ -45,26 +41,21 @@ from engine.media.prompts import AudioFileCache, PromptLibrary
 from engine.media.relay import RelayExhausted
 from engine.media.wav import WavError, convert_to_8k_mono16
 from engine.model import DialPlan, Line, User, objects_by_kind, parse_company_document
-from engine.model.cdr import Disposition
 from engine.model.errors import ModelError
 from engine.net.transport import SipTransport
 from engine.script import Collected, Play, Played, Record, Recorded
-from engine.sip.auth import AuthOutcome, Credentials, DigestAuthenticator
+from engine.sip.auth import DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
-from engine.sip.errors import SipParseError
-from engine.sip.events import Event, RequestReceived, ResponseReceived, TransactionTimedOut
-from engine.sip.message import Field, Request, Response, make_response
-from engine.sip.registrar import Binding, BindingChange, Location, Registrar
+from engine.sip.registrar import Location, Registrar
 from engine.sip.sdp import SessionDescription, answer_audio
-from engine.sip.transaction import Peer, ServerTransaction
 from engine.store import (
-    BindingRecord,
     BindingWriter,
     Store,
     default_company_file,
     load_company_file,
     sound_clip_path,
 )
+from engine.store.bindings import binding_from_record
 from engine.store.cdrs import CdrWriter
 from engine.voicemail.email import EmailError, SmtpConfig, VoicemailMailer
 from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
@@ -73,9 +64,6 @@ from engine.voicemail.store import VoicemailStore
 
 logger = logging.getLogger("engine.server")
 
-#: Methods we know but do not serve outside a dialog: 405 with Allow (§21.4.6). Anything else is 501
-#: (§21.5.2). In a dialog, the call layer takes UPDATE and INFO.
-KNOWN_UNSERVED: Final = frozenset({"PRACK", "UPDATE", "INFO", "MESSAGE", "REFER", "NOTIFY", "PUBLISH"})
 #: Digest algorithms challenged with, in order. MD5 alone by default, as Asterisk, FreeSWITCH and Kamailio do:
 #: SIPp 3.6 answers only a first challenge that is MD5, and Debian's baresip 1.0 refuses to register when
 #: any challenge names SHA-256. ``pbx serve --digest SHA-256,MD5`` offers RFC 8760's SHA-256 first, for
@@ -85,225 +73,6 @@ PURGE_INTERVAL_S: Final = 10.0
 DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
 DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
-
-
-class SipApplication:
-    """The transaction user for requests addressed to the engine itself."""
-
-    def __init__(self, endpoint: SipEndpoint, auth: DigestAuthenticator, registrar: Registrar,
-                 credentials: Mapping[str, Credentials], clock: Clock, writer: BindingWriter | None,
-                 router: Router | None = None, calls: CallManager | None = None) -> None:
-        self.endpoint = endpoint
-        self.router = router
-        self.calls = calls
-        self.auth = auth
-        self.registrar = registrar
-        self.credentials: Mapping[str, Credentials] = credentials
-        self.clock = clock
-        self.writer = writer
-        self.internal_errors = 0
-        self._debug = logger.isEnabledFor(logging.DEBUG)
-        #: builds the controller of calls that run a dial plan or the voicemail menu (None: refused 480)
-        self.flows: FlowFactory | None = None
-        #: message waiting indication (RFC 3842); None answers SUBSCRIBE with 489
-        self.mwi: MwiService | None = None
-        self._registered: str | None = None
-
-    def handle(self, event: Event, now: float) -> None:
-        """Act on one endpoint event (called by the transport's pump)."""
-        calls = self.calls
-        if calls is not None and calls.handle(event, now):
-            return
-        if self.mwi is not None and isinstance(event, ResponseReceived | TransactionTimedOut) \
-                and self.mwi.handle_event(event):
-            return
-        if not isinstance(event, RequestReceived) or event.transaction is None:
-            return  # ACK without transaction, responses, timeouts: nothing of ours
-        req, tx = event.request, event.transaction
-        try:
-            resp = self._dispatch(req, tx, now)
-            if resp is None:
-                return  # the call layer answers
-        except SipParseError as exc:
-            resp = make_response(req, exc.status, exc.reason, to_tag=self.endpoint.new_tag())
-            for name, value in exc.extra_headers:
-                resp.fields.append(Field(name.lower(), value))
-        except Exception:
-            # A bug here must not strand the transaction (it would wait forever for an answer): log, 500.
-            self.internal_errors += 1
-            logger.exception("internal error handling %s %s from %s:%d", req.method, req.uri, tx.peer.host,
-                             tx.peer.port)
-            resp = make_response(req, 500, to_tag=self.endpoint.new_tag())
-        if self._debug:
-            logger.debug("< %s %s from %s:%s:%d -> %d %s", req.method, req.uri, tx.peer.transport,
-                         tx.peer.host, tx.peer.port, resp.status, resp.reason)
-        if resp.status == 401 and req.method == "REGISTER" and not req.has("authorization"):
-            # A REGISTER without credentials is challenged statelessly (RFC 3261 §8.2.7): the nonce is a
-            # stateless HMAC, a retransmission just gets a fresh challenge, and no transaction waits 32 s for
-            # Timer J (half of a registration's transactions). A challenge after failed credentials stays in
-            # its transaction, so that the failure throttle never counts a retransmission twice.
-            self.endpoint.respond_stateless(tx, resp, now)
-        else:
-            self.endpoint.respond(tx, resp, now)
-        if self._registered is not None and self.mwi is not None:
-            aor, self._registered = self._registered, None
-            self.mwi.on_registered(aor, now, self.clock.wall())
-
-    def _dispatch(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
-        method = req.method
-        if method == "REGISTER":
-            return self._register(req, tx.peer, now)
-        if method == "OPTIONS":
-            resp = make_response(req, 200, to_tag=self.endpoint.new_tag())
-            if self.mwi is not None:
-                resp.fields.append(Field("allow-events", MWI_EVENT))
-            resp.fields.extend([Field("allow", ALLOW), Field("accept", "application/sdp"),
-                                Field("accept-language", "en, de"),
-                                Field("supported", ", ".join(sorted(self.endpoint.config.supported)))])
-            return resp
-        if method == "INVITE":
-            return self._invite(req, tx, now)
-        if method in ("BYE", "CANCEL"):
-            return make_response(req, 481, to_tag=self.endpoint.new_tag())
-        if method == "SUBSCRIBE":
-            if self.mwi is None or (req.get("event") or "").split(";", 1)[0].strip().lower() != MWI_EVENT:
-                resp = make_response(req, 489, "Bad Event", to_tag=self.endpoint.new_tag())
-                resp.fields.append(Field("allow-events", MWI_EVENT if self.mwi is not None else ""))
-                return resp
-            auth = self._authenticate(req, tx.peer, now, 401)
-            if isinstance(auth, Response):
-                return auth
-            self.mwi.handle_subscribe(req, tx, auth, now)
-            return None
-        status = 405 if method in KNOWN_UNSERVED else 501
-        resp = make_response(req, status, to_tag=self.endpoint.new_tag())
-        resp.fields.append(Field("allow", ALLOW))
-        return resp
-
-    def _challenge(self, req: Request, now: float, status: int, *, stale: bool = False) -> Response:
-        resp = make_response(req, status, to_tag=self.endpoint.new_tag())
-        name = "www-authenticate" if status == 401 else "proxy-authenticate"
-        for value in self.auth.challenge_headers(now, stale=stale):
-            resp.fields.append(Field(name, value))
-        return resp
-
-    def _authenticate(self, req: Request, peer: Peer, now: float, status: int) -> str | Response:
-        """Digest-authenticate ``req``; the user name on success, else the response to send."""
-        header = req.get("authorization" if status == 401 else "proxy-authorization")
-        result = self.auth.verify(req.method, req.uri, header, self.credentials.get, now, peer.host)
-        outcome = result.outcome
-        if outcome is AuthOutcome.OK and result.username is not None:
-            return result.username
-        if outcome is AuthOutcome.BLOCKED:
-            return make_response(req, 403, "Too many failed authentication attempts",
-                                 to_tag=self.endpoint.new_tag())
-        if outcome is AuthOutcome.MALFORMED:
-            return make_response(req, 400, result.reason or "Bad credentials", to_tag=self.endpoint.new_tag())
-        if outcome is AuthOutcome.FAILED:
-            logger.info("authentication failed for %r from %s:%d: %s", result.username, peer.host, peer.port,
-                        result.reason)
-        return self._challenge(req, now, status, stale=outcome is AuthOutcome.STALE)
-
-    def _register(self, req: Request, peer: Peer, now: float) -> Response:
-        auth = self._authenticate(req, peer, now, 401)
-        if isinstance(auth, Response):
-            return auth
-        to_uri = req.to.uri
-        aor = to_uri.user_decoded or ""
-        if aor != auth:
-            # A line registers only itself: the digest user must be the AOR's user part.
-            return make_response(req, 403, "Authenticated user does not match the To URI",
-                                 to_tag=self.endpoint.new_tag())
-        outcome = self.registrar.register(req, aor, peer, self.clock.wall(), self.endpoint.new_tag())
-        if outcome.changes and self.writer is not None:
-            self._persist(outcome.changes)
-        if self.mwi is not None and outcome.changes and outcome.response.status == 200:
-            self._registered = aor  # the phone hears of waiting messages after our 200 (see ``handle``)
-        return outcome.response
-
-    def _invite(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
-        """A new call: from a trusted trunk (by source address) or an authenticated line; routed, then
-        handed to the call layer, which answers from then on."""
-        peer = tx.peer
-        if req.max_forwards == 0:
-            return make_response(req, 483, to_tag=self.endpoint.new_tag())  # §16.3 step 2
-        router, calls = self.router, self.calls
-        if router is None or calls is None:
-            return make_response(req, 503, "Calls are not enabled", to_tag=self.endpoint.new_tag())
-        wall = self.clock.wall()
-        trunk = router.trunk_for(peer.host)
-        result: Routed | Rejection | Planned | MailboxMenu
-        if trunk is not None:
-            result = router.from_trunk(req, trunk, peer, wall)
-        else:
-            if not req.has("proxy-authorization") and router.is_our_number(req) \
-                    and not router.is_line_caller(req):
-                # A carrier we do not know delivering one of our numbers: refuse, do not challenge. (A phone
-                # of ours dialling one of our numbers names its line in From and is challenged as usual.)
-                logger.info("INVITE to a DID from %s:%d, which is no trunk: 403", peer.host, peer.port)
-                return make_response(req, 403, "Source is not a trusted trunk",
-                                     to_tag=self.endpoint.new_tag())
-            auth = self._authenticate(req, peer, now, 407)
-            if isinstance(auth, Response):
-                return auth
-            result = router.from_line(req, auth, peer, wall)
-        if isinstance(result, Rejection):
-            calls.refuse(req, tx, result.status, result.reason, result.disposition, result.info, now,
-                         result.warning)
-        elif isinstance(result, Routed):
-            calls.start_call(req, tx, peer, result.destination, result.info, now)
-        else:
-            controller = self.flows.controller(result) if self.flows is not None else None
-            if controller is None:
-                calls.refuse(req, tx, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE, result.info,
-                             now, "the dial plan or voicemail is not available")
-                return None
-            call = calls.start_controlled(req, tx, peer, result.info, controller, now)
-            if call is not None:
-                controller.begin(call)
-        return None
-
-    def _persist(self, changes: list[BindingChange]) -> None:
-        writer = self.writer
-        assert writer is not None
-        for change in changes:
-            if change.binding is None:
-                writer.delete(storable(change.aor), storable(change.contact))
-            else:
-                writer.upsert(binding_record(change.binding))
-
-    def purge_expired(self) -> int:
-        """Drop expired bindings from memory and the store; returns how many."""
-        gone = self.registrar.location.purge_expired(self.clock.wall())
-        if self.writer is not None:
-            for b in gone:
-                self.writer.delete(storable(b.aor), storable(b.contact))
-        return len(gone)
-
-
-def storable(text: str) -> str:
-    """Text as the database can take it. The parser keeps undecodable bytes as lone surrogates (so that a
-    message re-serialises byte for byte); a database driver refuses those, so they become U+FFFD here."""
-    if text.isascii():
-        return text
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def binding_record(b: Binding) -> BindingRecord:
-    return BindingRecord(
-        aor=storable(b.aor), contact=storable(b.contact), expires_at=b.expires_at, q=b.q,
-        call_id=storable(b.call_id), cseq=b.cseq, source_transport=b.source.transport,
-        source_host=b.source.host, source_port=b.source.port, user_agent=storable(b.user_agent),
-        instance_id=None if b.instance_id is None else storable(b.instance_id), reg_id=b.reg_id,
-    )
-
-
-def binding_from_record(r: BindingRecord) -> Binding:
-    return Binding(
-        aor=r.aor, contact=r.contact, expires_at=r.expires_at, q=r.q, call_id=r.call_id, cseq=r.cseq,
-        source=Peer(r.source_transport, r.source_host, r.source_port), user_agent=r.user_agent,
-        instance_id=r.instance_id, reg_id=r.reg_id,
-    )
 
 
 class Server:

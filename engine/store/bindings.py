@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from engine.sip.registrar import Binding
+from engine.sip.transaction import Peer
 from engine.store.writer import QueueWriter
 
 if TYPE_CHECKING:
@@ -44,6 +46,33 @@ class BindingRecord:
     user_agent: str
     instance_id: str | None = None
     reg_id: int | None = None
+
+
+def storable(text: str) -> str:
+    """Text as the database can take it. The parser keeps undecodable bytes as lone surrogates (so that a
+    message re-serialises byte for byte); a database driver refuses those, so they become U+FFFD here."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def binding_record(b: Binding) -> BindingRecord:
+    """The row of registrar binding ``b`` (its text made ``storable``)."""
+    return BindingRecord(
+        aor=storable(b.aor), contact=storable(b.contact), expires_at=b.expires_at, q=b.q,
+        call_id=storable(b.call_id), cseq=b.cseq, source_transport=b.source.transport,
+        source_host=b.source.host, source_port=b.source.port, user_agent=storable(b.user_agent),
+        instance_id=None if b.instance_id is None else storable(b.instance_id), reg_id=b.reg_id,
+    )
+
+
+def binding_from_record(r: BindingRecord) -> Binding:
+    """The registrar binding a stored row restores."""
+    return Binding(
+        aor=r.aor, contact=r.contact, expires_at=r.expires_at, q=r.q, call_id=r.call_id, cseq=r.cseq,
+        source=Peer(r.source_transport, r.source_host, r.source_port), user_agent=r.user_agent,
+        instance_id=r.instance_id, reg_id=r.reg_id,
+    )
 
 
 @dataclass(slots=True)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from engine.call.app import SipApplication
 from engine.call.b2bua import CallManager
 from engine.model.cdr import CallRecord, Disposition
-from engine.server import SipApplication
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.events import Event, RequestReceived
 from engine.sip.message import Request, Response
@@ -229,7 +229,8 @@ def test_a_cancelled_reinvite_gets_487_at_once_and_ours_is_cancelled_too() -> No
     the next re-INVITE goes through."""
     rig = Rig()
     bob = rig.bobs[0]
-    leaves_unanswered(bob, lambda req: req.method == "INVITE" and req.to.tag is not None and req.cseq.seq == 2)
+    leaves_unanswered(bob, lambda req: req.method == "INVITE" and req.to.tag is not None
+                      and req.cseq.seq == 2)
     sent: list[ClientTransaction] = []
 
     def reinvite() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.server import binding_record, storable
 from engine.sip.parser import parse_message
 from engine.sip.registrar import Binding
 from engine.sip.transaction import Peer
 from engine.store import BindingRecord, BindingWriter, Store
+from engine.store.bindings import binding_record, storable
 
 
 def record(aor: str, user_agent: str) -> BindingRecord:

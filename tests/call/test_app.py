@@ -1,4 +1,5 @@
-"""SipApplication (the transaction user of `pbx serve`) driven in-process: endpoint + app, no sockets.
+"""SipApplication (engine.call.app, the transaction user of `pbx serve`) driven in-process: endpoint + app, no
+sockets.
 
 Digest responses are computed here from the RFC 7616 formulas with hashlib, independently of engine.sip.auth.
 """
@@ -6,7 +7,6 @@ Digest responses are computed here from the RFC 7616 formulas with hashlib, inde
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import random
 import re
 from collections.abc import Callable
@@ -14,24 +14,19 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from engine.call.app import SipApplication
 from engine.call.b2bua import ALLOW, CallManager
 from engine.call.routing import Router, RoutingConfig
 from engine.clock import FakeClock
 from engine.model import Company, Line
 from engine.model.cdr import CallRecord, Disposition
-from engine.server import (
-    SipApplication,
-    advertised_address,
-    binding_from_record,
-    binding_record,
-    resolve_hosts,
-)
 from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.message import Response
 from engine.sip.parser import parse_message
 from engine.sip.registrar import Location, Registrar
 from engine.sip.transaction import Peer
+from engine.store.bindings import binding_from_record, binding_record
 
 REALM = "test.pbx"
 USERS = {"201": "secret-201", "202": "secret-202"}
@@ -284,7 +279,7 @@ def test_a_bug_in_the_application_is_answered_500_and_the_transaction_ends(
     def broken(*args: object) -> None:
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(rig.app, "_dispatch", broken)
+    monkeypatch.setitem(rig.app.methods, "OPTIONS", broken)
     resp = rig.send(rig.request("OPTIONS"))
     assert resp is not None and resp.status == 500
     assert rig.app.internal_errors == 1
@@ -292,12 +287,65 @@ def test_a_bug_in_the_application_is_answered_500_and_the_transaction_ends(
     assert rig.endpoint.transaction_count == 0
 
 
-def test_advertised_address_is_the_bound_one_or_a_real_interface_for_a_wildcard() -> None:
-    assert advertised_address("127.0.0.1") == "127.0.0.1"
-    assert advertised_address("::1") == "::1"
-    wildcard = ipaddress.ip_address(advertised_address("0.0.0.0"))
-    assert not wildcard.is_unspecified and wildcard.version == 4
+class _Untouchable(dict[tuple[str, str], object]):
+    """``CallManager.dialogs`` for a test that no lookup may reach."""
+
+    def __contains__(self, key: object) -> bool:
+        raise AssertionError(f"the call layer's dialogs were consulted for {key!r}")
+
+    def get(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("the call layer's dialogs were consulted")
 
 
-def test_trunk_host_names_resolve_and_ip_literals_need_no_lookup() -> None:
-    assert resolve_hosts(["localhost", "192.0.2.1", "no-such-host.invalid"]) == {"localhost": "127.0.0.1"}
+def _calls_off_limits(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make the rig's call manager raise on any event (and on a dialog lookup); returns the methods of the
+    requests it was asked about anyway (none, if the dispatcher is right)."""
+    assert rig.app is not None and rig.app.calls is not None
+    asked: list[str] = []
+
+    def handle(event: object, now: float) -> bool:
+        asked.append(getattr(getattr(event, "request", None), "method", type(event).__name__))
+        raise AssertionError("the call manager was consulted")
+
+    monkeypatch.setattr(rig.app.calls, "handle", handle)
+    monkeypatch.setattr(rig.app.calls, "dialogs", _Untouchable())
+    return asked
+
+
+def test_a_registration_never_reaches_the_call_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """REGISTER is dispatched by method to the registrar: the call manager is not asked, not even for a
+    REGISTER that carries a To tag (RFC 3261 §10.2: a registration belongs to no dialog)."""
+    rig = Rig()
+    asked = _calls_off_limits(rig, monkeypatch)
+    assert register(rig, "201", USERS["201"], "<sip:201@127.0.0.1:5099>").status == 200
+    with_tag = rig.request("REGISTER").replace("To: <sip:201@test.pbx>", "To: <sip:201@test.pbx>;tag=x")
+    tagged = rig.send(with_tag)
+    assert tagged is not None and tagged.status == 401
+    assert asked == []
+    assert [b.contact for b in rig.location.lookup("201", rig.clock.wall())] == ["sip:201@127.0.0.1:5099"]
+
+
+def test_out_of_dialog_requests_go_by_method_and_in_dialog_ones_to_the_call_layer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig()
+    assert rig.app is not None and rig.app.calls is not None
+    calls = rig.app.calls
+    asked: list[str] = []
+    real = calls.handle
+
+    def spy(event: object, now: float) -> bool:
+        asked.append(getattr(getattr(event, "request", None), "method", type(event).__name__))
+        return real(event, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(calls, "handle", spy)
+    for method in ("OPTIONS", "MESSAGE", "FOO", "BYE"):
+        assert rig.send(rig.request(method)) is not None  # no To tag: the method table
+    assert asked == []
+    tagged = {m: rig.send(rig.request(m).replace("To: <sip:201@test.pbx>", "To: <sip:201@test.pbx>;tag=t"))
+              for m in ("BYE", "INFO", "OPTIONS")}
+    # A BYE or INFO with a To tag is a dialog's: the call layer answers 481 (no such call). An OPTIONS with
+    # a To tag but no call's dialog is still ours to answer.
+    statuses = {m: r.status for m, r in tagged.items() if r is not None}
+    assert statuses == {"BYE": 481, "INFO": 481, "OPTIONS": 200}
+    assert asked == ["BYE", "INFO"]
