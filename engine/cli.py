@@ -410,7 +410,7 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from engine.server import check_document_plans, install_sound_clips
+    from engine.company import check_document_plans, install_sound_clips
 
     clock = SystemClock()
     started = clock.now()

@@ -11,55 +11,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import gc
-import ipaddress
 import logging
 import os
 import random
 import signal
-import socket
 import zoneinfo
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Final
 
 from engine.call.app import SipApplication
-from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, Call, CallManager, Destination
-from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
+from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
 from engine.call.mwi import MwiService
-from engine.call.routing import MailboxMenu, Router, RoutingConfig
+from engine.call.routing import Router, RoutingConfig
+from engine.call.shell import FlowShell
 from engine.clock import LoopClock
-from engine.dialplan.compiler import CompileResult, compile_config
-from engine.dialplan.evaluate import RingState
-from engine.dialplan.plan import CompiledConfig, RingTarget
-from engine.dialplan.schema import ConfigInputs
-from engine.files import write_atomic
-from engine.media import prompts
-from engine.media.io import MediaClock, MediaSession, RtpRelay
-from engine.media.prompts import AudioFileCache, PromptLibrary
-from engine.media.relay import RelayExhausted
-from engine.media.wav import WavError, convert_to_8k_mono16
-from engine.model import DialPlan, Line, User, objects_by_kind, parse_company_document
-from engine.model.errors import ModelError
+from engine.company import compile_plan, install_sound_clips
+from engine.media.io import RtpRelay
+from engine.net.address import advertised_address, resolve_hosts
 from engine.net.transport import SipTransport
-from engine.script import Collected, Play, Played, Record, Recorded
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.registrar import Location, Registrar
-from engine.sip.sdp import SessionDescription, answer_audio
 from engine.store import (
     BindingWriter,
     Store,
     default_company_file,
     load_company_file,
-    sound_clip_path,
 )
 from engine.store.bindings import binding_from_record
 from engine.store.cdrs import CdrWriter
-from engine.voicemail.email import EmailError, SmtpConfig, VoicemailMailer
-from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
-from engine.voicemail.model import DepositReason, MessageInfo
+from engine.voicemail.email import SmtpConfig, VoicemailMailer
 from engine.voicemail.store import VoicemailStore
 
 logger = logging.getLogger("engine.server")
@@ -232,237 +215,6 @@ class Server:
                     resolved_at = clock.now()
             except Exception:
                 logger.exception("configuration reload failed")
-
-
-
-
-
-class FlowShell:
-    """The engine side of call flows (``FlowServices``): voicemail on disk, ring destinations from the
-    router, effects applied in an executor thread, media on the engine's RTP endpoint."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, router: Router, calls: CallManager,
-                 voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
-                 media_host: str) -> None:
-        self.loop = loop
-        self.router = router
-        self.voicemail = voicemail
-        self.relay = relay
-        self.media_bind = media_bind
-        self.media_host = media_host
-        self.media_clock = MediaClock(loop)
-        self.mwi: MwiService | None = None
-        #: voicemail to e-mail (``pbx serve --smtp``); None sends none
-        self.mailer: VoicemailMailer | None = None
-        self._mail_tasks: set[asyncio.Task[None]] = set()
-        self.prompts = PromptLibrary()
-        self.files = AudioFileCache()
-        self.services = FlowServices(
-            manager=calls, open_media=self._open_media, run_media=self._run_media,
-            destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
-            flush=flush)
-        self.factory = FlowFactory(self.services, lambda: router.config.plan, RingState(), self._menu,
-                                   line_ring_s=lambda: router.config.ring_timeout)
-
-    def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
-        """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""
-        answer = answer_audio(offer)
-        if answer is None:
-            return None
-        try:
-            session = MediaSession.open(self.media_bind, self.relay.allocator, loop=self.loop,
-                                        clock=self.media_clock, prompts=self.prompts, files=self.files)
-        except (RelayExhausted, OSError) as exc:
-            logger.warning("call %s: no media endpoint: %s", call.id, exc)
-            return None
-        if answer.host is not None:
-            session.negotiate(answer.host, answer.port, answer.payload_type, answer.event_payload_type)
-        ports = [session.local_port if m.port else 0 for m in answer.sdp.media]
-        return session, call.caller_rewriter.rewrite(answer.sdp, self.media_host, ports)
-
-    def _run_media(self, port: MediaPort, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
-        assert isinstance(port, MediaSession)
-        task = self.loop.create_task(port.run(action))
-
-        def finished(t: asyncio.Task[Played | Collected | Recorded]) -> None:
-            if t.cancelled() or t.exception() is not None:
-                error = None if t.cancelled() else t.exception()
-                logger.error("media action %r failed", action, exc_info=error)
-                done(Recorded(None, 0.0, "hangup") if isinstance(action, Record)
-                     else Played(False) if isinstance(action, Play) else Collected("", "timeout"))
-                return
-            done(t.result())
-
-        task.add_done_callback(finished)
-
-    def _wall(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self.services.manager.clock.wall(), datetime.UTC)
-
-    def _destination(self, call: Call, targets: tuple[RingTarget, ...], timeout: float,
-                     prefix: str) -> Destination | None:
-        return self.router.plan_destination(call.info, call.caller_peer, targets, timeout, prefix,
-                                            self.services.manager.clock.wall())
-
-    def _deposit(self, mailbox: str, reason: str, call: Call) -> DepositFlow | None:
-        if mailbox in self.router.config.no_voicemail:
-            return None
-        why = DepositReason.BUSY if reason == "busy" else DepositReason.UNAVAILABLE
-        return DepositFlow(mailbox, why, call.info.caller, call.info.caller_name,
-                           self.voicemail.scratch_path(call.id), self._wall())
-
-    def _menu(self, routed: MailboxMenu) -> MenuFlow:
-        company = self.router.config.company
-        plan = self.router.config.plan
-        return MenuFlow(routed.mailbox, lang=plan.default_language if plan is not None else "en",
-                        tz=zoneinfo.ZoneInfo(company.timezone), speech=prompts,
-                        scratch_dir=str(self.voicemail.scratch_dir), token=os.urandom(8).hex(),
-                        new_salt=lambda: os.urandom(16))
-
-    def _apply(self, effect: Any, done: Callable[[Any], None]) -> None:
-        """Apply a voicemail effect in an executor thread (disk writes, fsync), then resume the flow; when
-        the message counts change, tell the phones (MWI)."""
-        counting = isinstance(effect, COUNT_CHANGING)
-
-        def work() -> tuple[Any, tuple[int, int] | None]:
-            outcome = self.voicemail.apply(effect)
-            return outcome, self.voicemail.counts(effect.mailbox) if counting else None
-
-        future = self.loop.run_in_executor(None, work)
-
-        def finished(f: asyncio.Future[tuple[Any, tuple[int, int] | None]]) -> None:
-            counts = None
-            try:
-                outcome, counts = f.result()
-            except Exception:
-                logger.exception("voicemail: applying %r failed", effect)
-                outcome = MailboxOpened(None) if isinstance(effect, OpenMailbox) else Applied()
-            if counts is not None and self.mwi is not None:
-                clock = self.services.manager.clock
-                self.mwi.notify_counts(effect.mailbox, *counts, clock.now(), clock.wall())
-                self.services.flush()
-            if isinstance(outcome, Applied) and outcome.message is not None:
-                self._email(outcome.message)
-            done(outcome)
-
-        future.add_done_callback(finished)
-
-    def _email(self, info: MessageInfo) -> None:
-        """Voicemail to e-mail: the new message to its mailbox's address (a line's user when the line's
-        options ask for it), sent in a worker thread; a failure is logged, the message stays stored."""
-        mailer = self.mailer
-        to = self.router.config.voicemail_email.get(info.mailbox)
-        if mailer is None or to is None:
-            return
-
-        async def send() -> None:
-            try:
-                await mailer.send(info, to, mailbox_label=info.mailbox)
-                logger.info("voicemail: message %d of %s sent to %s", info.id, info.mailbox, to)
-            except EmailError as exc:
-                logger.warning("voicemail: e-mailing message %d of %s failed: %s", info.id, info.mailbox, exc)
-
-        task = self.loop.create_task(send())
-        self._mail_tasks.add(task)
-        task.add_done_callback(self._mail_tasks.discard)
-
-    def is_mailbox(self, number: str) -> bool:
-        """A line's extension or a shared mailbox's number (mailboxes created on first use)."""
-        cfg = self.router.config
-        if number in cfg.lines:
-            return True
-        entry = cfg.plan.route(number) if cfg.plan is not None else None
-        return entry is not None and entry.kind == "mailbox"
-
-
-def compile_plan(store: Store, data_dir: Path) -> CompiledConfig | None:
-    """The compiled dial plans of the stored configuration, or None (logged) when they do not compile:
-    lines still reach each other directly then, numbers routed to plans get 480."""
-    objects = objects_by_kind(store.routing_objects())
-    for clip in objects.get("sound_clips", []):
-        clip["file"] = str(sound_clip_path(data_dir, clip["name"]))  # played from the data directory
-    result = compile_config(ConfigInputs(store.company(), store.users(), store.lines(), store.numbers(),
-                                         store.dial_plans(), objects))
-    for issue in result.warnings:
-        logger.warning("dial plans: %s", issue)
-    for issue in result.errors:
-        logger.error("dial plans: %s", issue)
-    return result.config
-
-
-def check_document_plans(doc: Mapping[str, Any]) -> CompileResult:
-    """Compile the dial plans of a company document before it is imported (what ``pbx import`` and the
-    first start refuse on): the document's users and lines stand in for the stored ones.
-
-    Raises:
-        ModelError: the document itself is invalid (the field named).
-    """
-    parsed = parse_company_document(doc)
-    users = [User(i + 1, u.first_name, u.last_name, u.email) for i, u in enumerate(parsed.users)]
-    lines = [Line(i + 1, i + 1, u.extension, u.line_name, u.external_caller_id, "", "", u.dial_permissions)
-             for i, u in enumerate(parsed.users)]
-    plans = [DialPlan(i + 1, p.name, p.graph) for i, p in enumerate(parsed.dial_plans)]
-    return compile_config(ConfigInputs(parsed.company, users, lines, parsed.numbers, plans,
-                                       objects_by_kind(parsed.objects)))
-
-
-def install_sound_clips(doc: Mapping[str, Any], base_dir: Path, data_dir: Path) -> int:
-    """Convert the sound clips a company document names (``file`` relative to the document) into the data
-    directory (8 kHz 16-bit mono WAV, written atomically). Returns how many were installed.
-
-    Raises:
-        OSError: a clip file cannot be read or written.
-        ModelError: a clip file is not a WAV file we can read (field ``sound_clips[i].file``).
-    """
-    count = 0
-    for i, clip in enumerate(doc.get("sound_clips") or []):
-        name, file = clip.get("name"), clip.get("file")
-        if not isinstance(name, str) or not isinstance(file, str):
-            continue
-        try:
-            data = convert_to_8k_mono16((base_dir / file).read_bytes())
-        except WavError as exc:
-            raise ModelError(f"sound_clips[{i}].file", f"{file}: {exc}") from None
-        target = sound_clip_path(data_dir, name)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(target, data)
-        count += 1
-    return count
-
-
-def resolve_hosts(hosts: Iterable[str]) -> dict[str, str]:
-    """Host name -> first IPv4 (else IPv6) address, for carrier trunks configured by name. Names that do not
-    resolve are logged and left out (calls to them get 503 until a later reload resolves them)."""
-    out: dict[str, str] = {}
-    for host in set(hosts):
-        try:
-            ipaddress.ip_address(host)
-            continue
-        except ValueError:
-            pass
-        try:
-            infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
-        except OSError as exc:
-            logger.warning("trunk host %s does not resolve: %s", host, exc)
-            continue
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)
-        out[host] = str(infos[0][4][0])
-    return out
-
-
-def advertised_address(bind_host: str) -> str:
-    """The address we write in Via, Contact and SDP when not told (``--advertise``): the bound address, or
-    for a wildcard bind the address of the interface that holds the default route (a UDP ``connect`` only
-    picks a route; nothing is sent), else loopback."""
-    if bind_host not in ("0.0.0.0", "::", ""):
-        return bind_host
-    family = socket.AF_INET6 if bind_host == "::" else socket.AF_INET
-    probe = "2001:db8::1" if family == socket.AF_INET6 else "192.0.2.1"  # documentation ranges
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.connect((probe, 9))
-            return str(sock.getsockname()[0])
-    except OSError:
-        return "::1" if family == socket.AF_INET6 else "127.0.0.1"
 
 
 async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int) -> Any:

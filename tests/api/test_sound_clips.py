@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.company import compile_plan
 from engine.dialplan.plan import PlayClipOp
 from engine.media.wav import decode_wav, encode_wav
-from engine.server import compile_plan
 from engine.store import sound_clip_path
 from tests.api.conftest import Api
 

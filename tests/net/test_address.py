@@ -1,10 +1,10 @@
-"""The composition root's own helpers (engine.server): the address to advertise, trunk host names resolved."""
+"""engine.net.address: the address to advertise, trunk host names resolved."""
 
 from __future__ import annotations
 
 import ipaddress
 
-from engine.server import advertised_address, resolve_hosts
+from engine.net.address import advertised_address, resolve_hosts
 
 
 def test_advertised_address_is_the_bound_one_or_a_real_interface_for_a_wildcard() -> None:

@@ -1,0 +1,173 @@
+"""The engine side of the call flows: ``FlowShell`` implements ``engine.call.flows.FlowServices`` over the
+engine's RTP endpoint (``engine.media.io.MediaSession``), the voicemail store, MWI and voicemail to e-mail.
+
+The flows themselves (``engine.call.flows``) are callback-driven and know nothing of the event loop; this
+adapter is where they meet it: media actions run as tasks, voicemail effects (disk writes and fsyncs) in an
+executor thread, e-mails in tasks of their own, and each finished piece calls the flow back on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import zoneinfo
+from collections.abc import Callable
+from typing import Any
+
+from engine.call.b2bua import Call, CallManager, Destination
+from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
+from engine.call.mwi import MwiService
+from engine.call.routing import MailboxMenu, Router
+from engine.dialplan.evaluate import RingState
+from engine.dialplan.plan import RingTarget
+from engine.media import prompts
+from engine.media.io import MediaClock, MediaSession, RtpRelay
+from engine.media.prompts import AudioFileCache, PromptLibrary
+from engine.media.relay import RelayExhausted
+from engine.script import Collected, Play, Played, Record, Recorded
+from engine.sip.sdp import SessionDescription, answer_audio
+from engine.voicemail.email import EmailError, VoicemailMailer
+from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
+from engine.voicemail.model import DepositReason, MessageInfo
+from engine.voicemail.store import VoicemailStore
+
+logger = logging.getLogger(__name__)
+
+
+class FlowShell:
+    """The engine side of call flows (``FlowServices``): voicemail on disk, ring destinations from the
+    router, effects applied in an executor thread, media on the engine's RTP endpoint."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, router: Router, calls: CallManager,
+                 voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
+                 media_host: str) -> None:
+        self.loop = loop
+        self.router = router
+        self.voicemail = voicemail
+        self.relay = relay
+        self.media_bind = media_bind
+        self.media_host = media_host
+        self.media_clock = MediaClock(loop)
+        self.mwi: MwiService | None = None
+        #: voicemail to e-mail (``pbx serve --smtp``); None sends none
+        self.mailer: VoicemailMailer | None = None
+        self._mail_tasks: set[asyncio.Task[None]] = set()
+        self.prompts = PromptLibrary()
+        self.files = AudioFileCache()
+        self.services = FlowServices(
+            manager=calls, open_media=self._open_media, run_media=self._run_media,
+            destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
+            flush=flush)
+        self.factory = FlowFactory(self.services, lambda: router.config.plan, RingState(), self._menu,
+                                   line_ring_s=lambda: router.config.ring_timeout)
+
+    def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
+        """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""
+        answer = answer_audio(offer)
+        if answer is None:
+            return None
+        try:
+            session = MediaSession.open(self.media_bind, self.relay.allocator, loop=self.loop,
+                                        clock=self.media_clock, prompts=self.prompts, files=self.files)
+        except (RelayExhausted, OSError) as exc:
+            logger.warning("call %s: no media endpoint: %s", call.id, exc)
+            return None
+        if answer.host is not None:
+            session.negotiate(answer.host, answer.port, answer.payload_type, answer.event_payload_type)
+        ports = [session.local_port if m.port else 0 for m in answer.sdp.media]
+        return session, call.caller_rewriter.rewrite(answer.sdp, self.media_host, ports)
+
+    def _run_media(self, port: MediaPort, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
+        assert isinstance(port, MediaSession)
+        task = self.loop.create_task(port.run(action))
+
+        def finished(t: asyncio.Task[Played | Collected | Recorded]) -> None:
+            if t.cancelled() or t.exception() is not None:
+                error = None if t.cancelled() else t.exception()
+                logger.error("media action %r failed", action, exc_info=error)
+                done(Recorded(None, 0.0, "hangup") if isinstance(action, Record)
+                     else Played(False) if isinstance(action, Play) else Collected("", "timeout"))
+                return
+            done(t.result())
+
+        task.add_done_callback(finished)
+
+    def _wall(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.services.manager.clock.wall(), datetime.UTC)
+
+    def _destination(self, call: Call, targets: tuple[RingTarget, ...], timeout: float,
+                     prefix: str) -> Destination | None:
+        return self.router.plan_destination(call.info, call.caller_peer, targets, timeout, prefix,
+                                            self.services.manager.clock.wall())
+
+    def _deposit(self, mailbox: str, reason: str, call: Call) -> DepositFlow | None:
+        if mailbox in self.router.config.no_voicemail:
+            return None
+        why = DepositReason.BUSY if reason == "busy" else DepositReason.UNAVAILABLE
+        return DepositFlow(mailbox, why, call.info.caller, call.info.caller_name,
+                           self.voicemail.scratch_path(call.id), self._wall())
+
+    def _menu(self, routed: MailboxMenu) -> MenuFlow:
+        company = self.router.config.company
+        plan = self.router.config.plan
+        return MenuFlow(routed.mailbox, lang=plan.default_language if plan is not None else "en",
+                        tz=zoneinfo.ZoneInfo(company.timezone), speech=prompts,
+                        scratch_dir=str(self.voicemail.scratch_dir), token=os.urandom(8).hex(),
+                        new_salt=lambda: os.urandom(16))
+
+    def _apply(self, effect: Any, done: Callable[[Any], None]) -> None:
+        """Apply a voicemail effect in an executor thread (disk writes, fsync), then resume the flow; when
+        the message counts change, tell the phones (MWI)."""
+        counting = isinstance(effect, COUNT_CHANGING)
+
+        def work() -> tuple[Any, tuple[int, int] | None]:
+            outcome = self.voicemail.apply(effect)
+            return outcome, self.voicemail.counts(effect.mailbox) if counting else None
+
+        future = self.loop.run_in_executor(None, work)
+
+        def finished(f: asyncio.Future[tuple[Any, tuple[int, int] | None]]) -> None:
+            counts = None
+            try:
+                outcome, counts = f.result()
+            except Exception:
+                logger.exception("voicemail: applying %r failed", effect)
+                outcome = MailboxOpened(None) if isinstance(effect, OpenMailbox) else Applied()
+            if counts is not None and self.mwi is not None:
+                clock = self.services.manager.clock
+                self.mwi.notify_counts(effect.mailbox, *counts, clock.now(), clock.wall())
+                self.services.flush()
+            if isinstance(outcome, Applied) and outcome.message is not None:
+                self._email(outcome.message)
+            done(outcome)
+
+        future.add_done_callback(finished)
+
+    def _email(self, info: MessageInfo) -> None:
+        """Voicemail to e-mail: the new message to its mailbox's address (a line's user when the line's
+        options ask for it), sent in a worker thread; a failure is logged, the message stays stored."""
+        mailer = self.mailer
+        to = self.router.config.voicemail_email.get(info.mailbox)
+        if mailer is None or to is None:
+            return
+
+        async def send() -> None:
+            try:
+                await mailer.send(info, to, mailbox_label=info.mailbox)
+                logger.info("voicemail: message %d of %s sent to %s", info.id, info.mailbox, to)
+            except EmailError as exc:
+                logger.warning("voicemail: e-mailing message %d of %s failed: %s", info.id, info.mailbox, exc)
+
+        task = self.loop.create_task(send())
+        self._mail_tasks.add(task)
+        task.add_done_callback(self._mail_tasks.discard)
+
+    def is_mailbox(self, number: str) -> bool:
+        """A line's extension or a shared mailbox's number (mailboxes created on first use)."""
+        cfg = self.router.config
+        if number in cfg.lines:
+            return True
+        entry = cfg.plan.route(number) if cfg.plan is not None else None
+        return entry is not None and entry.kind == "mailbox"
