@@ -34,6 +34,7 @@ import numpy.typing as npt
 import pytest
 
 from engine.media.prompts import PromptLibrary
+from engine.voicemail.flows import MENU_TIMEOUT_S
 
 from ..peers.softphone import Event, Softphone
 from .audio import RATE_HZ, SIGNAL_RMS, dominant_frequency, read_wav, signal_seconds, write_tone
@@ -59,6 +60,14 @@ FRAME: Final = RATE_HZ // 50  # 20 ms
 #: A prompt is heard when some stretch of the recording matches it this well (normalised cross-correlation);
 #: a prompt through G.711 and pjsua2 scores above 0.95, another prompt or a tone below 0.5.
 HEARD: Final = 0.8
+#: How the phone's jitter buffer shifts the rest of a prompt (in samples) when, under load, it runs empty and
+#: makes up 10 ms frames (later, by up to 130 ms) or loses one or two (earlier): what the recordings of
+#: loaded runs show (see ``find_slipped``).
+SLIPS: Final = (-160, -80, *range(80, 1041, 80))
+#: A piece that matches only with its slips undone must then match as well as prompts do (above 0.95) ...
+REPAIRED: Final = 0.9
+#: ... and a piece that matches this little is another sound, not a slipped one (not tried).
+TRY_REPAIR: Final = 0.45
 PROMPTS: Final = PromptLibrary()
 LANG: Final = "de"  # the company is in Germany: the plans' default language
 
@@ -124,23 +133,156 @@ def find(heard: Samples, expected: Samples, start: int = 0) -> tuple[float, int]
     return float(ncc[k]), start + k
 
 
+def _slipped(heard: Samples, piece: Samples, starts: Sequence[int]) -> tuple[float, int, int]:
+    """The best match of ``piece`` from near one of ``starts`` (where some part of it fits exactly) with
+    slips inside it: (score, from, to), (0.0, -1, -1) when none fits in ``heard``.
+
+    The piece is cut into 5 ms blocks; block j is heard at ``start + 5 ms * j + 10 ms * m``, where the
+    shift m may change between blocks by one of ``SLIPS``: up when the phone made up frames (heard then, but
+    no part of the piece), down when it lost some (the piece's blocks in between are not heard; once per
+    piece, so that no word can be left out). The path of least squared error is found by dynamic
+    programming, a slip costing what two blocks bring, so that none is made up; the score is the normalised
+    correlation along it (a block with a slip inside it matches a little worse)."""
+    block, unit = 40, 80  # samples: 5 ms blocks, slips of 10 ms frames
+    ratio = unit // block
+    n = len(piece)
+    blocks = -(-n // block)
+    p = np.concatenate((piece, np.zeros(blocks * block - n))).reshape(blocks, block)
+    own = np.sum(p * p, axis=1)
+    moves = np.array([s // unit for s in SLIPS])
+    span = int(np.max(np.abs(moves))) + 1
+    count = 2 * span + 1  # shifts m = -span .. span, as states 0 .. 2 * span
+    states = np.arange(count)
+    source = states[None, :] - moves[:, None]  # the state a move comes from
+    source_ok = (source >= 0) & (source < count)
+    source = np.clip(source, 0, count - 1)
+    skipped = ratio * np.maximum(0, -moves)  # blocks lost with a move down
+    down = moves < 0
+    cost = 2 * float(np.sum(own)) / blocks
+    inf = np.inf
+    best = (0.0, -1, -1)
+    done: set[int] = set()
+    for start in starts:
+        first, last = start - span * unit, start + span * unit + blocks * block
+        if (
+            first < 0
+            or last > len(heard)
+            or any(abs(start - s) <= unit and (start - s) % unit == 0 for s in done)
+        ):
+            continue
+        done.add(start)
+        h = heard[first:last].reshape(-1, block)
+        cols = np.arange(blocks)[:, None] + ratio * states[None, :]  # heard block of (j, m)
+        c = np.take_along_axis(p @ h.T, cols, axis=1)  # block j heard with shift m
+        e = np.sum(h * h, axis=1)[cols]
+        gain = 2 * c - e  # what a block brings: minus its squared error, up to a constant
+        # value[j, lost, m]: the best path to block j heard with shift m, having lost frames (1) or not (0);
+        # came[j, lost, m]: (block, lost, shift) before it
+        value = np.full((blocks, 2, count), -inf)
+        came = np.zeros((blocks, 2, count, 3), dtype=np.int64)
+        value[0, 0] = gain[0]
+        for j in range(1, blocks):
+            rows = np.where(down, j - 1 - skipped, j - 1)
+            for lost in (0, 1):
+                layer = np.where(down, 0, lost)  # frames are lost from a path that had lost none
+                ok = source_ok & (rows >= 0)[:, None] & ((~down) | (lost == 1))[:, None]
+                moved = np.where(ok, value[np.maximum(rows, 0)[:, None], layer[:, None], source] - cost, -inf)
+                pick = np.argmax(moved, axis=0)  # the best move into each state
+                into = moved[pick, states]
+                stay = value[j - 1, lost]
+                slip = into > stay
+                value[j, lost] = np.where(slip, into, stay) + gain[j]
+                came[j, lost, :, 0] = np.where(slip, rows[pick], j - 1)
+                came[j, lost, :, 1] = np.where(slip, layer[pick], lost)
+                came[j, lost, :, 2] = np.where(slip, source[pick, states], states)
+        lost, m = divmod(int(np.argmax(value[-1])), count)
+        j, end, path = blocks - 1, m, []
+        while True:
+            path.append((j, m))
+            if j == 0:
+                break
+            j, lost, m = (int(x) for x in came[j, lost, m])
+        on, at = np.array([b for b, _ in path]), np.array([s for _, s in path])
+        power, norm = float(np.sum(e[on, at])), float(np.sum(own[on]))
+        if power < n * SIGNAL_RMS**2 or norm <= 0.0:
+            continue  # silence matches nothing
+        score = float(np.sum(c[on, at])) / float(np.sqrt(norm * power))
+        if score > best[0]:
+            best = (score, start + (path[-1][1] - span) * unit, start + n + (end - span) * unit)
+    return best
+
+
+def find_slipped(
+    heard: Samples, piece: Samples, lo: int, hi: int, *, repair: bool = True
+) -> tuple[float, int, int]:
+    """Where ``piece`` best matches ``heard`` starting in [lo, hi], the phone's jitter buffer allowed to have
+    slipped inside it (unless not ``repair``): (score, from, to) in samples, or (0.0, -1, -1) before enough
+    is heard.
+
+    Under load the phone's jitter buffer runs empty and makes up frames ("plc invoked" in pjsua's log), or
+    loses some: everything after that point comes a multiple of 10 ms later or earlier (``SLIPS``, measured
+    in the recordings), and a piece with a slip inside matches no single offset (0.68 for one in
+    "goodbye"). So a piece that matches neither as a whole nor not at all (``TRY_REPAIR``) is also tried
+    with slips (``_slipped``); it must then match as well as an unslipped piece does (``REPAIRED``): all its
+    sound there, in order, at the offsets slips give. Where to try: most of its quarters are clean, so the
+    best place of each quarter near there, taken back to the start of the piece, is where some part of it
+    fits exactly.
+    """
+    n = len(piece)
+    score, at = find(heard[: hi + n], piece, lo)
+    if at < 0:
+        return 0.0, -1, -1
+    best = (score, at, at + n)
+    if score >= HEARD or not repair:
+        return best
+    lowest, reach = lo + min(SLIPS), hi + max(SLIPS)
+    near, around = find(heard[: reach + n], piece, max(0, lowest))  # after a longer slip too
+    if max(score, near) < TRY_REPAIR:
+        return best
+    quarter = n // 4
+    starts = {at, around}
+    for j in range(4):
+        part = piece[j * quarter : (j + 1) * quarter]
+        _, found = find(heard[: reach + (j + 1) * quarter], part, max(0, lowest + j * quarter))
+        if found >= 0:
+            starts.add(found - j * quarter)
+    repaired = _slipped(heard, piece, sorted(starts))
+    return repaired if repaired[0] >= REPAIRED and repaired[0] > score else best
+
+
 def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[float, int, int]:
     """Where ``expected`` (a prompt) was heard in ``heard[start:]``: (score, from, to) in samples.
 
     A jitter buffer may add or drop a frame anywhere in a prompt, which one correlation over the whole does
     not survive. So the first 0.5 s is found anywhere after ``start``, and the rest in 0.25 s pieces, each
-    within 60 ms of where the previous one ended; the score is the second-worst piece's (a frame slipped in
-    the middle spoils one piece), pauses left out: prompts that differ only in their last word ("ist
-    eingeschaltet" / "ist ausgeschaltet") are told apart. The last piece may be cut short (by a hang-up). The
-    first 0.2 s is left out too: the start of a call's audio may be lost before the phone's recorder is
-    attached.
+    within 60 ms of where the previous one ended, a slip inside a piece allowed (``find_slipped``); the
+    score is the second-worst piece's (one piece may be spoilt all the same), pauses left out: prompts that
+    differ only in their last word ("ist eingeschaltet" / "ist ausgeschaltet") are told apart. The last piece
+    may be cut short (by a hang-up).
+
+    The first 0.2 s of the prompt is left out, and the prompt may have begun up to that much before
+    ``start``: the start of a call's audio may be lost before the phone's recorder is attached (the prompt
+    began before sample 0), and a ``start`` that is the end of the previous prompt (``to``, from the
+    prompts' lengths) comes too late when the phone dropped a frame in that prompt's closing pause, while
+    the next prompt followed without a gap. Both happen on a loaded machine; searching only from
+    ``start + 0.2 s`` then missed the prompt. ``from`` is never before 0.
     """
     skip, head, step, slack = RATE_HZ // 5, RATE_HZ // 2, RATE_HZ // 4, RATE_HZ * 6 // 100
-    score, first = find(heard, expected[skip : skip + head], start + skip)
+    piece = expected[skip : skip + head]
+    score, first = find(heard, piece, start)
     if first < 0:
         return 0.0, -1, -1
-    scores, at = [score], first + min(head, len(expected) - skip)
-    for i in range(skip + head, len(expected), step):
+    # a slipped head is tried near where it matched best (its sound is there, most of it at that offset)
+    reach = max(SLIPS) + FRAME
+    score, first, at = find_slipped(heard, piece, max(start, first - reach), first + reach)
+    begin = max(0, first - skip)
+    scores = [score]
+    pieces = range(skip + head, len(expected), step)
+    # Slips are tried while the prompt may still be heard: one piece may be spoilt when there are four
+    # scores or more (see _robust), none when fewer. (That also keeps the polls of an absent prompt cheap.)
+    voiced = sum(1 for i in pieces if np.sqrt(np.mean(expected[i : i + step] ** 2)) >= 2 * SIGNAL_RMS)
+    spare = 1 if 1 + voiced >= 4 else 0
+    for i in pieces:
         piece = expected[i : i + step]
         if len(piece) < step // 2:
             at += len(piece)
@@ -152,15 +294,17 @@ def find_prompt(heard: Samples, expected: Samples, start: int = 0) -> tuple[floa
             if len(piece) < step // 2:
                 at = len(heard)
                 break
-        found, offset = find(heard[: at + len(piece) + slack], piece, max(0, at - slack))
-        if offset < 0:
-            return 0.0, first - skip, -1
-        if np.sqrt(np.mean(piece * piece)) < 2 * SIGNAL_RMS:
+        pause = np.sqrt(np.mean(piece * piece)) < 2 * SIGNAL_RMS
+        repair = not pause and sum(1 for x in scores if x < HEARD) <= spare
+        found, _, end = find_slipped(heard, piece, max(0, at - slack), at + slack, repair=repair)
+        if end < 0:
+            return 0.0, begin, -1
+        if pause:
             at += len(piece)  # a pause matches anything
             continue
         scores.append(found)
-        at = offset + len(piece)
-    return _robust(scores), first - skip, at
+        at = end
+    return _robust(scores), begin, at
 
 
 def _robust(scores: list[float]) -> float:
@@ -245,8 +389,9 @@ class Ear:
         return self.heard(keys, start, timeout)[-1][3]
 
     def begins(self, key: str, start: int = 0, timeout: float = 20.0) -> int:
-        """Wait until prompt ``key`` has started (its first 0.7 s heard after ``start``): keys pressed now
-        interrupt it (barge-in). Returns where it started."""
+        """Wait until prompt ``key`` has started (its first 0.7 s heard after ``start``, or from up to 0.2 s
+        before it: see ``find_prompt``): keys pressed now interrupt it (barge-in). Returns where it started
+        (not before 0)."""
         head = prompt(key)[: int(0.7 * RATE_HZ)]
 
         def check(samples: Samples) -> int | None:
@@ -581,9 +726,11 @@ def test_star98_opens_another_mailbox_and_a_subscribed_phone_gets_mwi(rig: Rig, 
 
     # bare *98 asks for the mailbox first
     ear = rig.dial(caller, "*98")
-    ear.begins("vm-enter-mailbox")
+    mailbox = ear.begins("vm-enter-mailbox")
     caller.dtmf(OTHER + "#")
-    asked = ear.begins("vm-enter-pin")
+    # "vm-enter-pin" starts with the very words of "vm-enter-mailbox" ("Bitte geben Sie ..."): look after
+    # those (the keys cut that prompt short and were pressed no earlier than 0.7 s into it)
+    asked = ear.begins("vm-enter-pin", mailbox + RATE_HZ)
     caller.dtmf("0000#")
     ear.heard(["vm-you-have", "count-one", "vm-new-message"], asked)
     caller.hangup()
@@ -596,16 +743,26 @@ def test_star98_opens_another_mailbox_and_a_subscribed_phone_gets_mwi(rig: Rig, 
 def test_three_wrong_pins_end_the_call_two_do_not(rig: Rig) -> None:
     caller = rig.phone("caller", CALLER, register=False)
     ear = rig.dial(caller, "*98" + OWNER)
-    ear.begins("vm-enter-pin")
-    caller.dtmf("1111#")
-    at = ear.end_of(["vm-invalid-pin"])
-    ear.begins("vm-enter-pin", at)
-    caller.dtmf("2222#")
-    at = ear.end_of(["vm-invalid-pin"], at)
-    ear.begins("vm-enter-pin", at)
+    asked = ear.begins("vm-enter-pin")
+
+    def wrong(pin: str, asked: int, keys: list[str]) -> tuple[str, float, int, int]:
+        """Type ``pin`` while the PIN prompt that began at ``asked`` plays; the last of ``keys`` answering."""
+        caller.dtmf(pin + "#")
+        found = ear.heard(keys, asked)
+        # A timeout counts as a try too, so the keys must be what was answered: their "invalid PIN" comes
+        # long before the prompt and the first key's timeout are over (after all of it, a timeout's would).
+        late_s = (found[0][2] - asked - len(prompt("vm-enter-pin"))) / RATE_HZ
+        assert late_s < MENU_TIMEOUT_S / 2, (
+            f"'vm-invalid-pin' began {late_s:.1f} s after the PIN prompt would have ended: a timeout, not "
+            f"{pin}#, was answered ({found})"
+        )
+        return found[-1]
+
+    for pin in ("1111", "2222"):
+        at = wrong(pin, asked, ["vm-invalid-pin"])[3]
+        asked = ear.begins("vm-enter-pin", at)
     assert not any(ended(e) for e in caller.events), "two wrong PINs must not end the call"
-    caller.dtmf("3333#")
-    ear.heard(["vm-invalid-pin", "goodbye"], at)
+    wrong("3333", asked, ["vm-invalid-pin", "goodbye"])
     caller.wait_state("DISCONNECTED", timeout=10.0)
     heard = ear.stop()
     score, _, _ = find_prompt(heard, prompt("vm-main-menu"))
