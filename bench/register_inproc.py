@@ -22,7 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.call.app import SipApplication
+from engine.call.config import CurrentConfig, EngineConfig
+from engine.call.routing import RoutingConfig
 from engine.clock import FakeClock
+from engine.model import Company
 from engine.server import tune_gc
 from engine.sip.auth import Credentials, DigestAuthenticator, compute_ha1
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
@@ -62,7 +65,8 @@ def main() -> int:
     def new_app() -> tuple[SipEndpoint, SipApplication]:
         ep = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
         auth = DigestAuthenticator(REALM, b"k" * 32, algorithms=("MD5",), rng=random.Random(2))
-        return ep, SipApplication(ep, auth, Registrar(Location()), creds, clock, None)
+        config = CurrentConfig(EngineConfig(1, creds, RoutingConfig(Company("bench", REALM))))
+        return ep, SipApplication(ep, auth, Registrar(Location()), config, clock, None)
 
     # Build both requests of every registration up front (the client's work is not timed). Nonces are
     # stateless, so one authenticator instance's challenges verify in any instance with the same secret.

@@ -2,8 +2,8 @@
 
 Before an import (``pbx import``, the first start of ``pbx serve``): ``check_document_plans`` compiles the
 document's dial plans (an import is refused on any error) and ``install_sound_clips`` converts the clips it
-names into the data directory. While serving: ``compile_plan`` compiles the stored dial plans, the sound
-clips played from the data directory.
+names into the data directory. While serving: ``compile_plan`` compiles the dial plans of a stored
+configuration snapshot, the sound clips played from the data directory.
 """
 
 from __future__ import annotations
@@ -20,19 +20,19 @@ from engine.files import write_atomic
 from engine.media.wav import WavError, convert_to_8k_mono16
 from engine.model import DialPlan, Line, User, objects_by_kind, parse_company_document
 from engine.model.errors import ModelError
-from engine.store import Store, sound_clip_path
+from engine.store import StoredConfig, sound_clip_path
 
 logger = logging.getLogger(__name__)
 
 
-def compile_plan(store: Store, data_dir: Path) -> CompiledConfig | None:
-    """The compiled dial plans of the stored configuration, or None (logged) when they do not compile:
-    lines still reach each other directly then, numbers routed to plans get 480."""
-    objects = objects_by_kind(store.routing_objects())
+def compile_plan(stored: StoredConfig, data_dir: Path) -> CompiledConfig | None:
+    """The compiled dial plans of a stored configuration (``Store.config_snapshot``), or None (logged) when
+    they do not compile: lines still reach each other directly then, numbers routed to plans get 480."""
+    objects = objects_by_kind(stored.routing_objects)
     for clip in objects.get("sound_clips", []):
         clip["file"] = str(sound_clip_path(data_dir, clip["name"]))  # played from the data directory
-    result = compile_config(ConfigInputs(store.company(), store.users(), store.lines(), store.numbers(),
-                                         store.dial_plans(), objects))
+    result = compile_config(ConfigInputs(stored.company, stored.users, stored.lines, stored.numbers,
+                                         stored.dial_plans, objects))
     for issue in result.warnings:
         logger.warning("dial plans: %s", issue)
     for issue in result.errors:

@@ -1,10 +1,11 @@
 """Process lifecycle of ``pbx serve``: the composition root.
 
-Opens the store (importing the example company into an empty data dir), restores the registrations,
-builds the sans-IO endpoint, registrar and digest authenticator, the call layer and the signalling
-application (``engine.call.app``), binds the transports, keeps the in-memory credentials in step with the
-store (config_version poll), purges expired bindings, and shuts down in order on SIGTERM/SIGINT (stop
-accepting, flush the binding writer, close the store).
+Opens the store (importing the example company into an empty data dir), reads the configuration snapshot
+(``engine.call.config``), restores the registrations, and builds the sans-IO endpoint, the transport, the
+digest authenticator, the call layer, MWI, the flows' shell and the signalling application
+(``engine.call.app``) in dependency order. Then it binds the transports, keeps the snapshot in step with
+the store (config_version poll; one assignment swaps it), purges expired bindings, and shuts down in order
+on SIGTERM/SIGINT (stop accepting, end the calls, flush the writers, close the store).
 """
 
 from __future__ import annotations
@@ -23,16 +24,17 @@ from typing import Any, Final
 
 from engine.call.app import SipApplication
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
+from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.mwi import MwiService
-from engine.call.routing import Router, RoutingConfig
 from engine.call.shell import FlowShell
-from engine.clock import LoopClock
-from engine.company import compile_plan, install_sound_clips
+from engine.clock import Clock, LoopClock
+from engine.company import install_sound_clips
 from engine.media.io import RtpRelay
-from engine.net.address import advertised_address, resolve_hosts
+from engine.net.address import advertised_address
 from engine.net.transport import SipTransport
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
+from engine.sip.events import Event
 from engine.sip.registrar import Location, Registrar
 from engine.store import (
     BindingWriter,
@@ -91,38 +93,38 @@ class Server:
                 install_sound_clips(doc, example.parent, self.data_dir)
                 summary = store.import_company(doc)
                 logger.info("empty data dir: imported the example company (%s)", summary)
-            company = store.company()
+            # Built in dependency order; the one late link is the transport's handler, the application,
+            # which needs what needs the transport (the call layer and the flows flush through it).
+            config = CurrentConfig(self.read_config(store))
+            company = config.snapshot.routing.company
             location = Location()
             for record in store.load_bindings(clock.wall()):
                 location.restore(binding_from_record(record))
             logger.info("restored %d registrations of %d lines", len(location), location.aor_count())
             writer = BindingWriter(store)
             writer.start()
+            cdr_writer = CdrWriter(store)
+            cdr_writer.start()
             advertised = self.advertise or advertised_address(self.sip_host)
             endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port))
+            transport = SipTransport(endpoint, _not_wired, clock)
             # The nonces' random part from the OS CSPRNG too (the HMAC tag is what makes them unforgeable).
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
                                        rng=random.SystemRandom())
-            router = Router(self._routing(store), location)
-            app = SipApplication(endpoint, auth, Registrar(location), store.sip_credentials(), clock, writer,
-                                 router)
-            transport = SipTransport(endpoint, app.handle, clock)
-            cdr_writer = CdrWriter(store)
-            cdr_writer.start()
             relay = RtpRelay(self.sip_host, *self.rtp_ports, loop=loop)
             calls = CallManager(endpoint, loop, transport.pump, relay, advertised, cdr_writer.write, clock)
-            app.calls = calls
-            voicemail = VoicemailStore.open(self.data_dir, autocreate=lambda n: shell.is_mailbox(n))
-            shell = FlowShell(loop, router, calls, voicemail, transport.pump, relay, self.sip_host,
-                              advertised)
-            app.flows = shell.factory
-            if self.smtp is not None:
-                shell.mailer = VoicemailMailer(self.smtp, zoneinfo.ZoneInfo(company.timezone))
             uri_host = f"[{advertised}]" if ":" in advertised else advertised  # an IPv6 literal in a URI
             mwi = MwiService(endpoint, location, company.sip_realm, f"sip:mwi@{uri_host}:{self.sip_port}")
+            voicemail = VoicemailStore.open(self.data_dir, autocreate=config.has_mailbox)
             for mailbox, (new, old) in (await loop.run_in_executor(None, voicemail.all_counts)).items():
                 mwi.set_counts(mailbox, new, old)
-            app.mwi = shell.mwi = mwi
+            mailer = (VoicemailMailer(self.smtp, zoneinfo.ZoneInfo(company.timezone)) if self.smtp is not None
+                      else None)
+            shell = FlowShell(loop, location, calls, voicemail, transport.pump, relay, self.sip_host,
+                              advertised, mwi=mwi, mailer=mailer)
+            app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
+                                 flows=shell.factory, mwi=mwi)
+            transport.handler = app.handle
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
@@ -132,7 +134,7 @@ class Server:
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))
                 transport.watch(mwi)  # one timer at the next subscription expiry, re-armed as it moves
-                self._spawn(self._config_loop(app, store))
+                self._spawn(self._config_loop(config, store, clock))
                 self._http = await start_http(store, self.http, advertised, port) if self.http else None
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
                 await self._stop.wait()
@@ -172,49 +174,51 @@ class Server:
             except Exception:
                 logger.exception("purging expired registrations failed")
 
-    def _routing(self, store: Store) -> RoutingConfig:
-        """The routing snapshot (runs in an executor thread: it may wait for DNS)."""
-        trunks = store.trunks()
-        company, lines, users, numbers = store.company(), store.lines(), store.users(), store.numbers()
-        plan = compile_plan(store, self.data_dir)
-        return RoutingConfig.build(company, lines, users, numbers, trunks, ring_timeout=self.ring_timeout,
-                                   addresses=resolve_hosts(t.host for t in trunks), plan=plan,
-                                   no_voicemail=store.lines_without_voicemail(),
-                                   voicemail_email=store.voicemail_email_targets())
+    def read_config(self, store: Store) -> EngineConfig:
+        """The configuration snapshot, read in one store transaction (blocking: the database, the dial-plan
+        compiler, DNS for trunk host names)."""
+        return read_engine_config(store, self.data_dir, ring_timeout=self.ring_timeout)
 
-    async def _config_loop(self, app: SipApplication, store: Store) -> None:
-        """Reload credentials when the store's config_version moves (e.g. `pbx user add` while running)."""
+    async def _config_loop(self, config: CurrentConfig, store: Store, clock: Clock) -> None:
+        """Swap in a new snapshot when the store's config_version moves (e.g. `pbx user add` while
+        running), and every ``DNS_REFRESH_S`` when trunks are named by host (their addresses move).
+
+        The snapshot is read and built in an executor thread, then swapped in with one assignment: a
+        request handled meanwhile sees the old configuration or the new one, never a mix.
+        """
         loop = asyncio.get_running_loop()
-        clock = app.clock
         changed = asyncio.Event()
+
         # A change made in this process (the admin API) wakes the loop at once; other processes' changes
         # (pbx import, pbx user add) are seen at the next poll.
         def wake() -> None:
             loop.call_soon_threadsafe(changed.set)
 
         store.on_config_change = wake
-        version = await loop.run_in_executor(None, store.config_version)
         resolved_at = clock.now()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), CONFIG_POLL_S)
             changed.clear()
             try:
-                current = await loop.run_in_executor(None, store.config_version)
-                if current != version:
-                    app.credentials = await loop.run_in_executor(None, store.sip_credentials)
-                    if app.router is not None:
-                        app.router.config = await loop.run_in_executor(None, self._routing, store)
-                        resolved_at = clock.now()
-                    version = current
-                    logger.info("configuration reloaded (version %d, %d lines)", current,
-                                len(app.credentials))
-                elif app.router is not None and app.router.config.trunks and \
-                        clock.now() - resolved_at >= DNS_REFRESH_S:
-                    app.router.config = await loop.run_in_executor(None, self._routing, store)  # DNS moves
-                    resolved_at = clock.now()
+                old = config.snapshot
+                version = await loop.run_in_executor(None, store.config_version)
+                dns_due = bool(old.routing.trunks) and clock.now() - resolved_at >= DNS_REFRESH_S
+                if version == old.version and not dns_due:
+                    continue
+                new = await loop.run_in_executor(None, self.read_config, store)
+                resolved_at = clock.now()
+                config.snapshot = new
+                if new.version != old.version:
+                    logger.info("configuration reloaded (version %d, %d lines)", new.version,
+                                len(new.credentials))
             except Exception:
                 logger.exception("configuration reload failed")
+
+
+def _not_wired(event: Event, now: float) -> None:
+    """The transport's handler until the application is built (the transport receives nothing before it
+    starts)."""
 
 
 async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int) -> Any:

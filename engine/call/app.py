@@ -18,15 +18,20 @@ Events go where their transaction or dialog says, requests outside a dialog wher
 
 So a registration never passes through the call layer. A handler that raises answers 500 (its transaction
 would otherwise wait forever) and counts ``internal_errors``; a ``SipParseError`` answers its status.
+
+The configuration comes from one ``CurrentConfig`` (``engine.call.config``): digest credentials, routing
+and the compiled plans of one snapshot. A new INVITE is routed by the snapshot current when it arrives,
+and its flow keeps that snapshot to the call's end.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Final
 
 from engine.call.b2bua import CallManager
+from engine.call.config import CurrentConfig
 from engine.call.flows import FlowFactory
 from engine.call.legs import ALLOW, NOT_CALL_METHODS, to_tag
 from engine.call.mwi import EVENT as MWI_EVENT
@@ -34,7 +39,7 @@ from engine.call.mwi import MwiService
 from engine.call.routing import MailboxMenu, Planned, Rejection, Routed, Router
 from engine.clock import Clock
 from engine.model.cdr import Disposition
-from engine.sip.auth import AuthOutcome, Credentials, DigestAuthenticator
+from engine.sip.auth import AuthOutcome, DigestAuthenticator
 from engine.sip.endpoint import SipEndpoint
 from engine.sip.errors import SipParseError
 from engine.sip.events import CancelReceived, Event, RequestReceived, ResponseReceived, TransactionTimedOut
@@ -57,22 +62,31 @@ class SipApplication:
     """The transaction user of the engine. See the module docstring."""
 
     def __init__(self, endpoint: SipEndpoint, auth: DigestAuthenticator, registrar: Registrar,
-                 credentials: Mapping[str, Credentials], clock: Clock, writer: BindingWriter | None,
-                 router: Router | None = None, calls: CallManager | None = None) -> None:
+                 config: CurrentConfig, clock: Clock, writer: BindingWriter | None,
+                 calls: CallManager | None = None, *, flows: FlowFactory | None = None,
+                 mwi: MwiService | None = None) -> None:
+        """Args:
+            endpoint: the SIP endpoint whose events ``handle`` takes.
+            auth: the digest authenticator (nonces, the failure throttle).
+            registrar: the registrar over the location service.
+            config: the configuration in force (credentials, routing, plans).
+            clock: the engine's clock.
+            writer: persists binding changes (None: registrations live in memory only).
+            calls: the call layer (None: INVITEs get 503).
+            flows: builds the controller of calls that run a dial plan or the voicemail menu (None: 480).
+            mwi: message waiting indication (RFC 3842; None: SUBSCRIBE gets 489).
+        """
         self.endpoint = endpoint
-        self.router = router
         self.calls = calls
         self.auth = auth
         self.registrar = registrar
-        self.credentials: Mapping[str, Credentials] = credentials
+        self.config = config
         self.clock = clock
         self.writer = writer
         self.internal_errors = 0
         self._debug = logger.isEnabledFor(logging.DEBUG)
-        #: builds the controller of calls that run a dial plan or the voicemail menu (None: refused 480)
-        self.flows: FlowFactory | None = None
-        #: message waiting indication (RFC 3842); None answers SUBSCRIBE with 489
-        self.mwi: MwiService | None = None
+        self.flows = flows
+        self.mwi = mwi
         self._registered: str | None = None
         #: the handler of each method outside a dialog; a method not listed gets 405 or 501
         self.methods: dict[str, Handler] = {
@@ -205,9 +219,11 @@ class SipApplication:
         peer = tx.peer
         if req.max_forwards == 0:
             return make_response(req, 483, to_tag=self.endpoint.new_tag())  # §16.3 step 2
-        router, calls = self.router, self.calls
-        if router is None or calls is None:
+        calls = self.calls
+        if calls is None:
             return make_response(req, 503, "Calls are not enabled", to_tag=self.endpoint.new_tag())
+        config = self.config.snapshot  # the call is routed by this snapshot and its flow keeps it
+        router = Router(config.routing, self.registrar.location)
         wall = self.clock.wall()
         trunk = router.trunk_for(peer.host)
         result: Routed | Rejection | Planned | MailboxMenu
@@ -231,7 +247,7 @@ class SipApplication:
         elif isinstance(result, Routed):
             calls.start_call(req, tx, peer, result.destination, result.info, now)
         else:
-            controller = self.flows.controller(result) if self.flows is not None else None
+            controller = self.flows.controller(result, config) if self.flows is not None else None
             if controller is None:
                 calls.refuse(req, tx, 480, "Temporarily Unavailable", Disposition.UNAVAILABLE, result.info,
                              now, "the dial plan or voicemail is not available")
@@ -252,7 +268,8 @@ class SipApplication:
     def _authenticate(self, req: Request, peer: Peer, now: float, status: int) -> str | Response:
         """Digest-authenticate ``req``; the user name on success, else the response to send."""
         header = req.get("authorization" if status == 401 else "proxy-authorization")
-        result = self.auth.verify(req.method, req.uri, header, self.credentials.get, now, peer.host)
+        result = self.auth.verify(req.method, req.uri, header, self.config.snapshot.credentials.get, now,
+                                  peer.host)
         outcome = result.outcome
         if outcome is AuthOutcome.OK and result.username is not None:
             return result.username

@@ -27,10 +27,11 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from engine.call.b2bua import BUSY, Call, CallManager, CallState, Destination
+from engine.call.config import EngineConfig
 from engine.call.routing import MailboxMenu, Planned
 from engine.dialplan.evaluate import Done as PlanDone
 from engine.dialplan.evaluate import LeaveVoicemail, PlanRun, Ring, RingResult, RingState
-from engine.dialplan.plan import CompiledConfig, RingTarget
+from engine.dialplan.plan import RingTarget
 from engine.model.cdr import Disposition
 from engine.script import (
     Answer,
@@ -85,11 +86,11 @@ class FlowServices:
             None when no media port is free.
         run_media: starts a media action on a port and calls back with its result (on the event loop:
             a task around ``MediaSession.run``).
-        destination: the ``Destination`` that rings ``targets`` for this call (None: nothing to ring, e.g.
-            no registered phone); ``prefix`` is the Modify Caller ID text.
-        deposit: a voicemail deposit flow for (mailbox, reason, call), or None when voicemail is not
-            available (the caller then hears nothing more: the call ends 480).
-        apply_effect: applies a voicemail effect, calling back with its outcome.
+        destination: the ``Destination`` that rings ``targets`` for this call by its configuration snapshot
+            (None: nothing to ring, e.g. no registered phone); ``prefix`` is the Modify Caller ID text.
+        deposit: a voicemail deposit flow for (mailbox, reason, call, snapshot), or None when voicemail is
+            not available (the caller then hears nothing more: the call ends 480).
+        apply_effect: applies a voicemail effect under the call's snapshot, calling back with its outcome.
         wall: the current wall time, timezone-aware (schedules, message times).
         flush: sends what the SIP endpoint queued (after acting outside a SIP event).
     """
@@ -97,19 +98,24 @@ class FlowServices:
     manager: CallManager
     open_media: Callable[[Call, SessionDescription], tuple[MediaPort, bytes] | None]
     run_media: Callable[[MediaPort, MediaRequest, Callable[[MediaResult], None]], None]
-    destination: Callable[[Call, tuple[RingTarget, ...], float, str], Destination | None]
-    deposit: Callable[[str, str, Call], Flow | None]
-    apply_effect: Callable[[Any, Callable[[Any], None]], None]
+    destination: Callable[[Call, EngineConfig, tuple[RingTarget, ...], float, str], Destination | None]
+    deposit: Callable[[str, str, Call, EngineConfig], Flow | None]
+    apply_effect: Callable[[Any, EngineConfig, Callable[[Any], None]], None]
     wall: Callable[[], datetime]
     flush: Callable[[], None]
 
 
 class FlowController:
-    """Runs one call's flows; the ``CallController`` of that call (see the module docstring)."""
+    """Runs one call's flows; the ``CallController`` of that call (see the module docstring).
+
+    ``config`` is the configuration snapshot the call started with (``engine.call.config``): every ring
+    round, deposit and voicemail effect of the call uses it, whatever was reloaded since.
+    """
 
     def __init__(self, services: FlowServices, run: PlanRun | None = None, flow: Flow | None = None, *,
-                 line_ring_s: float | None = None, language: str | None = None) -> None:
+                 config: EngineConfig, line_ring_s: float | None = None, language: str | None = None) -> None:
         self.services = services
+        self.config = config
         #: the prompt language of a call without a plan run (the ``*98``/``*99`` menu); a run has its own
         self.language = language
         #: a call to a line's own extension rings for the engine's ring timeout (``pbx serve --ring-timeout``)
@@ -211,7 +217,7 @@ class FlowController:
             elif isinstance(action, PlanDone | VoicemailDone):
                 self._finish()
             else:  # a voicemail effect
-                services.apply_effect(action, self._step)
+                services.apply_effect(action, self.config, self._step)
         except Exception:
             logger.exception("call flow action %r failed", action)
             self._end_call(500, "Server Internal Error", "flow error")
@@ -244,7 +250,7 @@ class FlowController:
     def _ring(self, call: Call, action: Ring) -> None:
         prefix = self.run.caller_name_prefix if self.run is not None else ""
         timeout = action.timeout_s if self.line_ring_s is None else self.line_ring_s
-        dest = self.services.destination(call, action.targets, timeout, prefix)
+        dest = self.services.destination(call, self.config, action.targets, timeout, prefix)
         if dest is None:
             self._nothing_rang = True
             self._step(RingResult(answered=False))
@@ -255,7 +261,7 @@ class FlowController:
 
     def _voicemail(self, call: Call, action: LeaveVoicemail) -> None:
         self._steps.append(f"voicemail:{action.mailbox}:{action.reason}")
-        flow = self.services.deposit(action.mailbox, action.reason, call)
+        flow = self.services.deposit(action.mailbox, action.reason, call, self.config)
         if flow is None:
             manager = self.services.manager
             self._finish()
@@ -306,32 +312,31 @@ class FlowController:
 class FlowFactory:
     """Builds the controller of a new call that routing handed to a flow (``Planned``/``MailboxMenu``).
 
-    ``plan`` reads the current compiled config (the call keeps the snapshot it starts with);
+    ``controller`` takes the configuration snapshot the call's INVITE was routed by; the call keeps it.
     ``ring_state`` is the engine's round-robin memory; ``menu`` builds the ``*98``/``*99`` flow (None
     while voicemail is not available: such calls get 480). The menu speaks the plans' default language (the
-    company's), as the flow's numbers do.
+    company's), as the flow's numbers do. A call to a line's own extension rings for the snapshot's ring
+    timeout (``pbx serve --ring-timeout``).
     """
 
-    def __init__(self, services: FlowServices, plan: Callable[[], CompiledConfig | None],
-                 ring_state: RingState, menu: Callable[[MailboxMenu], Flow | None] | None = None, *,
-                 line_ring_s: Callable[[], float | None] = lambda: None) -> None:
+    def __init__(self, services: FlowServices, ring_state: RingState,
+                 menu: Callable[[MailboxMenu, EngineConfig], Flow | None] | None = None) -> None:
         self.services = services
-        self.plan = plan
-        self.line_ring_s = line_ring_s
         self.ring_state = ring_state
         self.menu = menu
 
-    def controller(self, routed: Planned | MailboxMenu) -> FlowController | None:
+    def controller(self, routed: Planned | MailboxMenu, config: EngineConfig) -> FlowController | None:
+        """The controller of the call ``routed`` under ``config``; None when its flow cannot run (no
+        compiled plans, no voicemail)."""
+        plan = config.plan
         if isinstance(routed, MailboxMenu):
-            flow = self.menu(routed) if self.menu is not None else None
+            flow = self.menu(routed, config) if self.menu is not None else None
             if flow is None:
                 return None
-            config = self.plan()
-            language = config.default_language if config is not None else None
-            return FlowController(self.services, flow=flow, language=language)
-        config = self.plan()
-        if config is None:
+            language = plan.default_language if plan is not None else None
+            return FlowController(self.services, flow=flow, config=config, language=language)
+        if plan is None:
             return None
-        run = PlanRun(config, routed.entry, routed.facts, self.ring_state)
-        line_ring_s = self.line_ring_s() if routed.entry.kind == "line" else None
-        return FlowController(self.services, run=run, line_ring_s=line_ring_s)
+        run = PlanRun(plan, routed.entry, routed.facts, self.ring_state)
+        line_ring_s = config.routing.ring_timeout if routed.entry.kind == "line" else None
+        return FlowController(self.services, run=run, config=config, line_ring_s=line_ring_s)

@@ -1,9 +1,10 @@
 """Routing a new INVITE: who is calling (a line or a carrier trunk) and where the call goes.
 
 ``RoutingConfig`` is an immutable snapshot of what routing reads (lines, numbers, trunks, company
-settings), built from the store when the configuration changes and swapped in with one assignment; a call
-keeps the snapshot it started with. ``Router`` answers with a ``Destination`` (the branches to ring and how
-the call presents itself there) or a ``Rejection`` (the status the caller gets and why).
+settings, the compiled plans), part of the engine's configuration snapshot (``engine.call.config``): built
+from the store when the configuration changes and swapped in with one assignment; a call keeps the snapshot
+it started with. A ``Router`` routes by one such snapshot: it answers with a ``Destination`` (the branches
+to ring and how the call presents itself there) or a ``Rejection`` (the status the caller gets and why).
 
 Until the dial-plan work lands, a DID routes to a line; a DID routed to a dial plan is refused with a clear
 480 rather than silence.

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.call.b2bua import Call, CallManager, Destination
+from engine.call.config import EngineConfig
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
 from engine.call.mwi import MwiService
 from engine.call.routing import MailboxMenu, Router
@@ -27,6 +28,7 @@ from engine.media.io import MediaClock, MediaSession, RtpRelay
 from engine.media.prompts import AudioFileCache, PromptLibrary
 from engine.media.relay import RelayExhausted
 from engine.script import Collected, Play, Played, Record, Recorded
+from engine.sip.registrar import Location
 from engine.sip.sdp import SessionDescription, answer_audio
 from engine.voicemail.email import EmailError, VoicemailMailer
 from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
@@ -37,22 +39,26 @@ logger = logging.getLogger(__name__)
 
 
 class FlowShell:
-    """The engine side of call flows (``FlowServices``): voicemail on disk, ring destinations from the
-    router, effects applied in an executor thread, media on the engine's RTP endpoint."""
+    """The engine side of call flows (``FlowServices``): voicemail on disk, ring destinations routed by the
+    call's configuration snapshot, effects applied in an executor thread, media on the engine's RTP endpoint.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, router: Router, calls: CallManager,
+    Each call goes by the configuration snapshot its controller keeps (``FlowController.config``).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, location: Location, calls: CallManager,
                  voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
-                 media_host: str) -> None:
+                 media_host: str, *, mwi: MwiService | None = None,
+                 mailer: VoicemailMailer | None = None) -> None:
         self.loop = loop
-        self.router = router
+        self.location = location
         self.voicemail = voicemail
         self.relay = relay
         self.media_bind = media_bind
         self.media_host = media_host
         self.media_clock = MediaClock(loop)
-        self.mwi: MwiService | None = None
+        self.mwi = mwi
         #: voicemail to e-mail (``pbx serve --smtp``); None sends none
-        self.mailer: VoicemailMailer | None = None
+        self.mailer = mailer
         self._mail_tasks: set[asyncio.Task[None]] = set()
         self.prompts = PromptLibrary()
         self.files = AudioFileCache()
@@ -60,8 +66,7 @@ class FlowShell:
             manager=calls, open_media=self._open_media, run_media=self._run_media,
             destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
             flush=flush)
-        self.factory = FlowFactory(self.services, lambda: router.config.plan, RingState(), self._menu,
-                                   line_ring_s=lambda: router.config.ring_timeout)
+        self.factory = FlowFactory(self.services, RingState(), self._menu)
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
         """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""
@@ -97,27 +102,27 @@ class FlowShell:
     def _wall(self) -> datetime.datetime:
         return datetime.datetime.fromtimestamp(self.services.manager.clock.wall(), datetime.UTC)
 
-    def _destination(self, call: Call, targets: tuple[RingTarget, ...], timeout: float,
+    def _destination(self, call: Call, config: EngineConfig, targets: tuple[RingTarget, ...], timeout: float,
                      prefix: str) -> Destination | None:
-        return self.router.plan_destination(call.info, call.caller_peer, targets, timeout, prefix,
-                                            self.services.manager.clock.wall())
+        return Router(config.routing, self.location).plan_destination(
+            call.info, call.caller_peer, targets, timeout, prefix, self.services.manager.clock.wall())
 
-    def _deposit(self, mailbox: str, reason: str, call: Call) -> DepositFlow | None:
-        if mailbox in self.router.config.no_voicemail:
+    def _deposit(self, mailbox: str, reason: str, call: Call, config: EngineConfig) -> DepositFlow | None:
+        if mailbox in config.routing.no_voicemail:
             return None
         why = DepositReason.BUSY if reason == "busy" else DepositReason.UNAVAILABLE
         return DepositFlow(mailbox, why, call.info.caller, call.info.caller_name,
                            self.voicemail.scratch_path(call.id), self._wall())
 
-    def _menu(self, routed: MailboxMenu) -> MenuFlow:
-        company = self.router.config.company
-        plan = self.router.config.plan
+    def _menu(self, routed: MailboxMenu, config: EngineConfig) -> MenuFlow:
+        company = config.routing.company
+        plan = config.plan
         return MenuFlow(routed.mailbox, lang=plan.default_language if plan is not None else "en",
                         tz=zoneinfo.ZoneInfo(company.timezone), speech=prompts,
                         scratch_dir=str(self.voicemail.scratch_dir), token=os.urandom(8).hex(),
                         new_salt=lambda: os.urandom(16))
 
-    def _apply(self, effect: Any, done: Callable[[Any], None]) -> None:
+    def _apply(self, effect: Any, config: EngineConfig, done: Callable[[Any], None]) -> None:
         """Apply a voicemail effect in an executor thread (disk writes, fsync), then resume the flow; when
         the message counts change, tell the phones (MWI)."""
         counting = isinstance(effect, COUNT_CHANGING)
@@ -140,16 +145,16 @@ class FlowShell:
                 self.mwi.notify_counts(effect.mailbox, *counts, clock.now(), clock.wall())
                 self.services.flush()
             if isinstance(outcome, Applied) and outcome.message is not None:
-                self._email(outcome.message)
+                self._email(outcome.message, config)
             done(outcome)
 
         future.add_done_callback(finished)
 
-    def _email(self, info: MessageInfo) -> None:
+    def _email(self, info: MessageInfo, config: EngineConfig) -> None:
         """Voicemail to e-mail: the new message to its mailbox's address (a line's user when the line's
         options ask for it), sent in a worker thread; a failure is logged, the message stays stored."""
         mailer = self.mailer
-        to = self.router.config.voicemail_email.get(info.mailbox)
+        to = config.routing.voicemail_email.get(info.mailbox)
         if mailer is None or to is None:
             return
 
@@ -163,11 +168,3 @@ class FlowShell:
         task = self.loop.create_task(send())
         self._mail_tasks.add(task)
         task.add_done_callback(self._mail_tasks.discard)
-
-    def is_mailbox(self, number: str) -> bool:
-        """A line's extension or a shared mailbox's number (mailboxes created on first use)."""
-        cfg = self.router.config
-        if number in cfg.lines:
-            return True
-        entry = cfg.plan.route(number) if cfg.plan is not None else None
-        return entry is not None and entry.kind == "mailbox"

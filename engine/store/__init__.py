@@ -17,6 +17,7 @@ from engine.store.store import (
     SOUNDS_DIR,
     ImportSummary,
     Store,
+    StoredConfig,
     generate_sip_password,
     sound_clip_path,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "SchemaVersionError",
     "Store",
     "StoreError",
+    "StoredConfig",
     "WriterStats",
     "cdr_to_json",
     "default_company_file",

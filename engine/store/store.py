@@ -13,6 +13,11 @@ Line passwords are never stored: a line keeps HA1 = H(extension:realm:password) 
 changing the company's SIP realm requires new SIP passwords for every line. Trunk passwords are stored in
 clear text, because we answer the carrier's digest challenges with them (see ``engine.model.Trunk``).
 
+``config_snapshot`` reads everything a running engine takes from the configuration (company, users, lines,
+numbers, trunks, dial plans, routing objects, digest credentials, voicemail options) in one read
+transaction, so that the engine never sees half of a change; on PostgreSQL that transaction is REPEATABLE
+READ (its default, READ COMMITTED, gives each statement a snapshot of its own).
+
 Call detail records are written in batches by ``CdrWriter`` (``engine.store.cdrs``) through
 ``write_cdrs`` and read back newest first by ``list_cdrs``.
 """
@@ -77,6 +82,26 @@ def _binding_upsert_sql(paramstyle: str) -> str:
         f"INSERT INTO {schema.registrations.name} ({cols}) VALUES ({values}) "
         f"ON CONFLICT (aor, contact) DO UPDATE SET {updates}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConfig:
+    """The configuration as one read transaction saw it (``Store.config_snapshot``)."""
+
+    version: int
+    company: Company
+    users: tuple[User, ...]
+    lines: tuple[Line, ...]
+    numbers: tuple[PhoneNumber, ...]
+    trunks: tuple[Trunk, ...]
+    dial_plans: tuple[DialPlan, ...]
+    routing_objects: tuple[RoutingObject, ...]
+    #: SIP username (the extension) -> its digest credentials for the company's realm
+    credentials: Mapping[str, Credentials]
+    #: extensions whose line options switch voicemail off
+    no_voicemail: frozenset[str]
+    #: extension -> the address its new voicemail messages are e-mailed to
+    voicemail_email: Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,71 +191,70 @@ class Store:
 
     def users(self) -> list[User]:
         with self._read() as conn:
-            rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.id)).all()
-        return [User(r.id, r.first_name, r.last_name, r.email) for r in rows]
+            return _users(conn)
 
     def lines(self) -> list[Line]:
         with self._read() as conn:
-            rows = conn.execute(sa.select(schema.lines).order_by(schema.lines.c.id)).all()
-        return [_line(r) for r in rows]
+            return _lines(conn)
 
     def numbers(self) -> list[PhoneNumber]:
         with self._read() as conn:
-            rows = conn.execute(sa.select(schema.numbers).order_by(schema.numbers.c.e164)).all()
-        return [PhoneNumber(r.e164, r.route_kind, r.route_target) for r in rows]
+            return _numbers(conn)
 
     def trunks(self) -> list[Trunk]:
         """Every trunk in file order (the first with ``outbound`` set carries outbound calls)."""
         with self._read() as conn:
-            rows = conn.execute(sa.select(schema.trunks).order_by(schema.trunks.c.id)).all()
-        return [_trunk(r) for r in rows]
+            return _trunks(conn)
 
     def dial_plans(self) -> list[DialPlan]:
         with self._read() as conn:
-            rows = conn.execute(sa.select(schema.dial_plans).order_by(schema.dial_plans.c.id)).all()
-        return [DialPlan(r.id, r.name, json.loads(r.graph)) for r in rows]
+            return _dial_plans(conn)
 
     def lines_without_voicemail(self) -> frozenset[str]:
         """Extensions whose line options switch voicemail off (``{"voicemail": {"enabled": false}}``)."""
-        t = schema.lines
         with self._read() as conn:
-            rows = conn.execute(sa.select(t.c.extension, t.c.options)).all()
-        return frozenset(r.extension for r in rows
-                         if json.loads(r.options or "{}").get("voicemail", {}).get("enabled") is False)
+            return _lines_without_voicemail(conn)
 
     def voicemail_email_targets(self) -> dict[str, str]:
         """Voicemail to e-mail: extension -> its user's e-mail address, for lines whose options say
         ``{"voicemail": {"email_notification": true}}`` and whose user has an address."""
-        lines, users = schema.lines, schema.users
-        q = sa.select(lines.c.extension, lines.c.options, users.c.email).join(
-            users, users.c.id == lines.c.user_id
-        )
         with self._read() as conn:
-            rows = conn.execute(q.where(users.c.email.is_not(None))).all()
-        return {r.extension: r.email for r in rows
-                if json.loads(r.options or "{}").get("voicemail", {}).get("email_notification") is True}
+            return _voicemail_email_targets(conn)
 
     def routing_objects(self) -> list[RoutingObject]:
         """Ring groups, schedules, sound clips, shared mailboxes, queues, conference rooms and fax lines, in
         document order within each kind."""
-        t = schema.routing_objects
         with self._read() as conn:
-            rows = conn.execute(sa.select(t.c.kind, t.c.name, t.c.spec).order_by(t.c.id)).all()
-        return [RoutingObject(r.kind, r.name, json.loads(r.spec)) for r in rows]
+            return _routing_objects(conn)
 
     def config_version(self) -> int:
         """A counter bumped by every configuration change (cheap to poll)."""
         with self._read() as conn:
-            return int(conn.execute(sa.select(schema.config_version.c.version)).scalar_one())
+            return _config_version(conn)
 
     def sip_credentials(self) -> dict[str, Credentials]:
         """SIP username (the extension) -> its digest credentials for the company's realm."""
         with self._read() as conn:
-            realm = self._company(conn).sip_realm
-            rows = conn.execute(
-                sa.select(schema.lines.c.extension, schema.lines.c.ha1_md5, schema.lines.c.ha1_sha256)
-            ).all()
-        return {r.extension: Credentials(r.extension, realm, r.ha1_md5, r.ha1_sha256) for r in rows}
+            return _sip_credentials(conn, self._company(conn).sip_realm)
+
+    def config_snapshot(self) -> StoredConfig:
+        """Everything the running engine reads of the configuration, with its ``config_version``, in one
+        read transaction (see the module docstring)."""
+        with self._read(consistent=True) as conn:
+            company = self._company(conn)
+            return StoredConfig(
+                version=_config_version(conn),
+                company=company,
+                users=tuple(_users(conn)),
+                lines=tuple(_lines(conn)),
+                numbers=tuple(_numbers(conn)),
+                trunks=tuple(_trunks(conn)),
+                dial_plans=tuple(_dial_plans(conn)),
+                routing_objects=tuple(_routing_objects(conn)),
+                credentials=_sip_credentials(conn, company.sip_realm),
+                no_voicemail=_lines_without_voicemail(conn),
+                voicemail_email=_voicemail_email_targets(conn),
+            )
 
     def import_company(self, doc: Mapping[str, Any]) -> ImportSummary:
         """Replace the configuration (company, users, lines, numbers, dial plans, trunks) with ``doc``.
@@ -485,9 +509,14 @@ class Store:
     # -- plumbing ----------------------------------------------------------------------------------------
 
     @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self, *, consistent: bool = False) -> Iterator[sa.Connection]:
+        """A read transaction; ``consistent`` makes all its statements see one snapshot on PostgreSQL too
+        (SQLite's read transactions always do)."""
+        with self.engine.connect() as conn:
+            if consistent and not self._sqlite:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
@@ -554,6 +583,64 @@ def _line_options(spec: UserSpec) -> str:
 def _permissions_json(permissions: Collection[str]) -> str:
     # Spelt like the column's server default (schema.DEFAULT_DIAL_PERMISSIONS_JSON) for a tidy table.
     return json.dumps(rules.format_dial_permissions(permissions))
+
+
+def _users(conn: sa.Connection) -> list[User]:
+    rows = conn.execute(sa.select(schema.users).order_by(schema.users.c.id)).all()
+    return [User(r.id, r.first_name, r.last_name, r.email) for r in rows]
+
+
+def _lines(conn: sa.Connection) -> list[Line]:
+    rows = conn.execute(sa.select(schema.lines).order_by(schema.lines.c.id)).all()
+    return [_line(r) for r in rows]
+
+
+def _numbers(conn: sa.Connection) -> list[PhoneNumber]:
+    rows = conn.execute(sa.select(schema.numbers).order_by(schema.numbers.c.e164)).all()
+    return [PhoneNumber(r.e164, r.route_kind, r.route_target) for r in rows]
+
+
+def _trunks(conn: sa.Connection) -> list[Trunk]:
+    rows = conn.execute(sa.select(schema.trunks).order_by(schema.trunks.c.id)).all()
+    return [_trunk(r) for r in rows]
+
+
+def _dial_plans(conn: sa.Connection) -> list[DialPlan]:
+    rows = conn.execute(sa.select(schema.dial_plans).order_by(schema.dial_plans.c.id)).all()
+    return [DialPlan(r.id, r.name, json.loads(r.graph)) for r in rows]
+
+
+def _lines_without_voicemail(conn: sa.Connection) -> frozenset[str]:
+    t = schema.lines
+    rows = conn.execute(sa.select(t.c.extension, t.c.options)).all()
+    return frozenset(r.extension for r in rows
+                     if json.loads(r.options or "{}").get("voicemail", {}).get("enabled") is False)
+
+
+def _voicemail_email_targets(conn: sa.Connection) -> dict[str, str]:
+    lines, users = schema.lines, schema.users
+    q = sa.select(lines.c.extension, lines.c.options, users.c.email).join(
+        users, users.c.id == lines.c.user_id
+    )
+    rows = conn.execute(q.where(users.c.email.is_not(None))).all()
+    return {r.extension: r.email for r in rows
+            if json.loads(r.options or "{}").get("voicemail", {}).get("email_notification") is True}
+
+
+def _routing_objects(conn: sa.Connection) -> list[RoutingObject]:
+    t = schema.routing_objects
+    rows = conn.execute(sa.select(t.c.kind, t.c.name, t.c.spec).order_by(t.c.id)).all()
+    return [RoutingObject(r.kind, r.name, json.loads(r.spec)) for r in rows]
+
+
+def _config_version(conn: sa.Connection) -> int:
+    return int(conn.execute(sa.select(schema.config_version.c.version)).scalar_one())
+
+
+def _sip_credentials(conn: sa.Connection, realm: str) -> dict[str, Credentials]:
+    lines = schema.lines
+    rows = conn.execute(sa.select(lines.c.extension, lines.c.ha1_md5, lines.c.ha1_sha256)).all()
+    return {r.extension: Credentials(r.extension, realm, r.ha1_md5, r.ha1_sha256) for r in rows}
 
 
 def _line(r: sa.Row[Any]) -> Line:

@@ -68,7 +68,7 @@ def test_upload_converts_stores_and_a_plan_plays_it(api: Api) -> None:
             },
         }
         assert c.post("/api/dial-plans", json={"name": "greet", "graph": graph}).status_code == 201
-        compiled = compile_plan(api.store, data_dir)
+        compiled = compile_plan(api.store.config_snapshot(), data_dir)
         assert compiled is not None
         plays = [n.op for n in compiled.nodes if n.plan == "greet" and isinstance(n.op, PlayClipOp)]
         assert [op.clip for op in plays] == [str(sound_clip_path(data_dir, "welcome"))]

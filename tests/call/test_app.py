@@ -16,7 +16,8 @@ import pytest
 
 from engine.call.app import SipApplication
 from engine.call.b2bua import ALLOW, CallManager
-from engine.call.routing import Router, RoutingConfig
+from engine.call.config import CurrentConfig, EngineConfig
+from engine.call.routing import RoutingConfig
 from engine.clock import FakeClock
 from engine.model import Company, Line
 from engine.model.cdr import CallRecord, Disposition
@@ -62,11 +63,11 @@ class Rig:
                                    rng=random.Random(3))
         lines = [Line(i, i, u, f"Line {u}", None, c.ha1_md5, c.ha1_sha256) for i, (u, c) in
                  enumerate(creds.items(), 1)]
-        router = Router(RoutingConfig.build(Company("Test", REALM), lines, [], [], []), self.location)
+        config = EngineConfig(1, creds, RoutingConfig.build(Company("Test", REALM), lines, [], [], []))
         calls = CallManager(self.endpoint, _Timers(), lambda: None, None, "127.0.0.1", self.cdrs.append,
                             self.clock)
-        self.app = SipApplication(self.endpoint, auth, Registrar(self.location), creds, self.clock, None,
-                                  router, calls)
+        self.app = SipApplication(self.endpoint, auth, Registrar(self.location), CurrentConfig(config),
+                                  self.clock, None, calls)
 
     def send(self, text: str, peer: Peer = PHONE) -> Response | None:
         """Feed one request; return the final response sent for it (None when nothing was sent)."""

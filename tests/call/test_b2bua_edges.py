@@ -15,6 +15,7 @@ import pytest
 
 from engine.call.app import SipApplication
 from engine.call.b2bua import CallManager
+from engine.call.config import CurrentConfig, EngineConfig
 from engine.model.cdr import CallRecord, Disposition
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.events import Event, RequestReceived
@@ -490,8 +491,9 @@ class AppRig:
         cdrs: list[CallRecord] = []
         manager = CallManager(pbx.endpoint, net, lambda: None, None, "192.0.2.1", cdrs.append, NetClock(net))
         r = router()
-        app = SipApplication(pbx.endpoint, DigestAuthenticator("pbx.test", b"k" * 32, rng=random.Random(3)),
-                             Registrar(r.location), {}, NetClock(net), None, r, manager)
+        auth = DigestAuthenticator("pbx.test", b"k" * 32, rng=random.Random(3))
+        config = CurrentConfig(EngineConfig(1, {}, r.config))
+        app = SipApplication(pbx.endpoint, auth, Registrar(r.location), config, NetClock(net), None, manager)
         pbx.tu = lambda node, event: app.handle(event, net.now)
         return cls(net, pbx, manager, cdrs)
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from engine.call.b2bua import Branch, Call, CallInfo, CallManager, Destination
+from engine.call.config import EngineConfig
 from engine.call.flows import FlowController, FlowFactory, FlowServices, MediaRequest, MediaResult
-from engine.call.routing import MailboxMenu
+from engine.call.routing import MailboxMenu, RoutingConfig
 from engine.dialplan.compiler import compile_config
 from engine.dialplan.evaluate import CallFacts, PlanRun, RingState
 from engine.dialplan.plan import CompiledConfig, RingTarget
@@ -116,10 +117,11 @@ class Rig:
         self.media = FakeMedia(net, digits)
         self.deposits: list[tuple[str, str]] = []
         self.config = config
+        self.snapshot = EngineConfig(1, {}, RoutingConfig(Company("Test GmbH"), plan=config))
         self.services = FlowServices(
             manager=self.manager, open_media=self._open_media,
             run_media=lambda port, action, done: self.media.run(action, done),
-            destination=self._destination, deposit=self._deposit, apply_effect=lambda e, done: None,
+            destination=self._destination, deposit=self._deposit, apply_effect=lambda e, config, done: None,
             wall=lambda: NOON, flush=lambda: None)
         self.controllers: list[FlowController] = []
         #: builds the controller of the next incoming call (default: a run of the plan at DID)
@@ -129,7 +131,7 @@ class Rig:
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[FakeMedia, bytes]:
         return self.media, ENGINE_SDP
 
-    def _destination(self, call: Call, targets: tuple[RingTarget, ...], timeout: float,
+    def _destination(self, call: Call, config: EngineConfig, targets: tuple[RingTarget, ...], timeout: float,
                      prefix: str) -> Destination | None:
         branches = tuple(Branch(f"sip:{t.value}@{self.bobs[t.value].node.host}", self.bobs[t.value].node.peer)
                          for t in targets if t.value in self.bobs)
@@ -138,7 +140,7 @@ class Rig:
         return Destination(branches, f'"{prefix}Alice" <sip:alice@pbx.test>', "<sip:sales@pbx.test>",
                            ring_timeout=timeout)
 
-    def _deposit(self, mailbox: str, reason: str, call: Call) -> None:
+    def _deposit(self, mailbox: str, reason: str, call: Call, config: EngineConfig) -> None:
         self.deposits.append((mailbox, reason))
         return None
 
@@ -151,7 +153,7 @@ class Rig:
             assert entry is not None
             run = PlanRun(self.config, entry, CallFacts("alice", "Alice", DID), RingState())
             controller = (self.controller_for() if self.controller_for is not None
-                          else FlowController(self.services, run=run))
+                          else FlowController(self.services, run=run, config=self.snapshot))
             self.controllers.append(controller)
             info = CallInfo(Direction.INBOUND, caller="alice", caller_name="Alice", callee="main", did=DID)
             call = self.manager.start_controlled(event.request, event.transaction, event.peer, info,
@@ -201,11 +203,11 @@ def test_the_mailbox_menu_speaks_the_companys_language() -> None:
     rig = Rig(config, (), [])
     rig.media.language = "en"
     info = CallInfo(Direction.INTERNAL, caller="201", caller_name="U1", callee="*99")
-    factory = FlowFactory(rig.services, lambda: config, RingState(), lambda routed: SayGoodbye())
+    factory = FlowFactory(rig.services, RingState(), lambda routed, config: SayGoodbye())
     built: list[FlowController] = []
 
     def menu_controller() -> FlowController:
-        controller = factory.controller(MailboxMenu("201", info))
+        controller = factory.controller(MailboxMenu("201", info), rig.snapshot)
         assert controller is not None
         built.append(controller)
         return controller

@@ -1,0 +1,52 @@
+"""engine.server's config loop: a reload swaps one snapshot, so a reader never sees half of a change."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from engine.call.config import CurrentConfig
+from engine.clock import LoopClock
+from engine.server import Server
+from engine.store import Store
+
+USERS = 20
+
+
+def test_the_config_loop_swaps_whole_snapshots_while_the_store_changes(tmp_path: Path) -> None:
+    """Users are added from a thread while the loop reloads (woken by each commit); sampled on the event
+    loop as often as it can, every snapshot's credentials are exactly its lines, and its version counts
+    them (each add is one version). The old loop assigned the credentials and the routing separately,
+    with an await between them."""
+    store = Store.open(tmp_path)
+    try:
+        store.add_user("A", "One", None, "200", "pw-12345678")
+        server = Server(tmp_path, "127.0.0.1", 0)
+
+        def add_users() -> None:
+            for i in range(USERS):
+                store.add_user("U", str(i), None, str(300 + i), "pw-12345678")
+
+        async def scenario() -> set[int]:
+            loop = asyncio.get_running_loop()
+            config = CurrentConfig(server.read_config(store))
+            reloads = loop.create_task(server._config_loop(config, store, LoopClock(loop)))
+            adding = loop.run_in_executor(None, add_users)
+            seen: set[int] = set()
+            deadline = loop.time() + 30.0
+            while config.snapshot.version < USERS + 1 and loop.time() < deadline:
+                snap = config.snapshot
+                assert set(snap.credentials) == set(snap.routing.lines)
+                assert len(snap.credentials) == snap.version
+                seen.add(snap.version)
+                await asyncio.sleep(0.001)
+            await adding
+            reloads.cancel()
+            await asyncio.gather(reloads, return_exceptions=True)
+            assert config.snapshot.version == USERS + 1
+            return seen
+
+        seen = asyncio.run(scenario())
+        assert len(seen) > 1  # reloads happened while it was read
+    finally:
+        store.close()
