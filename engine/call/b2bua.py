@@ -472,8 +472,7 @@ class CallManager:
                                     offer_sent=bool(leg.invite.body))
         side = Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter, relay_index=1,
                     last_sdp=call.callee_sdp)
-        side.ack_seq = leg.invite.cseq.seq
-        self.sides.remember_ack(leg.tx, side, now)
+        self.sides.remember_ack(leg.tx, side, leg.invite.cseq.seq, now)
         wanted = leg.state in (LegState.CALLING, LegState.TRYING, LegState.EARLY)
         current = wanted and call.ring_active and leg.round == call.round
         late_offer = call.offer is None and current

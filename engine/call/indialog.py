@@ -133,10 +133,11 @@ class InDialog:
     def send_late_ack(self, side: Side, body: bytes) -> None:
         self.send_ack(side, side.session.ack(body), with_answer=bool(body))
 
-    def remember_ack(self, tx: ClientTransaction, side: Side, now: float) -> None:
-        """Keep what answering further 2xx of ``tx`` needs until its Timer M: a small memo per dialog, not
-        the call (thousands of finished calls held for 32 s made the GC's passes long)."""
-        memo = side.session.remember_ack(side.ack_seq)
+    def remember_ack(self, tx: ClientTransaction, side: Side, seq: int, now: float) -> None:
+        """Keep what answering further 2xx of ``tx`` (our INVITE with CSeq ``seq``) needs until its Timer M:
+        a small memo per dialog, not the call (thousands of finished calls held for 32 s made the GC's
+        passes long)."""
+        memo = side.session.remember_ack(seq)
         forks = self.acked.get(tx)
         if forks is None:
             self.acked[tx] = ForkedAnswers([memo])
@@ -147,7 +148,7 @@ class InDialog:
 
     def send_ack(self, side: Side, ack: Request, *, with_answer: bool = False) -> None:
         data = self.endpoint.send_ack(ack, side.dialog.peer)
-        side.session.sent_ack(side.ack_seq, data, with_answer=with_answer)
+        side.session.sent_ack(data, with_answer=with_answer)
 
     def another_2xx(self, tx: ClientTransaction, forks: ForkedAnswers, resp: Response, now: float) -> None:
         """A 2xx after the first on the same INVITE transaction: a retransmission (same To tag) gets the same
@@ -362,8 +363,7 @@ class InDialog:
             if ok:
                 # Our ACK for this 2xx, resent for each of its retransmissions while the transaction lives.
                 other.dialog.refresh_target(resp)
-                other.ack_seq = resp.cseq.seq  # the CSeq of our INVITE, which its 2xx repeats
-                self.remember_ack(ctx, other, now)
+                self.remember_ack(ctx, other, resp.cseq.seq, now)  # the 2xx repeats our INVITE's CSeq
                 self.send_ack(other, other.session.ack())
             self.sync(other, now)
         elif pending.offer and other.session.offer is OfferState.LOCAL_OFFER:

@@ -128,7 +128,6 @@ class Side:
     relay_index: int  # 0: relay side "a" (caller), 1: relay side "b" (callee)
     last_sdp: bytes = b""  # the last SDP we sent this side
     remote_sdp: bytes = b""  # the last SDP this side sent us, without its o= line (anchor.sdp_key)
-    ack_seq: int = -1  # the CSeq of the INVITE whose 2xx from this side we ACK (or still must)
     timer: TimerHandle | None = None  # armed for session.get_timer() (see InDialog.sync)
     timer_at: float | None = None
     refresh_method: str = ""  # UPDATE or INVITE: how we refresh the session when we are the refresher

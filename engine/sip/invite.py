@@ -353,14 +353,13 @@ class InviteSession:
             self.offer_input(OI.RECV_ANSWER if has_answer else OI.REJECTED)
         return confirmed
 
-    def sent_ack(self, seq: int, data: bytes, *, with_answer: bool = False) -> None:
-        """Our ACK for the 2xx of our INVITE with CSeq ``seq`` (kept for that 2xx's retransmissions)."""
+    def sent_ack(self, data: bytes, *, with_answer: bool = False) -> None:
+        """Our ACK for the 2xx ``remember_ack`` noted is out: kept for that 2xx's retransmissions."""
         self._input(I.SEND_ACK)
         if self.offer is O.REMOTE_OFFER:  # the 2xx offered (late offer): the ACK answers
             self.offer_input(OI.SEND_ANSWER if with_answer else OI.REJECTED)
-        memo = self.ack_memo
-        if memo is not None and memo.seq == seq:
-            memo.data = data
+        if self.ack_memo is not None:
+            self.ack_memo.data = data
 
     def send_invite(self, *, with_offer: bool) -> None:
         """We are about to send a re-INVITE (or a refresh).

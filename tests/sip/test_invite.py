@@ -158,7 +158,7 @@ def test_uac_with_offer_acks_at_once_and_keeps_the_ack_for_retransmitted_2xx() -
     forks = ForkedAnswers()
     forks.add(memo)
     assert forks.ack_again("them", 1) is None, "nothing to resend before the ACK went out"
-    session.sent_ack(1, b"ACK")
+    session.sent_ack(b"ACK")
     assert session.state is S.CONFIRMED
     assert forks.ack_again("them", 1) == b"ACK"
     assert forks.ack_again("them", 2) is None, "another CSeq is not this ACK's 2xx"
@@ -169,7 +169,7 @@ def test_uac_late_offer_the_ack_carries_our_answer() -> None:
     session = InviteSession.uac(_dialog(), TIMERS, reliable=False, offer_sent=False)
     assert session.offer is OfferState.REMOTE_OFFER
     assert session.receive_invite(0.0, has_offer=True) == 491, "our ACK is not out yet"
-    session.sent_ack(1, b"ACK with SDP", with_answer=True)
+    session.sent_ack(b"ACK with SDP", with_answer=True)
     assert session.state is S.CONFIRMED and session.offer is OfferState.STABLE
 
 
@@ -188,7 +188,7 @@ def test_glare_our_reinvite_open_refuses_theirs_with_491() -> None:
     assert session.state is S.INVITE_OUT and session.offer is OfferState.LOCAL_OFFER
     session.invite_final(200, has_answer=True)
     assert session.state is S.CONFIRMED and session.offer is OfferState.STABLE
-    session.sent_ack(2, b"ACK")
+    session.sent_ack(b"ACK")
     assert session.state is S.CONFIRMED
 
 
@@ -212,7 +212,7 @@ def test_our_reinvite_without_sdp_its_2xx_offers_and_our_ack_answers() -> None:
     session.send_invite(with_offer=False)
     session.invite_final(200, has_answer=True)
     assert session.offer is OfferState.REMOTE_OFFER
-    session.sent_ack(2, b"ACK", with_answer=True)
+    session.sent_ack(b"ACK", with_answer=True)
     assert session.offer is OfferState.STABLE
 
 
@@ -317,6 +317,6 @@ def test_the_ack_answers_the_2xx_of_the_invite_it_remembers_and_bye_ends_the_ses
     session.remember_ack(1)
     ack = session.ack()
     assert (ack.method, ack.cseq.seq, ack.cseq.method) == ("ACK", 1, "ACK")
-    session.sent_ack(1, ack.serialize())
+    session.sent_ack(ack.serialize())
     bye = session.bye()
     assert bye.method == "BYE" and bye.cseq.seq == 2 and session.state is S.TERMINATED
