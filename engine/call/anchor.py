@@ -9,12 +9,14 @@ itself is always anchored: its caller talks to us.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from engine.call.legs import Call, CallState, Reject, Side, is_sdp, warning_value
 from engine.media.io import RelaySession, RtpRelay
 from engine.media.relay import RelayExhausted
 from engine.model.cdr import Disposition
 from engine.sip.message import Response
-from engine.sip.sdp import SdpError, SessionDescription, filter_codecs, parse_sdp
+from engine.sip.sdp import DIRECTIONS, SdpError, SessionDescription, filter_codecs, parse_sdp
 
 
 class MediaAnchor:
@@ -82,29 +84,44 @@ class MediaAnchor:
             relay.b.set_remote(addr, port)
         return call.caller_rewriter.rewrite(answer, self.media_host, relay_ports(answer, relay.a.port))
 
-    def towards(self, side: Side, answer: SessionDescription) -> bytes:
-        """``answer`` from the other side, as ``side`` should see it."""
-        relay = side.call.relay
-        if relay is None:
+    def towards(self, side: Side, answer: SessionDescription, source: Side) -> bytes:
+        """``answer`` from ``source`` (the leg bridged with ``side``), as ``side`` should see it."""
+        if side.media is None:
             return side.rewriter.passthrough(answer)
-        other_relay = relay.b if side.relay_index == 0 else relay.a
-        addr, port = audio_address(answer)
-        if addr is not None:
-            other_relay.set_remote(addr, port)
-        mine = (relay.a if side.relay_index == 0 else relay.b).port
-        return side.rewriter.rewrite(answer, self.media_host, relay_ports(answer, mine))
+        self.follow(source, answer)
+        return side.rewriter.rewrite(answer, self.media_host, relay_ports(answer, side.media.port))
 
     def offer_to_other(self, side: Side, offer: SessionDescription) -> bytes:
-        """A new offer from ``side`` as the other side should get it (``side``'s relay port follows it)."""
+        """A new offer from ``side`` as the leg bridged with it should get it (``side``'s relay port
+        follows it)."""
         other = side.other
-        relay = side.call.relay
-        if relay is None:
+        assert other is not None
+        if other.media is None:
             return other.rewriter.passthrough(offer)
-        addr, port = audio_address(offer)
+        self.follow(side, offer)
+        return other.rewriter.rewrite(offer, self.media_host, relay_ports(offer, other.media.port))
+
+    @staticmethod
+    def follow(side: Side, sdp: SessionDescription) -> None:
+        """Point ``side``'s relay port at the address ``sdp`` (an SDP that leg sent us) gives."""
+        if side.media is None:
+            return
+        addr, port = audio_address(sdp)
         if addr is not None:
-            (relay.a if side.relay_index == 0 else relay.b).set_remote(addr, port)
-        port_other = (relay.a if other.relay_index == 0 else relay.b).port
-        return other.rewriter.rewrite(offer, self.media_host, relay_ports(offer, port_other))
+            side.media.set_remote(addr, port)
+
+
+def with_direction(sdp: SessionDescription, direction: str) -> SessionDescription:
+    """``sdp`` with every active audio stream's direction attribute set to ``direction`` (hold: "sendonly",
+    resume: "sendrecv"; RFC 3264 §8.4) and the session-level one dropped (the media level rules)."""
+    media = []
+    for m in sdp.media:
+        if m.media == "audio" and m.port != 0:
+            attributes = [(n, v) for n, v in m.attributes if not (v is None and n in DIRECTIONS)]
+            m = replace(m, attributes=[*attributes, (direction, None)])
+        media.append(m)
+    attributes = [(n, v) for n, v in sdp.attributes if not (v is None and n in DIRECTIONS)]
+    return replace(sdp, media=media, attributes=attributes)
 
 
 def sdp_key(body: bytes) -> bytes:

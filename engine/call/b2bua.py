@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from engine.call.anchor import MediaAnchor, sdp_key
+from engine.call.bridging import BridgeError, Bridging
 from engine.call.cdr import CdrRecorder
 from engine.call.fork import (
     BUSY,
@@ -65,7 +66,6 @@ from engine.call.legs import (
     CdrSink,
     Destination,
     OutLeg,
-    Pending,
     Reject,
     Scheduler,
     Side,
@@ -109,6 +109,8 @@ class CallManager:
         self.anchor = MediaAnchor(relay, media_host)
         self.cdr = CdrRecorder(cdr_sink, clock)
         self.sides = InDialog(endpoint, scheduler, self.anchor, self._hang_up, self._timer)
+        #: bridge, unbridge, hold and resume legs (``replace`` and ``hang_up_leg`` are here)
+        self.bridging = Bridging(self.sides)
         self.calls: dict[str, Call] = {}
         self.legs: dict[ClientTransaction, OutLeg] = {}
         self.dialogs: dict[tuple[str, str], Side] = {}  # (Call-ID, our tag) -> side
@@ -470,8 +472,8 @@ class CallManager:
             return
         session = InviteSession.uac(dialog, self.endpoint.config.timers, reliable=dialog.peer.reliable,
                                     offer_sent=bool(leg.invite.body))
-        side = Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter, relay_index=1,
-                    last_sdp=call.callee_sdp)
+        side = Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter,
+                    media=None if call.relay is None else call.relay.b, last_sdp=call.callee_sdp)
         self.sides.remember_ack(leg.tx, side, leg.invite.cseq.seq, now)
         wanted = leg.state in (LegState.CALLING, LegState.TRYING, LegState.EARLY)
         current = wanted and call.ring_active and leg.round == call.round
@@ -526,15 +528,14 @@ class CallManager:
                 self._hang_up(call, now, "the caller could not be moved to the callee")
                 return
             caller.last_sdp = sdp
-            reinvite = caller.session.reinvite(sdp)
-            ctx = self.endpoint.send_request(reinvite, caller.dialog.peer, now)
-            self.sides.pending[ctx] = Pending(origin=None, side=side, offer=False)
-            self.sides.sync(caller, now)
+            self.sides.send_request(caller, caller.session.reinvite(sdp), now, offer=False)
         else:
             call.answered_at = now
             self.early.pop((call.caller_call_id, call.local_tag), None)
             self.stats["answered"] += 1
-            self._answer_caller(call, sdp, now)
+            caller = self._answer_caller(call, sdp, now)
+        caller.media = None if call.relay is None else call.relay.a
+        self.bridging.bridge(caller, side)
         self.sides.sync(side, now)
         if call.controller is not None:
             call.controller.bridged(call, now)
@@ -550,7 +551,7 @@ class CallManager:
                                     reliable=caller_dialog.peer.reliable,
                                     offer_received=bool(call.request.body))
         caller = Side(call=call, dialog=caller_dialog, session=session, rewriter=call.caller_rewriter,
-                       relay_index=0, last_sdp=sdp)
+                      media=None, last_sdp=sdp)
         call.caller_side = caller
         self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
         caller.remote_sdp = sdp_key(call.request.body)
@@ -707,16 +708,68 @@ class CallManager:
 
     def _hang_up(self, call: Call, now: float, cause: str, from_side: Side | None = None,
                  disposition: Disposition = Disposition.ANSWERED) -> None:
-        """End an answered call: BYE every side that did not send the BYE itself."""
+        """End an answered call: BYE every leg of it that did not send the BYE itself (``from_side``), and the
+        legs bridged with them (a two-party bridge with one party is over). A leg bridged into another call
+        (a transfer) ends that call too once it has no leg left."""
+        if call.state not in (CallState.ANSWERED, CallState.SERVING):
+            return
+        gone = [from_side] if from_side is not None else \
+            [s for s in (call.caller_side, call.callee_side) if s is not None and not s.ended]
+        touched = [call]
+        for side in gone:
+            peer = side.other
+            self._leg_over(side, now, bye=side is not from_side)
+            if peer is not None and not peer.ended:
+                self._leg_over(peer, now, bye=True)
+                if peer.call not in touched:
+                    touched.append(peer.call)
+        for each in touched:
+            if not any(s is not None and not s.ended for s in (each.caller_side, each.callee_side)):
+                self._finish(each, now, cause if each is call else f"bridged call: {cause}", disposition)
+
+    def hang_up_leg(self, side: Side, now: float, cause: str = "leg hung up") -> None:
+        """BYE one leg only (e.g. the transferor after ``replace``); its call ends when no leg of it is left.
+        A leg still bridged is unbridged first, so its peer stays up."""
+        if side.ended:
+            return
+        self.bridging.unbridge(side)
+        self._leg_over(side, now, bye=True)
+        call = side.call
+        if call.state in (CallState.ANSWERED, CallState.SERVING) and not any(
+                s is not None and not s.ended for s in (call.caller_side, call.callee_side)):
+            self._finish(call, now, cause, Disposition.ANSWERED)
+
+    def replace(self, old: Side, new: Side, now: float) -> None:
+        """``new`` takes ``old``'s place in its bridge (REFER/Replaces: the transfer target takes the
+        transferor's place) and ``old`` is hung up.
+
+        Raises:
+            BridgeError: ``old`` is in no bridge, or ``new`` cannot be bridged (ended, media released).
+        """
+        peer = old.other
+        if peer is None:
+            raise BridgeError("the leg to replace is in no bridge")
+        self.bridging.bridge(peer, new)
+        self.hang_up_leg(old, now, "replaced")
+
+    def _leg_over(self, side: Side, now: float, *, bye: bool) -> None:
+        """One leg ends: BYE it (unless it sent the BYE), leave its bridge, forget its dialog."""
+        if side.ended:
+            return
+        if bye:
+            self.sides.send_bye(side, now)
+        self.bridging.unbridge(side)
+        self.dialogs.pop((side.dialog.call_id, side.dialog.local_tag), None)
+        self.sides.end_side(side, now)
+
+    def _finish(self, call: Call, now: float, cause: str, disposition: Disposition) -> None:
+        """The last leg of an answered call is gone: the call is over."""
         if call.state not in (CallState.ANSWERED, CallState.SERVING):
             return
         call.state = CallState.ENDED
         call.ring_active = False
         for leg in call.legs:
             self._cancel_leg(leg, now)  # a SERVING call may be ringing someone
-        for side in (call.caller_side, call.callee_side):
-            if side is not None and side is not from_side:
-                self.sides.send_bye(side, now)
         call.final_status = 200
         call.disposition = disposition
         call.cause = cause

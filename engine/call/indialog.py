@@ -92,7 +92,7 @@ class InDialog:
                 self.hang_up(side.call, now, "session timer expired")
             elif event is SessionEvent.REFRESH_DUE:
                 self._send_refresh(side, now)
-        at = None if side.call.state is CallState.ENDED else session.get_timer()
+        at = None if side.ended or side.call.state is CallState.ENDED else session.get_timer()
         if at == side.timer_at:
             return
         if side.timer is not None:
@@ -104,7 +104,7 @@ class InDialog:
     def _side_timer(self, side: Side, now: float) -> None:
         side.timer = None
         side.timer_at = None
-        if side.call.state is CallState.ENDED:
+        if side.ended or side.call.state is CallState.ENDED:
             return
         side.session.handle_timer(now)
         self.sync(side, now)
@@ -127,7 +127,7 @@ class InDialog:
             self.hang_up(call, now, "no SDP answer in the caller's ACK")
             return
         side.remote_sdp = sdp_key(ack.body)
-        callee.last_sdp = self.anchor.towards(callee, answer)
+        callee.last_sdp = self.anchor.towards(callee, answer, side)
         self.send_late_ack(callee, callee.last_sdp)
 
     def send_late_ack(self, side: Side, body: bytes) -> None:
@@ -188,8 +188,8 @@ class InDialog:
         elif method == "OPTIONS":
             answer(self.endpoint, tx, req, 200, now)
         elif method == "INFO":
-            if call.callee_side is None:
-                answer(self.endpoint, tx, req, 200, now)  # the engine serves the call: DTMF for the flow
+            if side.other is None:
+                answer(self.endpoint, tx, req, 200, now)  # the engine serves the leg: DTMF for the flow
                 key = info_dtmf(req)
                 if key is not None and call.controller is not None:
                     call.controller.dtmf(call, key)
@@ -217,10 +217,6 @@ class InDialog:
             respond(self.endpoint, tx, resp, now)
             return
         self.sync(side, now)  # a refresh moved the expiry; an INVITE stopped our 2xx retransmissions
-        if side.call.callee_side is None:
-            # The engine itself serves the call: our session stays as it is (hold is not acted upon).
-            self._answer_locally(side, req, tx, now)
-            return
         offer: SessionDescription | None = None
         if req.body:
             try:
@@ -238,15 +234,23 @@ class InDialog:
             self._answer_locally(side, req, tx, now)
             return
         other = side.other
+        if other is None or side.held or other.held:
+            # Nobody to pass the offer to: the engine serves the leg (prompts), it waits in no bridge, or
+            # one end is on our hold. Our answer stays our last SDP; the relay port follows the new address.
+            side.remote_sdp = key
+            self.anchor.follow(side, offer)
+            self._answer_locally(side, req, tx, now)
+            return
         if not (other.session.can_send_invite() if is_invite else other.session.offer is OfferState.STABLE):
             # The other side has an INVITE or an offer of its own open: the offers crossed (§14.1).
             respond(self.endpoint, tx, make_response(req, 491, to_tag=side.dialog.local_tag), now)
             self._refused(side, req.method, offer=True)
             return
+        previous = side.remote_sdp
         side.remote_sdp = key
         body = self.anchor.offer_to_other(side, offer)
         other.last_sdp = body
-        self._forward(side, req, tx, now, body=body, offer=True)
+        self._forward(side, req, tx, now, body=body, offer=True).previous_sdp = previous
 
     @staticmethod
     def _refused(side: Side, method: str, *, offer: bool) -> None:
@@ -257,6 +261,16 @@ class InDialog:
                 session.sent_final()
         elif offer and session.offer is OfferState.REMOTE_OFFER:
             session.offer_input(OfferInput.REJECTED)
+
+    def _pending_refused(self, pending: Pending, method: str) -> None:
+        """The offer ``pending`` passed on failed (refused, CANCELled, timed out): its sender's offer is
+        void and its session is the one before, so the same offer sent again is passed on again."""
+        side = pending.side
+        if side is None:
+            return
+        self._refused(side, method, offer=pending.offer)
+        if pending.offer and pending.previous_sdp:
+            side.remote_sdp = pending.previous_sdp
 
     def _answer_locally(self, side: Side, req: Request, tx: ServerTransaction, now: float) -> None:
         resp = make_response(req, 200, to_tag=side.dialog.local_tag)
@@ -276,8 +290,9 @@ class InDialog:
             side.session.offer_input(OfferInput.SEND_ANSWER if resp.body else OfferInput.REJECTED)
 
     def _forward(self, side: Side, req: Request, tx: ServerTransaction, now: float, *, body: bytes,
-                 offer: bool = False) -> None:
+                 offer: bool = False) -> Pending:
         other = side.other
+        assert other is not None
         ctype = req.get("content-type")
         if req.method == "INVITE":
             out = other.session.reinvite(body, ctype)
@@ -290,12 +305,13 @@ class InDialog:
             if value is not None:
                 out.fields.append(Field(name, value))
         ctx = self.endpoint.send_request(out, other.dialog.peer, now)
-        pending = Pending(origin=tx, side=side, offer=offer)
+        pending = Pending(origin=tx, side=side, target=other, offer=offer)
         self.pending[ctx] = pending
         if req.method == "INVITE":
             at = now + self.endpoint.config.timers.timeout
             pending.guard = self.scheduler.call_at(at, lambda: self.run_timer(self._pending_expired, ctx))
             self.sync(other, now)  # our INVITE stops the retransmissions of a 2xx still waiting for its ACK
+        return pending
 
     def cancel_received(self, tx: ServerTransaction, now: float) -> bool:
         """The peer CANCELled a re-INVITE we passed on (§9.2): it gets 487 at once and its offer is void;
@@ -307,7 +323,7 @@ class InDialog:
         ctx, pending = found
         if tx.request is not None:
             answer(self.endpoint, tx, tx.request, 487, now)
-        self._refused(pending.side, ctx.method, offer=pending.offer)
+        self._pending_refused(pending, ctx.method)
         pending.origin = None
         self.endpoint.cancel(ctx, now)
         return True
@@ -323,15 +339,20 @@ class InDialog:
 
     def pending_failed(self, pending: Pending, method: str, status: int, now: float) -> None:
         """A forwarded request (or one of ours) ended without a final response: both sessions move on."""
-        target = pending.side.other
+        target = pending.target
         if method == "INVITE":
             target.session.invite_final(status, has_answer=False)
         elif pending.offer and target.session.offer is OfferState.LOCAL_OFFER:
             target.session.offer_input(OfferInput.REJECTED)
+        if pending.done is not None:
+            pending.done(status)
         origin = pending.origin
-        if origin is not None and origin.request is not None:
+        if pending.guard is not None:
+            pending.guard.cancel()  # a transport error ended it before its 64*T1
+            pending.guard = None
+        if origin is not None and origin.request is not None and pending.side is not None:
             answer(self.endpoint, origin, origin.request, status, now)
-            self._refused(pending.side, method, offer=pending.offer)
+            self._pending_refused(pending, method)
 
     def _give_up_invite(self, ctx: ClientTransaction, now: float) -> None:
         """CANCEL a re-INVITE of ours that is still open, and forget its transaction if even the CANCEL
@@ -348,8 +369,7 @@ class InDialog:
 
     def pending_response(self, ctx: ClientTransaction, pending: Pending, resp: Response,
                           now: float) -> None:
-        side = pending.side
-        other = side.other
+        other = pending.target
         if resp.status < 200:
             return
         self.pending.pop(ctx, None)
@@ -368,8 +388,11 @@ class InDialog:
             self.sync(other, now)
         elif pending.offer and other.session.offer is OfferState.LOCAL_OFFER:
             other.session.offer_input(OfferInput.RECV_ANSWER if ok and resp.body else OfferInput.REJECTED)
+        if pending.done is not None:
+            pending.done(resp.status)
         origin = pending.origin
-        if side.call.state is not CallState.ANSWERED or origin is None:
+        side = pending.side
+        if side is None or side.ended or side.call.state is not CallState.ANSWERED or origin is None:
             return
         request = origin.request
         if request is None:
@@ -387,7 +410,7 @@ class InDialog:
                     answer = None
                 if answer is not None:
                     other.remote_sdp = sdp_key(resp.body)
-                    out.body = self.anchor.towards(side, answer)
+                    out.body = self.anchor.towards(side, answer, other)
                     side.last_sdp = out.body
                     out.fields.append(Field("content-type", "application/sdp"))
             elif resp.body:
@@ -398,7 +421,7 @@ class InDialog:
             out.fields.append(Field("contact", side.dialog.local_contact))
         respond(self.endpoint, origin, out, now)
         if not ok:
-            self._refused(side, ctx.method, offer=pending.offer)
+            self._pending_refused(pending, ctx.method)
         elif is_invite:
             self.sent_2xx(side, out, now, with_offer=False)
         elif pending.offer and side.session.offer is OfferState.REMOTE_OFFER:
@@ -430,30 +453,49 @@ class InDialog:
             return  # an INVITE is open on the dialog, which refreshes it too; the next is due in SE/2
         req.fields.append(Field("session-expires", f"{side.session.interval};refresher=uac"))
         ctx = self.endpoint.send_request(req, side.dialog.peer, now)
-        self.pending[ctx] = Pending(origin=None, side=side.other, offer=False)
+        self.pending[ctx] = Pending(origin=None, side=None, target=side, offer=False)
 
     def send_bye(self, side: Side, now: float) -> None:
         if side.session.state is SessionState.ACK_PENDING:
             self.send_late_ack(side, b"")  # a 2xx still waiting for the caller's answer is ACKed first
         self.endpoint.send_request(side.session.bye(), side.dialog.peer, now)
 
-    def end(self, call: Call, now: float) -> None:
-        """The call is over: its sides' sessions end and their timers stop; requests still pending on it
-        are given up (a re-INVITE of ours is CANCELled) and their senders get 487 (§15.1.2)."""
-        for side in (call.caller_side, call.callee_side):
-            if side is None:
-                continue
-            if side.timer is not None:
-                side.timer.cancel()
-            side.timer = side.timer_at = None
-            side.session.end()
-        for ctx in [c for c, p in self.pending.items() if p.side.call is call]:
+    def send_request(self, side: Side, req: Request, now: float, *, offer: bool,
+                     done: Callable[[int], None] | None = None) -> None:
+        """Send a request of ours (hold, resume, moving a leg) to ``side``; ``done`` hears its final."""
+        ctx = self.endpoint.send_request(req, side.dialog.peer, now)
+        pending = self.pending[ctx] = Pending(origin=None, side=None, target=side, offer=offer, done=done)
+        if req.method == "INVITE":  # a re-INVITE answered only provisionally is given up after 64*T1
+            at = now + self.endpoint.config.timers.timeout
+            pending.guard = self.scheduler.call_at(at, lambda: self.run_timer(self._pending_expired, ctx))
+        self.sync(side, now)
+
+    def end_side(self, side: Side, now: float) -> None:
+        """The leg is over (its BYE sent or received): its session ends and its timer stops; requests still
+        pending to or from it are given up (a re-INVITE of ours is CANCELled) and their senders get 487
+        (§15.1.2)."""
+        if side.ended:
+            return
+        side.ended = True
+        if side.timer is not None:
+            side.timer.cancel()
+        side.timer = side.timer_at = None
+        side.session.end()
+        for ctx in [c for c, p in self.pending.items() if p.target is side or p.side is side]:
             pending = self.pending.pop(ctx)
             if pending.guard is not None:
                 pending.guard.cancel()
                 self._give_up_invite(ctx, now)
+            if pending.done is not None:
+                pending.done(487)
             origin = pending.origin
             if origin is not None and origin.request is not None and origin.state in (
                     TransactionState.PROCEEDING, TransactionState.TRYING):
                 # §15.1.2: a request still open when the session ends (a BYE crossed it) gets 487.
                 answer(self.endpoint, origin, origin.request, 487, now)
+
+    def end(self, call: Call, now: float) -> None:
+        """The call is over: every leg of it still up ends (``end_side``)."""
+        for side in (call.caller_side, call.callee_side):
+            if side is not None:
+                self.end_side(side, now)

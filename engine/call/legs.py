@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from engine.call.fork import LegState
-from engine.media.io import RelaySession
+from engine.media.io import RelaySession, RelaySide
 from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
 from engine.sip.dialog import Dialog
 from engine.sip.endpoint import SipEndpoint
@@ -108,35 +108,65 @@ class CallState(enum.Enum):
 
 @dataclass(eq=False, slots=True)
 class Pending:
-    """An in-dialog request forwarded to the other side, waiting for that side's final response."""
+    """An in-dialog request we sent to ``target``, waiting for its final response: one passed on from the
+    side ``side`` (its server transaction ``origin``), or one of our own (``side`` and ``origin`` None: a
+    session refresh, moving a caller onto the relay, hold and resume)."""
 
-    origin: ServerTransaction | None  # None: a request we originated (a session refresh)
-    side: Side
-    offer: bool  # it carried SDP that we rewrote
+    origin: ServerTransaction | None  # None: nobody waits for the answer (ours, or the sender CANCELled)
+    side: Side | None  # the side the request came from (None: ours)
+    target: Side  # the side it was sent to
+    offer: bool  # it carried SDP that we rewrote (an offer passed on)
     guard: TimerHandle | None = None  # a forwarded re-INVITE gets 64*T1 for its final (like Timer C)
+    #: told the final status of a request of ours (engine.call.bridging: a hold that was refused)
+    done: Callable[[int], None] | None = None
+    #: the ``remote_sdp`` of ``side`` before this offer: its session again if the offer fails (RFC 3264 §8)
+    previous_sdp: bytes = b""
+
+
+@dataclass(eq=False, slots=True)
+class Bridge:
+    """Connects the media and the in-dialog traffic of the legs in it: a two-party relay bridge.
+
+    Each leg (``Side``) is in at most one bridge. While two legs are in it, RTP relays between their relay
+    ports (``RelaySide.connect``) and a re-INVITE, UPDATE or INFO from one goes to the other. A held leg
+    stays in its bridge with its media disconnected. Later bridge kinds (the conference mixer, music on
+    hold) take the place of the peer here: the legs' media then goes to the engine's own media.
+    """
+
+    sides: list[Side] = field(default_factory=list)
+
+    def other(self, side: Side) -> Side | None:
+        for member in self.sides:
+            if member is not side:
+                return member
+        return None
 
 
 @dataclass(eq=False, slots=True)
 class Side:
-    """One bridged dialog of an answered call (caller side or callee side)."""
+    """A leg of an answered call: one dialog (the caller's, where we are UAS, or a callee's, where we are
+    UAC) with its media endpoint, in at most one bridge."""
 
-    call: Call
+    call: Call  # the call whose record this leg belongs to
     dialog: Dialog
     #: the INVITE usage of the dialog: 2xx/ACK, glare, offer/answer and session-timer rules and deadlines
     session: InviteSession
     rewriter: SdpRewriter
-    relay_index: int  # 0: relay side "a" (caller), 1: relay side "b" (callee)
+    media: RelaySide | None  # the leg's relay port (None: media released, or the engine's own media)
     last_sdp: bytes = b""  # the last SDP we sent this side
     remote_sdp: bytes = b""  # the last SDP this side sent us, without its o= line (anchor.sdp_key)
     timer: TimerHandle | None = None  # armed for session.get_timer() (see InDialog.sync)
     timer_at: float | None = None
     refresh_method: str = ""  # UPDATE or INVITE: how we refresh the session when we are the refresher
+    bridge: Bridge | None = None
+    held: bool = False  # we put this leg on hold (engine.call.bridging): its media is not relayed
+    ended: bool = False  # its dialog is over (BYE sent or received): the leg is gone
 
     @property
-    def other(self) -> Side:
-        call = self.call
-        assert call.caller_side is not None and call.callee_side is not None
-        return call.callee_side if self is call.caller_side else call.caller_side
+    def other(self) -> Side | None:
+        """The leg this one is bridged with (of this call or, after a transfer, of another), or None."""
+        bridge = self.bridge
+        return None if bridge is None else bridge.other(self)
 
 
 @dataclass(eq=False, slots=True)

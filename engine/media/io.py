@@ -8,6 +8,11 @@ source of what we send is the port it was told to send to (symmetric RTP, RFC 49
 firewalls need). Where each side sends is ``relay.Latch``: the SDP address until that side's first packet,
 then the packet's source.
 
+The pairing is not fixed: ``RelaySide.connect`` re-points a side at any other side, of this session or of
+another one (a call's leg moved to another call's leg, for transfers), and ``RelaySide.disconnect`` leaves a
+side unconnected (held, or waiting to be bridged): what it receives is then counted and dropped. A side
+keeps its port through all of this, so a phone moved between bridges is never re-INVITEd for it.
+
 Why raw non-blocking sockets and ``loop.add_reader`` rather than a ``DatagramProtocol``: the B2BUA opens and
 closes sessions from inside its (synchronous) event handler, and ``create_datagram_endpoint`` is a
 coroutine; and the relay forwards bytes without needing a transport's buffering, so one reader callback per
@@ -91,14 +96,29 @@ class RelayStats:
 class _Endpoint:
     """One relay socket (RTP or RTCP of one side), its latch, and the counters of what it received."""
 
-    __slots__ = ("fd", "latch", "peer", "sock", "stats")
+    __slots__ = ("fd", "latch", "peer", "side", "sock", "stats")
 
     def __init__(self, sock: socket.socket, ipv6: bool) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.latch = Latch(ipv6)
-        self.peer: _Endpoint = self  # set to the other side's socket of the same kind
+        self.side: RelaySide | None = None  # the side this socket belongs to (set by RelaySide)
+        #: the socket of the same kind whose peer gets what this one receives (None: received, dropped)
+        self.peer: _Endpoint | None = None
         self.stats = RelayStats()
+
+    def pair(self, other: _Endpoint) -> None:
+        """Relay both ways between this socket and ``other``, ending both sockets' previous pairings."""
+        self.unpair()
+        other.unpair()
+        self.peer = other
+        other.peer = self
+
+    def unpair(self) -> None:
+        peer = self.peer
+        if peer is not None and peer.peer is self:
+            peer.peer = None
+        self.peer = None
 
 
 class RelaySide:
@@ -114,6 +134,7 @@ class RelaySide:
         self.port = port
         self._rtp = rtp
         self._rtcp = rtcp
+        rtp.side = rtcp.side = self
 
     def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         """Send to ``host:port`` (RTCP to ``rtcp_port``, default ``port + 1``) until the peer's first packet
@@ -129,6 +150,25 @@ class RelaySide:
         if rtcp_port is None:
             rtcp_port = port + 1 if 0 < port < 65535 else 0
         self._rtcp.latch.set_remote(host, rtcp_port)
+
+    def connect(self, other: RelaySide) -> None:
+        """Relay between this side and ``other`` (of any session): what one receives leaves from the other's
+        sockets towards the other's peer. Both sides' previous connections end."""
+        if other is self:
+            raise ValueError("a relay side cannot be connected to itself")
+        self._rtp.pair(other._rtp)
+        self._rtcp.pair(other._rtcp)
+
+    def disconnect(self) -> None:
+        """Stop relaying to and from this side (its packets are received and dropped); idempotent."""
+        self._rtp.unpair()
+        self._rtcp.unpair()
+
+    @property
+    def connected_to(self) -> RelaySide | None:
+        """The side this one relays with, or None."""
+        peer = self._rtp.peer
+        return None if peer is None else peer.side
 
     @property
     def remote(self) -> SockAddr | None:
@@ -210,6 +250,7 @@ class RelaySession:
         for endpoint in self._endpoints:
             if loop_open:
                 self._loop.remove_reader(endpoint.fd)
+            endpoint.unpair()  # a side of another session connected to this one drops from now on
             endpoint.sock.close()
         self._relay._session_closed(self)
 
@@ -220,8 +261,6 @@ class RelaySession:
             sock = endpoint.sock
             latch = endpoint.latch
             out = endpoint.peer
-            out_sock = out.sock
-            out_latch = out.latch
             accepted = 0
             for _ in range(DRAIN_MAX):
                 try:
@@ -237,12 +276,16 @@ class RelaySession:
                     stats.dropped += 1
                     continue
                 accepted += 1
+                if out is None:  # held or not bridged: received, not relayed
+                    stats.dropped += 1
+                    continue
+                out_latch = out.latch
                 destination = out_latch.latched or out_latch.signalled
                 if destination is None:
                     stats.dropped += 1
                     continue
                 try:
-                    out_sock.sendto(data, destination)
+                    out.sock.sendto(data, destination)
                 except OSError:  # EAGAIN (send buffer full), unreachable: this packet is lost
                     stats.dropped += 1
                     continue
@@ -319,11 +362,10 @@ class RtpRelay:
             raise
         endpoints = tuple(_Endpoint(sock, ipv6) for sock in (*socks_a, *socks_b))
         a_rtp, a_rtcp, b_rtp, b_rtcp = endpoints
-        a_rtp.peer, b_rtp.peer = b_rtp, a_rtp
-        a_rtcp.peer, b_rtcp.peer = b_rtcp, a_rtcp
         session = RelaySession(
             self, loop, RelaySide(port_a, a_rtp, a_rtcp), RelaySide(port_b, b_rtp, b_rtcp), endpoints
         )
+        session.a.connect(session.b)
         self._sessions.add(session)
         logger.debug("relay session opened: a=%d b=%d", port_a, port_b)
         return session

@@ -213,15 +213,6 @@ def test_glare_both_refused_and_the_callers_retry_reaches_the_callee(rr: Reinvit
     rr.assert_nothing_left("caller hung up")
 
 
-STALE_OFFER_BUG = (
-    "engine bug: InDialog._offer_in_dialog records a new offer as the side's session (side.remote_sdp) "
-    "before passing it on, and nothing restores it when the offer fails (the callee's 491, or the caller's "
-    "CANCEL and its 487), so the same offer sent again (a retry, RFC 3261 §14.1) is taken for a session "
-    "refresh and answered by the engine itself with the old SDP (a=sendrecv): the callee never gets it"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_OFFER_BUG)
 def test_a_reinvite_the_callee_refused_is_passed_on_again_when_retried(rr: ReinviteRig) -> None:
     call = rr.call("reinvite_refused_retry_uac.xml", "reinvite_refused_retry_uas.xml")
     rr.finish(call)
@@ -259,7 +250,6 @@ def test_a_cancelled_reinvite_gets_487_its_cancel_200_and_the_far_side_a_cancel(
     rr.assert_nothing_left("caller hung up")
 
 
-@pytest.mark.xfail(strict=True, reason=STALE_OFFER_BUG)
 def test_a_cancelled_reinvite_is_passed_on_again_when_sent_again(rr: ReinviteRig) -> None:
     call = rr.call("reinvite_cancel_retry_uac.xml", "reinvite_cancel_retry_uas.xml")
     rr.finish(call)

@@ -292,3 +292,44 @@ def test_the_default_loop_is_the_running_one_at_first_open(run: Any) -> None:
         session.close()
 
     run(scenario)
+
+
+def test_a_side_is_re_pointed_at_a_side_of_another_session_and_disconnected(run: Any) -> None:
+    """Bridging legs of two calls (a transfer): side a of one session relays with side b of another, from
+    the ports each phone already knows; the two left over relay nothing; a disconnected side drops."""
+
+    async def scenario() -> None:
+        relay = RtpRelay(HOST, *free_range(4))
+        with phones(4) as (alice, bob, carol, dave):
+            one, two = relay.open_session(), relay.open_session()
+            for side, phone in ((one.a, alice), (one.b, bob), (two.a, carol), (two.b, dave)):
+                side.set_remote(HOST, phone.port)
+            assert one.a.connected_to is one.b and one.b.connected_to is one.a
+            one.a.connect(two.b)  # alice <-> dave; bob and carol are left unconnected
+            assert one.a.connected_to is two.b and two.b.connected_to is one.a
+            assert one.b.connected_to is None and two.a.connected_to is None
+            alice.send(one.a.port, b"alice")
+            assert await dave.recv() == (b"alice", (HOST, two.b.port))
+            dave.send(two.b.port, b"dave")
+            assert await alice.recv() == (b"dave", (HOST, one.a.port))
+            bob.send(one.b.port, b"bob")
+            carol.send(two.a.port, b"carol")
+            assert await alice.silent() and await dave.silent()
+            assert await bob.silent() and await carol.silent()
+            assert (one.b.dropped, two.a.dropped) == (1, 1)
+            one.a.disconnect()  # hold: received and dropped both ways
+            alice.send(one.a.port, b"held")
+            dave.send(two.b.port, b"held too")
+            assert await dave.silent() and await alice.silent()
+            assert one.a.connected_to is None and two.b.connected_to is None
+            one.a.connect(two.b)
+            two.close()  # closing a session unpairs whatever another session had connected to it
+            assert one.a.connected_to is None
+            alice.send(one.a.port, b"after close")
+            assert await dave.silent()
+            assert one.a.dropped == 2
+            with pytest.raises(ValueError):
+                one.a.connect(one.a)
+            one.close()
+
+    run(scenario)
