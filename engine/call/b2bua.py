@@ -20,10 +20,13 @@ Every call and leg has a bounded lifetime: the ring timeout, Timer B, 64*T1 afte
 caller's ACK, the session timer and a maximum call duration all end it; ``CallManager.calls`` and
 ``CallManager.legs`` are empty again after any of these paths (tests check this).
 
-The pieces: ``engine.call.legs`` holds the data (calls, legs, sides), ``engine.call.indialog`` the
+The pieces: ``engine.call.legs`` holds the data (calls, legs, sides, bridges), ``engine.call.indialog`` the
 answered call's in-dialog traffic over the sides' INVITE sessions (``engine.sip.invite``),
-``engine.call.anchor`` the media relay and SDP rewriting, ``engine.call.cdr`` the records. This module keeps
-the calls: setting them up, forking, the caller's answer, and ending them.
+``engine.call.anchor`` the media relay and SDP rewriting, ``engine.call.caller`` the checks of the caller's
+INVITE and our responses to it, ``engine.call.bridging`` bridges and hold, ``engine.call.cdr`` the records.
+This module keeps the calls: setting them up, forking, the caller's answer, and ending them. A call ends
+with its last leg: a leg that hangs up takes the leg bridged with it along (``_hang_up``), ``hang_up_leg``
+ends one leg alone, ``replace`` swaps a leg in a bridge for another (transfers).
 
 The manager never reads a clock or sleeps: ``now`` comes with every input, timers go through the injected
 ``Scheduler`` (the event loop in production), and after acting on a timer it calls ``flush`` so the
@@ -38,6 +41,7 @@ from collections.abc import Callable, Sequence
 
 from engine.call.anchor import MediaAnchor, sdp_key
 from engine.call.bridging import BridgeError, Bridging
+from engine.call.caller import caller_response, read_offer
 from engine.call.cdr import CdrRecorder
 from engine.call.fork import (
     BUSY,
@@ -55,7 +59,6 @@ from engine.call.legs import (
     COMPLETED_ELSEWHERE,
     DEFAULT_MAX_CALL_S,
     DEFAULT_RING_TIMEOUT_S,
-    MIN_SE,
     NOT_CALL_METHODS,
     SUPPORTED,
     Branch,
@@ -153,7 +156,7 @@ class CallManager:
         self.by_invite[tx] = call
         self.early[(invite.call_id, local_tag)] = call
         try:
-            self._prepare(call, now)
+            read_offer(call)
         except Reject as rej:
             self._fail(call, rej.status, rej.reason, rej.disposition, rej.reason, now, headers=rej.headers)
             return None
@@ -344,35 +347,6 @@ class CallManager:
 
     # -- setting a call up -------------------------------------------------------------------------
 
-    def _prepare(self, call: Call, now: float) -> None:
-        """Read the caller's offer, open the relay, build the SDP the branches get."""
-        invite = call.request
-        if invite.max_forwards is not None and invite.max_forwards <= 1:
-            raise Reject(483, "Too Many Hops", Disposition.FAILED)
-        if not invite.addresses("contact"):
-            raise Reject(400, "Missing Contact", Disposition.FAILED)  # §8.1.1.8: the dialog needs it
-        se = self._session_expires_request(invite)
-        if se is not None and se < MIN_SE:
-            raise Reject(422, "Session Interval Too Small", Disposition.FAILED, (("Min-SE", str(MIN_SE)),))
-        # RFC 4028 §9: we take part when the caller supports timers and refreshes itself (refresher=uac
-        # or unset); otherwise the call runs without a session timer (its maximum duration still bounds it).
-        value = (invite.get("session-expires") or "").replace(" ", "").lower()
-        if se is not None and "timer" in invite.tokens("supported") and "refresher=uas" not in value:
-            call.caller_session_expires = se
-        if not invite.body:
-            # Late offer (RFC 3261 §13.2.1, RFC 6337 §3.1): the branches get an INVITE without SDP, the
-            # callee's 2xx carries the offer, and the caller's ACK the answer, which our ACK passes on.
-            return
-        try:
-            offer = filter_codecs(parse_sdp(invite.body))
-        except SdpError as exc:
-            raise Reject(400, "Bad SDP", Disposition.FAILED,
-                          (("Warning", warning_value(f"SDP: {exc}")),)) from None
-        if not has_usable_audio(offer):
-            raise Reject(488, "Not Acceptable Here", Disposition.FAILED,
-                          (("Warning", '305 pbx "no common codec: PCMU, PCMA"'),))
-        call.offer = offer
-
     def _send_leg(self, call: Call, branch: Branch, now: float, *, auth: tuple[str, str] | None = None,
                   previous: Request | None = None) -> OutLeg:
         ep = self.endpoint
@@ -454,12 +428,12 @@ class CallManager:
             if sdp == call.early_sdp_sent:
                 return
             call.early_sdp_sent = sdp
-            out = self._caller_response(call, 183, "Session Progress", sdp)
+            out = caller_response(call, 183, "Session Progress", sdp)
         else:
             if call.ringing_sent or call.early_sdp_sent:
                 return  # a 180 after early media would make the caller stop playing it
             call.ringing_sent = True
-            out = self._caller_response(call, 180, "Ringing")
+            out = caller_response(call, 180, "Ringing")
         self.endpoint.respond(call.tx, out, now)
 
     def _leg_answered(self, leg: OutLeg, resp: Response, now: float) -> None:
@@ -555,7 +529,7 @@ class CallManager:
         call.caller_side = caller
         self.dialogs[(caller_dialog.call_id, caller_dialog.local_tag)] = caller
         caller.remote_sdp = sdp_key(call.request.body)
-        ok = self._caller_response(call, 200, "OK", sdp)
+        ok = caller_response(call, 200, "OK", sdp)
         if call.caller_session_expires:
             ok.fields.append(Field("session-expires", f"{call.caller_session_expires};refresher=uac"))
             ok.fields.append(Field("require", "timer"))
@@ -656,21 +630,6 @@ class CallManager:
         elif call.state in (CallState.ANSWERED, CallState.SERVING):
             self._hang_up(call, now, "maximum call duration reached")
 
-    def _caller_response(self, call: Call, status: int, reason: str, sdp: bytes = b"") -> Response:
-        out = make_response(call.request, status, reason, to_tag=call.local_tag)
-        fields = out.fields
-        for f in call.request.fields:
-            if f.name == "record-route":
-                fields.append(f)
-        fields.append(Field("contact", call.contact))
-        if status >= 200:
-            fields.append(Field("allow", ALLOW))
-            fields.append(Field("supported", SUPPORTED))
-        if sdp:
-            fields.append(Field("content-type", "application/sdp"))
-            out.body = sdp
-        return out
-
     def _fail(self, call: Call, status: int, reason: str | None, disposition: Disposition, cause: str,
               now: float, headers: Sequence[tuple[str, str]] = ()) -> None:
         """Give the caller a final non-2xx answer and end the call."""
@@ -691,18 +650,6 @@ class CallManager:
         call.cause = cause
         call.ended_at = now
         self._end(call)
-
-    # -- session timers (RFC 4028) -----------------------------------------------------------------
-
-    @staticmethod
-    def _session_expires_request(req: Request) -> int | None:
-        value = req.get("session-expires")
-        if value is None:
-            return None
-        try:
-            return int(value.split(";", 1)[0].strip())
-        except ValueError:
-            raise SipParseError(400, "Bad Session-Expires header", message=req) from None
 
     # -- ending ------------------------------------------------------------------------------------
 
