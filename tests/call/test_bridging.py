@@ -27,6 +27,7 @@ from engine.model.cdr import CallRecord, Direction
 from engine.sip.events import Event, RequestReceived
 from engine.sip.message import make_response
 from tests.call.phone import SDP_TEMPLATE, Phone
+from tests.call.test_b2bua import NetClock
 from tests.media.test_io import free_range
 from tests.sip.harness import Network, Node
 
@@ -63,17 +64,6 @@ class RtpPhone(Phone):
 
     def last_invite_sdp(self) -> bytes:
         return next(r.body for r in reversed(self.requests) if r.method == "INVITE")
-
-
-class NetClock:
-    def __init__(self, net: Network) -> None:
-        self.net = net
-
-    def now(self) -> float:
-        return self.net.now
-
-    def wall(self) -> float:
-        return self.net.wall()
 
 
 class Rig:
