@@ -378,7 +378,7 @@ class CallManager:
             if auth is not None:
                 req.add(*auth)
         tx = ep.send_request(req, branch.peer, now)
-        leg = OutLeg(call=call, branch=branch, request=req, tx=tx, started_at=now, round=call.round)
+        leg = OutLeg(call=call, branch=branch, invite=req, tx=tx, started_at=now, round=call.round)
         call.legs.append(leg)
         self.legs[tx] = leg
         return leg
@@ -411,14 +411,14 @@ class CallManager:
         if challenge is None:
             return False
         try:
-            value = answer_challenge(challenge, "INVITE", leg.invite.uri, creds[0], creds[1],
+            value = answer_challenge(challenge, "INVITE", leg.request.uri, creds[0], creds[1],
                                      self.endpoint.new_tag())
         except ValueError as exc:
             logger.info("call %s: cannot answer the challenge of %s: %s", call.id, leg.branch.uri, exc)
             return False
         self._drop_leg(leg, now, resp.status)
         header = "authorization" if resp.status == 401 else "proxy-authorization"
-        new = self._send_leg(call, leg.branch, now, auth=(header, value), previous=leg.invite)
+        new = self._send_leg(call, leg.branch, now, auth=(header, value), previous=leg.request)
         new.auth_tried = True
         return True
 
@@ -439,16 +439,16 @@ class CallManager:
     def _leg_answered(self, leg: OutLeg, resp: Response, now: float) -> None:
         call = leg.call
         try:
-            dialog = Dialog.as_uac(leg.invite, resp, leg.branch.peer)
+            dialog = Dialog.as_uac(leg.request, resp, leg.branch.peer)
         except SipParseError:
             logger.info("call %s: unusable 2xx from %s", call.id, leg.branch.uri)
             self._leg_final(leg, 502, now)
             return
         session = InviteSession.uac(dialog, self.endpoint.config.timers, reliable=dialog.peer.reliable,
-                                    offer_sent=bool(leg.invite.body))
+                                    offer_sent=bool(leg.request.body))
         side = Side(call=call, dialog=dialog, session=session, rewriter=call.callee_rewriter,
                     media=None if call.relay is None else call.relay.b, last_sdp=call.callee_sdp)
-        self.sides.remember_ack(leg.tx, side, leg.invite.cseq.seq, now)
+        self.sides.remember_ack(leg.tx, side, leg.request.cseq.seq, now)
         wanted = leg.state in (LegState.CALLING, LegState.TRYING, LegState.EARLY)
         current = wanted and call.ring_active and leg.round == call.round
         late_offer = call.offer is None and current
@@ -516,7 +516,7 @@ class CallManager:
         if call.state is CallState.ANSWERED:
             # Bridged: what only answering and ringing needed goes; a held call keeps what it still uses
             # (the parsed INVITEs and the offer were half the memory of a held call).
-            call.invite = call.offer = leg.request = None
+            call.invite = call.offer = leg.invite = None
 
     def _answer_caller(self, call: Call, sdp: bytes, now: float) -> Side:
         """Send the caller our 200 with ``sdp`` and make its dialog the caller side of the call."""

@@ -175,7 +175,7 @@ class OutLeg:
 
     call: Call
     branch: Branch
-    request: Request | None  # our INVITE; dropped once this branch is the bridged callee side
+    invite: Request | None  # our INVITE; dropped once this branch is the bridged callee side
     tx: ClientTransaction
     started_at: float
     state: LegState = LegState.CALLING
@@ -189,10 +189,10 @@ class OutLeg:
     round: int = 0  # the call's ring round that sent it
 
     @property
-    def invite(self) -> Request:
-        """Our INVITE (only asked for while the branch rings)."""
-        assert self.request is not None, "the INVITE of the bridged branch was dropped"
-        return self.request
+    def request(self) -> Request:
+        """Our INVITE (only asked for while the branch rings); ``Call.request`` is the caller's."""
+        assert self.invite is not None, "the INVITE of the bridged branch was dropped"
+        return self.invite
 
     def record(self, wall_of: Callable[[float], float]) -> LegRecord:
         return LegRecord(target=self.branch.uri, started_at=wall_of(self.started_at),
