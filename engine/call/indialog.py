@@ -246,11 +246,12 @@ class InDialog:
             respond(self.endpoint, tx, make_response(req, 491, to_tag=side.dialog.local_tag), now)
             self._refused(side, req.method, offer=True)
             return
-        previous = side.remote_sdp
+        previous, previous_other = side.remote_sdp, other.last_sdp
         side.remote_sdp = key
         body = self.anchor.offer_to_other(side, offer)
         other.last_sdp = body
-        self._forward(side, req, tx, now, body=body, offer=True).previous_sdp = previous
+        pending = self._forward(side, req, tx, now, body=body, offer=True)
+        pending.previous_sdp, pending.previous_target_sdp = previous, previous_other
 
     @staticmethod
     def _refused(side: Side, method: str, *, offer: bool) -> None:
@@ -271,6 +272,20 @@ class InDialog:
         self._refused(side, method, offer=pending.offer)
         if pending.offer and pending.previous_sdp:
             side.remote_sdp = pending.previous_sdp
+            pending.target.last_sdp = pending.previous_target_sdp
+
+    def _revert(self, side: Side, now: float) -> None:
+        """A 2xx crossed our CANCEL of an offer its sender withdrew (§9.2): ``side`` now runs a session the
+        other end never agreed to, so it is offered the previous one again (``last_sdp``, restored when the
+        offer was withdrawn) in a re-INVITE of ours, its version bumped (RFC 3264 §8)."""
+        if side.ended or not side.last_sdp or not side.session.can_send_invite():
+            return
+        try:
+            previous = parse_sdp(side.last_sdp)
+        except SdpError:
+            return  # only ever our own SDP
+        side.last_sdp = side.rewriter.passthrough(previous)
+        self.send_request(side, side.session.reinvite(side.last_sdp), now, offer=True)
 
     def _answer_locally(self, side: Side, req: Request, tx: ServerTransaction, now: float) -> None:
         resp = make_response(req, 200, to_tag=side.dialog.local_tag)
@@ -325,6 +340,7 @@ class InDialog:
             answer(self.endpoint, tx, tx.request, 487, now)
         self._pending_refused(pending, ctx.method)
         pending.origin = None
+        pending.cancelled = True
         self.endpoint.cancel(ctx, now)
         return True
 
@@ -390,6 +406,8 @@ class InDialog:
             other.session.offer_input(OfferInput.RECV_ANSWER if ok and resp.body else OfferInput.REJECTED)
         if pending.done is not None:
             pending.done(resp.status)
+        if ok and is_invite and pending.cancelled and pending.offer:
+            self._revert(other, now)
         origin = pending.origin
         side = pending.side
         if side is None or side.ended or side.call.state is not CallState.ANSWERED or origin is None:

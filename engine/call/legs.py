@@ -121,6 +121,9 @@ class Pending:
     done: Callable[[int], None] | None = None
     #: the ``remote_sdp`` of ``side`` before this offer: its session again if the offer fails (RFC 3264 §8)
     previous_sdp: bytes = b""
+    #: the ``last_sdp`` of ``target`` before this offer: what it has again if the offer fails
+    previous_target_sdp: bytes = b""
+    cancelled: bool = False  # its sender CANCELled it (a 2xx may still cross our CANCEL)
 
 
 @dataclass(eq=False, slots=True)

@@ -258,6 +258,42 @@ def test_a_cancelled_reinvite_gets_487_at_once_and_ours_is_cancelled_too() -> No
     rig.assert_clean()
 
 
+def test_a_2xx_crossing_our_cancel_of_a_withdrawn_reinvite_is_acked_and_the_old_session_re_offered() -> None:
+    """The caller CANCELs its hold (487 at once), but the callee's 200 to the hold we passed on crosses our
+    CANCEL (§9.2): the callee now holds a session the caller never got. We ACK that 200 and re-INVITE the
+    callee with the session before (sendrecv, the version bumped), so both ends agree again; the caller's
+    next re-INVITE still goes through."""
+    rig = Rig()
+    bob = rig.bobs[0]
+    sent: list[ClientTransaction] = []
+
+    def reinvite() -> None:
+        alice = rig.alice
+        assert alice.dialog is not None
+        alice.direction = "sendonly"
+        alice.sdp_version += 1
+        req = alice.dialog.request("INVITE", alice.sdp(), "application/sdp")
+        sent.append(alice.ep.send_request(req, alice.dialog.peer, rig.net.now))
+
+    rig.alice.call(PBX_URI, rig.pbx)
+    rig.at(3.0, reinvite)
+    rig.at(3.1, lambda: rig.alice.ep.cancel(sent[0], rig.net.now))  # reaches us before bob's 200 does
+    rig.at(6.0, lambda: rig.alice.reinvite("inactive"))
+    rig.at(9.0, rig.alice.bye)
+    rig.net.run(until=120.0)
+    (terminated,) = pbx_sent(rig, to(rig.alice.node, is_response(487, "INVITE")))
+    assert response(terminated).cseq.seq == 2
+    invites = [r for r in bob.requests if r.method == "INVITE"]
+    assert len(invites) == 4  # the call, the withdrawn hold, our revert, the caller's next re-INVITE
+    hold, revert, later = invites[1:]
+    assert b"a=sendonly" in hold.body and b"a=sendrecv" in revert.body and b"a=inactive" in later.body
+    version = [int(r.body.split(b"o=")[1].split()[2]) for r in (hold, revert)]
+    assert version[1] == version[0] + 1
+    acks = pbx_sent(rig, to(bob.node, is_request("ACK")))
+    assert len(acks) == 4  # every 2xx bob sent was ACKed, the one that crossed our CANCEL too
+    rig.assert_clean()
+
+
 # -- transport errors (RFC 3261 §8.1.3.1) -------------------------------------------------------------------
 def test_a_branch_the_transport_cannot_reach_fails_at_once_as_503() -> None:
     """The INVITE to a contact cannot be sent (a refused TCP connect): the endpoint ends the transaction
