@@ -5,8 +5,8 @@ A leg (``Side``) is one SIP dialog with its media endpoint, its relay port. A ``
 RTP relays between their ports and their in-dialog offers go to each other (``engine.call.indialog``).
 Moving a leg between bridges re-points the relay (``RelaySide.connect``): the phone keeps sending to the
 port it was given and is not re-INVITEd for it. Holding a leg is a re-INVITE of ours with our last SDP made
-"sendonly" (RFC 3264 §8.4; "inactive" when the phone holds us too) and its relay port disconnected; resuming
-is the same SDP made "sendrecv" and the port connected again. Ending legs and calls is the manager's
+"sendonly" (RFC 3264 §8.4) and its relay port disconnected; resuming is the same SDP made "sendrecv" and
+the port connected again. Ending legs and calls is the manager's
 (``CallManager.hang_up_leg``, ``CallManager.replace``), since a call ends with its last leg.
 
 What a bridge does not do (yet): transcode. All legs carry G.711 (``filter_codecs``), but a phone that
