@@ -78,6 +78,8 @@ class SipTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: set[asyncio.Task[None]] = set()
         self._watched: list[_WatchedTimer] = []
+        self._pending: list[tuple[bytes, Peer]] = []  # output of received messages, sent by _flush_soon
+        self._flush_scheduled = False
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on ``host:port`` (port 0 picks one free for both). Returns the bound address.
@@ -105,7 +107,9 @@ class SipTransport:
         return host, bound_port
 
     async def stop(self) -> None:
-        """Stop accepting, close every connection and the UDP socket."""
+        """Stop accepting, close every connection and the UDP socket (after sending what is answered)."""
+        self._flush()
+        self._flush_scheduled = False  # a flush already scheduled does nothing (and arms nothing)
         if self._timer is not None:
             self._timer.cancel()
         for watched in self._watched:
@@ -130,16 +134,45 @@ class SipTransport:
 
     # -- the pump ----------------------------------------------------------------------------------
     def receive(self, data: bytes, peer: Peer) -> None:
-        """Feed one message from ``peer`` and run everything it causes."""
+        """Feed one message from ``peer`` and run everything it causes. What that sends goes out, and the
+        timer is re-armed, once the loop has handed over the messages it has already read (``_flush_soon``).
+        """
         now = self.clock.now()
+        endpoint = self.endpoint
         try:
-            self.endpoint.receive_datagram(data, peer, now)
+            endpoint.receive_datagram(data, peer, now)
             self._drain(now)
         except Exception:
             self.internal_errors += 1
             logger.exception("internal error handling a message from %s:%d: %r", peer.host, peer.port,
                              data[:100])
-            self.endpoint.datagrams_to_send()  # drop half-built output of the failed message
+            endpoint.datagrams_to_send()  # drop half-built output of the failed message
+        else:
+            out = endpoint.datagrams_to_send()
+            if out:
+                self._pending += out
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Send the pending output after the loop's current round of I/O callbacks, in one burst.
+
+        uvloop (libuv) reads up to 32 datagrams per readable socket before it runs the ready callbacks; a
+        flush per message woke the peer once per response (on loopback each wake-up costs the sender more
+        than the send itself), one burst per round wakes it once. Under light load a round is one message
+        and nothing waits longer than it did; the loop runs ``call_soon`` callbacks before it polls again.
+        """
+        if self._flush_scheduled:
+            return
+        if self._loop is None:
+            self._flush()
+            return
+        self._flush_scheduled = True
+        self._loop.call_soon(self._flush_and_arm)
+
+    def _flush_and_arm(self) -> None:
+        if not self._flush_scheduled:
+            return  # stopped meanwhile
+        self._flush_scheduled = False
         self._flush()
         self._arm()
 
@@ -158,6 +191,11 @@ class SipTransport:
 
     def _flush(self) -> None:
         out = self.endpoint.datagrams_to_send()
+        pending = self._pending
+        if pending:  # received messages' output comes first: it was queued first
+            self._pending = []
+            pending += out
+            out = pending
         if not out:
             return
         udp = self.udp

@@ -304,3 +304,55 @@ def test_a_watched_deadline_that_moves_earlier_is_re_armed() -> None:
 
     calls, deadline = asyncio.run(scenario())
     assert len(calls) == 1 and calls[0] >= deadline
+
+
+def test_the_answers_to_one_round_of_datagrams_go_out_together_after_it() -> None:
+    """The responses to the datagrams the loop hands over in one round are sent after the round, in the
+    order they were made (one wake-up of the peer per burst, not per answer); the half-built output of a
+    message whose handling fails is dropped, the others' still goes out."""
+    sent: list[bytes] = []
+
+    class _Udp:
+        def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+            sent.append(data)
+
+        def close(self) -> None:
+            pass
+
+    def options(call_id: str) -> bytes:
+        return (
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-" + call_id
+            + "\r\nFrom: <sip:a@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: " + call_id
+            + "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+
+    async def scenario() -> tuple[list[bytes], list[bytes], int]:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
+
+        def answer(event: Event, now: float) -> None:
+            from engine.sip.events import RequestReceived
+
+            assert isinstance(event, RequestReceived) and event.transaction is not None
+            endpoint.respond(event.transaction, make_response(event.request, 200, to_tag="t"), now)
+            if event.request.call_id == "bad":
+                raise RuntimeError("a bug in the TU")
+
+        transport = SipTransport(endpoint, answer, LoopClock(loop))
+        await transport.start("127.0.0.1", 0)
+        assert transport.udp is not None
+        real_udp, transport.udp = transport.udp, _Udp()  # type: ignore[assignment]
+        try:
+            peer = Peer("UDP", "127.0.0.1", 5999)
+            for call_id in ("one", "bad", "two"):
+                transport.receive(options(call_id), peer)
+            during = list(sent)
+            await asyncio.sleep(0)
+            return during, list(sent), transport.internal_errors
+        finally:
+            transport.udp = real_udp
+            await transport.stop()
+
+    during, after, errors = asyncio.run(scenario())
+    assert during == [] and errors == 1
+    assert [parse_message(d).call_id for d in after] == ["one", "two"]
