@@ -31,6 +31,7 @@ import string
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, Final
 
@@ -72,14 +73,21 @@ _BINDING_FIELDS: Final = tuple(c.name for c in schema.registrations.columns)
 _binding_row: Final = operator.attrgetter(*_BINDING_FIELDS)
 
 
-def _binding_upsert_sql(paramstyle: str) -> str:
-    """INSERT ... ON CONFLICT (aor, contact) DO UPDATE for the registrations table, in the driver's style."""
+#: Rows per binding upsert statement, largest first (``Store.write_bindings``). 64 rows of 12 columns stay
+#: under SQLite's oldest limit of 999 parameters.
+_UPSERT_CHUNKS: Final = (64, 8, 1)
+
+
+def _binding_upsert_sql(paramstyle: str, rows: int = 1) -> str:
+    """INSERT ... ON CONFLICT (aor, contact) DO UPDATE of ``rows`` rows of the registrations table, in the
+    driver's style. The rows of one statement must have distinct (aor, contact) keys (PostgreSQL refuses to
+    update a row twice in one statement)."""
     marker = "?" if paramstyle == "qmark" else "%s"
     cols = ", ".join(_BINDING_FIELDS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in _BINDING_FIELDS if c not in ("aor", "contact"))
-    values = ", ".join([marker] * len(_BINDING_FIELDS))
+    values = ", ".join([f"({', '.join([marker] * len(_BINDING_FIELDS))})"] * rows)
     return (
-        f"INSERT INTO {schema.registrations.name} ({cols}) VALUES ({values}) "
+        f"INSERT INTO {schema.registrations.name} ({cols}) VALUES {values} "
         f"ON CONFLICT (aor, contact) DO UPDATE SET {updates}"
     )
 
@@ -145,7 +153,7 @@ class Store:
             self._insert: Any = postgresql.insert
         else:
             self._insert = sqlite.insert
-        self._upsert_sql = _binding_upsert_sql(engine.dialect.paramstyle)
+        self._upsert_sql = {n: _binding_upsert_sql(engine.dialect.paramstyle, n) for n in _UPSERT_CHUNKS}
         #: called (in the writing thread) after each committed configuration change of this process, so
         #: that a running engine reloads at once instead of at its next poll
         self.on_config_change: Callable[[], None] | None = None
@@ -468,9 +476,21 @@ class Store:
                 )
             if upserts:
                 # The registrar writes thousands of rows a second from a thread that shares the GIL with the
-                # event loop: one driver-level executemany of plain tuples costs a fraction of Core's
-                # per-row parameter processing. The statement is portable (SQLite >= 3.24, PostgreSQL).
-                conn.exec_driver_sql(self._upsert_sql, [_binding_row(r) for r in upserts])
+                # event loop: driver-level statements of plain tuples cost a fraction of Core's per-row
+                # parameter processing, and many rows per statement mean few sqlite3_step calls, each of
+                # which lets go of the GIL and takes it back from the event loop (a thread switch both ways).
+                # The statements are portable (SQLite >= 3.24, PostgreSQL). The last change of a key wins,
+                # as it did row by row; one statement must not name a key twice (see _binding_upsert_sql).
+                rows = list({(r.aor, r.contact): _binding_row(r) for r in upserts}.values())
+                start = 0
+                for size in _UPSERT_CHUNKS:
+                    count = (len(rows) - start) // size
+                    if count:
+                        end = start + count * size
+                        chunks = [tuple(chain.from_iterable(rows[i : i + size]))
+                                  for i in range(start, end, size)]
+                        conn.exec_driver_sql(self._upsert_sql[size], chunks)
+                        start = end
 
     # -- call detail records ----------------------------------------------------------------------------
 

@@ -82,6 +82,33 @@ def test_write_bindings_applies_aor_deletes_then_deletes_then_upserts(store: Sto
     assert [(r.aor, r.contact, r.cseq) for r in store.list_bindings()] == [("sip:201@pbx.test", "sip:c@h", 9)]
 
 
+@pytest.mark.parametrize("count", [1, 7, 8, 9, 63, 64, 65, 64 + 8 + 1, 200])
+def test_write_bindings_writes_any_count_of_rows_in_few_statements(store: Store, count: int) -> None:
+    """Upserts go in statements of 64, 8 and 1 rows (few sqlite3_step calls, each of which hands the GIL
+    over); whatever the count, every row lands, a row already stored is updated, and when a key repeats in
+    one call its last change wins, as it did row by row."""
+    store.write_bindings([rec(contact="sip:0@h", cseq=1)])
+    executed: list[int] = []  # rows per statement run
+    width = len(sa.inspect(store.engine).get_columns("registrations"))
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
+        if statement.startswith("INSERT"):
+            for params in parameters if many else [parameters]:
+                executed.append(len(params) // width)
+
+    upserts = [rec(contact=f"sip:{i}@h", cseq=i + 10) for i in range(count)]
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        store.write_bindings([*upserts, rec(contact="sip:0@h", cseq=99)])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    assert {r.contact: r.cseq for r in store.list_bindings()} == \
+        {f"sip:{i}@h": i + 10 for i in range(count)} | {"sip:0@h": 99}
+    assert sum(executed) == count  # "sip:0@h" once, with its last change
+    assert len(executed) == count // 64 + count % 64 // 8 + count % 8
+    assert executed == sorted(executed, reverse=True)
+
+
 def test_ten_thousand_upserts_never_touch_the_database_on_the_caller_thread(store: Store) -> None:
     threads: set[int] = set()
 
