@@ -224,6 +224,15 @@ def test_a_pending_info_is_answered_487_when_the_call_ends() -> None:
     rig.assert_clean()
 
 
+def send_hold(phone: Phone, now: float) -> ClientTransaction:
+    """``phone`` sends a hold (re-INVITE, a=sendonly) and keeps its transaction, to CANCEL it."""
+    assert phone.dialog is not None
+    phone.direction = "sendonly"
+    phone.sdp_version += 1
+    req = phone.dialog.request("INVITE", phone.sdp(), "application/sdp")
+    return phone.ep.send_request(req, phone.dialog.peer, now)  # type: ignore[no-any-return]
+
+
 def test_a_cancelled_reinvite_gets_487_at_once_and_ours_is_cancelled_too() -> None:
     """The caller CANCELs its re-INVITE while the callee has not answered ours: RFC 3261 §9.2, the
     re-INVITE gets 487 at once and we CANCEL the one we passed on; both sessions are stable after it, so
@@ -233,17 +242,8 @@ def test_a_cancelled_reinvite_gets_487_at_once_and_ours_is_cancelled_too() -> No
     leaves_unanswered(bob, lambda req: req.method == "INVITE" and req.to.tag is not None
                       and req.cseq.seq == 2)
     sent: list[ClientTransaction] = []
-
-    def reinvite() -> None:
-        alice = rig.alice
-        assert alice.dialog is not None
-        alice.direction = "sendonly"
-        alice.sdp_version += 1
-        req = alice.dialog.request("INVITE", alice.sdp(), "application/sdp")
-        sent.append(alice.ep.send_request(req, alice.dialog.peer, rig.net.now))
-
     rig.alice.call(PBX_URI, rig.pbx)
-    rig.at(3.0, reinvite)
+    rig.at(3.0, lambda: sent.append(send_hold(rig.alice, rig.net.now)))
     rig.at(3.5, lambda: rig.alice.ep.cancel(sent[0], rig.net.now))
     rig.at(6.0, lambda: rig.alice.reinvite("inactive"))
     rig.at(9.0, rig.alice.bye)
@@ -266,17 +266,8 @@ def test_a_2xx_crossing_our_cancel_of_a_withdrawn_reinvite_is_acked_and_the_old_
     rig = Rig()
     bob = rig.bobs[0]
     sent: list[ClientTransaction] = []
-
-    def reinvite() -> None:
-        alice = rig.alice
-        assert alice.dialog is not None
-        alice.direction = "sendonly"
-        alice.sdp_version += 1
-        req = alice.dialog.request("INVITE", alice.sdp(), "application/sdp")
-        sent.append(alice.ep.send_request(req, alice.dialog.peer, rig.net.now))
-
     rig.alice.call(PBX_URI, rig.pbx)
-    rig.at(3.0, reinvite)
+    rig.at(3.0, lambda: sent.append(send_hold(rig.alice, rig.net.now)))
     rig.at(3.1, lambda: rig.alice.ep.cancel(sent[0], rig.net.now))  # reaches us before bob's 200 does
     rig.at(6.0, lambda: rig.alice.reinvite("inactive"))
     rig.at(9.0, rig.alice.bye)
