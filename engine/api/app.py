@@ -9,7 +9,8 @@ issue. Nothing a client sends should produce a 5xx.
 
 ``serve_api(app, host, port)`` runs it with uvicorn inside the running asyncio loop (the engine's), on a
 socket it binds itself (so port 0 works and the bound port is known), without uvicorn's signal handlers:
-the engine owns SIGTERM/SIGINT. The OpenAPI document is at ``/api/openapi.json``.
+the engine owns SIGTERM/SIGINT. The OpenAPI document is at ``/api/openapi.json`` (no HTML viewer: those
+load their scripts from the internet).
 
 Desk-phone provisioning (``engine.provisioning``) is served by the same app under ``/prov/`` when a
 ``ProvisioningHandler`` is passed in: this layer does not import that package (they are siblings).
@@ -23,7 +24,7 @@ import functools
 import logging
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -35,6 +36,7 @@ from litestar import Litestar, MediaType, Request, Response, get
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from engine.api import routes, sessions
@@ -202,6 +204,7 @@ def create_app(
     validator: Validator | object | None = _AUTO,
     clock: Clock = SYSTEM_CLOCK,
     session_ttl_s: float = sessions.SESSION_TTL_S,
+    pages: Sequence[Any] = (),
 ) -> Litestar:
     """The admin API over ``store``.
 
@@ -213,13 +216,15 @@ def create_app(
         clock: the clock whose wall time stamps audit records, orders and sessions and paces the login
             throttle (the real one by default; the handlers run in worker threads, so never a LoopClock).
         session_ttl_s: how long a web-login session lasts.
+        pages: more route handlers served by the same app (the web admin, ``engine.web.pages``, which
+            sits above this layer); each declares its permission like the API's.
 
     Raises:
         RuntimeError: a route declares no permission (a programming error, caught at start-up).
     """
     admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
-    handlers: list[Any] = [*routes.ROUTES, *sessions.SESSION_ROUTES, health]
+    handlers: list[Any] = [*routes.ROUTES, *sessions.SESSION_ROUTES, health, *pages]
     if provisioning is not None:
         handlers.append(_provisioning_route(provisioning))
     for handler in handlers:
@@ -236,6 +241,9 @@ def create_app(
             title="pbx-engine admin API",
             version="1",
             path=OPENAPI_PATH,
+            # Only the document itself: the HTML viewers Litestar offers load their scripts from CDNs,
+            # and nothing here may load from the internet at run time (the web admin is the UI).
+            render_plugins=[JsonRenderPlugin(path="/openapi.json")],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(type="http", scheme="bearer"),

@@ -1,13 +1,15 @@
-"""Web-login sessions for the later web UI: log in with e-mail and password, a session cookie, log out.
+"""Web-login sessions for the web admin (``engine.web``): log in with e-mail and password, a session
+cookie, log out.
 
 A user who may log in (``allow_web_login``) and completed the registration (``POST /api/login/register``
 with the invitation token, their own e-mail and a password) logs in with ``POST /api/login``. The answer
 sets the session cookie ``pbx_session``: 256 random bits, stored only as a SHA-256 digest, ``HttpOnly`` (no
-script can read it), ``SameSite=Strict``, ``Path=/api``, ``Secure`` when the request came over HTTPS, and
-expiring after ``SESSION_TTL_S`` (the server checks; the cookie's Max-Age only tells the browser). The
-cookie then authenticates every API route exactly like a bearer token of the same user, with the same
-permissions. ``POST /api/logout`` ends the session. A new invitation, a changed e-mail, web login turned
-off or a password change ends the user's sessions.
+script can read it), ``SameSite=Strict``, ``Path=/`` (the web admin's pages check it too), ``Secure`` when
+the request came over HTTPS, and expiring after ``SESSION_TTL_S`` (the server checks; the cookie's Max-Age
+only tells the browser). The cookie then authenticates every API route exactly like a bearer token of the
+same user, with the same permissions. ``GET /api/session`` tells a page loaded later (a reload, a new tab)
+the session's user and CSRF token, which only this origin can read. ``POST /api/logout`` ends the session.
+A new invitation, a changed e-mail, web login turned off or a password change ends the user's sessions.
 
 CSRF: a browser adds cookies to requests that other sites make it send, so a cookie alone must not be
 enough to change anything. Two defences, either of which suffices in current browsers:
@@ -34,9 +36,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import anyio.to_thread
-from litestar import Request, Response, post
+import msgspec
+from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
+from litestar.exceptions import NotAuthorizedException, NotFoundException, TooManyRequestsException
 from litestar.params import JSONBody
 
 from engine.api import routes
@@ -47,7 +50,8 @@ CSRF_HEADER: Final = "X-CSRF-Token"
 SESSION_TTL_S: Final = 12 * 3600.0
 """A session lasts a working day; then the user logs in again."""
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-COOKIE_PATH: Final = "/api"
+COOKIE_PATH: Final = "/"
+"""The whole site: the web admin's pages (``engine.web``) check the session too, not only ``/api``."""
 MAX_FAILURES: Final = 10
 """Failed logins allowed per source address, and per e-mail address, in ``FAILURE_WINDOW_S``."""
 FAILURE_WINDOW_S: Final = 300.0
@@ -177,4 +181,37 @@ def change_password(admin: routes.Admin, principal: routes.Auth, data: JSONBody[
     admin.change_web_password(principal, data.current_password, data.new_password)
 
 
-SESSION_ROUTES: Final = [login, logout, change_password]
+class CurrentSessionOut(msgspec.Struct):
+    """The session a page runs in: its user (with the name to greet) and the CSRF token for changes."""
+
+    user_id: int
+    email: str | None
+    first_name: str
+    last_name: str
+    role: str
+    permissions: list[str]
+    csrf_token: str
+
+
+@get("/api/session", opt={"permission": routes.AUTHENTICATED}, tags=["auth"])
+async def current_session(
+    request: Request[Any, Any, Any], admin: routes.Admin, principal: routes.Auth
+) -> Response[CurrentSessionOut]:
+    """The web-login session of this request (404 with an API token, which has none)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not principal.via_session or not cookie:
+        raise NotFoundException("no web-login session: this request carries an API token")
+    user = await anyio.to_thread.run_sync(admin.user, principal.user_id)
+    body = CurrentSessionOut(
+        principal.user_id,
+        principal.email,
+        user.first_name,
+        user.last_name,
+        principal.rights.role,
+        principal.rights.listed(),
+        csrf_token(cookie),
+    )
+    return Response(body, headers={"Cache-Control": "no-store"})
+
+
+SESSION_ROUTES: Final = [login, logout, change_password, current_session]

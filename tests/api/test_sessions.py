@@ -94,7 +94,7 @@ def test_login_sets_an_httponly_strict_cookie_stored_only_as_a_digest(rig: Rig) 
         cookie = r.headers["set-cookie"]
         attributes = {part.strip().split("=")[0].lower() for part in cookie.split(";")}
         assert {"httponly", "path", "max-age"} <= attributes and "secure" not in attributes  # plain HTTP
-        assert "samesite=strict" in cookie.lower() and "path=/api" in cookie.lower()
+        assert "samesite=strict" in cookie.lower() and "path=/;" in cookie.lower() + ";"
         assert f"max-age={int(TTL_S)}" in cookie.lower()
         assert r.headers["cache-control"] == "no-store"
         secret = c.cookies[SESSION_COOKIE]
@@ -246,3 +246,26 @@ def test_failed_logins_are_throttled_per_address_and_source(rig: Rig) -> None:
         assert other.status_code == 429  # the same source
         rig.clock.advance(301)
         assert rig.login(c).status_code == 200
+
+
+def test_the_current_session_tells_a_reloaded_page_its_user_and_csrf_token(rig: Rig) -> None:
+    with rig.client() as c:
+        assert c.get("/api/session").status_code == 401  # no session yet
+        login = rig.login(c).json()
+        r = c.get("/api/session")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["csrf_token"] == login["csrf_token"] == csrf_token(c.cookies[SESSION_COOKIE])
+        assert (body["user_id"], body["email"], body["first_name"], body["last_name"]) == (
+            rig.user_id,
+            rig.email,
+            "Leonie",
+            "Wagner",
+        )
+        assert (body["role"], body["permissions"]) == ("none", [])
+        assert r.headers["cache-control"] == "no-store"
+        rig.clock.advance(TTL_S + 1)
+        assert c.get("/api/session").status_code == 401  # expired with the session
+    with rig.admin() as a:
+        tokened = a.get("/api/session")  # an API token has no session (and no CSRF token)
+        assert tokened.status_code == 404 and "API token" in tokened.json()["detail"]
