@@ -222,12 +222,15 @@ def _not_wired(event: Event, now: float) -> None:
 
 
 async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int) -> Any:
-    """The admin REST API and desk-phone provisioning (issue 6) on ``address``, in this loop; None when the
-    address cannot be bound (logged: SIP keeps serving)."""
+    """The admin REST API, desk-phone provisioning (issue 6) and the web admin (issue 15, at ``/``) on
+    ``address``, in this loop; None when the address cannot be bound (logged: SIP keeps serving)."""
     from engine.api.app import create_app, serve_api
     from engine.provisioning import ProvisioningService
+    from engine.web.pages import WEB_ROUTES
 
-    app = create_app(store, provisioning=ProvisioningService(store, sip_server, sip_port))
+    app = create_app(
+        store, provisioning=ProvisioningService(store, sip_server, sip_port), pages=WEB_ROUTES
+    )
     try:
         return await serve_api(app, *address)
     except OSError as exc:

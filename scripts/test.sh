@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Install what the tests need on Debian 12 and run the whole suite:
-#   apt-get: sip-tester (SIPp), baresip, python3-venv, gcc and the Python headers when needed, and
-#            postgresql when no server answers on 127.0.0.1:5432 (started, with a role for the tests)
-#   pip:     -e '.[test]' into ./.venv (pytest, hypothesis, ruff, mypy, import-linter, pjsua2-python)
+#   apt-get: sip-tester (SIPp), baresip, chromium (the web admin's tests drive it with Playwright),
+#            python3-venv, gcc and the Python headers when needed, and postgresql when no server answers on 127.0.0.1:5432 (started, with a role for the tests)
+#   pip:     -e '.[test]' into ./.venv (pytest, hypothesis, ruff, mypy, import-linter, pjsua2-python,
+#            playwright)
 #   then:    python -m pytest (unit tests, quality gates, integration tests against a real `pbx serve`)
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -m integration -x`).
 # Exit status: pytest's, except that "no tests collected" (5) is a failure too.
 set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$REPO"
-apt_install sip-tester baresip
+apt_install sip-tester baresip chromium
 ensure_postgres
 ensure_venv
 ensure_build_tools

@@ -1,4 +1,4 @@
-"""``pbx serve --http``: the admin API and provisioning in the engine process, next to SIP.
+"""``pbx serve --http``: the admin API, provisioning and the web admin in the engine process, next to SIP.
 
 The first token comes from ``pbx admin token create``; a user added over the API with a new desk phone is
 live for SIP without a restart (the engine polls config_version); the phone's provisioning file needs the
@@ -44,6 +44,11 @@ def test_pbx_serve_http_end_to_end(tmp_path: Path) -> None:
     try:
         _wait_http(base)
         assert httpx.get(f"{base}/api/openapi.json").json()["info"]["title"] == "pbx-engine admin API"
+        # The web admin is served at / by the same process (tests/web walk it in a browser).
+        assert httpx.get(f"{base}/users").headers["location"] == "/login?next=/users"
+        login = httpx.get(f"{base}/login")
+        assert login.status_code == 200 and "/static/app.js" in login.text
+        assert httpx.get(f"{base}/static/app.js").status_code == 200
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30) as c:
             version = c.get("/api/company").json()["config_version"]
             created = c.post(

@@ -1,0 +1,118 @@
+// DOM helpers shared by the pages: element builder, form fields with their error slot, drafts.
+import { t } from "/static/i18n.js";
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "text") el.textContent = value;
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// A labelled field; `name` is the API's field path (its errors come back with it), shown under the input.
+export function field(name, label, input, { hint, wide } = {}) {
+  input.name ??= name;
+  input.id ||= `f-${name.replaceAll(".", "-")}`;
+  return h("div", { class: wide ? "field wide" : "field", "data-field": name },
+    h("label", { for: input.id, text: label }), input,
+    hint ? h("span", { class: "hint", text: hint }) : null,
+    h("span", { class: "field-error", role: "alert", "data-error-for": name }));
+}
+
+export function textInput(name, value = "", type = "text", extra = {}) {
+  return h("input", { type, name, value, autocomplete: "off", ...extra });
+}
+
+export function select(name, options, value) {
+  const el = h("select", { name });
+  for (const [key, label] of options) el.append(h("option", { value: key, text: label }));
+  if (value !== undefined) el.value = value;
+  return el;
+}
+
+export function clearErrors(form) {
+  for (const f of form.querySelectorAll(".field.invalid")) f.classList.remove("invalid");
+  for (const e of form.querySelectorAll(".field-error")) e.textContent = "";
+  form.querySelector(".form-notice")?.remove();
+}
+
+// Show an API error on its field (the closest field named by a prefix of the path), else above the form.
+export function showError(form, error) {
+  const path = error.field || "";
+  const parts = path.split(".");
+  for (let n = parts.length; n > 0; n--) {
+    const slot = form.querySelector(`[data-error-for="${CSS.escape(parts.slice(0, n).join("."))}"]`);
+    if (slot) {
+      // The API's message names the field ("email: ..."); next to the field that is said already.
+      const prefix = `${error.field}: `;
+      slot.textContent = error.detail.startsWith(prefix) ? error.detail.slice(prefix.length) : error.detail;
+      slot.closest(".field")?.classList.add("invalid");
+      slot.closest(".field")?.querySelector("input, select")?.focus();
+      return;
+    }
+  }
+  form.prepend(notice("error", t("error.generic", { detail: error.detail }), "form-notice"));
+}
+
+export function notice(kind, text, extraClass = "") {
+  return h("div", { class: `notice ${kind} ${extraClass}`.trim(), role: "status" }, text);
+}
+
+export function table(columns, rows, empty) {
+  if (rows.length === 0) return h("p", { class: "empty", text: empty });
+  return h("table", {},
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", { text: c })))),
+    h("tbody", {}, rows.map((cells) => h("tr", {}, cells.map((c) => h("td", {}, c))))));
+}
+
+// Drafts: what the user typed in the page's forms, kept across a login (session expiry) in sessionStorage.
+const DRAFTS = "pbx.drafts";
+
+export function saveDrafts(path) {
+  const forms = {};
+  for (const form of document.querySelectorAll("form[data-draft]")) {
+    const values = {};
+    for (const el of form.elements) {
+      if (!el.name || el.type === "password" || el.type === "submit") continue;
+      values[el.name + (el.type === "radio" || el.type === "checkbox" ? `=${el.value}` : "")] =
+        el.type === "radio" || el.type === "checkbox" ? el.checked : el.value;
+    }
+    forms[form.dataset.draft] = values;
+  }
+  sessionStorage.setItem(DRAFTS, JSON.stringify({ path, forms }));
+}
+
+export function restoreDrafts(path) {
+  const raw = sessionStorage.getItem(DRAFTS);
+  if (!raw) return false;
+  const saved = JSON.parse(raw);
+  if (saved.path !== path) return false;
+  sessionStorage.removeItem(DRAFTS);
+  let restored = false;
+  for (const [name, values] of Object.entries(saved.forms)) {
+    const form = document.querySelector(`form[data-draft="${CSS.escape(name)}"]`);
+    if (!form) continue;
+    for (const el of form.elements) {
+      if (!el.name) continue;
+      if (el.type === "radio" || el.type === "checkbox") {
+        const key = `${el.name}=${el.value}`;
+        if (key in values) el.checked = values[key];
+      } else if (el.name in values) el.value = values[el.name];
+      el.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    restored = true;
+  }
+  return restored;
+}
+
+export function formatTime(epoch) {
+  return new Date(epoch * 1000).toLocaleString(document.documentElement.lang);
+}

@@ -1,0 +1,343 @@
+"""The web admin in Debian's chromium, driven by Playwright, against the real app on 127.0.0.1 over SQLite.
+
+One browser for the module (a fresh context, so a fresh cookie jar, per test). The walk: log in; the
+navigation of a super admin; add a user with a desk phone by MAC and custom permissions, with the API's
+field errors for a bad MAC and a bad e-mail shown next to those fields first; route a number to a dial
+plan; add a location (a bad postal code first); a "view reports"-only user sees the call reports and his
+own settings and nothing else, and a direct URL to another page is refused by the page and by the API;
+a session that expires while a form is being filled sends the user to the login and the form comes back
+filled; German; logout. Screenshots of each page go to ``PBX_WEB_SCREENSHOTS`` (default: the module's
+pytest tmp dir), for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from engine.api.app import create_app
+from engine.api.sessions import SESSION_TTL_S
+from engine.clock import FakeClock
+from engine.model import CallRecord, Direction, Disposition
+from engine.store import Store
+from engine.store.admin import AdminStore
+from engine.web.pages import WEB_ROUTES
+from tests.api.conftest import ServerThread
+
+CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "correct horse battery"
+NUMBER = "+12125550142"
+
+
+@dataclass
+class Site:
+    base_url: str
+    store: Store
+    admin: AdminStore
+    clock: FakeClock
+    token: str
+    shots: Path
+
+    def api(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+
+def _web_user(c: httpx.Client, user_id: int, email: str) -> None:
+    """Give a user web login and register ``PASSWORD`` through the invitation, as the guide does."""
+    assert c.patch(f"/api/users/{user_id}", json={"allow_web_login": True}).status_code == 200
+    token = c.post(f"/api/users/{user_id}/login-invitation").json()["token"]
+    done = httpx.post(
+        f"{c.base_url}/api/login/register", json={"token": token, "email": email, "password": PASSWORD}
+    )
+    assert done.status_code == 201, done.text
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    data = tmp_path_factory.mktemp("web-data")
+    shots = Path(os.environ.get("PBX_WEB_SCREENSHOTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    clock = FakeClock()
+    store = Store.open(data, None)
+    admin = AdminStore(store, clock)
+    root, token = admin.bootstrap_admin("owner@example.com")
+    server = ServerThread(create_app(store, clock=clock, pages=WEB_ROUTES))
+    site = Site(server.base_url, store, admin, clock, token, shots)
+    try:
+        with site.api() as c:
+            assert (
+                c.patch(
+                    f"/api/users/{root.id}", json={"first_name": "Olivia", "last_name": "Owner"}
+                ).status_code
+                == 200
+            )
+            _web_user(c, root.id, "owner@example.com")
+            reporter = c.post(
+                "/api/users", json={"first_name": "Rita", "last_name": "Report", "email": "rita@example.com"}
+            ).json()["user"]
+            rights = {"role": "custom", "permissions": ["view_reports"]}
+            assert c.patch(f"/api/users/{reporter['id']}", json={"admin": rights}).status_code == 200
+            _web_user(c, reporter["id"], "rita@example.com")
+            assert c.post("/api/numbers/pool", json={"numbers": [NUMBER]}).status_code == 201
+            assert c.post("/api/numbers/orders", json={"quantity": 1}).status_code == 201
+            plan = {"name": "main", "graph": {"start": "bye", "nodes": {"bye": {"type": "hangup"}}}}
+            assert c.post("/api/dial-plans", json=plan).status_code == 201
+        wall = clock.wall()
+        store.write_cdrs(
+            [
+                CallRecord(
+                    "c1",
+                    Direction.INBOUND,
+                    "+12125550199",
+                    "Pat Caller",
+                    "201",
+                    NUMBER,
+                    "carrier",
+                    wall - 600,
+                    wall - 590,
+                    wall - 470,
+                    Disposition.ANSWERED,
+                    200,
+                    "caller hung up",
+                ),
+                CallRecord(
+                    "c2",
+                    Direction.INTERNAL,
+                    "201",
+                    "Olivia Owner",
+                    "202",
+                    None,
+                    None,
+                    wall - 300,
+                    None,
+                    wall - 280,
+                    Disposition.NO_ANSWER,
+                    480,
+                    "ring timeout",
+                ),
+            ]
+        )
+        yield site
+    finally:
+        server.stop()
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)", pytrace=False)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, site: Site) -> Iterator[Page]:
+    context = browser.new_context(
+        base_url=site.base_url, locale="en-US", viewport={"width": 1280, "height": 860}
+    )
+    context.set_default_timeout(10_000)
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    yield p
+    context.close()
+    assert errors == [], errors  # no script error on any page
+
+
+def login(page: Page, email: str, next_path: str = "/") -> None:
+    page.goto(next_path)
+    expect(page.locator("#login-form")).to_be_visible()
+    page.fill("#login-email", email)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator("nav.side")).to_be_visible()
+
+
+UNTRANSLATED = re.compile(
+    r"\b(?:app|nav|top|login|users|numbers|kind|state|locations|country|ringgroups|reports|"
+    r"direction|disposition|billing|settings|role|perm|error)\.[a-z_-]+\b"
+)
+
+
+def shot(page: Page, site: Site, name: str) -> None:
+    """A screenshot for people to look at; and no string key shows instead of its text."""
+    page.screenshot(path=str(site.shots / f"{name}.png"), full_page=True)
+    text = page.locator("body").inner_text()
+    assert not UNTRANSLATED.search(text.replace("example.com", "")), UNTRANSLATED.search(text)
+
+
+def nav(page: Page) -> list[str]:
+    return page.locator("nav.side a").evaluate_all("links => links.map(a => a.dataset.page)")
+
+
+def test_login_page_then_a_super_admin_sees_every_page(page: Page, site: Site) -> None:
+    page.goto("/users")
+    assert page.url.endswith("/login?next=/users")  # the server sent us to the login
+    shot(page, site, "01-login")
+    page.fill("#login-email", "owner@example.com")
+    page.fill("#login-password", "wrong password")
+    page.click("#login-submit")
+    expect(page.locator("#login-message")).to_contain_text("Wrong e-mail address or password")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator("h1")).to_have_text("Users")
+    assert page.url.endswith("/users")
+    assert nav(page) == ["users", "numbers", "ring-groups", "locations", "reports", "billing", "settings"]
+    expect(page.locator("header.top .who")).to_have_text("Olivia Owner")
+    for name in ["ring-groups", "reports", "billing", "settings"]:
+        page.click(f'nav.side a[data-page="{name}"]')
+        expect(page.locator(f'nav.side a.active[data-page="{name}"]')).to_be_visible()
+        expect(page.locator("main h1")).to_be_visible()
+        shot(page, site, f"02-{name}")
+    expect(page.locator("#call-list")).to_be_hidden()  # left the reports page
+
+
+def test_add_a_user_with_a_desk_phone_and_custom_permissions(page: Page, site: Site) -> None:
+    login(page, "owner@example.com", "/users")
+    with site.api() as c:
+        proposed = c.get("/api/users/next-extension").json()["extension"]
+    page.click("#user-add")
+    expect(page.locator("#f-extension")).to_have_value(proposed)  # the next free extension, filled in
+    page.fill("#f-first_name", "Anna")
+    page.fill("#f-last_name", "Schmidt")
+    page.fill("#f-email", "anna@example.com")
+    page.check("input[name=phone][value=desk]")
+    page.fill('[id="f-desk_phone-mac"]', "80:5E:C0:11:22")  # one byte short
+    page.fill('[id="f-desk_phone-model"]', "T54W")
+    page.check("input[name=role][value=custom]")
+    page.check("input[name=permission][value=configure_pbx]")
+    page.check("input[name=permission][value=view_reports]")
+    page.click("#user-save")
+    mac_error = page.locator('[data-error-for="desk_phone.mac"]')
+    expect(mac_error).not_to_be_empty()
+    expect(page.locator('[data-field="desk_phone.mac"]')).to_have_class("field invalid")
+    shot(page, site, "03-user-mac-error")
+    page.fill('[id="f-desk_phone-mac"]', "80:5E:C0:11:22:33")
+    page.fill("#f-email", "anna-at-example.com")
+    page.click("#user-save")
+    expect(page.locator('[data-error-for="email"]')).not_to_be_empty()
+    expect(mac_error).to_be_empty()  # the earlier error is gone
+    page.fill("#f-email", "anna@example.com")
+    page.click("#user-save")
+    created = page.locator("#user-created")
+    expect(created).to_contain_text(f"Anna Schmidt was added with extension {proposed}")
+    expect(created.locator(".secret")).to_have_count(2)  # SIP and provisioning passwords, shown once
+    expect(page.locator("#user-list")).to_contain_text("Configure PBX, View reports")
+    shot(page, site, "04-users")
+    with site.api() as c:
+        anna = next(u for u in c.get("/api/users").json() if u["email"] == "anna@example.com")
+        devices = c.get("/api/devices").json()
+    assert anna["admin"] == {"role": "custom", "permissions": ["configure_pbx", "view_reports"]}
+    assert anna["lines"][0]["extension"] == proposed and anna["desk_phone"] is True
+    assert [(d["mac"], d["model"]) for d in devices] == [("805ec0112233", "T54W")]
+
+
+def test_route_a_number_to_a_dial_plan(page: Page, site: Site) -> None:
+    login(page, "owner@example.com", "/numbers")
+    row = page.locator("#number-list tr", has_text=NUMBER)
+    expect(row).to_contain_text("not routed")
+    shot(page, site, "05-numbers")
+    row.locator(f'[data-route="{NUMBER}"]').click()
+    form = page.locator(f'form[data-number="{NUMBER}"]')
+    form.locator("select[name=kind]").select_option("number")
+    form.locator("input[name=target]").fill("+19995550100")  # not one of the company's numbers
+    form.locator("button[type=submit]").click()
+    expect(form.locator('[data-error-for="target"]')).not_to_be_empty()
+    form.locator("select[name=kind]").select_option("dial_plan")
+    form.locator("select[name=target]").select_option("main")
+    form.locator("button[type=submit]").click()
+    expect(page.locator(".notice.ok")).to_contain_text(f"{NUMBER} now rings Dial plan main")
+    expect(page.locator("#number-list tr", has_text=NUMBER)).to_contain_text("Dial plan: main")
+    with site.api() as c:
+        number = next(n for n in c.get("/api/numbers").json() if n["number"] == NUMBER)
+    assert (number["route_kind"], number["route_target"]) == ("dial_plan", "main")
+
+
+def test_add_a_location(page: Page, site: Site) -> None:
+    login(page, "owner@example.com", "/locations")
+    page.fill("#f-name", "Head office")
+    page.select_option("#f-country", "CA")
+    page.fill("#f-street", "1 Main Street West")
+    page.fill("#f-city", "Toronto")
+    page.fill("#f-region", "ON")
+    page.fill("#f-postal_code", "12345")  # a US ZIP, not a Canadian postal code
+    page.click("#location-save")
+    expect(page.locator('[data-error-for="postal_code"]')).not_to_be_empty()
+    shot(page, site, "06-location-error")
+    page.fill("#f-postal_code", "m5v2t6")
+    page.click("#location-save")
+    expect(page.locator(".notice.ok")).to_contain_text("Location Head office was added")
+    expect(page.locator("#location-list")).to_contain_text("Toronto")
+    shot(page, site, "07-locations")
+    with site.api() as c:
+        assert [loc["name"] for loc in c.get("/api/locations").json()] == ["Head office"]
+
+
+def test_a_reports_only_user_sees_reports_and_nothing_else(page: Page, site: Site) -> None:
+    login(page, "rita@example.com")
+    assert page.url.endswith("/reports")  # the first page she may see
+    assert nav(page) == ["reports", "settings"]
+    calls = page.locator("#call-list tbody tr")
+    expect(calls).to_have_count(2)
+    expect(calls.first).to_contain_text("Olivia Owner")  # newest first
+    expect(calls.nth(1)).to_contain_text("answered")
+    page.select_option("select[name=disposition]", "answered")
+    expect(calls).to_have_count(1)
+    shot(page, site, "08-reports-only")
+    for path in ["/users", "/numbers", "/locations", "/billing"]:
+        response = page.goto(path)
+        assert response is not None and response.status == 403, path
+        expect(page.locator("main h1")).to_have_text("Not allowed")
+    shot(page, site, "09-forbidden")
+    status = page.evaluate("fetch('/api/users').then(r => r.status)")
+    assert status == 403  # and the API behind the page refuses her too
+    page.goto("/settings")
+    expect(page.locator("#account")).to_contain_text("rita@example.com")
+
+
+def test_an_expired_session_goes_to_the_login_and_keeps_what_was_typed(page: Page, site: Site) -> None:
+    login(page, "owner@example.com", "/users")
+    page.click("#user-add")
+    page.fill("#f-first_name", "Max")
+    page.fill("#f-last_name", "Mustermann")
+    page.fill("#f-email", "max@example.com")
+    page.check("input[name=phone][value=softphone]")
+    site.clock.advance(SESSION_TTL_S + 1)
+    page.click("#user-save")
+    expect(page.locator("#login-message")).to_contain_text("Your session has expired")
+    page.fill("#login-email", "owner@example.com")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator(".notice.info")).to_contain_text("what you typed has been restored")
+    expect(page.locator("#f-first_name")).to_have_value("Max")
+    expect(page.locator("#f-email")).to_have_value("max@example.com")
+    expect(page.locator("input[name=phone][value=softphone]")).to_be_checked()
+    page.click("#user-save")
+    expect(page.locator("#user-created")).to_contain_text("Max Mustermann was added")
+
+
+def test_german_and_logout(page: Page, site: Site) -> None:
+    login(page, "owner@example.com", "/users")
+    page.select_option("#language", "de")
+    expect(page.locator("main h1")).to_have_text("Benutzer")
+    expect(page.locator('nav.side a[data-page="reports"]')).to_have_text("Anrufberichte")
+    shot(page, site, "10-users-de")
+    page.reload()
+    expect(page.locator("#logout")).to_have_text("Abmelden")  # the choice is kept
+    page.select_option("#language", "en")
+    page.click("#logout")
+    expect(page.locator("#login-form")).to_be_visible()
+    page.goto("/users")
+    assert "/login?next=/users" in page.url  # the session has ended on the server
