@@ -10,6 +10,7 @@ Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx reg list   --data-dir DIR [--json]
   pbx cdr list   --data-dir DIR [--limit N] [--json]
   pbx admin token create --data-dir DIR --email E [--json]
+  pbx admin invite --data-dir DIR --email E [--url URL]
   pbx --version
 
 Exit status: 0 on success, 2 on invalid input (the message names the field, e.g.
@@ -248,6 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
     token_create.add_argument("--email", required=True, metavar="E", help="the admin's e-mail address")
     json_arg(token_create)
     token_create.set_defaults(handler=_cmd_admin_token_create)
+    invite = admin_commands.add_parser(
+        "invite",
+        help="make the user with this e-mail a super admin with web login and print the registration link",
+        description="Bootstrap the web admin: the user with --email (created without a line when missing) "
+        "becomes super admin and may log in to the web admin at / of --http; the link printed (once) "
+        "opens the page where they set their password. A new invitation replaces the old one.",
+    )
+    data_dir_arg(invite)
+    invite.add_argument("--email", required=True, metavar="E", help="the admin's e-mail address")
+    invite.add_argument(
+        "--url",
+        default="http://127.0.0.1:8080",
+        metavar="URL",
+        help="where the web admin is reached (default: http://127.0.0.1:8080, --http's default)",
+    )
+    invite.set_defaults(handler=_cmd_admin_invite)
 
     voicemail = commands.add_parser("voicemail", help="voicemail", description="Administer voicemail.")
     vm_commands = voicemail.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -499,6 +516,21 @@ def _cmd_admin_token_create(args: argparse.Namespace) -> int:
     else:
         _err(f"pbx admin token create: {user.email} (user {user.id}) is super admin; the token is shown once")
         _out(token)
+    return EXIT_OK
+
+
+def _cmd_admin_invite(args: argparse.Namespace) -> int:
+    from urllib.parse import quote
+
+    from engine.store.admin import AdminStore
+
+    store = Store.open(args.data_dir)
+    try:
+        user, token = AdminStore(store).bootstrap_web_admin(args.email)
+    finally:
+        store.close()
+    _err(f"pbx admin invite: {user.email} (user {user.id}) is super admin; open the link to set the password")
+    _out(f"{args.url.rstrip('/')}/register?token={quote(token)}")
     return EXIT_OK
 
 

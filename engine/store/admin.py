@@ -906,6 +906,24 @@ class AdminStore:
         Raises:
             ModelError: a bad e-mail address.
         """
+        user_id = self._bootstrap_super_admin(email)
+        _, token = self.create_token("cli", user_id, "bootstrap")
+        return self.user(user_id), token
+
+    def bootstrap_web_admin(self, email: object) -> tuple[UserRecord, str]:
+        """The CLI's first web-login path: the user with ``email`` (created without a line when missing)
+        becomes super admin, may log in to the web admin, and gets a registration token (shown once) to
+        set the password with, as an invited user does (``complete_registration``).
+
+        Raises:
+            ModelError: a bad e-mail address.
+        """
+        user_id = self._bootstrap_super_admin(email)
+        self.update_user("cli", user_id, {"allow_web_login": True})
+        token = self.start_registration("cli", user_id)
+        return self.user(user_id), token
+
+    def _bootstrap_super_admin(self, email: object) -> int:
         mail = rules.check_email(email, "email")
         if mail is None:
             raise ModelError("email", "is required")
@@ -921,8 +939,7 @@ class AdminStore:
         else:
             user_id = int(row.id)
         self.update_user("cli", user_id, {"admin": {"role": "super_admin", "permissions": []}})
-        _, token = self.create_token("cli", user_id, "bootstrap")
-        return self.user(user_id), token
+        return user_id
 
     # -- devices and lines ---------------------------------------------------------------------------------
 

@@ -73,8 +73,9 @@ def _html(status: str, code: int) -> Response[str]:
     return Response(shell(status), status_code=code, media_type=MediaType.HTML, headers=_SECURITY_HEADERS)
 
 
-@get("/login", opt={"permission": routes.PUBLIC}, include_in_schema=False)
+@get(["/login", "/register"], opt={"permission": routes.PUBLIC}, include_in_schema=False)
 async def login_page() -> Response[str]:
+    """The login, and the registration an invitation links to (set your password): open to anyone."""
     return _html("ok", 200)
 
 

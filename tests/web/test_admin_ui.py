@@ -30,6 +30,7 @@ from engine.store import Store
 from engine.store.admin import AdminStore
 from engine.web.pages import WEB_ROUTES
 from tests.api.conftest import ServerThread
+from tests.integration.harness import run_pbx
 
 CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery"
@@ -44,6 +45,7 @@ class Site:
     clock: FakeClock
     token: str
     shots: Path
+    data: Path
 
     def api(self) -> httpx.Client:
         return httpx.Client(
@@ -71,7 +73,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     admin = AdminStore(store, clock)
     root, token = admin.bootstrap_admin("owner@example.com")
     server = ServerThread(create_app(store, clock=clock, pages=WEB_ROUTES))
-    site = Site(server.base_url, store, admin, clock, token, shots)
+    site = Site(server.base_url, store, admin, clock, token, shots, data)
     try:
         with site.api() as c:
             assert (
@@ -341,3 +343,25 @@ def test_german_and_logout(page: Page, site: Site) -> None:
     expect(page.locator("#login-form")).to_be_visible()
     page.goto("/users")
     assert "/login?next=/users" in page.url  # the session has ended on the server
+
+
+def test_the_cli_invitation_link_sets_the_password_then_the_login_works(page: Page, site: Site) -> None:
+    made = run_pbx(
+        "admin", "invite", "--data-dir", str(site.data), "--email", "boss@example.com", "--url", site.base_url
+    )
+    link = made.stdout.strip()
+    assert link.startswith(f"{site.base_url}/register?token=") and "super admin" in made.stderr
+    page.goto(link)
+    expect(page.locator("#register-form h1")).to_have_text("Set your password")
+    page.fill("#f-email", "someone-else@example.com")
+    page.fill("#f-password", PASSWORD)
+    page.click("#register-submit")
+    expect(page.locator('[data-error-for="email"]')).not_to_be_empty()  # not the invited address
+    shot(page, site, "11-register")
+    page.fill("#f-email", "boss@example.com")
+    page.click("#register-submit")
+    expect(page.locator("#login-message")).to_contain_text("Your password is set")
+    expect(page.locator("#login-email")).to_have_value("boss@example.com")
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator("main h1")).to_have_text("Users")  # a super admin

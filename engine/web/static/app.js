@@ -1,6 +1,6 @@
 // The web admin's entry point: the session, the API client, the navigation and the page router.
 import { LANGUAGES, language, setLanguage, t } from "/static/i18n.js";
-import { h, notice, restoreDrafts, saveDrafts } from "/static/ui.js";
+import { clearErrors, field, h, notice, restoreDrafts, saveDrafts, showError, textInput } from "/static/ui.js";
 
 const CONFIG = JSON.parse(document.getElementById("pbx-config").textContent);
 const PAGES = CONFIG.pages; // page -> permission (engine/web/pages.py), in navigation order
@@ -93,6 +93,7 @@ async function route() {
   document.documentElement.lang = language();
   const page = location.pathname.replace(/^\/+|\/+$/g, "");
   if (page === "login") return renderLogin();
+  if (page === "register") return renderRegister();
   if (!session) {
     try {
       session = await api("GET", "/api/session");
@@ -120,6 +121,8 @@ function renderLogin() {
   const password = h("input", { type: "password", id: "login-password", name: "password", autocomplete: "current-password", required: true });
   const message = h("div", { id: "login-message" });
   if (params.get("expired")) message.append(notice("info", t("login.expired")));
+  if (params.get("registered")) message.append(notice("ok", t("register.done")));
+  if (params.get("email")) email.value = params.get("email");
   const form = h("form", { class: "panel", id: "login-form" },
     h("h1", { text: t("app.name") }),
     message,
@@ -140,7 +143,35 @@ function renderLogin() {
   });
   document.title = `${t("login.title")} · ${t("app.name")}`;
   root.replaceChildren(h("div", { class: "login" }, form, h("p", { class: "hint" }, languageSwitch())));
-  email.focus();
+  (email.value ? password : email).focus();
+}
+
+// The invitation's link: the invited user confirms their e-mail address and sets the web-login password.
+function renderRegister() {
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const form = h("form", { class: "panel", id: "register-form", novalidate: true },
+    h("h1", { text: t("register.title") }),
+    h("p", { class: "hint", text: t("register.intro") }),
+    token ? null : notice("error", t("register.no_token")),
+    h("span", { class: "field-error", "data-error-for": "token" }),
+    field("email", t("register.email"), textInput("email", "", "email", { autocomplete: "username" })),
+    field("password", t("register.password"), textInput("password", "", "password", { autocomplete: "new-password" })),
+    h("button", { type: "submit", id: "register-submit", text: t("register.submit") }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const email = form.elements.email.value.trim();
+    try {
+      await api("POST", "/api/login/register", { token, email, password: form.elements.password.value });
+    } catch (error) {
+      showError(form, error);
+      return;
+    }
+    location.assign(`/login?registered=1&email=${encodeURIComponent(email)}`);
+  });
+  document.title = `${t("register.title")} · ${t("app.name")}`;
+  root.replaceChildren(h("div", { class: "login" }, form, h("p", { class: "hint" }, languageSwitch())));
+  form.elements.email.focus();
 }
 
 window.addEventListener("popstate", route);
