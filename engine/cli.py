@@ -503,14 +503,20 @@ def parse_http_address(text: str) -> tuple[str, int] | None:
     return parse_hostport(text)
 
 
-def _cmd_admin_token_create(args: argparse.Namespace) -> int:
+def _bootstrap(args: argparse.Namespace, web: bool) -> tuple[Any, str]:
+    """The super admin with ``--email`` and a secret for them: an API token, or (``web``) an invitation."""
     from engine.store.admin import AdminStore
 
     store = Store.open(args.data_dir)
     try:
-        user, token = AdminStore(store).bootstrap_admin(args.email)
+        admin = AdminStore(store)
+        return admin.bootstrap_web_admin(args.email) if web else admin.bootstrap_admin(args.email)
     finally:
         store.close()
+
+
+def _cmd_admin_token_create(args: argparse.Namespace) -> int:
+    user, token = _bootstrap(args, web=False)
     if args.json:
         _json({"user_id": user.id, "email": user.email, "token": token})
     else:
@@ -522,13 +528,7 @@ def _cmd_admin_token_create(args: argparse.Namespace) -> int:
 def _cmd_admin_invite(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
-    from engine.store.admin import AdminStore
-
-    store = Store.open(args.data_dir)
-    try:
-        user, token = AdminStore(store).bootstrap_web_admin(args.email)
-    finally:
-        store.close()
+    user, token = _bootstrap(args, web=True)
     _err(f"pbx admin invite: {user.email} (user {user.id}) is super admin; open the link to set the password")
     _out(f"{args.url.rstrip('/')}/register?token={quote(token)}")
     return EXIT_OK
