@@ -758,10 +758,11 @@ class CallManager:
         if call.state is CallState.ENDED and not any(self.legs.get(leg.tx) is leg for leg in call.legs) \
                 and self.calls.pop(call.id, None) is not None:
             self.cdr.call_ended(call)
-            # Break the call <-> leg/side reference cycles so the call is freed by reference counting, not
-            # left for the cyclic GC (whose passes over thousands of live calls stall the loop).
+            # Break the call <-> leg/side/controller reference cycles so the call is freed by reference
+            # counting, not left for the cyclic GC (whose passes over thousands of live calls stall the loop).
             call.legs = []
             call.caller_side = call.callee_side = None
+            call.controller = None
 
     # -- helpers -----------------------------------------------------------------------------------
 
