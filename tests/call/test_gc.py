@@ -193,7 +193,7 @@ def test_calls_run_by_a_dial_plan_leave_nothing_for_the_cyclic_collector(
     """A call under a flow controller (every call ``pbx serve`` routes by a dial plan) links the call and
     its controller both ways while it runs; once it is over nothing of it may be left in a cycle (the
     benchmark's gen-0 passes found ~15 objects per call: the call, its controller, plan run, branches)."""
-    from tests.call.test_flows import DIRECT, DID, MENU, _config
+    from tests.call.test_flows import DID, DIRECT, MENU, _config
     from tests.call.test_flows import Rig as FlowRig
 
     rig = FlowRig(_config(DIRECT if plan == "direct" else MENU), modes, digits)
