@@ -28,11 +28,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.dialplan.errors import CompileIssue, PlanCompileError
 from engine.dialplan.plan import (
+    DEFAULT_AGENT_RING_S,
     DEFAULT_EXTERNAL_RING_S,
     DEFAULT_GROUP_RING_S,
     DEFAULT_MEMBER_RING_S,
     DEFAULT_RING_S,
     LANGUAGES,
+    MAX_QUEUE_CALLERS,
+    QUEUE_STRATEGIES,
     AutoAttendantOp,
     CompiledConfig,
     DetectFaxOp,
@@ -51,6 +54,9 @@ from engine.dialplan.plan import (
     Op,
     PasswordOp,
     PlayClipOp,
+    Queue,
+    QueueOp,
+    QueueStrategy,
     RingGroup,
     RingGroupOp,
     RingTarget,
@@ -107,6 +113,27 @@ _WAITING_OPS: Final = (AutoAttendantOp, SimpleDialOp, RingGroupOp, ExternalNumbe
 """Ops that wait for the caller's digits or for ringing: a loop through one cannot spin."""
 
 _SYSTEM_PLAN: Final = "@system"
+QUEUE_KEYS: Final = frozenset(
+    {
+        "name",
+        "extension",
+        "agents",
+        "strategy",
+        "agent_ring_seconds",
+        "wrap_up_seconds",
+        "skip_busy_agents",
+        "max_callers",
+        "max_wait_seconds",
+        "exit",
+        "when_no_agents",
+        "exit_key",
+        "welcome_clip",
+        "hold_clip",
+    }
+)
+QUEUE_EXIT_KINDS: Final = ("extension", "dial_plan", "ring_group", "queue", "mailbox", "voicemail", "number")
+"""Where a queue's callers go when they leave it without an agent (``exit: {kind, target}``):
+``voicemail`` leaves a message in a line's or a shared mailbox, ``number`` rings an external E.164 number."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +212,8 @@ class _Compiler:
         self.groups: dict[str, RingGroup] = {}
         self.mailboxes: dict[str, str] = {}  # name -> number
         self.mailbox_numbers: set[str] = set()
-        self.queues: set[str] = set()
+        self.queues: dict[str, Queue] = {}
+        self.queue_exits: dict[str, tuple[Mapping[str, Any] | None, str]] = {}  # name -> (exit, path)
         self.rooms: set[str] = set()
         self.fax_lines: set[str] = set()
         self.plans: dict[str, _PlanInfo] = {}
@@ -235,6 +263,7 @@ class _Compiler:
                 {name: info.start for name, info in self.plans.items() if info.start is not None}
             ),
             ring_groups=MappingProxyType(dict(self.groups)),
+            queues=MappingProxyType(dict(self.queues)),
             schedules=MappingProxyType(dict(self.schedules)),
             extension_prefixes=prefixes,
             directory=self.build_directory(),
@@ -383,8 +412,11 @@ class _Compiler:
             if self.claim_extension(number, f"mailbox {name!r}", f"{path}.number"):
                 self.mailboxes[name] = number
                 self.mailbox_numbers.add(number)
+        for name, raw, path in self.object_list("queues"):
+            queue = self.read_queue(name, raw, path)
+            if queue is not None:
+                self.queues[name] = queue
         for kind, owner, names in (
-            ("queues", "queue", self.queues),
             ("conference_rooms", "conference room", self.rooms),
             ("fax_lines", "fax line", self.fax_lines),
         ):
@@ -393,11 +425,7 @@ class _Compiler:
                 names.add(name)
                 ext = self.object_extension(raw, path, f"{owner} {name!r}")
                 if ext is not None:
-                    entry_kind: EntryKind = (
-                        "conference_room"
-                        if kind == "conference_rooms"
-                        else ("queue" if kind == "queues" else "fax_line")
-                    )
+                    entry_kind: EntryKind = "conference_room" if kind == "conference_rooms" else "fax_line"
                     self.routes[ext] = Entry(entry_kind, name, -1)
         for name, raw, path in self.object_list("ring_groups"):
             group = self.read_ring_group(name, raw, path)
@@ -470,6 +498,133 @@ class _Compiler:
             return None
         strat: Strategy = strategy
         return RingGroup(name, strat, tuple(members), total_s)
+
+    def read_queue(self, name: str, raw: Mapping[str, Any], path: str) -> Queue | None:
+        """A queue's fields checked; its exit destination is resolved once every node exists
+        (``add_queue_nodes``)."""
+        self.check_keys(raw, QUEUE_KEYS, path)
+        n_errors = len(self.errors)
+        where = _Where(self, None, None, path + ".")
+        ext = self.object_extension(raw, path, f"queue {name!r}")
+        if ext is not None:
+            self.routes[ext] = Entry("queue", name, -1)
+        strategy = raw.get("strategy", "ring_all")
+        if strategy not in QUEUE_STRATEGIES:
+            where.error("strategy", f"must be one of {', '.join(QUEUE_STRATEGIES)}, got {strategy!r}")
+        agents_raw = raw.get("agents", [])
+        agents: list[str] = []
+        if not isinstance(agents_raw, list):
+            where.error("agents", "must be a list of {line: EXTENSION}")
+            agents_raw = []
+        for i, agent in enumerate(agents_raw):
+            at = f"{path}.agents[{i}]"
+            if not isinstance(agent, Mapping) or "line" not in agent:
+                self.error(None, None, at, "must be {line: EXTENSION}")
+                continue
+            self.check_keys(agent, frozenset({"line"}), at)
+            ext = agent["line"]
+            if not isinstance(ext, str) or ext not in self.lines:
+                self.error(None, None, f"{at}.line", f"no line has extension {ext!r}")
+            elif ext in agents:
+                self.error(None, None, f"{at}.line", f"line {ext} is an agent twice")
+            else:
+                agents.append(ext)
+        ring_s = self.seconds(raw, "agent_ring_seconds", DEFAULT_AGENT_RING_S, where, 5.0, 300.0)
+        wrap_s = self.seconds(raw, "wrap_up_seconds", 0.0, where, 0.0, 3600.0)
+        max_callers = self.integer(raw, "max_callers", 0, where, 0, MAX_QUEUE_CALLERS)
+        max_wait_s: float | None = None
+        if raw.get("max_wait_seconds") is not None:
+            max_wait_s = self.seconds(raw, "max_wait_seconds", 0.0, where, 1.0, 24 * 3600.0)
+        skip_busy = raw.get("skip_busy_agents", True)
+        if not isinstance(skip_busy, bool):
+            where.error("skip_busy_agents", f"must be true or false, got {skip_busy!r}")
+        empty = raw.get("when_no_agents", "join")
+        if empty not in ("join", "leave"):
+            where.error("when_no_agents", f"must be join or leave, got {empty!r}")
+        exit_key = raw.get("exit_key")
+        if exit_key is not None and (
+            not isinstance(exit_key, str) or len(exit_key) != 1 or exit_key not in "0123456789*#"
+        ):
+            where.error("exit_key", f"must be one key of 0-9, * or #, got {exit_key!r}")
+        clips: dict[str, str | None] = {}
+        for field in ("welcome_clip", "hold_clip"):
+            if raw.get(field) is not None:
+                clips[field] = self.ref(raw, field, self.clips, "sound clip", where)
+        exit_raw = raw.get("exit")
+        if exit_raw is not None and not isinstance(exit_raw, Mapping):
+            where.error("exit", "must be {kind: KIND, target: NAME}")
+            exit_raw = None
+        if len(self.errors) > n_errors:
+            return None
+        self.queue_exits[name] = (exit_raw, f"{path}.exit")
+        welcome, hold = clips.get("welcome_clip"), clips.get("hold_clip")
+        strat: QueueStrategy = strategy
+        return Queue(
+            name=name,
+            agents=tuple(agents),
+            strategy=strat,
+            agent_ring_s=ring_s,
+            wrap_up_s=wrap_s,
+            skip_busy=bool(skip_busy),
+            max_callers=max_callers,
+            max_wait_s=max_wait_s,
+            join_empty=empty == "join",
+            exit_key=exit_key,
+            welcome_clip=None if welcome is None else self.clips[welcome],
+            hold_clip=None if hold is None else self.clips[hold],
+        )
+
+    def queue_exit(self, name: str) -> int:
+        """The node a queue's callers take when they leave it without an agent: its ``exit`` destination
+        (a line's extension, a plan, a ring group, another queue, a shared mailbox, a mailbox's
+        voicemail, an external number), or the hang-up node when it has none."""
+        raw, path = self.queue_exits[name]
+        if raw is None:
+            return self.hangup_node
+        self.check_keys(raw, frozenset({"kind", "target"}), path)
+        kind, target = raw.get("kind"), raw.get("target")
+        node: int | None = None
+        if not isinstance(target, str):
+            self.error(None, None, f"{path}.target", f"is required (text), got {target!r}")
+            return self.hangup_node
+        if kind == "extension":
+            node = self.line_nodes.get(target)
+        elif kind == "dial_plan":
+            info = self.plans.get(target)
+            node = None if info is None else info.start
+        elif kind == "ring_group":
+            node = self.group_nodes.get(target)
+        elif kind == "queue":
+            node = self.queue_nodes.get(target)
+        elif kind == "mailbox":
+            node = self.box_nodes.get(target)
+        elif kind == "voicemail":
+            box = self.mailboxes.get(target)
+            if target in self.lines or target in self.mailbox_numbers:
+                box = target
+            if box is not None:
+                node = self.new_node()
+                self.nodes[node] = Node("@queue", f"{name}:exit", VoicemailOp(box, "unavailable"))
+        elif kind == "number":
+            if _E164_RE.fullmatch(target):
+                node = self.new_node()
+                self.nodes[node] = Node(
+                    "@queue",
+                    f"{name}:exit",
+                    ExternalNumberOp(target, DEFAULT_EXTERNAL_RING_S, self.hangup_node),
+                )
+                self.edges[node] = (self.hangup_node,)
+        else:
+            self.error(
+                None, None, f"{path}.kind", f"must be one of {', '.join(QUEUE_EXIT_KINDS)}, got {kind!r}"
+            )
+            return self.hangup_node
+        if node is None:
+            what = {"extension": "line with extension", "voicemail": "mailbox", "number": "E.164 number"}
+            named = what.get(kind, kind.replace("_", " "))
+            self.error(None, None, f"{path}.target", f"no {named} {target!r}")
+            return self.hangup_node
+        return node
 
     def read_schedule(self, name: str, raw: Mapping[str, Any], path: str) -> Schedule | None:
         allowed = frozenset(
@@ -691,9 +846,13 @@ class _Compiler:
             self.nodes[idx] = Node("@mailbox", name, VoicemailOp(number, "unavailable"))
             self.box_nodes[name] = idx
             self.routes[number] = Entry("mailbox", name, idx)
+        self.queue_nodes: dict[str, int] = {name: self.new_node() for name in self.queues}
+        for name, idx in self.queue_nodes.items():
+            exit_node = self.queue_exit(name)
+            self.nodes[idx] = Node("@queue", name, QueueOp(self.queues[name], exit_node))
+            self.edges[idx] = (exit_node,)
         self.unavailable_nodes: dict[tuple[str, str], int] = {}
         for kind, names in (
-            ("queue", self.queues),
             ("conference", self.rooms),
             ("receive_fax", self.fax_lines),
         ):
@@ -705,10 +864,10 @@ class _Compiler:
             if entry.node == -1:  # an object's extension, read before its node existed
                 if entry.kind == "ring_group":
                     node = self.group_nodes.get(entry.name)
+                elif entry.kind == "queue":
+                    node = self.queue_nodes.get(entry.name)
                 else:
-                    kind = {"queue": "queue", "conference_room": "conference", "fax_line": "receive_fax"}[
-                        entry.kind
-                    ]
+                    kind = {"conference_room": "conference", "fax_line": "receive_fax"}[entry.kind]
                     node = self.unavailable_nodes.get((kind, entry.name))
                 if node is None:
                     del self.routes[ext]  # the object had errors, already reported
@@ -1021,7 +1180,10 @@ class _Compiler:
     def b_queue(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
     ) -> Op | None:
-        return self._unavailable(raw, "queue", "queue", self.queues, "queue", where)
+        name = self.ref(raw, "queue", self.queues, "queue", where)
+        if name is None or "exit" not in out:
+            return None
+        return QueueOp(self.queues[name], out["exit"])
 
     def b_conference(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
@@ -1092,7 +1254,7 @@ class _Compiler:
         elif kind == "ring_group":
             found = ("ring_group", self.group_nodes.get(target))
         elif kind == "queue":
-            found = ("queue", self.unavailable_nodes.get(("queue", target)))
+            found = ("queue", self.queue_nodes.get(target))
         elif kind == "conference_room":
             found = ("conference_room", self.unavailable_nodes.get(("conference", target)))
         elif kind == "fax_line":

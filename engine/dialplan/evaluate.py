@@ -41,6 +41,8 @@ from engine.dialplan.plan import (
     Node,
     PasswordOp,
     PlayClipOp,
+    Queue,
+    QueueOp,
     RingGroup,
     RingGroupOp,
     RingTarget,
@@ -71,9 +73,11 @@ __all__ = [
     "Action",
     "CallFacts",
     "Done",
+    "Enqueue",
     "LeaveVoicemail",
     "Outcome",
     "PlanRun",
+    "QueueResult",
     "Ring",
     "RingResult",
     "RingState",
@@ -138,18 +142,39 @@ class LeaveVoicemail:
 
 
 @dataclass(frozen=True, slots=True)
+class Enqueue:
+    """Wait in ``queue`` (the caller is answered first): the engine plays its welcome and hold music and
+    offers the call to its agents. Outcome: ``QueueResult``."""
+
+    queue: Queue
+
+
+QueueExit = Literal["answered", "timeout", "key", "full", "no_agents"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueResult:
+    """How a caller left a queue: ``answered`` (bridged to an agent: the run ends with ``Done``), or the
+    reason it takes the queue's exit: ``timeout`` (maximum wait), ``key`` (the exit key), ``full``
+    (maximum callers reached), ``no_agents`` (none available and the queue does not let callers join)."""
+
+    how: QueueExit
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """Terminal: the call is bridged to whoever answered, or the caller has hung up."""
 
 
-Action = MediaAction | Ring | LeaveVoicemail | Done
-Outcome = MediaOutcome | RingResult
+Action = MediaAction | Ring | Enqueue | LeaveVoicemail | Done
+Outcome = MediaOutcome | RingResult | QueueResult
 _TERMINAL: Final = (Hangup, LeaveVoicemail, Done)
 _EXPECTED: Final[Mapping[type, type]] = {
     Answer: Answered,
     Play: Played,
     Collect: Collected,
     Ring: RingResult,
+    Enqueue: QueueResult,
 }
 
 
@@ -599,6 +624,19 @@ class PlanRun:
                 yield from self._play((Sound("no-match"),), barge_in=False)
         return self._exit(node, "no_match", op.no_match)
 
+    def _queue(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, QueueOp)
+        yield from self._answer()
+        outcome = yield Enqueue(op.queue)
+        self._unwaited = 0
+        assert isinstance(outcome, QueueResult)
+        if outcome.how == "answered":
+            self._path.append(f"{node.label}:answered")
+            yield Done()
+            return None
+        return self._exit(node, f"exit {outcome.how}", op.exit)
+
     def _unavailable(self, node: Node) -> _Step:
         op = node.op
         assert isinstance(op, UnavailableOp)
@@ -640,6 +678,7 @@ _HANDLERS: Final[Mapping[type, Callable[[PlanRun, Node], _Step]]] = {
     HangupOp: PlanRun._hangup,
     GotoPlanOp: PlanRun._goto_plan,
     DialByNameOp: PlanRun._dial_by_name,
+    QueueOp: PlanRun._queue,
     UnavailableOp: PlanRun._unavailable,
     DetectFaxOp: PlanRun._detect_fax,
 }

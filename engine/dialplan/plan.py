@@ -28,6 +28,10 @@ DEFAULT_EXTERNAL_RING_S: Final = 60.0
 
 RingTargetKind = Literal["line", "external"]
 Strategy = Literal["ring_all", "sequential", "round_robin"]
+QueueStrategy = Literal["ring_all", "round_robin", "least_recent", "fewest_calls", "linear", "random"]
+QUEUE_STRATEGIES: Final = ("ring_all", "round_robin", "least_recent", "fewest_calls", "linear", "random")
+DEFAULT_AGENT_RING_S: Final = 15.0
+MAX_QUEUE_CALLERS: Final = 1000
 Language = Literal["en", "de"]
 LANGUAGES: Final = ("en", "de")
 
@@ -60,6 +64,34 @@ class RingGroup:
     strategy: Strategy
     members: tuple[Member, ...]
     ring_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A call queue (ACD): callers wait on hold music and are offered, first come first served, to the
+    ``agents`` (line extensions, static members) by ``strategy``.
+
+    ``agent_ring_s``: how long one offer rings an agent; ``wrap_up_s``: the pause an agent gets after a
+    queue call before the next offer; ``skip_busy``: agents already on a call (queue or not) are not
+    offered calls; ``max_callers``: more waiting callers than this take the exit at once (0: no limit);
+    ``max_wait_s``: a caller waiting this long takes the exit (None: no limit); ``join_empty``: a caller
+    may join while no agent is available (False: the exit at once); ``exit_key``: a DTMF key that takes
+    the exit; ``welcome_clip``/``hold_clip``: sound clip files (None: no welcome; the system hold music).
+    The queue's own exit destination is a node of the plan that uses the queue (``QueueOp.exit``).
+    """
+
+    name: str
+    agents: tuple[str, ...]
+    strategy: QueueStrategy = "ring_all"
+    agent_ring_s: float = DEFAULT_AGENT_RING_S
+    wrap_up_s: float = 0.0
+    skip_busy: bool = True
+    max_callers: int = 0
+    max_wait_s: float | None = None
+    join_empty: bool = True
+    exit_key: str | None = None
+    welcome_clip: str | None = None
+    hold_clip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +220,20 @@ class DialByNameOp:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueOp:
+    """Wait in ``queue`` until an agent answers (the call is bridged), else take ``exit`` (maximum wait,
+    the exit key, a full queue, or no agent when the queue does not let callers join then)."""
+
+    queue: Queue
+    exit: int
+
+
+@dataclass(frozen=True, slots=True)
 class UnavailableOp:
-    """A queue, conference room or fax line: their runtime is not built yet, so the caller hears
+    """A conference room or fax line: their runtime is not built yet, so the caller hears
     "feature-unavailable" and the call ends (never silence)."""
 
-    kind: Literal["queue", "conference", "receive_fax"]
+    kind: Literal["conference", "receive_fax"]
     name: str
 
 
@@ -219,6 +260,7 @@ Op = (
     | HangupOp
     | GotoPlanOp
     | DialByNameOp
+    | QueueOp
     | UnavailableOp
     | DetectFaxOp
 )
@@ -269,6 +311,7 @@ class CompiledConfig:
     routes: Mapping[str, Entry]
     plans: Mapping[str, int]
     ring_groups: Mapping[str, RingGroup]
+    queues: Mapping[str, Queue]
     schedules: Mapping[str, Schedule]
     extension_prefixes: frozenset[str]
     directory: Mapping[str, tuple[DirectoryEntry, ...]]

@@ -18,7 +18,12 @@ Routing objects (``ConfigInputs.objects``; every object has a unique ``name``)::
                        holiday_calendar?: {country: "DE", subdivision?: "BE"}}
     sound_clips:      {name, file}          file: the stored 8 kHz WAV's absolute path
     mailboxes:        {name, number, ...}   shared boxes; other keys belong to the voicemail module
-    queues:           {name, extension?}
+    queues:           {name, extension?, agents: [{line: "202"}], strategy?: ring_all | round_robin |
+                       least_recent | fewest_calls | linear | random, agent_ring_seconds?: 15,
+                       wrap_up_seconds?: 0, skip_busy_agents?: true, max_callers?: 0 (no limit),
+                       max_wait_seconds?: null (no limit), when_no_agents?: join | leave, exit_key?: "0",
+                       exit?: {kind: extension | dial_plan | ring_group | queue | mailbox | voicemail |
+                       number, target}, welcome_clip?: CLIP, hold_clip?: CLIP}
     conference_rooms: {name, extension?}
     fax_lines:        {name, extension?}
 
@@ -96,7 +101,7 @@ NODE_TYPES: Final[Mapping[str, NodeSpec]] = {
     "hangup": _spec("", "status"),
     "goto_plan": _spec("plan"),
     "dial_by_name": _spec("", "tries ring_seconds", "no_match"),
-    "queue": _spec("queue"),
+    "queue": _spec("queue", "", "exit"),
     "conference": _spec("room"),
     "receive_fax": _spec("fax_line"),
     "detect_fax": _spec("", "", "voice fax"),

@@ -12,7 +12,7 @@ import pytest
 
 from engine.dialplan.compiler import compile_config, keypad_key
 from engine.dialplan.errors import CompileIssue, PlanCompileError
-from engine.dialplan.plan import LineVoicemailOp, RingGroupOp, UnavailableOp, VoicemailOp
+from engine.dialplan.plan import LineVoicemailOp, QueueOp, RingGroupOp, VoicemailOp
 from engine.model.entities import Line, PhoneNumber
 
 from .helpers import BASE_OBJECTS, LINES, compile_errors, compile_ok, inputs, main_graph, paths
@@ -70,7 +70,7 @@ def test_routes_cover_every_destination_kind() -> None:
     line = config.route("203")
     assert line is not None and config.nodes[line.node].op == LineVoicemailOp("203", 20.0)
     queue = config.route("400")
-    assert queue is not None and isinstance(config.nodes[queue.node].op, UnavailableOp)
+    assert queue is not None and isinstance(config.nodes[queue.node].op, QueueOp)
     box = config.route("800")
     assert box is not None and config.nodes[box.node].op == VoicemailOp("800", "unavailable")
 
@@ -175,7 +175,7 @@ MISSING_REFERENCES = [
     ),
     ("mailbox", {"type": "voicemail", "mailbox": "attic"}, "mailbox", "no line extension or shared mailbox"),
     ("mailbox", {"type": "goto_plan", "plan": "elsewhere"}, "plan", "no dial plan named 'elsewhere'"),
-    ("mailbox", {"type": "queue", "queue": "q"}, "queue", "no queue named 'q'"),
+    ("mailbox", {"type": "queue", "queue": "q", "next": {"exit": "menu"}}, "queue", "no queue named 'q'"),
     ("mailbox", {"type": "conference", "room": "r"}, "room", "no conference room named 'r'"),
     ("mailbox", {"type": "receive_fax", "fax_line": "f"}, "fax_line", "no fax line named 'f'"),
     (

@@ -15,6 +15,7 @@ from engine.dialplan.evaluate import (
     PROMPT_KEYS,
     CallFacts,
     Done,
+    Enqueue,
     LeaveVoicemail,
     PlanRun,
     Ring,
@@ -176,7 +177,7 @@ def test_extension_dialling_reaches_every_kind_of_extension() -> None:
     cases = {
         "300": Ring((line("202"), line("203")), 60.0),  # ring group sales by its extension
         "800": LeaveVoicemail("800", "unavailable"),  # the shared mailbox
-        "400": Play((Sound("feature-unavailable"),), barge_in=False),  # queue: not built yet
+        "400": Enqueue(compile_ok().queues["hotline"]),  # the queue (the caller is answered already)
     }
     for ext, expected in cases.items():
         run = to_menu()
@@ -487,7 +488,6 @@ def test_dial_by_name_no_match_retries_then_takes_no_match() -> None:
 @pytest.mark.parametrize(
     ("node", "label"),
     [
-        ({"type": "queue", "queue": "hotline"}, "p/a:unavailable"),
         ({"type": "conference", "room": "board"}, "p/a:unavailable"),
         ({"type": "receive_fax", "fax_line": "fax"}, "p/a:unavailable"),
     ],

@@ -12,7 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.dialplan.compiler import compile_config
-from engine.dialplan.evaluate import CallFacts, Done, LeaveVoicemail, PlanRun, Ring, RingResult, RingState
+from engine.dialplan.evaluate import (
+    CallFacts,
+    Done,
+    Enqueue,
+    LeaveVoicemail,
+    PlanRun,
+    QueueResult,
+    Ring,
+    RingResult,
+    RingState,
+)
 from engine.dialplan.schema import NODE_TYPES
 from engine.model.entities import PhoneNumber
 from engine.script import Answer, Answered, Collect, Collected, Hangup, HungUp, Play, Played
@@ -140,6 +150,8 @@ def answer_for(action: Any, rng: random.Random) -> Any:
     if isinstance(action, Collect):
         digits = "".join(rng.choice("0123456789*#") for _ in range(rng.randint(0, action.max_digits)))
         return Collected(digits, "max" if digits else "timeout")
+    if isinstance(action, Enqueue):
+        return QueueResult(rng.choice(["answered", "timeout", "key", "full", "no_agents"]))
     assert isinstance(action, Ring)
     return RingResult(answered=rng.random() < 0.3, busy=rng.random() < 0.3)
 
@@ -168,6 +180,6 @@ def test_random_graphs_compile_to_config_or_errors_and_walk_safely(graph: Any, s
             assert run.finished
             assert not (isinstance(action, Hangup) and action.status == 500)  # the guard never fires
             return
-        assert isinstance(action, Answer | Play | Collect | Ring)
+        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue)
         now += timedelta(seconds=rng.randint(0, 30))
         action = run.resume(answer_for(action, rng), now)
