@@ -24,6 +24,8 @@ RANDOM_ALLOWED: Final[dict[str, frozenset[str]]] = {
     "engine.media.io": frozenset({"Random"}),
     # The digest nonces' random part (engine.sip.auth takes a random.Random): SystemRandom is os.urandom.
     "engine.server": frozenset({"SystemRandom"}),
+    # A call queue's "random" ring strategy picks the next agent: no identifier; seeded in the tests.
+    "engine.call.queue": frozenset({"Random"}),
 }
 """Modules that may use the ``random`` module at run time, and what of it. Not for SIP identifiers."""
 

@@ -218,6 +218,18 @@ class CallManager:
         else:
             self._hang_up(call, now, cause)
 
+    def stop_ring(self, call: Call, now: float) -> None:
+        """Give the call's ring round up without ending the call (a queue caller leaves while agents
+        ring): its legs are CANCELled, the controller is not told. Nothing when no round rings."""
+        if not call.ring_active:
+            return
+        call.ring_active = False
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+        for leg in call.legs:
+            self._cancel_leg(leg, now)
+
     def end_as_rung(self, call: Call, now: float) -> bool:
         """End an unanswered call with the answer its last ring round got (486 busy, 480 ring timeout...),
         as a call without a flow would have; False when it rang no round or was answered."""

@@ -20,12 +20,14 @@ from engine.call.b2bua import Call, CallManager, Destination
 from engine.call.config import EngineConfig
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
 from engine.call.mwi import MwiService
+from engine.call.queue import QueueService, line_on_call
 from engine.call.routing import MailboxMenu, Router
 from engine.dialplan.evaluate import RingState
 from engine.dialplan.plan import RingTarget
 from engine.media import prompts
+from engine.media.hold import HoldStream, default_music
 from engine.media.io import MediaClock, MediaSession, RtpRelay
-from engine.media.prompts import AudioFileCache, PromptLibrary
+from engine.media.prompts import AudioFileCache, PromptError, PromptLibrary
 from engine.media.relay import RelayExhausted
 from engine.script import Collected, Play, Played, Record, Recorded
 from engine.sip.registrar import Location
@@ -62,10 +64,13 @@ class FlowShell:
         self._mail_tasks: set[asyncio.Task[None]] = set()
         self.prompts = PromptLibrary()
         self.files = AudioFileCache()
+        self._hold_streams: dict[str | None, HoldStream] = {}
+        self.queues = QueueService(calls.scheduler, calls.clock, busy=lambda ext: line_on_call(calls, ext),
+                                   flush=flush)
         self.services = FlowServices(
             manager=calls, open_media=self._open_media, run_media=self._run_media,
             destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
-            flush=flush)
+            flush=flush, queues=self.queues, hold_stream=self._hold_stream)
         self.factory = FlowFactory(self.services, RingState(), self._menu)
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
@@ -83,6 +88,20 @@ class FlowShell:
             session.negotiate(answer.host, answer.port, answer.payload_type, answer.event_payload_type)
         ports = [session.local_port if m.port else 0 for m in answer.sdp.media]
         return session, call.caller_rewriter.rewrite(answer.sdp, self.media_host, ports)
+
+    def _hold_stream(self, path: str | None) -> HoldStream | None:
+        """The one hold stream of a clip, shared by every caller who listens to it (None: the system
+        music); a clip that cannot be read gets the system music."""
+        stream = self._hold_streams.get(path)
+        if stream is None:
+            samples = default_music()
+            if path is not None:
+                try:
+                    samples = self.files.load(path)
+                except PromptError as exc:  # a missing or unreadable clip must not end the wait
+                    logger.warning("hold music %s: %s; playing the system music", path, exc)
+            stream = self._hold_streams[path] = HoldStream(samples)
+        return stream
 
     def _run_media(self, port: MediaPort, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
         assert isinstance(port, MediaSession)

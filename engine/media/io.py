@@ -40,6 +40,7 @@ from engine.files import write_atomic
 from engine.media.dtmf import DEFAULT_PAYLOAD_TYPE as DEFAULT_EVENT_PT
 from engine.media.dtmf import DtmfReceiver
 from engine.media.g711 import PT_PCMU, G711Codec
+from engine.media.hold import HoldStream
 from engine.media.jitter import JitterBuffer
 from engine.media.prompts import DEFAULT_LANGUAGE, AudioFileCache, PromptLibrary
 from engine.media.relay import Latch, MediaError, PortAllocator, RelayExhausted, SockAddr
@@ -669,6 +670,8 @@ class MediaSession:
         self._digit_waiter: asyncio.Future[bool] | None = None
         self._player: _Player | None = None
         self._recording: _Recording | None = None
+        #: a shared stream sent whenever no prompt plays (queue hold music): a slice per tick, no encode
+        self.hold: HoldStream | None = None
         self._busy = False
         self._sending = False
         self.hung_up = False
@@ -784,6 +787,18 @@ class MediaSession:
             _finish(self._player.done, False)
         if self._recording is not None:
             _finish(self._recording.done, ("hangup", ""))
+        if self._digit_waiter is not None:
+            _finish(self._digit_waiter, False)
+
+    def interrupt(self) -> None:
+        """End a running Play or Collect now, as if it had run out (the flow moves on: a queue caller
+        leaves the queue while it listens for the exit key). A Record is not interrupted.
+
+        Raises:
+            Nothing.
+        """
+        if self._player is not None:
+            _finish(self._player.done, False)
         if self._digit_waiter is not None:
             _finish(self._digit_waiter, False)
 
@@ -947,7 +962,7 @@ class MediaSession:
         if self._tick0 is None:
             self._tick0 = tick
         player = self._player
-        payload = self._silence
+        payload = self._silence if self.hold is None else self.hold.frame(self._codec, tick)
         if player is not None:
             size = self._frame_samples
             position = player.position

@@ -79,6 +79,11 @@ class FakeMedia:
     languages: list[str] = field(default_factory=list)
     closed: bool = False
     hung_up: bool = False
+    hold: Any = None
+    interrupted: int = 0
+
+    def interrupt(self) -> None:
+        self.interrupted += 1
 
     def run(self, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
         self.ran.append(action)

@@ -1,0 +1,337 @@
+"""Call queues (ACD): who waits, which agent is offered the next call, and every agent's state.
+
+A caller routed to a queue (``engine.dialplan.evaluate.Enqueue``) joins it as a ``Ticket``; its flow
+controller (``engine.call.flows``) answers it, plays the welcome clip and the queue's shared hold stream,
+and listens for the exit key. The ``QueueService`` hands calls out first come, first served: the first
+waiting caller without an offer is offered to the agents the queue's strategy picks among the free ones
+(ring all: every free agent at once; round robin: the next after the one offered last, with memory across
+calls; least recent: the one whose last queue call ended longest ago; fewest calls: the one who answered
+fewest; linear: the first in the list; random). An offer rings for the queue's agent ring time; an agent
+who does not answer is not offered that caller again until every free agent was tried. When an agent
+answers, the caller's leg is bridged to the agent's (the call layer does it: ``CallManager.ring`` on a
+call the engine serves re-INVITEs the caller onto the relay and ``Bridging.bridge`` joins the legs). When
+that call ends the agent is in wrap-up for the queue's wrap-up time, then free again. A caller leaves
+without an agent on the maximum wait, the exit key, a full queue, or no free agent when the queue does
+not let callers join then; one who hangs up while waiting is counted abandoned.
+
+Agents are lines (static members); one line in two queues is one agent with one state. The agent state
+machine is a table (``TRANSITIONS``): a pair that is not in it raises ``QueueError`` (our own misuse).
+Agents on a call that is not a queue call are skipped when the queue says so (``busy``, the call layer's
+view of the line). Everything runs on the event loop; timers go through the injected scheduler.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final, Protocol
+
+from engine.call.legs import CallState, Scheduler, TimerHandle
+from engine.clock import Clock
+from engine.dialplan.evaluate import QueueExit
+from engine.dialplan.plan import Queue
+
+if TYPE_CHECKING:
+    from engine.call.b2bua import CallManager
+
+logger = logging.getLogger(__name__)
+
+
+class QueueError(Exception):
+    """An agent event its state does not allow: our own misuse (a bug), never a caller's doing."""
+
+
+class AgentState(enum.Enum):
+    AVAILABLE = "available"
+    RINGING = "ringing"  # offered a queue call
+    ON_CALL = "on_call"  # talking to a queue caller
+    WRAP_UP = "wrap_up"  # after a queue call, for the queue's wrap-up time
+
+
+class AgentEvent(enum.Enum):
+    OFFER = "offer"  # a queue call rings the agent
+    NO_ANSWER = "no_answer"  # the offer ended unanswered (ring time over, refused, the caller left)
+    ANSWER = "answer"  # the agent answered: bridged to the caller
+    HANG_UP = "hang_up"  # the queue call ended
+    WRAP_DONE = "wrap_done"  # the wrap-up time is over
+
+
+TRANSITIONS: Final[dict[tuple[AgentState, AgentEvent], AgentState]] = {
+    (AgentState.AVAILABLE, AgentEvent.OFFER): AgentState.RINGING,
+    (AgentState.RINGING, AgentEvent.NO_ANSWER): AgentState.AVAILABLE,
+    (AgentState.RINGING, AgentEvent.ANSWER): AgentState.ON_CALL,
+    (AgentState.ON_CALL, AgentEvent.HANG_UP): AgentState.WRAP_UP,
+    (AgentState.WRAP_UP, AgentEvent.WRAP_DONE): AgentState.AVAILABLE,
+}
+"""The agent state machine: (state, event) -> next state; any other pair is refused."""
+
+
+def agent_step(state: AgentState, event: AgentEvent) -> AgentState:
+    """The state after ``event``.
+
+    Raises:
+        QueueError: the table has no move for (``state``, ``event``).
+    """
+    try:
+        return TRANSITIONS[(state, event)]
+    except KeyError:
+        raise QueueError(f"agent event {event.value} in state {state.value}") from None
+
+
+@dataclass(eq=False, slots=True)
+class Agent:
+    """One line as a queue agent: its state, the queue calls it answered and when the last one ended."""
+
+    extension: str
+    state: AgentState = AgentState.AVAILABLE
+    calls: int = 0
+    last_call_ended: float = float("-inf")
+    wrap_timer: TimerHandle | None = None
+
+    def move(self, event: AgentEvent) -> None:
+        before = self.state
+        self.state = agent_step(before, event)
+        logger.debug("agent %s: %s -> %s", self.extension, before.value, self.state.value)
+
+
+class Member(Protocol):
+    """What a waiting caller's flow does for the queue (``engine.call.flows.FlowController``)."""
+
+    def offer(self, agents: tuple[str, ...], ring_s: float) -> bool:
+        """Ring ``agents`` (in parallel) for ``ring_s``; False when none of them can be rung (no phone)."""
+
+    def stop_offer(self) -> None:
+        """Give the ringing offer up (the caller leaves): CANCEL the agents' legs."""
+
+    def left(self, how: QueueExit) -> None:
+        """The caller leaves the queue without an agent (``timeout``, ``key``...): take the exit."""
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    """A caller in a queue: waiting (``offered``: the agents ringing for it now), then connected."""
+
+    queue: Queue
+    member: Member
+    joined_at: float
+    offered: tuple[str, ...] = ()
+    tried: set[str] = field(default_factory=set)
+    connected: str | None = None
+    gone: bool = False
+    timer: TimerHandle | None = None
+
+
+@dataclass(slots=True)
+class QueueStats:
+    """Counts since the engine started (statistics over the CDRs are for later)."""
+
+    offered: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    exited: int = 0
+
+
+class QueueService:
+    """Every queue's waiting callers and every agent's state (see the module docstring).
+
+    Args:
+        scheduler: timers (max wait, wrap-up), like the call manager's.
+        clock: monotonic time.
+        busy: whether a line is on a call that is not a queue call (skipped when the queue says so).
+        rng: the random strategy's choice (seed it in tests).
+    """
+
+    def __init__(self, scheduler: Scheduler, clock: Clock, busy: Callable[[str], bool] = lambda ext: False,
+                 rng: random.Random | None = None, flush: Callable[[], None] = lambda: None) -> None:
+        self.scheduler = scheduler
+        self.clock = clock
+        self.flush = flush
+        self.busy = busy
+        self.rng = rng if rng is not None else random.Random()
+        self.agents: dict[str, Agent] = {}
+        self.waiting: dict[str, deque[Ticket]] = {}
+        self.stats: dict[str, QueueStats] = {}
+        self._last_offered: dict[str, str] = {}  # round robin's memory, by queue name
+        self._queues: dict[str, Queue] = {}  # the latest snapshot of each queue seen
+
+    # -- callers -------------------------------------------------------------------------------------
+
+    def join(self, queue: Queue, member: Member) -> Ticket | QueueExit:
+        """A caller joins ``queue``: its ticket, or why it may not (``full``, ``no_agents``)."""
+        self._queues[queue.name] = queue
+        stats = self.stats.setdefault(queue.name, QueueStats())
+        waiting = self.waiting.setdefault(queue.name, deque())
+        if queue.max_callers and len(waiting) >= queue.max_callers:
+            stats.exited += 1
+            return "full"
+        if not queue.join_empty and not self._free(queue, set()):
+            stats.exited += 1
+            return "no_agents"
+        now = self.clock.now()
+        ticket = Ticket(queue, member, now)
+        waiting.append(ticket)
+        if queue.max_wait_s is not None:
+            ticket.timer = self._at(now + queue.max_wait_s, lambda: self._leave(ticket, "timeout"))
+        self.dispatch()
+        return ticket
+
+    def leave(self, ticket: Ticket, how: QueueExit) -> None:
+        """The caller leaves while waiting (``key``: the exit key): the offer is given up, the exit taken."""
+        self._leave(ticket, how)
+
+    def offer_ended(self, ticket: Ticket, answered_by: str | None) -> None:
+        """The ring round of ``ticket``'s offer ended: answered by ``answered_by``, or nobody."""
+        offered, ticket.offered = ticket.offered, ()
+        for ext in offered:
+            agent = self._agent(ext)
+            if ext == answered_by and not ticket.gone:
+                agent.move(AgentEvent.ANSWER)
+                agent.calls += 1
+            elif agent.state is AgentState.RINGING:
+                agent.move(AgentEvent.NO_ANSWER)
+            ticket.tried.add(ext)
+        if answered_by is not None and not ticket.gone:
+            ticket.connected = answered_by
+            self._remove(ticket)
+            self.stats[ticket.queue.name].answered += 1
+        self.dispatch()
+
+    def hung_up(self, ticket: Ticket) -> None:
+        """The caller's call is over: an agent it talked to goes into wrap-up; a waiting caller abandoned."""
+        if ticket.connected is not None:
+            agent = self._agent(ticket.connected)
+            ticket.connected = None
+            if agent.state is AgentState.ON_CALL:
+                agent.move(AgentEvent.HANG_UP)
+                agent.last_call_ended = self.clock.now()
+                wrap = ticket.queue.wrap_up_s
+                if wrap > 0:
+                    agent.wrap_timer = self._at(self.clock.now() + wrap, lambda: self._wrapped(agent))
+                else:
+                    self._wrapped(agent)
+            return
+        if not ticket.gone:
+            self.stats[ticket.queue.name].abandoned += 1
+            self._leave(ticket, None)
+
+    def waiting_callers(self, name: str) -> int:
+        return len(self.waiting.get(name, ()))
+
+    # -- handing calls out -----------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Offer waiting callers, first come first served, to the agents their queue's strategy picks."""
+        for name, waiting in self.waiting.items():
+            for ticket in list(waiting):
+                if ticket.offered:
+                    if ticket.queue.strategy == "ring_all":
+                        break  # the first caller rings everyone free; the next ones wait behind it
+                    continue
+                agents = self._pick(ticket)
+                if not agents:
+                    break  # nobody free for the first caller: nobody for those behind it either
+                for ext in agents:
+                    self._agent(ext).move(AgentEvent.OFFER)
+                ticket.offered = agents
+                self.stats[name].offered += 1
+                if ticket.queue.strategy == "round_robin":
+                    self._last_offered[name] = agents[0]
+                if not ticket.member.offer(agents, ticket.queue.agent_ring_s):
+                    self.offer_ended(ticket, None)  # no phone to ring: the next agent (dispatch again)
+                    return
+
+    def _pick(self, ticket: Ticket) -> tuple[str, ...]:
+        queue = ticket.queue
+        free = self._free(queue, ticket.tried)
+        if not free and ticket.tried:
+            ticket.tried.clear()  # every free agent was tried once: start over
+            free = self._free(queue, ticket.tried)
+        if not free:
+            return ()
+        strategy = queue.strategy
+        if strategy == "ring_all":
+            return tuple(free)
+        if strategy == "linear":
+            return (free[0],)
+        if strategy == "round_robin":
+            last = self._last_offered.get(queue.name)
+            order = list(queue.agents)
+            start = order.index(last) + 1 if last in order else 0
+            rotated = order[start:] + order[:start]
+            return (next(ext for ext in rotated if ext in free),)
+        if strategy == "least_recent":
+            return (min(free, key=lambda ext: self._agent(ext).last_call_ended),)
+        if strategy == "fewest_calls":
+            return (min(free, key=lambda ext: self._agent(ext).calls),)
+        return (self.rng.choice(free),)
+
+    def _free(self, queue: Queue, tried: set[str]) -> list[str]:
+        """The queue's agents who may be offered a call now, in the queue's order."""
+        return [ext for ext in queue.agents
+                if ext not in tried and self._agent(ext).state is AgentState.AVAILABLE
+                and not (queue.skip_busy and self.busy(ext))]
+
+    # -- helpers ---------------------------------------------------------------------------------------
+
+    def _at(self, when: float, action: Callable[[], None]) -> TimerHandle:
+        """A timer whose action runs outside any SIP event: what it queued is sent after it."""
+
+        def run() -> None:
+            try:
+                action()
+            except Exception:
+                logger.exception("queue timer failed")
+            self.flush()
+
+        return self.scheduler.call_at(when, run)
+
+    def _agent(self, ext: str) -> Agent:
+        agent = self.agents.get(ext)
+        if agent is None:
+            agent = self.agents[ext] = Agent(ext)
+        return agent
+
+    def _wrapped(self, agent: Agent) -> None:
+        agent.wrap_timer = None
+        if agent.state is AgentState.WRAP_UP:
+            agent.move(AgentEvent.WRAP_DONE)
+        self.dispatch()
+
+    def _remove(self, ticket: Ticket) -> None:
+        if ticket.timer is not None:
+            ticket.timer.cancel()
+            ticket.timer = None
+        waiting = self.waiting.get(ticket.queue.name)
+        if waiting is not None and ticket in waiting:
+            waiting.remove(ticket)
+
+    def _leave(self, ticket: Ticket, how: QueueExit | None) -> None:
+        """``ticket`` leaves without an agent (``how``: the exit it takes; None: it hung up)."""
+        if ticket.gone or ticket.connected is not None:
+            return
+        ticket.gone = True
+        self._remove(ticket)
+        if ticket.offered:
+            ticket.member.stop_offer()
+            self.offer_ended(ticket, None)
+        if how is not None:
+            self.stats[ticket.queue.name].exited += 1
+            ticket.member.left(how)
+        self.dispatch()
+
+
+def line_on_call(manager: CallManager, extension: str) -> bool:
+    """Whether line ``extension`` takes part in a call that is not over: it called, or it was called and
+    answered (its own extension dialled). Queue calls are known by the agents' states; this is for the
+    others ("skip agents on a call"). A scan of the calls: cheap next to ringing a phone."""
+    for call in manager.calls.values():
+        if call.state is CallState.ENDED:
+            continue
+        info = call.info
+        if info.caller == extension or (info.callee == extension and call.state is CallState.ANSWERED):
+            return True
+    return False

@@ -1,0 +1,64 @@
+"""Hold music shared by every caller of a queue: one clip, encoded once per codec, looped on the media clock.
+
+A waiting caller must cost a packet send, not a decode and an encode (issue 12: a thousand callers on hold
+in a fraction of a core). A ``HoldStream`` holds the clip's samples and, the first time a codec asks, their
+G.711 encoding (padded to whole frames); ``frame(codec, tick)`` is then a slice of those bytes at the
+position the media clock's tick gives. Every session that plays the stream (``MediaSession.hold``) sends
+the same slice on the same tick: all callers hear one stream in step, as a radio station sounds, and the
+per-caller work is the RTP header and ``sendto``. Pure: no sockets, no clock (the tick is an argument).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.media.g711 import G711Codec
+from engine.media.tone import silence, tone
+
+FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz, the media clock's ptime
+
+
+def default_music() -> npt.NDArray[np.int16]:
+    """The system hold music when a queue names no clip: a calm two-note figure (440 Hz and 660 Hz, each
+    400 ms, 200 ms apart), tones a test can tell apart by frequency."""
+    parts = [tone(440.0, 400, -15.0), silence(200), tone(660.0, 400, -15.0), silence(200)]
+    return np.concatenate(parts)
+
+
+class HoldStream:
+    """One looped clip for any number of listeners (see the module docstring).
+
+    Args:
+        samples: 8 kHz 16-bit mono audio; an empty clip plays silence.
+        frame_samples: samples per frame (the media clock's ptime).
+    """
+
+    __slots__ = ("_encoded", "_frame", "_samples")
+
+    def __init__(self, samples: npt.NDArray[np.int16], frame_samples: int = FRAME_SAMPLES) -> None:
+        tail = -samples.size % frame_samples
+        if samples.size == 0:
+            tail = frame_samples
+        self._samples = np.concatenate([samples.astype(np.int16), np.zeros(tail, dtype=np.int16)])
+        self._frame = frame_samples
+        self._encoded: dict[int, bytes] = {}
+
+    @property
+    def frames(self) -> int:
+        """The loop's length in frames."""
+        return self._samples.size // self._frame
+
+    def frame(self, codec: G711Codec, tick: int) -> bytes:
+        """The payload of media clock tick ``tick`` in ``codec`` (encoded once per codec, then sliced).
+
+        Raises:
+            Nothing.
+        """
+        encoded = self._encoded.get(codec.payload_type)
+        if encoded is None:
+            encoded = self._encoded[codec.payload_type] = codec.encode(self._samples)
+        start = (tick % self.frames) * self._frame
+        return encoded[start : start + self._frame]
