@@ -122,7 +122,8 @@ class Ticket:
     tried: set[str] = field(default_factory=set)
     connected: str | None = None
     gone: bool = False
-    timer: TimerHandle | None = None
+    timer: TimerHandle | None = None  # the maximum wait
+    retry: TimerHandle | None = None  # no agent could be rung: try again
 
 
 @dataclass(slots=True)
@@ -225,33 +226,55 @@ class QueueService:
 
     def dispatch(self) -> None:
         """Offer waiting callers, first come first served, to the agents their queue's strategy picks."""
-        for name, waiting in self.waiting.items():
+        for waiting in list(self.waiting.values()):
             for ticket in list(waiting):
+                if ticket.gone or ticket.connected is not None:
+                    continue
                 if ticket.offered:
                     if ticket.queue.strategy == "ring_all":
                         break  # the first caller rings everyone free; the next ones wait behind it
                     continue
-                agents = self._pick(ticket)
-                if not agents:
-                    break  # nobody free for the first caller: nobody for those behind it either
-                for ext in agents:
-                    self._agent(ext).move(AgentEvent.OFFER)
-                ticket.offered = agents
-                self.stats[name].offered += 1
-                if ticket.queue.strategy == "round_robin":
-                    self._last_offered[name] = agents[0]
-                if not ticket.member.offer(agents, ticket.queue.agent_ring_s):
-                    self.offer_ended(ticket, None)  # no phone to ring: the next agent (dispatch again)
-                    return
+                if not self._offer(ticket):
+                    break  # nobody free for this caller: nobody for those behind it either
 
-    def _pick(self, ticket: Ticket) -> tuple[str, ...]:
+    def _offer(self, ticket: Ticket) -> bool:
+        """Ring the next agents for ``ticket``; False when none can be rung now. Agents whose phones
+        cannot be rung (not registered) count as tried; when every free agent failed so, the caller
+        waits and the queue tries again after the agent ring time (a phone may register meanwhile)."""
         queue = ticket.queue
-        free = self._free(queue, ticket.tried)
-        if not free and ticket.tried:
-            ticket.tried.clear()  # every free agent was tried once: start over
+        started_over = False
+        while True:
             free = self._free(queue, ticket.tried)
-        if not free:
-            return ()
+            if not free and ticket.tried and not started_over:
+                ticket.tried.clear()  # every free agent was tried once: start over
+                started_over = True
+                free = self._free(queue, ticket.tried)
+            if not free:
+                if started_over and ticket.retry is None:
+                    again = self.clock.now() + queue.agent_ring_s
+                    ticket.retry = self._at(again, lambda: self._retry(ticket))
+                return False
+            agents = self._pick(ticket, free)
+            for ext in agents:
+                self._agent(ext).move(AgentEvent.OFFER)
+            ticket.offered = agents
+            if queue.strategy == "round_robin":
+                self._last_offered[queue.name] = agents[0]
+            if ticket.member.offer(agents, queue.agent_ring_s):
+                self.stats[queue.name].offered += 1
+                return True
+            ticket.offered = ()
+            for ext in agents:  # no phone to ring: the next agent
+                self._agent(ext).move(AgentEvent.NO_ANSWER)
+                ticket.tried.add(ext)
+
+    def _retry(self, ticket: Ticket) -> None:
+        ticket.retry = None
+        self.dispatch()
+
+    def _pick(self, ticket: Ticket, free: list[str]) -> tuple[str, ...]:
+        """The agents of ``free`` (the queue's order) the strategy offers ``ticket`` to."""
+        queue = ticket.queue
         strategy = queue.strategy
         if strategy == "ring_all":
             return tuple(free)
@@ -302,9 +325,10 @@ class QueueService:
         self.dispatch()
 
     def _remove(self, ticket: Ticket) -> None:
-        if ticket.timer is not None:
-            ticket.timer.cancel()
-            ticket.timer = None
+        for handle in (ticket.timer, ticket.retry):
+            if handle is not None:
+                handle.cancel()
+        ticket.timer = ticket.retry = None
         waiting = self.waiting.get(ticket.queue.name)
         if waiting is not None and ticket in waiting:
             waiting.remove(ticket)

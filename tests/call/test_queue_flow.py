@@ -160,3 +160,14 @@ def test_a_full_queue_and_no_agents_take_the_exit_at_once() -> None:
     rig.net.run(until=5.0)
     assert rig.deposits == [("201", "unavailable")]
     assert rig.queues.waiting_callers("q") == 1
+
+
+def test_agents_without_a_phone_are_retried_until_the_maximum_wait() -> None:
+    rig = QueueRig(_config(agents=[{"line": "201"}], max_wait_seconds=35))  # 201 has no phone in the rig
+    rig.call_at(0.0, 0)
+    rig.net.run(until=30.0)
+    assert rig.queues.waiting_callers("q") == 1 and rig.deposits == []  # still waiting, nothing rang
+    rig.net.run(until=60.0)
+    assert rig.deposits == [("201", "unavailable")]
+    assert rig.queues.agents["201"].state is AgentState.AVAILABLE
+    rig.assert_clean()  # the retry timer went with the caller
