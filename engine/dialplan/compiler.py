@@ -529,7 +529,7 @@ class _Compiler:
                 self.error(None, None, f"{at}.line", f"line {ext} is an agent twice")
             else:
                 agents.append(ext)
-        ring_s = self.seconds(raw, "agent_ring_seconds", DEFAULT_AGENT_RING_S, where, 5.0, 300.0)
+        ring_s = self.seconds(raw, "agent_ring_seconds", DEFAULT_AGENT_RING_S, where, 2.0, 300.0)
         wrap_s = self.seconds(raw, "wrap_up_seconds", 0.0, where, 0.0, 3600.0)
         max_callers = self.integer(raw, "max_callers", 0, where, 0, MAX_QUEUE_CALLERS)
         max_wait_s: float | None = None

@@ -84,7 +84,7 @@ def test_defaults() -> None:
         ({"agents": [{"line": "202"}, {"line": "202"}]}, "agents[1].line", "an agent twice"),
         ({"agents": ["202"]}, "agents[0]", "must be {line: EXTENSION}"),
         ({"agents": "202"}, "agents", "must be a list"),
-        ({"agent_ring_seconds": 1}, "agent_ring_seconds", "from 5 to 300"),
+        ({"agent_ring_seconds": 1}, "agent_ring_seconds", "from 2 to 300"),
         ({"wrap_up_seconds": -1}, "wrap_up_seconds", "from 0 to 3600"),
         ({"max_callers": 5000}, "max_callers", "from 0 to 1000"),
         ({"max_wait_seconds": "long"}, "max_wait_seconds", "must be a number of seconds"),
