@@ -152,6 +152,16 @@ class Rig:
             time.sleep(0.2)
         pytest.fail(f"expected {count} CDRs within {timeout} s, found {rows}\n{self.server.log_tail()}")
 
+    def messages(self, box: str, timeout: float = 10.0) -> list[Path]:
+        """The recorded messages (not greetings or names) in mailbox ``box``, once at least one is there."""
+        folder = self.server.data_dir / "voicemail" / box
+        deadline = time.monotonic() + timeout
+        wavs: list[Path] = []
+        while time.monotonic() < deadline and not wavs:
+            wavs = [p for p in folder.rglob("*.wav") if "greeting" not in p.name and "name" not in p.name]
+            time.sleep(0.2)
+        return wavs
+
 
 @pytest.fixture
 def rig(pbx_factory: Any, peers: Any, tmp_path: Path) -> Iterator[Rig]:
@@ -257,13 +267,8 @@ def test_closed_hours_play_the_closed_clip_and_take_a_message(rig: Rig, tmp_path
     carrier.play(message)
     time.sleep(3.5)
     carrier.hangup()
-    box = rig.server.data_dir / "voicemail" / "800"
-    deadline = time.monotonic() + 10.0
-    wavs: list[Path] = []
-    while time.monotonic() < deadline and not wavs:
-        wavs = [p for p in box.rglob("*.wav") if "greeting" not in p.name and "name" not in p.name]
-        time.sleep(0.2)
-    assert len(wavs) == 1, sorted(box.rglob("*"))
+    wavs = rig.messages("800")
+    assert len(wavs) == 1, sorted((rig.server.data_dir / "voicemail" / "800").rglob("*"))
     assert_heard(str(wavs[0]), MEMBER_HZ, 2.0)
     (cdr,) = rig.cdrs(1)
     assert any("voicemail:800" in s for s in cdr["path"]) and any("night/hours:closed" in s or "closed" in s
