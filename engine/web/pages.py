@@ -24,6 +24,7 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from engine.api import routes, sessions
+from engine.model.admin import AdminRights
 from engine.store.admin import AdminStore
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
@@ -63,10 +64,10 @@ def shell(status: str) -> str:
     return _shell_template().replace("{{CONFIG}}", config)
 
 
-def allowed(page: str, permissions: set[str], super_admin: bool) -> bool:
-    """Whether a user with ``permissions`` (or a super admin) may open ``page``."""
+def allowed(page: str, rights: AdminRights) -> bool:
+    """Whether a user with ``rights`` may open ``page`` (the API's own check: ``AdminRights.allows``)."""
     needed = PAGES[page]
-    return needed == OWN_SETTINGS or super_admin or needed in permissions
+    return needed == OWN_SETTINGS or rights.allows(needed)
 
 
 def _html(status: str, code: int) -> Response[str]:
@@ -97,7 +98,7 @@ async def page(request: Request[Any, Any, Any]) -> Response[Any]:
     if principal is None:
         target = "/login" + (f"?next=/{name}" if name else "")
         return Redirect(target, status_code=303, headers={"Cache-Control": "no-store"})
-    if name and not allowed(name, set(principal.rights.listed()), principal.rights.is_super_admin):
+    if name and not allowed(name, principal.rights):
         return _html("forbidden", 403)
     return _html("ok", 200)
 
