@@ -197,8 +197,11 @@ class Server:
         store.on_config_change = wake
         resolved_at = clock.now()
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that lands in the same
+            # loop pass as the wake-up, and the shutdown then waits on this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), CONFIG_POLL_S)
+                async with asyncio.timeout(CONFIG_POLL_S):
+                    await changed.wait()
             changed.clear()
             try:
                 old = config.snapshot

@@ -50,3 +50,36 @@ def test_the_config_loop_swaps_whole_snapshots_while_the_store_changes(tmp_path:
         assert len(seen) > 1  # reloads happened while it was read
     finally:
         store.close()
+
+
+def test_the_config_loop_ends_when_cancelled_just_as_a_change_wakes_it(tmp_path: Path) -> None:
+    """A change that wakes the loop in the same moment as the server's shutdown cancels it must not eat
+    the cancellation (Python 3.11's ``asyncio.wait_for`` returns the inner result and drops the cancel
+    when both land in one loop pass: the loop polled on and the shutdown waited forever). Every
+    interleaving of the wake and the cancel, a few loop passes apart, ends the task."""
+    store = Store.open(tmp_path)
+    try:
+        server = Server(tmp_path, "127.0.0.1", 0)
+
+        async def scenario() -> list[int]:
+            loop = asyncio.get_running_loop()
+            config = CurrentConfig(server.read_config(store))
+            hung: list[int] = []
+            for passes in range(6):
+                reloads = loop.create_task(server._config_loop(config, store, LoopClock(loop)))
+                await asyncio.sleep(0.01)  # the loop now waits for a change
+                assert store.on_config_change is not None
+                store.on_config_change()
+                for _ in range(passes):
+                    await asyncio.sleep(0)
+                reloads.cancel()
+                done, _ = await asyncio.wait({reloads}, timeout=2.0)
+                if not done:
+                    hung.append(passes)
+                    reloads.cancel()
+                    await asyncio.wait({reloads}, timeout=2.0)
+            return hung
+
+        assert asyncio.run(scenario()) == []
+    finally:
+        store.close()

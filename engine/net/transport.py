@@ -237,8 +237,12 @@ class SipTransport:
     async def _connect_and_send(self, host: str, port: int, data: bytes, peer: Peer) -> None:
         loop = asyncio.get_running_loop()
         try:
-            connecting = loop.create_connection(lambda: SipTcpProtocol(self), host.strip("[]"), port)
-            _, proto = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
+            # asyncio.timeout, not wait_for, whose Python 3.11 version can drop the transport's stop-time
+            # cancel when the connection completes in the same loop pass.
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                _, proto = await loop.create_connection(
+                    lambda: SipTcpProtocol(self), host.strip("[]"), port
+                )
         except (TimeoutError, OSError) as exc:
             what = "deliver a response" if data.startswith(b"SIP/2.0 ") else "send a request"
             logger.info("cannot connect to %s:%d to %s: %s", host, port, what, exc or "timed out")
