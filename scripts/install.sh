@@ -3,6 +3,7 @@
 #   a virtualenv in ./.venv, `pip install -e .` (runs from this checkout), then
 #   pbx serve --data-dir ./data --sip 0.0.0.0:5060
 # The data dir is SQLite; on first start the example company (config/example-company.yaml) is imported.
+# The web admin and REST API listen on http://127.0.0.1:8080/; `pbx admin invite` makes the first admin.
 # Stop with Ctrl-C (SIGINT) or SIGTERM.
 #
 # env: SIP (0.0.0.0:5060)  DATA_DIR (./data)  LOG_LEVEL (info)  NO_START=1 (install only)
