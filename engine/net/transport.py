@@ -100,9 +100,15 @@ class SipTransport:
             raise
         bound_port = sock.getsockname()[1]
         self.udp, _ = await loop.create_datagram_endpoint(lambda: SipUdpProtocol(self), sock=sock)
-        self.tcp_server = await loop.create_server(
-            lambda: SipTcpProtocol(self), host, bound_port, reuse_address=True, backlog=1024
-        )
+        try:
+            self.tcp_server = await loop.create_server(
+                lambda: SipTcpProtocol(self), host, bound_port, reuse_address=True, backlog=1024
+            )
+        except OSError:
+            # The port is one for both: without TCP nothing listens, so the UDP socket must not linger.
+            self.udp.close()
+            self.udp = None
+            raise
         logger.info("SIP listening on udp+tcp %s:%d", host, bound_port)
         return host, bound_port
 

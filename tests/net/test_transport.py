@@ -356,3 +356,31 @@ def test_the_answers_to_one_round_of_datagrams_go_out_together_after_it() -> Non
     during, after, errors = asyncio.run(scenario())
     assert during == [] and errors == 1
     assert [parse_message(d).call_id for d in after] == ["one", "two"]
+
+
+def test_a_port_whose_tcp_side_is_taken_is_refused_and_leaves_no_udp_socket() -> None:
+    """``start`` binds UDP, then TCP on the same port: when TCP cannot be bound it raises, and the UDP
+    socket it had bound is closed (the port is free for UDP again; before, it stayed bound until exit)."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(1).randbytes)
+            transport = SipTransport(endpoint, lambda event, now: None, LoopClock(loop))
+            with pytest.raises(OSError):
+                await transport.start("127.0.0.1", port)
+            assert transport.udp is None
+            await asyncio.sleep(0)  # the closed datagram transport lets go of its socket
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                probe.bind(("127.0.0.1", port))  # OSError (address in use) with the leak
+            finally:
+                probe.close()
+        finally:
+            taken.close()
+
+    asyncio.run(scenario())
