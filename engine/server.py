@@ -174,10 +174,11 @@ class Server:
             except Exception:
                 logger.exception("purging expired registrations failed")
 
-    def read_config(self, store: Store) -> EngineConfig:
+    def read_config(self, store: Store, previous: EngineConfig | None = None) -> EngineConfig:
         """The configuration snapshot, read in one store transaction (blocking: the database, the dial-plan
-        compiler, DNS for trunk host names)."""
-        return read_engine_config(store, self.data_dir, ring_timeout=self.ring_timeout)
+        compiler, DNS for trunk host names); ``previous``, the snapshot in force, lends its compiled plan
+        to a re-read at the same version (``build_engine_config``)."""
+        return read_engine_config(store, self.data_dir, ring_timeout=self.ring_timeout, previous=previous)
 
     async def _config_loop(self, config: CurrentConfig, store: Store, clock: Clock) -> None:
         """Swap in a new snapshot when the store's config_version moves (e.g. `pbx user add` while
@@ -209,7 +210,7 @@ class Server:
                 dns_due = bool(old.routing.trunks) and clock.now() - resolved_at >= DNS_REFRESH_S
                 if version == old.version and not dns_due:
                     continue
-                new = await loop.run_in_executor(None, self.read_config, store)
+                new = await loop.run_in_executor(None, self.read_config, store, old)
                 resolved_at = clock.now()
                 config.snapshot = new
                 if new.version != old.version:

@@ -73,33 +73,45 @@ class CurrentConfig:
 
 
 def build_engine_config(stored: StoredConfig, data_dir: Path, *, ring_timeout: float,
-                        addresses: Mapping[str, str]) -> EngineConfig:
+                        addresses: Mapping[str, str], previous: EngineConfig | None = None) -> EngineConfig:
     """The snapshot of ``stored``: its dial plans compiled (sound clips played from ``data_dir``).
+
+    The compiled plan is a function of the stored configuration, so a re-read at the same
+    ``config_version`` (the periodic DNS refresh of trunk host names) takes ``previous``'s plan instead of
+    compiling again: the compiler's warnings and errors are then logged once per configuration change,
+    not once per re-read (the example company's menu warning came back every five minutes).
 
     Args:
         stored: the configuration as one store transaction read it.
         data_dir: the engine's data directory.
         ring_timeout: how long a line rings (``pbx serve --ring-timeout``).
         addresses: the trunks' host names resolved.
+        previous: the snapshot in force, if any.
 
     Returns:
         The new snapshot; its ``plan`` is None (logged) when the dial plans do not compile.
     """
+    if previous is not None and previous.version == stored.version:
+        plan = previous.plan
+    else:
+        plan = compile_plan(stored, data_dir)
     routing = RoutingConfig.build(stored.company, stored.lines, stored.users, stored.numbers, stored.trunks,
                                   ring_timeout=ring_timeout, addresses=addresses,
-                                  plan=compile_plan(stored, data_dir), no_voicemail=stored.no_voicemail,
+                                  plan=plan, no_voicemail=stored.no_voicemail,
                                   voicemail_email=stored.voicemail_email)
     return EngineConfig(stored.version, dict(stored.credentials), routing)
 
 
 def read_engine_config(store: Store, data_dir: Path, *, ring_timeout: float,
-                       resolve: Resolver = resolve_hosts) -> EngineConfig:
-    """Read the configuration in one store transaction and build its snapshot. Blocking (the database,
-    the compiler, DNS): run it in an executor thread once the engine serves.
+                       resolve: Resolver = resolve_hosts,
+                       previous: EngineConfig | None = None) -> EngineConfig:
+    """Read the configuration in one store transaction and build its snapshot (``previous``: the one in
+    force, see ``build_engine_config``). Blocking (the database, the compiler, DNS): run it in an executor
+    thread once the engine serves.
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the store cannot be read.
     """
     stored = store.config_snapshot()
     return build_engine_config(stored, data_dir, ring_timeout=ring_timeout,
-                               addresses=resolve(t.host for t in stored.trunks))
+                               addresses=resolve(t.host for t in stored.trunks), previous=previous)

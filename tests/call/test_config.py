@@ -127,3 +127,35 @@ def test_the_engine_config_of_a_store(tmp_path: Path) -> None:
         assert looked_up == [t.host for t in store.trunks()]
     finally:
         store.close()
+
+
+def test_a_re_read_at_the_same_version_logs_the_plans_warnings_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The server re-reads the configuration every DNS refresh (five minutes) even when nothing changed;
+    the dial plans' warnings are logged once per configuration version, not per re-read (they were logged
+    again at every refresh)."""
+    doc = load_company_file(REPO_ROOT / "config" / "example-company.yaml")
+    menu = doc["dial_plans"][0]["graph"]["nodes"]["menu"]
+    menu["wait_for_extensions"] = False  # option 2 now hides the extensions 2xx: one warning
+    store = Store.open(tmp_path)
+    try:
+        store.import_company(doc)
+
+        def warnings() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "dial plans" in r.getMessage()]
+
+        with caplog.at_level("WARNING", logger="engine.company"):
+            first = read_engine_config(store, tmp_path, ring_timeout=12.0, resolve=lambda hosts: {})
+            assert len(warnings()) == 1 and 'options["2"]' in warnings()[0]
+            again = read_engine_config(store, tmp_path, ring_timeout=12.0, resolve=lambda hosts: {},
+                                       previous=first)
+            assert again.version == first.version and again.plan is first.plan
+            assert len(warnings()) == 1
+            store.add_user("New", "User", None, "260", "pw-12345678")
+            changed = read_engine_config(store, tmp_path, ring_timeout=12.0, resolve=lambda hosts: {},
+                                         previous=again)
+            assert changed.version > first.version and changed.plan is not first.plan
+            assert "260" in changed.credentials
+            assert len(warnings()) == 2  # a change: the warning that still holds is logged again, once
+    finally:
+        store.close()

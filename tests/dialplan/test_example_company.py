@@ -25,7 +25,7 @@ from engine.dialplan.evaluate import (
 from engine.dialplan.plan import CompiledConfig
 from engine.dialplan.schema import OBJECT_KINDS
 from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
-from engine.script import Answer, Answered, Collected, File, Play, Played
+from engine.script import Answer, Answered, Collect, Collected, File, Play, Played
 
 from .helpers import BERLIN
 
@@ -68,8 +68,8 @@ def test_example_compiles_and_declares_every_object_kind() -> None:
     assert set(OBJECT_KINDS) <= set(doc)
     result = compile_config(example_inputs())
     assert result.ok
-    # the one warning is the documented trade-off: option 2 hides extensions 2xx in the menu
-    assert [w.path for w in result.warnings] == ['dial_plans[main].nodes.menu.options["2"]']
+    # no option hides an extension: the menu waits after a 2, which begins the extensions 201-205
+    assert [str(w) for w in result.warnings] == []
     config = compiled()
     entry = config.route(DID)
     assert entry is not None and (entry.kind, entry.name) == ("dial_plan", "main")
@@ -96,6 +96,33 @@ def test_open_hours_menu_option_1_rings_sales() -> None:
         (RingTarget("line", "202"), RingTarget("line", "203")), 30.0
     )
     assert run.resume(RingResult(False), now) == LeaveVoicemail("800", "unavailable")
+
+
+def menu(now: datetime) -> PlanRun:
+    run, first = start(now)
+    assert first == Answer()
+    assert run.resume(Answered(), now) == Play((File("sounds/main-menu.wav"),), barge_in=True)
+    run.resume(Played(), now)
+    return run
+
+
+def test_open_hours_menu_dials_an_extension_beginning_with_option_2() -> None:
+    """The README: "press 2 for support ... or dial an extension" from 500. Option 2 used to win at once,
+    so 202 could not be dialled from the menu."""
+    now = datetime(2026, 3, 11, 10, 0, tzinfo=BERLIN)
+    run = menu(now)
+    assert run.resume(Collected("2", "max"), now) == Collect(1, "", 2.0, 2.0)
+    assert run.resume(Collected("0", "max"), now) == Collect(1, "", 2.0, 2.0)
+    assert run.resume(Collected("2", "max"), now) == Ring((RingTarget("line", "202"),), 20.0)
+
+
+def test_open_hours_menu_a_lone_2_rings_support_after_the_pause() -> None:
+    now = datetime(2026, 3, 11, 10, 0, tzinfo=BERLIN)
+    run = menu(now)
+    assert run.resume(Collected("2", "max"), now) == Collect(1, "", 2.0, 2.0)
+    ring = run.resume(Collected("", "timeout"), now)
+    assert isinstance(ring, Ring)
+    assert ring.targets[0] in (RingTarget("line", "204"), RingTarget("line", "205"))  # support, round robin
 
 
 def test_closed_hours_and_holidays_go_to_the_office_mailbox() -> None:
