@@ -25,6 +25,7 @@ from typing import Any, Final
 from engine.call.app import SipApplication
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
 from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
+from engine.call.fax import FaxService, fax_store_dir
 from engine.call.mwi import MwiService
 from engine.call.shell import FlowShell
 from engine.clock import Clock, LoopClock
@@ -44,6 +45,7 @@ from engine.store import (
 )
 from engine.store.bindings import binding_from_record
 from engine.store.cdrs import CdrWriter
+from engine.store.faxes import FaxStore
 from engine.voicemail.email import SmtpConfig, VoicemailMailer
 from engine.voicemail.store import VoicemailStore
 
@@ -120,8 +122,10 @@ class Server:
                 mwi.set_counts(mailbox, new, old)
             mailer = (VoicemailMailer(self.smtp, zoneinfo.ZoneInfo(company.timezone)) if self.smtp is not None
                       else None)
+            faxes = FaxService(loop, FaxStore.open(fax_store_dir(self.data_dir)), clock.wall, self.smtp,
+                               zoneinfo.ZoneInfo(company.timezone))
             shell = FlowShell(loop, location, calls, voicemail, transport.pump, relay, self.sip_host,
-                              advertised, mwi=mwi, mailer=mailer)
+                              advertised, mwi=mwi, mailer=mailer, fax=faxes)
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
                                  flows=shell.factory, mwi=mwi)
             transport.handler = app.handle

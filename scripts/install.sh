@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install pbx-engine on Debian 12 and start it in the foreground on its embedded default:
+# Install pbx-engine on Debian 12 (apt: libspandsp2, the fax engine) and start it in the foreground on its embedded default:
 #   a virtualenv in ./.venv, `pip install -e .` (runs from this checkout), then
 #   pbx serve --data-dir ./data --sip 0.0.0.0:5060
 # The data dir is SQLite; on first start the example company (config/example-company.yaml) is imported.
@@ -10,6 +10,7 @@
 set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$REPO"
+apt_install libspandsp2  # the fax engine (engine/media/fax.py) loads it through cffi
 ensure_venv
 ensure_build_tools
 say "pip install -e . (into $VENV)"

@@ -9,7 +9,8 @@ the flow with the outcome:
   ``Hangup`` ends the call;
 - dial-plan actions (``engine.dialplan.evaluate``): ``Ring`` becomes a ring round of the ``CallManager``
   (the first answer is bridged and ends the flow; an unanswered round resumes it), ``LeaveVoicemail``
-  switches to the voicemail deposit flow, ``Done`` ends the flow;
+  switches to the voicemail deposit flow, ``ReceiveFax`` runs the fax receiver on the engine's endpoint
+  (``FlowServices.receive_fax``), ``Done`` ends the flow;
 - voicemail effects (``engine.voicemail.flows``): applied by the voicemail service.
 
 The controller is callback-driven, not a coroutine: an action either completes at once (and the loop goes
@@ -34,10 +35,12 @@ from engine.call.routing import MailboxMenu, Planned
 from engine.dialplan.evaluate import Done as PlanDone
 from engine.dialplan.evaluate import (
     Enqueue,
+    FaxResult,
     LeaveVoicemail,
     PlanRun,
     QueueExit,
     QueueResult,
+    ReceiveFax,
     Ring,
     RingResult,
     RingState,
@@ -84,6 +87,16 @@ class MediaPort(Protocol):
     def close(self) -> None: ...
 
 
+class FaxReception(Protocol):
+    """A fax being received on a call (``engine.call.fax``): ``step`` is its outcome for the CDR path
+    ("fax:office:received 2 pages", "fax:office:failed 1 pages: Call dropped"), None while it runs."""
+
+    def step(self) -> str | None: ...
+
+
+FaxReceiver = Callable[[MediaPort, ReceiveFax, Call, Callable[[FaxResult], None]], FaxReception]
+
+
 class Flow(Protocol):
     """A voicemail flow (``DepositFlow``, ``MenuFlow``): ``start()`` then ``resume(outcome)``."""
 
@@ -111,6 +124,8 @@ class FlowServices:
         flush: sends what the SIP endpoint queued (after acting outside a SIP event).
         queues: the call queues (None: a call to a queue takes its exit at once, as if it had no agent).
         hold_stream: the shared hold stream of a clip (None: the system hold music).
+        receive_fax: runs a fax reception for a fax line on the call's endpoint and calls back with its
+            ``FaxResult`` once it is stored (None: fax lines are not available, the reception fails).
     """
 
     manager: CallManager
@@ -123,6 +138,7 @@ class FlowServices:
     flush: Callable[[], None]
     queues: QueueService | None = None
     hold_stream: Callable[[str | None], HoldStream | None] = lambda path: None
+    receive_fax: FaxReceiver | None = None
 
 
 class FlowController:
@@ -150,6 +166,7 @@ class FlowController:
         self._nothing_rang = False  # a Ring found nothing to ring (no registered phone)
         self._steps: list[str] = []
         self.queued: QueueWait | None = None
+        self.fax: FaxReception | None = None
 
     # -- starting ------------------------------------------------------------------------------------
     def begin(self, call: Call) -> None:
@@ -196,7 +213,8 @@ class FlowController:
 
     def path(self) -> tuple[str, ...]:
         steps = self.run.path if self.run is not None else ()
-        return (*steps, *self._steps)
+        fax = None if self.fax is None else self.fax.step()
+        return (*steps, *self._steps) if fax is None else (*steps, *self._steps, fax)
 
     # -- the loop --------------------------------------------------------------------------------------
     def _step(self, outcome: Any) -> None:
@@ -207,7 +225,7 @@ class FlowController:
             if self.flow is not None:
                 action = self.flow.resume(outcome)
             elif self.run is not None:
-                if self.hung_up and not isinstance(outcome, HungUp):
+                if self.hung_up and not isinstance(outcome, HungUp | FaxResult):
                     outcome = HungUp()
                 action = self.run.resume(outcome, self.services.wall())
             else:
@@ -243,6 +261,8 @@ class FlowController:
                 self._ring(call, action)
             elif isinstance(action, Enqueue):
                 self._enqueue(action)
+            elif isinstance(action, ReceiveFax):
+                self._receive_fax(call, action)
             elif isinstance(action, LeaveVoicemail):
                 self._voicemail(call, action)
             elif isinstance(action, PlanDone | VoicemailDone):
@@ -296,6 +316,13 @@ class FlowController:
             self._step(QueueResult("no_agents"))
             return
         QueueWait(self, queues, action)
+
+    def _receive_fax(self, call: Call, action: ReceiveFax) -> None:
+        receive = self.services.receive_fax
+        if receive is None or self.media is None or self.hung_up:
+            self._step(FaxResult(False, 0, "fax reception not available"))
+            return
+        self.fax = receive(self.media, action, call, self._step)
 
     def _voicemail(self, call: Call, action: LeaveVoicemail) -> None:
         self._steps.append(f"voicemail:{action.mailbox}:{action.reason}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.call.b2bua import Call, CallManager, Destination
 from engine.call.config import EngineConfig
+from engine.call.fax import FaxService
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
 from engine.call.mwi import MwiService
 from engine.call.queue import QueueService, line_on_call
@@ -50,7 +51,7 @@ class FlowShell:
     def __init__(self, loop: asyncio.AbstractEventLoop, location: Location, calls: CallManager,
                  voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
                  media_host: str, *, mwi: MwiService | None = None,
-                 mailer: VoicemailMailer | None = None) -> None:
+                 mailer: VoicemailMailer | None = None, fax: FaxService | None = None) -> None:
         self.loop = loop
         self.location = location
         self.voicemail = voicemail
@@ -70,7 +71,8 @@ class FlowShell:
         self.services = FlowServices(
             manager=calls, open_media=self._open_media, run_media=self._run_media,
             destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
-            flush=flush, queues=self.queues, hold_stream=self._hold_stream)
+            flush=flush, queues=self.queues, hold_stream=self._hold_stream,
+            receive_fax=None if fax is None else fax.receive)
         self.factory = FlowFactory(self.services, RingState(), self._menu)
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:

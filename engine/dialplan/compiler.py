@@ -27,6 +27,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.dialplan.errors import CompileIssue, PlanCompileError
+from engine.dialplan.faxline import FAX_LINE_KEYS, read_fax_line
 from engine.dialplan.plan import (
     DEFAULT_AGENT_RING_S,
     DEFAULT_EXTERNAL_RING_S,
@@ -44,6 +45,7 @@ from engine.dialplan.plan import (
     Entry,
     EntryKind,
     ExternalNumberOp,
+    FaxLine,
     GotoPlanOp,
     HangupOp,
     Language,
@@ -57,6 +59,7 @@ from engine.dialplan.plan import (
     Queue,
     QueueOp,
     QueueStrategy,
+    ReceiveFaxOp,
     RingGroup,
     RingGroupOp,
     RingTarget,
@@ -215,7 +218,7 @@ class _Compiler:
         self.queues: dict[str, Queue] = {}
         self.queue_exits: dict[str, tuple[Mapping[str, Any] | None, str]] = {}  # name -> (exit, path)
         self.rooms: set[str] = set()
-        self.fax_lines: set[str] = set()
+        self.fax_lines: dict[str, FaxLine] = {}
         self.plans: dict[str, _PlanInfo] = {}
         self.routes: dict[str, Entry] = {}
         self.extension_owner: dict[str, str] = {}
@@ -416,17 +419,22 @@ class _Compiler:
             queue = self.read_queue(name, raw, path)
             if queue is not None:
                 self.queues[name] = queue
-        for kind, owner, names in (
-            ("conference_rooms", "conference room", self.rooms),
-            ("fax_lines", "fax line", self.fax_lines),
-        ):
-            for name, raw, path in self.object_list(kind):
-                self.check_keys(raw, frozenset({"name", "extension"}), path)
-                names.add(name)
-                ext = self.object_extension(raw, path, f"{owner} {name!r}")
-                if ext is not None:
-                    entry_kind: EntryKind = "conference_room" if kind == "conference_rooms" else "fax_line"
-                    self.routes[ext] = Entry(entry_kind, name, -1)
+        for name, raw, path in self.object_list("conference_rooms"):
+            self.check_keys(raw, frozenset({"name", "extension"}), path)
+            self.rooms.add(name)
+            ext = self.object_extension(raw, path, f"conference room {name!r}")
+            if ext is not None:
+                self.routes[ext] = Entry("conference_room", name, -1)
+        for name, raw, path in self.object_list("fax_lines"):
+            self.check_keys(raw, FAX_LINE_KEYS, path)
+            ext = self.object_extension(raw, path, f"fax line {name!r}")
+            fax_line = read_fax_line(name, raw, path, lambda field, message: self.error(None, None, field,
+                                                                                          message))
+            if fax_line is None:
+                continue
+            self.fax_lines[name] = fax_line
+            if ext is not None:
+                self.routes[ext] = Entry("fax_line", name, -1)
         for name, raw, path in self.object_list("ring_groups"):
             group = self.read_ring_group(name, raw, path)
             if group is not None:
@@ -852,23 +860,25 @@ class _Compiler:
             self.nodes[idx] = Node("@queue", name, QueueOp(self.queues[name], exit_node))
             self.edges[idx] = (exit_node,)
         self.unavailable_nodes: dict[tuple[str, str], int] = {}
-        for kind, names in (
-            ("conference", self.rooms),
-            ("receive_fax", self.fax_lines),
-        ):
-            for name in names:
-                idx = self.new_node()
-                self.nodes[idx] = Node(f"@{kind}", name, UnavailableOp(kind, name))  # type: ignore[arg-type]
-                self.unavailable_nodes[(kind, name)] = idx
+        for name in self.rooms:
+            idx = self.new_node()
+            self.nodes[idx] = Node("@conference", name, UnavailableOp("conference", name))
+            self.unavailable_nodes[("conference", name)] = idx
+        self.fax_nodes: dict[str, int] = {}
+        for name, fax_line in self.fax_lines.items():
+            idx = self.new_node()
+            self.nodes[idx] = Node("@receive_fax", name, ReceiveFaxOp(fax_line))
+            self.fax_nodes[name] = idx
         for ext, entry in list(self.routes.items()):
             if entry.node == -1:  # an object's extension, read before its node existed
                 if entry.kind == "ring_group":
                     node = self.group_nodes.get(entry.name)
                 elif entry.kind == "queue":
                     node = self.queue_nodes.get(entry.name)
+                elif entry.kind == "fax_line":
+                    node = self.fax_nodes.get(entry.name)
                 else:
-                    kind = {"conference_room": "conference", "fax_line": "receive_fax"}[entry.kind]
-                    node = self.unavailable_nodes.get((kind, entry.name))
+                    node = self.unavailable_nodes.get(("conference", entry.name))
                 if node is None:
                     del self.routes[ext]  # the object had errors, already reported
                 else:
@@ -1193,7 +1203,8 @@ class _Compiler:
     def b_receive_fax(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
     ) -> Op | None:
-        return self._unavailable(raw, "fax_line", "receive_fax", self.fax_lines, "fax line", where)
+        name = self.ref(raw, "fax_line", self.fax_lines, "fax line", where)
+        return None if name is None else ReceiveFaxOp(self.fax_lines[name])
 
     def b_detect_fax(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
@@ -1258,7 +1269,7 @@ class _Compiler:
         elif kind == "conference_room":
             found = ("conference_room", self.unavailable_nodes.get(("conference", target)))
         elif kind == "fax_line":
-            found = ("fax_line", self.unavailable_nodes.get(("receive_fax", target)))
+            found = ("fax_line", self.fax_nodes.get(target))
         elif kind == "mailbox":
             name = target
             if target not in self.box_nodes:

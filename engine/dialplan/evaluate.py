@@ -33,6 +33,7 @@ from engine.dialplan.plan import (
     DirectoryEntry,
     Entry,
     ExternalNumberOp,
+    FaxLine,
     GotoPlanOp,
     HangupOp,
     Language,
@@ -43,6 +44,7 @@ from engine.dialplan.plan import (
     PlayClipOp,
     Queue,
     QueueOp,
+    ReceiveFaxOp,
     RingGroup,
     RingGroupOp,
     RingTarget,
@@ -74,10 +76,12 @@ __all__ = [
     "CallFacts",
     "Done",
     "Enqueue",
+    "FaxResult",
     "LeaveVoicemail",
     "Outcome",
     "PlanRun",
     "QueueResult",
+    "ReceiveFax",
     "Ring",
     "RingResult",
     "RingState",
@@ -162,12 +166,30 @@ class QueueResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiveFax:
+    """Receive a fax for ``fax_line`` on the answered call (the engine runs the fax modem on the call's
+    audio and stores what arrives). Outcome: ``FaxResult``."""
+
+    fax_line: FaxLine
+
+
+@dataclass(frozen=True, slots=True)
+class FaxResult:
+    """How a reception ended: ``ok`` (the document arrived whole), the ``pages`` that arrived, and the
+    T.30 result ``text`` ("OK", "Call dropped prematurely", ...)."""
+
+    ok: bool
+    pages: int
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """Terminal: the call is bridged to whoever answered, or the caller has hung up."""
 
 
-Action = MediaAction | Ring | Enqueue | LeaveVoicemail | Done
-Outcome = MediaOutcome | RingResult | QueueResult
+Action = MediaAction | Ring | Enqueue | ReceiveFax | LeaveVoicemail | Done
+Outcome = MediaOutcome | RingResult | QueueResult | FaxResult
 _TERMINAL: Final = (Hangup, LeaveVoicemail, Done)
 _EXPECTED: Final[Mapping[type, type]] = {
     Answer: Answered,
@@ -175,6 +197,7 @@ _EXPECTED: Final[Mapping[type, type]] = {
     Collect: Collected,
     Ring: RingResult,
     Enqueue: QueueResult,
+    ReceiveFax: FaxResult,
 }
 
 
@@ -645,6 +668,18 @@ class PlanRun:
         yield Hangup(503, "Service Unavailable")
         return None
 
+    def _receive_fax(self, node: Node) -> _Step:
+        op = node.op
+        assert isinstance(op, ReceiveFaxOp)
+        yield from self._answer()
+        outcome = yield ReceiveFax(op.fax_line)
+        self._unwaited = 0
+        assert isinstance(outcome, FaxResult)
+        how = "received" if outcome.ok else "failed"
+        self._path.append(f"{node.label}:{how} {outcome.pages} pages")
+        yield Hangup(200, "OK")
+        return None
+
     def _detect_fax(self, node: Node) -> _Step:
         op = node.op
         assert isinstance(op, DetectFaxOp)
@@ -680,6 +715,7 @@ _HANDLERS: Final[Mapping[type, Callable[[PlanRun, Node], _Step]]] = {
     DialByNameOp: PlanRun._dial_by_name,
     QueueOp: PlanRun._queue,
     UnavailableOp: PlanRun._unavailable,
+    ReceiveFaxOp: PlanRun._receive_fax,
     DetectFaxOp: PlanRun._detect_fax,
 }
 """Node handlers by op type, unbound: bound methods kept on the run would make every run a reference cycle."""

@@ -230,11 +230,32 @@ class QueueOp:
 
 @dataclass(frozen=True, slots=True)
 class UnavailableOp:
-    """A conference room or fax line: their runtime is not built yet, so the caller hears
-    "feature-unavailable" and the call ends (never silence)."""
+    """A conference room: its runtime is not built yet, so the caller hears "feature-unavailable" and the
+    call ends (never silence)."""
 
-    kind: Literal["conference", "receive_fax"]
+    kind: Literal["conference"]
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class FaxLine:
+    """A virtual fax line: the engine answers its calls and receives the fax.
+
+    ``station_id`` is the CSI the sender's machine shows (20 characters at most), ``header`` the page
+    header of faxes sent from it, ``email`` the addresses each received fax is mailed to (PDF attached).
+    """
+
+    name: str
+    station_id: str = ""
+    header: str = ""
+    email: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveFaxOp:
+    """Answer and receive a fax for ``fax_line``; the flow ends there (the call ends with the fax)."""
+
+    fax_line: FaxLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +283,7 @@ Op = (
     | DialByNameOp
     | QueueOp
     | UnavailableOp
+    | ReceiveFaxOp
     | DetectFaxOp
 )
 

@@ -42,6 +42,7 @@ from engine.media.dtmf import DtmfReceiver
 from engine.media.g711 import PT_PCMU, G711Codec
 from engine.media.hold import HoldStream
 from engine.media.jitter import JitterBuffer
+from engine.media.playout import AudioTerminal, Playout
 from engine.media.prompts import DEFAULT_LANGUAGE, AudioFileCache, PromptLibrary
 from engine.media.relay import Latch, MediaError, PortAllocator, RelayExhausted, SockAddr
 from engine.media.rtp import RtpPacket, RtpParseError, build_header
@@ -670,6 +671,7 @@ class MediaSession:
         self._digit_waiter: asyncio.Future[bool] | None = None
         self._player: _Player | None = None
         self._recording: _Recording | None = None
+        self._terminal: tuple[AudioTerminal, Playout, asyncio.Future[None]] | None = None
         #: a shared stream sent whenever no prompt plays (queue hold music): a slice per tick, no encode
         self.hold: HoldStream | None = None
         self._busy = False
@@ -789,6 +791,10 @@ class MediaSession:
             _finish(self._recording.done, ("hangup", ""))
         if self._digit_waiter is not None:
             _finish(self._digit_waiter, False)
+        if self._terminal is not None:
+            terminal, _playout, done = self._terminal
+            terminal.hangup()
+            _finish(done, None)
 
     def interrupt(self) -> None:
         """End a running Play or Collect now, as if it had run out (the flow moves on: a queue caller
@@ -847,6 +853,28 @@ class MediaSession:
             self._player = None
             self._recording = None
             self._digit_waiter = None
+
+    async def run_terminal(self, terminal: AudioTerminal) -> None:
+        """Give the call's audio to ``terminal`` (a fax modem) until it is ``finished`` or the caller
+        hangs up (``terminal.hangup()`` is called then): every media clock tick it gets the next received
+        frame through a ``Playout`` (one frame a tick, lost ones as None) and its output is sent.
+
+        Raises:
+            MediaError: another action is running on this session.
+        """
+        if self._busy:
+            raise MediaError("MediaSession.run_terminal: another action is running")
+        if self.hung_up:
+            terminal.hangup()
+            return
+        self._busy = True
+        done: asyncio.Future[None] = self._loop.create_future()
+        self._terminal = (terminal, Playout(), done)
+        try:
+            await done
+        finally:
+            self._busy = False
+            self._terminal = None
 
     async def _run_play(self, play: Play) -> Played:
         if self.hung_up:
@@ -963,6 +991,8 @@ class MediaSession:
             self._tick0 = tick
         player = self._player
         payload = self._silence if self.hold is None else self.hold.frame(self._codec, tick)
+        if self._terminal is not None:
+            payload = self._terminal_tick()
         if player is not None:
             size = self._frame_samples
             position = player.position
@@ -989,6 +1019,17 @@ class MediaSession:
                 _finish(recording.done, ("max", ""))
             elif recording.silence_s > 0 and now - recording.last_voice_at >= recording.silence_s:
                 _finish(recording.done, ("silence", ""))
+
+    def _terminal_tick(self) -> bytes:
+        """The running terminal hears this tick's frame and says the next one."""
+        assert self._terminal is not None
+        terminal, playout, done = self._terminal
+        frame = playout.take()
+        terminal.receive(None if frame is None else self._codec.decode(frame), self._frame_samples)
+        payload = self._codec.encode(terminal.transmit(self._frame_samples))
+        if terminal.finished:
+            _finish(done, None)
+        return payload
 
     def _on_key(self, key: str) -> bool:
         if len(key) != 1 or key not in DTMF_KEYS:
@@ -1029,8 +1070,11 @@ class MediaSession:
                 payload_type = data[1] & 0x7F
                 if payload_type == self._event_pt:
                     self._on_event(data)
-                elif payload_type == self._codec.payload_type and self._recording is not None:
-                    self._on_audio(data)
+                elif payload_type == self._codec.payload_type:
+                    if self._recording is not None:
+                        self._on_audio(data)
+                    elif self._terminal is not None:
+                        self._on_terminal_audio(data)
         except Exception:
             self.errors += 1
             logger.exception("media session RTP callback failed (port %d)", self.local_port)
@@ -1064,6 +1108,16 @@ class MediaSession:
             recording.ssrc = packet.ssrc
         for frame in recording.buffer.put(packet.sequence, packet.payload):
             recording.feed(None if frame is None else decode(frame), now)
+
+    def _on_terminal_audio(self, data: bytes) -> None:
+        assert self._terminal is not None
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpParseError as exc:
+            self.dropped += 1
+            logger.debug("malformed RTP packet on port %d: %s", self.local_port, exc)
+            return
+        self._terminal[1].put(packet.ssrc, packet.sequence, packet.payload)
 
     def _on_rtcp(self) -> None:
         """Read and discard RTCP (the endpoint sends none; see the report in the bench notes)."""

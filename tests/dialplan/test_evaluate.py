@@ -16,14 +16,16 @@ from engine.dialplan.evaluate import (
     CallFacts,
     Done,
     Enqueue,
+    FaxResult,
     LeaveVoicemail,
     PlanRun,
+    ReceiveFax,
     Ring,
     RingResult,
     RingState,
     RingTarget,
 )
-from engine.dialplan.plan import CompiledConfig
+from engine.dialplan.plan import CompiledConfig, FaxLine, ReceiveFaxOp
 from engine.model.entities import PhoneNumber
 from engine.script import (
     Answer,
@@ -485,21 +487,29 @@ def test_dial_by_name_no_match_retries_then_takes_no_match() -> None:
     assert run.path == ("p/a:no_match",)
 
 
-@pytest.mark.parametrize(
-    ("node", "label"),
-    [
-        ({"type": "conference", "room": "board"}, "p/a:unavailable"),
-        ({"type": "receive_fax", "fax_line": "fax"}, "p/a:unavailable"),
-    ],
-)
-def test_features_not_built_yet_announce_and_hang_up(node: dict[str, Any], label: str) -> None:
-    run, first, _ = single({"a": node})
+def test_features_not_built_yet_announce_and_hang_up() -> None:
+    run, first, _ = single({"a": {"type": "conference", "room": "board"}})
     actions = drive(run, first, [Answered(), Played()])
     assert actions == [
         Answer(),
         Play((Sound("feature-unavailable"),), barge_in=False),
         Hangup(503, "Service Unavailable"),
     ]
+    assert run.path == ("p/a:unavailable",)
+
+
+@pytest.mark.parametrize(
+    ("result", "label"),
+    [
+        (FaxResult(True, 2, "OK"), "p/a:received 2 pages"),
+        (FaxResult(False, 1, "dropped"), "p/a:failed 1 pages"),
+    ],
+)
+def test_receive_fax_answers_receives_for_the_line_and_hangs_up(result: FaxResult, label: str) -> None:
+    run, first, config = single({"a": {"type": "receive_fax", "fax_line": "fax"}})
+    actions = drive(run, first, [Answered(), result])
+    assert actions == [Answer(), ReceiveFax(FaxLine("fax")), Hangup(200, "OK")]
+    assert config.nodes[config.routes["402"].node].op == ReceiveFaxOp(FaxLine("fax"))  # its extension
     assert run.path == (label,)
 
 

@@ -16,9 +16,11 @@ from engine.dialplan.evaluate import (
     CallFacts,
     Done,
     Enqueue,
+    FaxResult,
     LeaveVoicemail,
     PlanRun,
     QueueResult,
+    ReceiveFax,
     Ring,
     RingResult,
     RingState,
@@ -152,6 +154,8 @@ def answer_for(action: Any, rng: random.Random) -> Any:
         return Collected(digits, "max" if digits else "timeout")
     if isinstance(action, Enqueue):
         return QueueResult(rng.choice(["answered", "timeout", "key", "full", "no_agents"]))
+    if isinstance(action, ReceiveFax):
+        return FaxResult(rng.random() < 0.5, rng.randrange(3))
     assert isinstance(action, Ring)
     return RingResult(answered=rng.random() < 0.3, busy=rng.random() < 0.3)
 
@@ -180,6 +184,6 @@ def test_random_graphs_compile_to_config_or_errors_and_walk_safely(graph: Any, s
             assert run.finished
             assert not (isinstance(action, Hangup) and action.status == 500)  # the guard never fires
             return
-        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue)
+        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue | ReceiveFax)
         now += timedelta(seconds=rng.randint(0, 30))
         action = run.resume(answer_for(action, rng), now)
