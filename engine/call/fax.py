@@ -29,7 +29,7 @@ from engine.dialplan.plan import FaxLine
 from engine.media.fax import FaxError, FaxOutcome, FaxTerminal, tiff_to_pdf
 from engine.media.io import MediaSession
 from engine.store.faxes import FaxRecord, FaxStore
-from engine.voicemail.email import EmailError, SmtpConfig, send_email
+from engine.voicemail.email import EmailError, SmtpConfig, check_addresses, send_email
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +44,7 @@ def build_fax_email(record: FaxRecord, line: FaxLine, to: str, sender: str, pdf:
     Raises:
         EmailError: ``to`` or ``sender`` is not an address.
     """
-    for field_name, address in (("to", to), ("sender", sender)):
-        if "@" not in address or any(c in address for c in "\r\n"):
-            raise EmailError(field_name, f"not an e-mail address: {address!r}")
+    check_addresses(to=to, sender=sender)
     who = record.remote_id or record.caller or "unknown"
     when = datetime.fromtimestamp(record.received_at, tz)
     msg = EmailMessage()

@@ -1079,12 +1079,18 @@ class MediaSession:
             self.errors += 1
             logger.exception("media session RTP callback failed (port %d)", self.local_port)
 
-    def _on_event(self, data: bytes) -> None:
+    def _parse(self, data: bytes, what: str) -> RtpPacket | None:
+        """The packet, or None (dropped and counted) when it is malformed."""
         try:
-            packet = RtpPacket.parse(data)
+            return RtpPacket.parse(data)
         except RtpParseError as exc:
             self.dropped += 1
-            logger.debug("malformed telephone-event packet on port %d: %s", self.local_port, exc)
+            logger.debug("malformed %s packet on port %d: %s", what, self.local_port, exc)
+            return None
+
+    def _on_event(self, data: bytes) -> None:
+        packet = self._parse(data, "telephone-event")
+        if packet is None:
             return
         key = self._dtmf.feed(packet)
         if key is not None:
@@ -1094,11 +1100,8 @@ class MediaSession:
         recording = self._recording
         if recording is None or recording.done.done():
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpParseError as exc:
-            self.dropped += 1
-            logger.debug("malformed RTP packet on port %d: %s", self.local_port, exc)
+        packet = self._parse(data, "RTP")
+        if packet is None:
             return
         now = self._loop.time()
         decode = self._codec.decode
@@ -1111,13 +1114,9 @@ class MediaSession:
 
     def _on_terminal_audio(self, data: bytes) -> None:
         assert self._terminal is not None
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpParseError as exc:
-            self.dropped += 1
-            logger.debug("malformed RTP packet on port %d: %s", self.local_port, exc)
-            return
-        self._terminal[1].put(packet.ssrc, packet.sequence, packet.payload)
+        packet = self._parse(data, "RTP")
+        if packet is not None:
+            self._terminal[1].put(packet.ssrc, packet.sequence, packet.payload)
 
     def _on_rtcp(self) -> None:
         """Read and discard RTCP (the endpoint sends none; see the report in the bench notes)."""

@@ -46,6 +46,17 @@ def _duration_text(seconds: float) -> str:
     return f"{minutes}:{secs:02d}"
 
 
+def check_addresses(**addresses: str) -> None:
+    """Refuse what is no address before it goes into a header (CR/LF would inject headers).
+
+    Raises:
+        EmailError: the first bad one (``field`` is its keyword: ``to``, ``sender``).
+    """
+    for field_name, address in addresses.items():
+        if "@" not in address or any(c in address for c in "\r\n"):
+            raise EmailError(field_name, f"not an e-mail address: {address!r}")
+
+
 def build_email(
     info: MessageInfo,
     to: str,
@@ -67,9 +78,7 @@ def build_email(
     Raises:
         EmailError: ``to`` or ``sender`` is not an address (CR/LF would inject headers).
     """
-    for field_name, address in (("to", to), ("sender", sender)):
-        if "@" not in address or any(c in address for c in "\r\n"):
-            raise EmailError(field_name, f"not an e-mail address: {address!r}")
+    check_addresses(to=to, sender=sender)
     caller = info.caller or "unknown"
     who = f"{info.caller_name} <{caller}>" if info.caller_name and info.caller_name != caller else caller
     when = info.received_at.astimezone(tz)

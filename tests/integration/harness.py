@@ -346,6 +346,20 @@ class PbxServer:
             pytest.fail(f"`pbx reg list --json` must print a list of objects, got:\n{out}")
         return rows
 
+    def cdrs(self, count: int, timeout: float = 10.0, *, exact: bool = False) -> list[dict[str, Any]]:
+        """The CDRs once there are ``count`` (the writer thread commits them behind the event loop); with
+        ``exact``, more than ``count`` fails."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            out = run_pbx("cdr", "list", "--data-dir", str(self.data_dir), "--json").stdout
+            rows = list(json.loads(out)) if out.strip() else []
+            if len(rows) >= count:
+                assert not exact or len(rows) == count, f"expected {count} CDRs, found {len(rows)}: {rows}"
+                return rows
+            time.sleep(0.2)
+        pytest.fail(f"expected {count} CDRs within {timeout} s, found {rows}\n{self.log_tail()}")
+
     def wait_bindings(
         self, predicate: Callable[[list[dict[str, Any]]], bool], what: str, timeout: float = 10.0
     ) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ range given to the server) as its remote RTP address, never the other phone.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import time
@@ -22,7 +21,7 @@ import pytest
 
 from ..peers.softphone import Event, Softphone
 from .audio import dominant_frequency, signal_seconds, wav_duration, write_tone
-from .harness import PbxServer, PeerProcess, bindings_of, require_module, require_tool, run_pbx
+from .harness import PbxServer, PeerProcess, bindings_of, require_module, require_tool
 
 pytestmark = pytest.mark.integration
 
@@ -114,17 +113,8 @@ class Rig:
         return host == self.server.host and self.rtp[0] <= port <= self.rtp[1]
 
     def cdrs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """The CDRs once there are ``count`` (the writer thread commits them behind the event loop)."""
-        deadline = time.monotonic() + timeout
-        rows: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            out = run_pbx("cdr", "list", "--data-dir", str(self.server.data_dir), "--json").stdout
-            rows = list(json.loads(out)) if out.strip() else []
-            if len(rows) >= count:
-                assert len(rows) == count, f"expected {count} CDRs, found {len(rows)}: {rows}"
-                return rows
-            time.sleep(0.2)
-        pytest.fail(f"expected {count} CDRs within {timeout} s, found {rows}\n{self.server.log_tail()}")
+        """The CDRs once there are exactly ``count`` (``PbxServer.cdrs``)."""
+        return self.server.cdrs(count, timeout, exact=True)
 
     def close_phones(self) -> list[int]:
         return [phone.close() for phone in self.phones]

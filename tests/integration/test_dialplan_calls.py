@@ -23,7 +23,7 @@ import pytest
 
 from ..peers.softphone import Event, Softphone
 from .audio import dominant_frequency, signal_seconds, wav_duration, write_tone
-from .harness import PbxServer, require_module, run_pbx
+from .harness import PbxServer, require_module
 from .test_calls_phones import rtp_range
 
 pytestmark = pytest.mark.integration
@@ -142,15 +142,7 @@ class Rig:
         return f"sip:{did}@{self.registrar}"
 
     def cdrs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        rows: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            out = run_pbx("cdr", "list", "--data-dir", str(self.server.data_dir), "--json").stdout
-            rows = list(json.loads(out)) if out.strip() else []
-            if len(rows) >= count:
-                return rows
-            time.sleep(0.2)
-        pytest.fail(f"expected {count} CDRs within {timeout} s, found {rows}\n{self.server.log_tail()}")
+        return self.server.cdrs(count, timeout)
 
     def messages(self, box: str, timeout: float = 10.0) -> list[Path]:
         """The recorded messages (not greetings or names) in mailbox ``box``, once at least one is there."""

@@ -25,7 +25,7 @@ from PIL import Image, ImageChops, ImageDraw
 from tests.conftest import Inbox
 
 from .faxpeer import FaxPeer
-from .harness import PbxServer, run_pbx
+from .harness import PbxServer
 from .test_calls_phones import rtp_range
 
 pytestmark = pytest.mark.integration
@@ -102,17 +102,6 @@ class FaxRig:
             time.sleep(0.2)
         raise AssertionError(f"{count} fax records expected, log:\n{self.server.log_tail()}")
 
-    def cdrs(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        rows: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            out = run_pbx("cdr", "list", "--data-dir", str(self.server.data_dir), "--json").stdout
-            rows = list(json.loads(out)) if out.strip() else []
-            if len(rows) >= count:
-                return rows
-            time.sleep(0.2)
-        raise AssertionError(f"{count} CDRs expected, got {rows}")
-
     def peer(self, **kwargs: Any) -> FaxPeer:
         return FaxPeer(self.server.addr, station_id=SENDER_ID, **kwargs)
 
@@ -160,7 +149,7 @@ def test_a_two_page_fax_over_g711_arrives_pixel_identical_and_is_mailed_as_pdf(
     assert pdf.startswith(b"%PDF") and pdf == (rig.fax_dir / f"{record['id']}.pdf").read_bytes()
     with pikepdf.open(io.BytesIO(pdf)) as document:
         assert len(document.pages) == PAGES
-    (cdr,) = rig.cdrs(1)
+    (cdr,) = rig.server.cdrs(1, exact=True)
     assert cdr["disposition"] == "answered", cdr
     assert "fax:office:0 OK" in cdr["path"], cdr["path"]
 
@@ -179,6 +168,6 @@ def test_a_sender_hanging_up_in_page_two_leaves_a_failure_record_with_the_first_
     assert record["pdf"] and (rig.fax_dir / f"{record['id']}.pdf").read_bytes().startswith(b"%PDF")
     assert list((rig.fax_dir / "incoming").iterdir()) == []
     assert not [p for p in rig.fax_dir.iterdir() if p.name.endswith(".tmp")]
-    (cdr,) = rig.cdrs(1)
+    (cdr,) = rig.server.cdrs(1, exact=True)
     steps = [step for step in cdr["path"] if step.startswith("fax:office:")]
     assert len(steps) == 1 and not steps[0].startswith("fax:office:0 "), cdr["path"]
