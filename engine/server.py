@@ -25,7 +25,7 @@ from typing import Any, Final
 from engine.call.app import SipApplication
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
 from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
-from engine.call.fax import FaxService, fax_store_dir
+from engine.call.fax import FaxService
 from engine.call.mwi import MwiService
 from engine.call.shell import FlowShell
 from engine.clock import Clock, LoopClock
@@ -45,7 +45,7 @@ from engine.store import (
 )
 from engine.store.bindings import binding_from_record
 from engine.store.cdrs import CdrWriter
-from engine.store.faxes import FaxStore
+from engine.store.faxes import FaxStore, fax_store_dir
 from engine.voicemail.email import SmtpConfig, VoicemailMailer
 from engine.voicemail.store import VoicemailStore
 

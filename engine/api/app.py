@@ -40,6 +40,7 @@ from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from engine.api import routes, sessions
+from engine.api.faxes import FAX_ROUTES
 from engine.api.validation import dialplan_validator
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.model import ModelError
@@ -224,7 +225,7 @@ def create_app(
     """
     admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
-    handlers: list[Any] = [*routes.ROUTES, *sessions.SESSION_ROUTES, health, *pages]
+    handlers: list[Any] = [*routes.ROUTES, *FAX_ROUTES, *sessions.SESSION_ROUTES, health, *pages]
     if provisioning is not None:
         handlers.append(_provisioning_route(provisioning))
     for handler in handlers:

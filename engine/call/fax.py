@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 from typing import Final
 
 from engine.call.b2bua import Call
@@ -191,8 +190,3 @@ class FaxService:
         task = self.loop.create_task(send())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def fax_store_dir(data_dir: Path) -> Path:
-    """Where a data directory keeps its received faxes."""
-    return data_dir / "faxes"

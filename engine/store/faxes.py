@@ -24,6 +24,11 @@ FaxFile = Literal["tiff", "pdf"]
 _ID_RE: Final = re.compile(r"[0-9a-f]{32}")
 
 
+def fax_store_dir(data_dir: Path) -> Path:
+    """Where a data directory keeps its received faxes."""
+    return data_dir / "faxes"
+
+
 class FaxStoreError(Exception):
     """A fax id that is no fax of this store, or a file it does not have (``field`` names which)."""
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from engine.api import routes, sessions
+from engine.api.faxes import FAX_ROUTES
 from engine.model.admin import ADMIN_PERMISSIONS
 from tests.api.conftest import Api
 
@@ -52,9 +53,10 @@ GROUPS: dict[str, tuple[str | None, list[tuple[str, str, Any]]]] = {
             ),
             ("GET", "/api/audit", None),
             ("GET", "/api/company", None),
+            ("DELETE", f"/api/faxes/{'0' * 32}", None),
         ],
     ),
-    "reports": ("view_reports", [("GET", "/api/reports/calls", None)]),
+    "reports": ("view_reports", [("GET", "/api/reports/calls", None), ("GET", "/api/faxes", None)]),
     "invoices": ("view_invoices", [("GET", "/api/invoices", None)]),
     "pay": ("pay_invoices", [("POST", "/api/invoices/1/pay", None)]),
     "me": (None, [("GET", "/api/me", None), ("GET", "/api/tokens", None)]),
@@ -127,7 +129,7 @@ def test_revoked_tokens_stop_working(api: Api, client: httpx.Client, tokens: dic
 
 
 def test_every_route_declares_a_permission() -> None:
-    handlers = [*routes.ROUTES, *sessions.SESSION_ROUTES]
+    handlers = [*routes.ROUTES, *FAX_ROUTES, *sessions.SESSION_ROUTES]
     declared = {h.opt.get("permission") for h in handlers}
     assert declared <= {*ADMIN_PERMISSIONS, routes.AUTHENTICATED, routes.PUBLIC}
     public = [h for h in handlers if h.opt.get("permission") == routes.PUBLIC]
