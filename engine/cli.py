@@ -3,7 +3,7 @@
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
-                 [--smtp HOST:PORT] [--smtp-from ADDRESS]
+                 [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
@@ -141,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long a line rings before the caller gets 480 No Answer (default 30)",
+    )
+    serve.add_argument(
+        "--no-hold-music",
+        dest="hold_music",
+        action="store_false",
+        help="pass a phone's hold (re-INVITE sendonly/inactive) on to the other phone, which then hears "
+        "what the holder sends (usually nothing), instead of answering it and playing the hold music "
+        "to the other phone (the default)",
     )
     serve.add_argument(
         "--advertise",
@@ -378,6 +386,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         rtp_ports=args.rtp_ports,
         ring_timeout=args.ring_timeout,
         advertise=args.advertise,
+        hold_music=args.hold_music,
         smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),
     )
 

@@ -66,6 +66,8 @@ class Server:
     """One engine process: store, SIP transport, application, background upkeep."""
 
     http: tuple[str, int] | None = None  # the admin API + provisioning address (issue 6); None: off
+    #: music on hold for a bridged phone whose peer holds (``--no-hold-music``: the hold is passed on)
+    hold_music: bool = True
     _http: Any = None
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
@@ -126,6 +128,8 @@ class Server:
                                zoneinfo.ZoneInfo(company.timezone))
             shell = FlowShell(loop, location, calls, voicemail, transport.pump, relay, self.sip_host,
                               advertised, mwi=mwi, mailer=mailer, fax=faxes)
+            if self.hold_music:
+                calls.sides.music = shell.music_on_hold
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
                                  flows=shell.factory, mwi=mwi)
             transport.handler = app.handle
@@ -259,13 +263,14 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
-          smtp: SmtpConfig | None = None) -> int:
+          smtp: SmtpConfig | None = None, hold_music: bool = True) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
     server.http = api
     server.smtp = smtp
+    server.hold_music = hold_music
     try:
         import uvloop
     except ImportError:

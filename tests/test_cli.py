@@ -247,6 +247,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "127.0.0.1:2525",
                 "--smtp-from",
                 "pbx@example.com",
+                "--no-hold-music",
             ]
         )
         == 0
@@ -264,6 +265,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "ring_timeout": 12.5,
             "advertise": "192.0.2.10",
             "smtp": SmtpConfig("127.0.0.1", 2525, "pbx@example.com"),
+            "hold_music": False,
         },
         {
             "data_dir": Path("./data"),
@@ -276,6 +278,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "ring_timeout": 30.0,
             "advertise": None,
             "smtp": None,
+            "hold_music": True,
         },
     ]
     for bad in ("SHA-512", "MD5,MD5", ""):

@@ -70,6 +70,7 @@ class Bridging:
             return
         for member in bridge.sides:
             member.bridge = None
+            self.sides.stop_music(member)
             if member.media is not None:
                 member.media.disconnect()
         bridge.sides.clear()

@@ -9,6 +9,14 @@ UPDATE with a new offer to the other side with the SDP rewritten for the media a
 final response), answers a session refresh itself, passes INFO end to end, and refreshes the session when
 the callee made us the refresher. Ending the call is the manager's (``hang_up``); this module calls it when
 a session gives up (no ACK, session expired) or a side hangs up.
+
+Music on hold (issue 19): when a phone holds (a new offer whose audio is sendonly or inactive, RFC 3264
+§8.4) and both legs are anchored on the relay, its re-INVITE is answered here (recvonly or inactive, the
+codec of its choice) instead of being passed on, its relay side is disconnected, and the other leg hears
+the company's hold music out of its own relay port (``music``, a ``RelayMusic`` on the media clock): the
+other phone is not re-INVITEd and keeps its session. The resume (a sendrecv offer) stops the music,
+reconnects the relay and is passed on as any new offer, so both phones agree on the session again; if
+that fails, the holder is still holding (its offer is void) and the music goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from engine.call.anchor import MediaAnchor, sdp_key
+from engine.call.anchor import MediaAnchor, relay_ports, sdp_key
 from engine.call.legs import (
     Call,
     CallState,
@@ -29,6 +37,7 @@ from engine.call.legs import (
     to_tag,
     warning_value,
 )
+from engine.media.io import RelayMusic, RelaySide
 from engine.model.cdr import Disposition
 from engine.sip.dialog import Dialog
 from engine.sip.endpoint import SipEndpoint
@@ -43,7 +52,7 @@ from engine.sip.invite import (
     SessionState,
 )
 from engine.sip.message import Field, Request, Response, make_response
-from engine.sip.sdp import SdpError, SessionDescription, filter_codecs, parse_sdp
+from engine.sip.sdp import SdpError, SessionDescription, answer_audio, filter_codecs, parse_sdp
 from engine.sip.transaction import ClientTransaction, ServerTransaction, TransactionState
 
 logger = logging.getLogger(__name__)
@@ -52,6 +61,16 @@ logger = logging.getLogger(__name__)
 HangUp = Callable[[Call, float, str, Side | None, Disposition], None]
 #: Runs a timer action with the current time (and flushes the transport): (action, its object or None).
 RunTimer = Callable[[Callable[..., None], object], None]
+#: Starts hold music towards a leg: (its call, its relay side, the SDP we last sent it) -> the music, or
+#: None when there is none to play (the leg then hears silence).
+MusicOnHold = Callable[[Call, RelaySide, bytes], RelayMusic | None]
+
+
+def is_hold(offer: SessionDescription) -> bool:
+    """Whether ``offer`` holds the call: it has active audio and none of it would receive from us
+    (sendonly or inactive, RFC 3264 §8.4)."""
+    audio = [m for m in offer.media if m.media == "audio" and m.port != 0]
+    return bool(audio) and all(m.effective_direction(offer) in ("sendonly", "inactive") for m in audio)
 
 
 class InDialog:
@@ -64,6 +83,9 @@ class InDialog:
         self.anchor = anchor
         self._hang_up = hang_up
         self.run_timer = run_timer
+        #: music on hold for a leg whose peer holds (set by the composition root; None: the hold offer is
+        #: passed on to the other phone, which then hears whatever the holder sends, usually nothing)
+        self.music: MusicOnHold | None = None
         self.pending: dict[ClientTransaction, Pending] = {}
         #: INVITE client transactions that got a 2xx, until their Timer M: the dialogs formed from it, so
         #: that a retransmitted 2xx gets our ACK again and a forked second 2xx gets ACK + BYE (RFC 6026).
@@ -234,11 +256,23 @@ class InDialog:
             self._answer_locally(side, req, tx, now)
             return
         other = side.other
-        if other is None or side.held or other.held:
+        resumed = False
+        if other is not None and self._plays_music(side, other):
+            if is_hold(offer):
+                self._hold_with_music(side, other, req, tx, offer, key, now)
+                return
+            if side.holding:
+                self._stop_music(side, other)
+                resumed = True
+        if other is None or side.held or other.held or other.holding:
             # Nobody to pass the offer to: the engine serves the leg (prompts), it waits in no bridge, or
-            # one end is on our hold. Our answer stays our last SDP; the relay port follows the new address.
+            # one end is on hold. Our answer stays our last SDP (a resume while the peer holds gets an
+            # answer of its own); the relay port follows the new address.
             side.remote_sdp = key
             self.anchor.follow(side, offer)
+            if resumed and not self._answer_of_ours(side, offer):
+                self._refuse_offer(side, req, tx, now)
+                return
             self._answer_locally(side, req, tx, now)
             return
         if not (other.session.can_send_invite() if is_invite else other.session.offer is OfferState.STABLE):
@@ -252,6 +286,79 @@ class InDialog:
         other.last_sdp = body
         pending = self._forward(side, req, tx, now, body=body, offer=True)
         pending.previous_sdp, pending.previous_target_sdp = previous, previous_other
+        if resumed:
+            pending.done = lambda status: self._resume_finished(side, status)
+
+    # -- music on hold (see the module docstring) ---------------------------------------------------------
+
+    def _plays_music(self, side: Side, other: Side) -> bool:
+        """Whether a hold from ``side`` is ours to serve: music is configured and both legs are anchored
+        (a released call's RTP flows past us) and neither is on the engine's own hold."""
+        return (self.music is not None and side.media is not None and other.media is not None
+                and not side.held and not other.held)
+
+    def _hold_with_music(self, side: Side, other: Side, req: Request, tx: ServerTransaction,
+                         offer: SessionDescription, key: bytes, now: float) -> None:
+        """``side`` holds: answer it here, cut its relay side off, and play music to ``other``."""
+        if not self._answer_of_ours(side, offer):
+            self._refuse_offer(side, req, tx, now)
+            return
+        side.remote_sdp = key
+        self.anchor.follow(side, offer)
+        if not side.holding:
+            side.holding = True
+            assert side.media is not None and other.media is not None and self.music is not None
+            side.media.disconnect()
+            if other.music is None:
+                other.music = self.music(other.call, other.media, other.last_sdp)
+        self._answer_locally(side, req, tx, now)
+
+    def _answer_of_ours(self, side: Side, offer: SessionDescription) -> bool:
+        """Make ``side.last_sdp`` our answer to its ``offer`` (one G.711 codec, the direction answering
+        its own, RFC 3264 §6.1), on its relay port. False when the offer has no codec we carry."""
+        answer = answer_audio(offer)
+        if answer is None or side.media is None:
+            return False
+        side.last_sdp = side.rewriter.rewrite(answer.sdp, self.anchor.media_host,
+                                              relay_ports(answer.sdp, side.media.port))
+        return True
+
+    def _refuse_offer(self, side: Side, req: Request, tx: ServerTransaction, now: float) -> None:
+        resp = make_response(req, 488, to_tag=side.dialog.local_tag)
+        resp.fields.append(Field("warning", warning_value("no G.711 audio in the offer")))
+        respond(self.endpoint, tx, resp, now)
+        self._refused(side, req.method, offer=True)
+
+    def _stop_music(self, side: Side, other: Side) -> None:
+        """``side`` no longer holds: ``other``'s music stops and the relay joins them again (unless
+        ``other`` holds too)."""
+        side.holding = False
+        if other.music is not None:
+            other.music.stop()
+            other.music = None
+        if not other.holding and side.media is not None and other.media is not None:
+            side.media.connect(other.media)
+
+    def _resume_finished(self, side: Side, status: int) -> None:
+        """The resume passed on failed: ``side``'s offer is void, so it still holds (music again)."""
+        other = side.other
+        if 200 <= status < 300 or side.ended or other is None or other.ended or side.holding:
+            return
+        if not self._plays_music(side, other):
+            return
+        assert side.media is not None and other.media is not None and self.music is not None
+        side.holding = True
+        side.media.disconnect()
+        if other.music is None:
+            other.music = self.music(other.call, other.media, other.last_sdp)
+
+    @staticmethod
+    def stop_music(side: Side) -> None:
+        """The leg leaves its bridge or ends: no more hold music to it, and its own hold is over."""
+        side.holding = False
+        if side.music is not None:
+            side.music.stop()
+            side.music = None
 
     @staticmethod
     def _refused(side: Side, method: str, *, offer: bool) -> None:
@@ -495,6 +602,10 @@ class InDialog:
         if side.ended:
             return
         side.ended = True
+        self.stop_music(side)
+        other = side.other
+        if other is not None:
+            self.stop_music(other)
         if side.timer is not None:
             side.timer.cancel()
         side.timer = side.timer_at = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from engine.call.fork import LegState
-from engine.media.io import RelaySession, RelaySide
+from engine.media.io import RelayMusic, RelaySession, RelaySide
 from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
 from engine.sip.dialog import Dialog
 from engine.sip.endpoint import SipEndpoint
@@ -163,6 +163,9 @@ class Side:
     refresh_method: str = ""  # UPDATE or INVITE: how we refresh the session when we are the refresher
     bridge: Bridge | None = None
     held: bool = False  # we put this leg on hold (engine.call.bridging): its media is not relayed
+    #: this leg's phone holds the call (its offer was sendonly or inactive): its peer hears hold music
+    holding: bool = False
+    music: RelayMusic | None = None  # the hold music this leg hears while its peer holds
     ended: bool = False  # its dialog is over (BYE sent or received): the leg is gone
 
     @property

@@ -26,13 +26,14 @@ from engine.call.routing import MailboxMenu, Router
 from engine.dialplan.evaluate import RingState
 from engine.dialplan.plan import RingTarget
 from engine.media import prompts
+from engine.media.g711 import PT_PCMA, PT_PCMU
 from engine.media.hold import HoldStream, default_music
-from engine.media.io import MediaClock, MediaSession, RtpRelay
+from engine.media.io import MediaClock, MediaSession, RelayMusic, RelaySide, RtpRelay
 from engine.media.prompts import AudioFileCache, PromptError, PromptLibrary
 from engine.media.relay import RelayExhausted
 from engine.script import Collected, Play, Played, Record, Recorded
 from engine.sip.registrar import Location
-from engine.sip.sdp import SessionDescription, answer_audio
+from engine.sip.sdp import SdpError, SessionDescription, answer_audio, parse_sdp
 from engine.voicemail.email import EmailError, VoicemailMailer
 from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
 from engine.voicemail.model import DepositReason, MessageInfo
@@ -104,6 +105,23 @@ class FlowShell:
                     logger.warning("hold music %s: %s; playing the system music", path, exc)
             stream = self._hold_streams[path] = HoldStream(samples)
         return stream
+
+    def music_on_hold(self, call: Call, side: RelaySide, sdp: bytes) -> RelayMusic | None:
+        """Hold music for a bridged leg whose peer holds (``InDialog.music``): the company's hold stream,
+        the one queues play, in the G.711 codec of the SDP we last sent that leg; None when it has none."""
+        try:
+            offer = parse_sdp(sdp)
+        except SdpError:
+            return None
+        audio = next((m for m in offer.media if m.media == "audio" and m.port != 0), None)
+        codec = next((int(pt) for pt in audio.formats if pt in (str(PT_PCMU), str(PT_PCMA))), None) \
+            if audio is not None else None
+        if codec is None:
+            return None
+        stream = self._hold_stream(None)
+        if stream is None:
+            return None
+        return RelayMusic(side, stream, codec, self.media_clock)
 
     def _run_media(self, port: MediaPort, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
         assert isinstance(port, MediaSession)

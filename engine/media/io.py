@@ -31,7 +31,7 @@ import random
 import socket
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -165,6 +165,21 @@ class RelaySide:
         """Stop relaying to and from this side (its packets are received and dropped); idempotent."""
         self._rtp.unpair()
         self._rtcp.unpair()
+
+    def send_rtp(self, data: bytes) -> bool:
+        """Send one RTP packet of the engine's own (music on hold) out of this side's RTP socket to its
+        peer, as a relayed packet would leave. False when there is nowhere to send yet or the send failed
+        (the packet is lost and counted as dropped)."""
+        rtp = self._rtp
+        destination = rtp.latch.latched or rtp.latch.signalled
+        if destination is None:
+            return False
+        try:
+            rtp.sock.sendto(data, destination)
+        except OSError:
+            rtp.stats.dropped += 1
+            return False
+        return True
 
     @property
     def connected_to(self) -> RelaySide | None:
@@ -444,6 +459,15 @@ DIGIT_BUFFER_MAX: Final = 64
 SAMPLE_RATE_HZ: Final = 8000
 
 
+class ClockedSender(Protocol):
+    """What the media clock drives: a ``MediaSession`` or a ``RelayMusic``, sending one frame a tick."""
+
+    @property
+    def local_port(self) -> int: ...
+
+    def _tick(self, tick: int, now: float) -> None: ...
+
+
 class MediaClock:
     """The media clock of one event loop: every ``ptime_ms`` at absolute deadlines, each registered session
     sends one frame. Late by up to ``MAX_LATE_TICKS`` ticks, the missed ticks run at once (the phone's
@@ -463,7 +487,7 @@ class MediaClock:
         self.loop = loop
         self.ptime_ms = ptime_ms
         self.ptime_s = ptime_ms / 1000.0
-        self._sessions: dict[MediaSession, None] = {}  # insertion-ordered set
+        self._sessions: dict[ClockedSender, None] = {}  # insertion-ordered set
         self._handle: asyncio.TimerHandle | None = None
         self._start = 0.0
         self._next = 0
@@ -479,14 +503,14 @@ class MediaClock:
     def session_count(self) -> int:
         return len(self._sessions)
 
-    def add(self, session: MediaSession) -> None:
+    def add(self, session: ClockedSender) -> None:
         self._sessions[session] = None
         if self._handle is None:
             self._start = self.loop.time()
             self._next = 0
             self._handle = self.loop.call_at(self._start, self._on_tick)
 
-    def discard(self, session: MediaSession) -> None:
+    def discard(self, session: ClockedSender) -> None:
         self._sessions.pop(session, None)
         if not self._sessions and self._handle is not None:
             self._handle.cancel()
@@ -1128,3 +1152,62 @@ class MediaSession:
                 sock.recvfrom(MAX_DATAGRAM_BYTES)
             except OSError:  # BlockingIOError (drained) included
                 break
+
+
+class RelayMusic:
+    """Music on hold for a bridged leg: a shared ``HoldStream`` sent out of the leg's relay side to its phone,
+    one frame per media clock tick, while the leg's bridge peer holds the call (``engine.call.indialog``).
+
+    The phone keeps the address and port it talks to: the packets leave from its relay side's socket (the
+    side is disconnected from its peer meanwhile), under an SSRC of our own, so the phone's jitter buffer
+    sees a new source start (marker bit) and, on resume, the peer's stream again. The frames are slices of
+    the stream's one encoding: a held call costs a header and a ``sendto`` per tick.
+
+    Attributes:
+        packets_sent: RTP packets sent.
+    """
+
+    __slots__ = ("_clock", "_codec", "_marker", "_seq", "_side", "_ssrc", "_stream", "_tick0", "_ts_base",
+                 "packets_sent", "stopped")
+
+    def __init__(self, side: RelaySide, stream: HoldStream, payload_type: int, clock: MediaClock,
+                 rng: random.Random | None = None) -> None:
+        """Start sending at the clock's next tick.
+
+        Raises:
+            G711Error: ``payload_type`` is not 0 (PCMU) or 8 (PCMA).
+        """
+        rng = rng if rng is not None else random.Random()
+        self._side = side
+        self._stream = stream
+        self._codec = G711Codec(payload_type)
+        self._clock = clock
+        self._ssrc = rng.getrandbits(32)
+        self._seq = rng.getrandbits(16)
+        self._ts_base = rng.getrandbits(32)
+        self._tick0: int | None = None
+        self._marker = True
+        self.packets_sent = 0
+        self.stopped = False
+        clock.add(self)
+
+    @property
+    def local_port(self) -> int:
+        return self._side.port
+
+    def stop(self) -> None:
+        """Stop sending (idempotent)."""
+        if not self.stopped:
+            self.stopped = True
+            self._clock.discard(self)
+
+    def _tick(self, tick: int, now: float) -> None:
+        if self._tick0 is None:
+            self._tick0 = tick
+        payload = self._stream.frame(self._codec, tick)
+        timestamp = self._ts_base + (tick - self._tick0) * len(payload)
+        header = build_header(self._codec.payload_type, self._seq, timestamp, self._ssrc, self._marker)
+        if self._side.send_rtp(header + payload):
+            self._marker = False
+            self._seq = (self._seq + 1) & 0xFFFF
+            self.packets_sent += 1

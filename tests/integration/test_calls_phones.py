@@ -337,7 +337,14 @@ def test_unknown_extension_gives_404(rig: Rig) -> None:
 
 
 # -- 4. hold and resume ---------------------------------------------------------------------------------
-def test_hold_and_resume_pass_end_to_end(rig: Rig, tone: Path) -> None:
+#: the system hold music (engine.media.hold.default_music): a 440 Hz and a 660 Hz note
+HOLD_MUSIC_HZ = (440.0, 660.0)
+
+
+def test_hold_plays_music_to_the_other_phone_and_resume_reconnects_them(rig: Rig, tone: Path) -> None:
+    """A holds (re-INVITE sendonly): the engine answers it (recvonly) and B, whose session is left alone,
+    hears the hold music from the engine; A resumes: the offer
+    goes through to B and B hears A's tone again (issue 19, music on hold)."""
     b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
     a = rig.phone("a", "201")
     answered_call(rig, a, b, "202")
@@ -347,15 +354,22 @@ def test_hold_and_resume_pass_end_to_end(rig: Rig, tone: Path) -> None:
     a.hold()
     held = media(a, "hold")
     assert held["dir"] == "sendonly", held
-    remote_hold = media(b, "remote_hold")
-    assert remote_hold["dir"] in ("recvonly", "inactive"), remote_hold
+    time.sleep(0.5)
+    b.record(rig.tmp / "b-on-hold.wav")
+    time.sleep(2.5)
+    on_hold = str(b.stop_record()["path"])
+    heard = dominant_frequency(on_hold)
+    assert min(abs(heard - hz) for hz in HOLD_MUSIC_HZ) <= TONE_TOLERANCE_HZ, f"B heard {heard:.0f} Hz"
+    assert signal_seconds(on_hold) >= 1.0, on_hold
+    assert not any(e.get("state") == "remote_hold" for e in b.events if e.get("ev") == "media_state")
+
     a.unhold()
     resumed_a, resumed_b = media(a), media(b)
     assert resumed_a["dir"] == resumed_b["dir"] == "sendrecv", (resumed_a, resumed_b)
     assert rig.is_relay(resumed_a["remote_rtp"]) and rig.is_relay(resumed_b["remote_rtp"])
 
-    heard = record_tone(rig, a, b, tone, "b-after-resume")
-    assert_tone(heard, min_signal_s=1.5)
+    heard_after = record_tone(rig, a, b, tone, "b-after-resume")
+    assert_tone(heard_after, min_signal_s=1.5)
     b.hangup()
     a.wait_state("DISCONNECTED")
     b.wait_state("DISCONNECTED")

@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
-from engine.media.io import RtpRelay
+from engine.media.g711 import PT_PCMA
+from engine.media.hold import HoldStream, default_music
+from engine.media.io import MediaClock, RelayMusic, RtpRelay
 from engine.media.relay import RelayExhausted
+from engine.media.rtp import RtpPacket
 
 HOST = "127.0.0.1"
 RTP = b"\x80\x00\x00\x01" + b"\x00" * 8 + b"\xff" * 160  # 172 bytes: 20 ms of G.711
@@ -331,5 +334,45 @@ def test_a_side_is_re_pointed_at_a_side_of_another_session_and_disconnected(run:
             with pytest.raises(ValueError):
                 one.a.connect(one.a)
             one.close()
+
+    run(scenario)
+
+
+def test_relay_music_sends_the_hold_stream_out_of_a_side_to_its_phone_until_stopped(run: Any) -> None:
+    """Music on hold for a bridged leg (issue 19): the frames of the shared hold stream leave from the
+    side's own port (the one the phone knows) under our own SSRC, the first with the marker bit, in
+    sequence, one per media clock tick; the held peer's packets are not relayed meanwhile; stop() ends it."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        relay = RtpRelay(HOST, *free_range(2))
+        clock = MediaClock(loop)
+        stream = HoldStream(default_music())
+        with phones(2) as (alice, bob):
+            session = relay.open_session()
+            session.a.set_remote(HOST, alice.port)
+            session.b.set_remote(HOST, bob.port)
+            session.b.disconnect()  # bob holds
+            music = RelayMusic(session.a, stream, PT_PCMA, clock, random.Random(1))
+            bob.send(session.b.port, b"held bob")
+            packets = [await alice.recv() for _ in range(5)]
+            assert {addr for _, addr in packets} == {(HOST, session.a.port)}
+            parsed = [RtpPacket.parse(data) for data, _ in packets]
+            assert [p.payload_type for p in parsed] == [PT_PCMA] * 5
+            assert parsed[0].marker and not any(p.marker for p in parsed[1:])
+            assert [(p.sequence - parsed[0].sequence) & 0xFFFF for p in parsed] == [0, 1, 2, 3, 4]
+            assert [p.timestamp - parsed[0].timestamp for p in parsed] == [0, 160, 320, 480, 640]
+            assert len({p.ssrc for p in parsed}) == 1
+            assert all(len(p.payload) == 160 for p in parsed)
+            assert b"held bob" not in [data for data, _ in packets]
+            music.stop()
+            music.stop()
+            assert clock.session_count == 0
+            await asyncio.sleep(0.05)
+            while not await alice.silent(0.05):  # frames already in flight
+                pass
+            assert await alice.silent(0.1)
+            assert music.packets_sent >= 5
+            session.close()
 
     run(scenario)
