@@ -3,8 +3,8 @@ it answers the engine's BYE) with its own RTP socket, running a spandsp fax send
 
 It plays a carrier's caller: bound on 127.0.0.2 (the test company's trunk source), it calls a DID and
 sends a TIFF. Its RTP is paced by absolute 20 ms deadlines in a thread; ``loss`` drops that share of the
-packets in each direction (what it sends, and what it receives before the modem hears it), at random from
-a seeded generator; ``hangup_after_pages`` sends BYE a little after that many pages were confirmed.
+packets it sends (towards the engine) and ``loss_in`` of those it receives (default the same), at random
+from a seeded generator; ``hangup_after_pages`` sends BYE a little after that many pages were confirmed.
 
 Why the modem is the engine's thin spandsp binding (``engine.media.fax.FaxTerminal``) and not a second
 one: the binding is declarations, not logic; what the tests compare is the bitmaps decoded from the files
@@ -73,12 +73,13 @@ class FaxPeer:
     """See the module docstring. ``send(did, tiff)`` runs one fax call to the end (blocking)."""
 
     def __init__(self, server: tuple[str, int], *, host: str = "127.0.0.2",
-                 station_id: str = "+49 89 555 0100", loss: float = 0.0, seed: int = 14,
-                 hangup_after_pages: int | None = None) -> None:
+                 station_id: str = "+49 89 555 0100", loss: float = 0.0, loss_in: float | None = None,
+                 seed: int = 14, hangup_after_pages: int | None = None) -> None:
         self.server = server
         self.host = host
         self.station_id = station_id
         self.loss = loss
+        self.loss_in = loss if loss_in is None else loss_in
         self.rng = random.Random(seed)
         self.hangup_after_pages = hangup_after_pages
         # the modem belongs to the media thread; the SIP side reads these (pages confirmed, phase E)
@@ -208,7 +209,7 @@ class FaxPeer:
                     if len(data) < 12 or data[1] & 0x7F != 0:
                         continue
                     result.packets_received += 1
-                    if self.rng.random() < self.loss:
+                    if self.rng.random() < self.loss_in:
                         result.dropped += 1
                         terminal.receive(None, FRAME)
                     else:

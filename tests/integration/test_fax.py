@@ -154,6 +154,18 @@ def test_a_two_page_fax_over_g711_arrives_pixel_identical_and_is_mailed_as_pdf(
     assert "fax:office:0 OK" in cdr["path"], cdr["path"]
 
 
+def test_with_one_percent_of_the_packets_to_the_engine_lost_the_fax_completes(
+    rig: FaxRig, tmp_path: Path
+) -> None:
+    sent = make_pages(tmp_path / "send.tif")
+    call = rig.peer(loss=0.01, loss_in=0.0, seed=1401).send(DID, str(tmp_path / "send.tif"))
+    assert call.dropped > 0, call  # the loss happened
+    assert call.outcome is not None and call.outcome.ok, call.outcome
+    (record,) = rig.records(1)
+    assert record["ok"] and record["pages"] == PAGES and record["ecm"], record
+    assert_same_pages(sent, tiff_pages((rig.fax_dir / f"{record['id']}.tif").read_bytes()))
+
+
 def test_a_sender_hanging_up_in_page_two_leaves_a_failure_record_with_the_first_page(
     rig: FaxRig, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 import pikepdf
 import pytest
 from PIL import Image, ImageChops, ImageDraw
@@ -62,6 +63,33 @@ def test_two_pages_over_pcmu_arrive_pixel_identical_and_convert_to_a_two_page_pd
         assert ImageChops.difference(a, b).getbbox() is None
     with pikepdf.open(io.BytesIO(tiff_to_pdf((tmp_path / "rx.tif").read_bytes()))) as pdf:
         assert len(pdf.pages) == 2
+
+
+def test_one_percent_loss_towards_the_receiver_is_concealed_and_ecm_repairs_the_rest(tmp_path: Path) -> None:
+    """1 % of the sender's frames lost at random (a fixed pattern): the receiver conceals them by
+    repetition and ECM retransmits what they broke; both pages arrive whole. (With silence in place of
+    the lost frames this pattern fails.)"""
+    two_pages(tmp_path / "tx.tif")
+    tx = FaxTerminal(calling=True, station_id="1", tx_path=str(tmp_path / "tx.tif"))
+    rx = FaxTerminal(calling=False, station_id="2", rx_path=str(tmp_path / "rx.tif"))
+    rng = np.random.default_rng(0)
+    lost = 0
+    for _ in range(180 * 50):
+        if tx.finished and rx.finished:
+            break
+        a, b = tx.transmit(), rx.transmit()
+        if rng.random() < 0.01:
+            lost += 1
+            rx.receive(None)
+        else:
+            rx.receive(ulaw_decode(ulaw_encode(a)))
+        tx.receive(ulaw_decode(ulaw_encode(b)))
+    assert lost >= 5
+    assert rx.result is not None and rx.result.ok and rx.result.pages == 2, rx.result
+    rx.close()
+    tx.close()
+    for a, b in zip(pages_of(tmp_path / "tx.tif"), pages_of(tmp_path / "rx.tif"), strict=True):
+        assert ImageChops.difference(a, b).getbbox() is None
 
 
 def test_a_terminal_hung_up_before_the_end_reports_the_call_dropped(tmp_path: Path) -> None:
