@@ -12,6 +12,9 @@ Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx admin token create --data-dir DIR --email E [--json]
   pbx admin invite --data-dir DIR --email E [--url URL]
   pbx --version
+Every command that takes --data-dir also takes --db URL (``postgresql://user@host/db``): the configuration,
+registrations and CDRs then live in that database (the same schema and migrations as the default SQLite
+file), while media files (sound clips, voicemail, faxes) stay in the data directory.
 
 Exit status: 0 on success, 2 on invalid input (the message names the field, e.g.
 ``extension: 201 is already in use``), 1 when the data directory or database cannot be used.
@@ -84,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
             default=Path(DEFAULT_DATA_DIR),
             metavar="DIR",
             help=f"the data directory holding pbx.sqlite3 (default {DEFAULT_DATA_DIR}; created when missing)",
+        )
+        p.add_argument(
+            "--db",
+            metavar="URL",
+            default=None,
+            help="a database instead of DATA_DIR/pbx.sqlite3, e.g. postgresql://pbx@db.example/pbx "
+            "(media files stay in the data directory)",
         )
 
     def json_arg(p: argparse.ArgumentParser) -> None:
@@ -378,6 +388,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     sip_host, sip_port = args.sip
     return serve(
         data_dir=Path(args.data_dir),
+        db_url=args.db,
         sip_host=sip_host,
         sip_port=sip_port,
         api=args.api,
@@ -395,7 +406,7 @@ def _cmd_user_add(args: argparse.Namespace) -> int:
     permissions = None
     if args.dial_permissions is not None:
         permissions = [p.strip() for p in args.dial_permissions.split(",") if p.strip()]
-    store = Store.open(args.data_dir)
+    store = Store.open(args.data_dir, args.db)
     try:
         user, line, password = store.add_user(
             args.first, args.last, args.email, args.extension, args.sip_password, dial_permissions=permissions
@@ -449,7 +460,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     for issue in checked.warnings:
         _err(f"pbx import: warning: {issue}")
     install_sound_clips(doc, Path(args.file).parent, Path(args.data_dir))
-    store = Store.open(args.data_dir)
+    store = Store.open(args.data_dir, args.db)
     try:
         summary = store.import_company(doc)
     finally:
@@ -478,7 +489,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_reg_list(args: argparse.Namespace) -> int:
-    store = Store.open(args.data_dir)
+    store = Store.open(args.data_dir, args.db)
     try:
         records = store.list_bindings()
     finally:
@@ -516,7 +527,7 @@ def _bootstrap(args: argparse.Namespace, web: bool) -> tuple[Any, str]:
     """The super admin with ``--email`` and a secret for them: an API token, or (``web``) an invitation."""
     from engine.store.admin import AdminStore
 
-    store = Store.open(args.data_dir)
+    store = Store.open(args.data_dir, args.db)
     try:
         admin = AdminStore(store)
         return admin.bootstrap_web_admin(args.email) if web else admin.bootstrap_admin(args.email)
@@ -544,7 +555,7 @@ def _cmd_admin_invite(args: argparse.Namespace) -> int:
 
 
 def _cmd_cdr_list(args: argparse.Namespace) -> int:
-    store = Store.open(args.data_dir)
+    store = Store.open(args.data_dir, args.db)
     try:
         records = store.list_cdrs(args.limit)
         timezone = store.company().timezone
@@ -594,7 +605,7 @@ def _cmd_voicemail_greeting_set(args: argparse.Namespace) -> int:
         wav = convert_to_8k_mono16(data)
     except WavError as exc:
         raise ModelError("file", f"{args.file}: not a WAV file we can read ({exc})") from None
-    store = Store.open(args.data_dir)
+    store = Store.open(args.data_dir, args.db)
     try:
         extensions = {line.extension for line in store.lines()}
     finally:

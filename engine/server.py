@@ -46,6 +46,7 @@ from engine.store import (
 from engine.store.bindings import binding_from_record
 from engine.store.cdrs import CdrWriter
 from engine.store.faxes import FaxStore, fax_store_dir
+from engine.store.notify import ConfigListener
 from engine.voicemail.email import SmtpConfig, VoicemailMailer
 from engine.voicemail.store import VoicemailStore
 
@@ -59,6 +60,7 @@ DEFAULT_DIGEST_ALGORITHMS: Final = ("MD5",)
 PURGE_INTERVAL_S: Final = 10.0
 DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
+CONFIG_SAFETY_POLL_S: Final = 30.0  # on PostgreSQL, where NOTIFY wakes the config loop (engine.store.notify)
 DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
 
 
@@ -68,6 +70,8 @@ class Server:
     http: tuple[str, int] | None = None  # the admin API + provisioning address (issue 6); None: off
     #: music on hold for a bridged phone whose peer holds (``--no-hold-music``: the hold is passed on)
     hold_music: bool = True
+    db_url: str | None = None  # ``--db``: the store's database (None: DATA_DIR/pbx.sqlite3)
+    config_listener: ConfigListener | None = None  # PostgreSQL's config change channel, while serving
     _http: Any = None
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
@@ -89,7 +93,7 @@ class Server:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         clock = LoopClock(loop)
-        store = Store.open(self.data_dir)
+        store = Store.open(self.data_dir, self.db_url)
         try:
             if store.is_empty():
                 example = default_company_file()
@@ -198,18 +202,30 @@ class Server:
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
 
-        # A change made in this process (the admin API) wakes the loop at once; other processes' changes
-        # (pbx import, pbx user add) are seen at the next poll.
+        # A change made in this process (the admin API) wakes the loop at once; on PostgreSQL so do other
+        # processes' changes (pbx user add, other nodes), through LISTEN/NOTIFY, and the poll is only a
+        # safety net; on SQLite they are seen at the next poll.
         def wake() -> None:
             loop.call_soon_threadsafe(changed.set)
 
         store.on_config_change = wake
+        listener = self.config_listener = store.listen_config(wake)
+        poll_s = CONFIG_POLL_S if listener is None else CONFIG_SAFETY_POLL_S
+        try:
+            await self._reload_on_change(config, store, clock, changed, poll_s)
+        finally:
+            if listener is not None:
+                listener.stop()
+
+    async def _reload_on_change(self, config: CurrentConfig, store: Store, clock: Clock,
+                                changed: asyncio.Event, poll_s: float) -> None:
+        loop = asyncio.get_running_loop()
         resolved_at = clock.now()
         while True:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that lands in the same
             # loop pass as the wake-up, and the shutdown then waits on this loop forever.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CONFIG_POLL_S):
+                async with asyncio.timeout(poll_s):
                     await changed.wait()
             changed.clear()
             try:
@@ -260,6 +276,7 @@ def tune_gc() -> None:
 
 
 def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | None = None,
+          db_url: str | None = None,
           log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
@@ -269,6 +286,7 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
     server.http = api
+    server.db_url = db_url
     server.smtp = smtp
     server.hold_music = hold_music
     try:

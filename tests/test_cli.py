@@ -229,6 +229,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "serve",
                 "--data-dir",
                 "/tmp/x",
+                "--db",
+                "postgresql://pbx@db.example/pbx",
                 "--sip",
                 "127.0.0.1:5070",
                 "--api",
@@ -256,6 +258,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
     assert calls == [
         {
             "data_dir": Path("/tmp/x"),
+            "db_url": "postgresql://pbx@db.example/pbx",
             "sip_host": "127.0.0.1",
             "sip_port": 5070,
             "api": ("::1", 8080),
@@ -269,6 +272,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
         },
         {
             "data_dir": Path("./data"),
+            "db_url": None,
             "sip_host": "0.0.0.0",
             "sip_port": 5060,
             "api": ("127.0.0.1", 8080),  # --http's default (issue 6)
@@ -431,3 +435,12 @@ def test_cdr_list_table_json_and_limit(tmp_path: Path) -> None:
     assert inbound["duration"] == 754.0
     for bad in ("0", "-1", "x"):
         assert pbx("cdr", "list", "--data-dir", str(data), "--limit", bad).returncode == 2
+
+
+def test_a_db_url_that_is_not_one_fails_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--db`` with a URL SQLAlchemy has no dialect for: exit 1, a line naming the problem, no traceback."""
+    assert main(["reg", "list", "--data-dir", str(tmp_path), "--db", "nosuchdb://x/y"]) == 1
+    err = capsys.readouterr().err
+    assert "not a database URL" in err and "Traceback" not in err

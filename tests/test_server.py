@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+import engine.server
 from engine.call.config import CurrentConfig
 from engine.clock import LoopClock
 from engine.server import Server
 from engine.store import Store
+from tests.store.conftest import db_url
+
+__all__ = ["db_url"]
 
 USERS = 20
 
@@ -83,3 +89,43 @@ def test_the_config_loop_ends_when_cancelled_just_as_a_change_wakes_it(tmp_path:
         assert asyncio.run(scenario()) == []
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_on_postgresql_another_process_change_reloads_at_once(
+    tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: a second store (another process, another node) adds a user; the serving engine's config
+    loop is woken by NOTIFY and swaps in the new snapshot, although both polls are set to an hour here (no
+    poll can be what reloaded it)."""
+    monkeypatch.setattr(engine.server, "CONFIG_POLL_S", 3600.0)
+    monkeypatch.setattr(engine.server, "CONFIG_SAFETY_POLL_S", 3600.0)
+    store = Store.open(tmp_path, db_url)
+    other = Store.open(tmp_path, db_url)
+    try:
+        store.add_user("A", "One", None, "200", "pw-12345678")
+        server = Server(tmp_path, "127.0.0.1", 0)
+
+        async def scenario() -> int:
+            loop = asyncio.get_running_loop()
+            config = CurrentConfig(server.read_config(store))
+            reloads = loop.create_task(server._config_loop(config, store, LoopClock(loop)))
+            while server.config_listener is None:  # the loop has started ...
+                await asyncio.sleep(0.01)
+            listening = server.config_listener.listening  # ... and the listener has LISTENed
+            assert await loop.run_in_executor(None, listening.wait, 10.0)
+            await asyncio.sleep(0.1)  # the reload of the listener's first wake-up is done (or harmless)
+            await loop.run_in_executor(None, other.add_user, "B", "Two", None, "201", "pw-12345678")
+            try:
+                async with asyncio.timeout(10.0):
+                    while "201" not in config.snapshot.credentials:
+                        await asyncio.sleep(0.01)
+            finally:
+                reloads.cancel()
+                await asyncio.gather(reloads, return_exceptions=True)
+            return config.snapshot.version
+
+        assert asyncio.run(scenario()) == other.config_version()
+    finally:
+        store.close()
+        other.close()

@@ -59,7 +59,9 @@ from engine.sip.auth import Credentials, compute_ha1
 from engine.store import schema
 from engine.store.bindings import BindingRecord
 from engine.store.cdrs import cdr_from_row, cdr_row
+from engine.store.errors import StoreError
 from engine.store.migrate import migrate
+from engine.store.notify import ConfigListener, notify_config_change
 
 DB_FILE: Final = "pbx.sqlite3"
 SOUNDS_DIR: Final = "sounds"
@@ -178,6 +180,15 @@ class Store:
             engine.dispose()
             raise
         return store
+
+    def listen_config(self, on_change: Callable[[], None]) -> ConfigListener | None:
+        """Call ``on_change`` (in a thread of its own) whenever any process commits a configuration change,
+        through PostgreSQL LISTEN/NOTIFY; None on SQLite, which has no such channel (the caller polls)."""
+        if self._sqlite:
+            return None
+        listener = ConfigListener(self.engine, on_change)
+        listener.start()
+        return listener
 
     def close(self) -> None:
         """Release every database connection."""
@@ -555,6 +566,8 @@ class Store:
         cv = schema.config_version
         conn.info[_BUMPED] = True
         conn.execute(sa.update(cv).where(cv.c.id == 1).values(version=cv.c.version + 1))
+        if conn.dialect.name == "postgresql":
+            notify_config_change(conn)  # other processes' config loops wake on commit (engine.store.notify)
         return int(conn.execute(sa.select(cv.c.version).where(cv.c.id == 1)).scalar_one())
 
     @staticmethod
@@ -709,11 +722,26 @@ def _binding(r: sa.Row[Any]) -> BindingRecord:
 
 
 def _create_engine(url: str) -> sa.Engine:
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(normalize_url(url))
+    except ModuleNotFoundError as exc:
+        raise StoreError(f"the database driver {exc.name} is not installed (PostgreSQL: pip install "
+                         "'pbx-engine[postgresql]')") from exc
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"not a database URL: {exc}") from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def normalize_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` (libpq's spellings, as operators write them) mean psycopg 3,
+    the driver this engine is tested with; SQLAlchemy would pick psycopg2 for a bare ``postgresql://``."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:

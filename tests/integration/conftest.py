@@ -1,9 +1,10 @@
 """Fixtures that run a real ``pbx serve`` on 127.0.0.1 and real peers against it.
 
-``pbx_factory(users=..., preload=True)`` imports a test company (``pbx import``) into a fresh data dir,
-starts the server on a free UDP+TCP port, waits until it answers OPTIONS and returns a ``PbxServer``
-(host, port, data_dir, log_path, restart(), reg_list()). At teardown every server is SIGTERMed and must exit
-0 within the deadline with no Traceback in its log. ``peers`` starts peer processes and always stops them.
+``pbx_factory(users=..., preload=True, db=None)`` imports a test company (``pbx import``) into a fresh
+data dir, starts the server on a free UDP+TCP port, waits until it answers OPTIONS and returns a
+``PbxServer`` (host, port, data_dir, log_path, restart(), reg_list()); ``db`` puts the store in that
+database (``--db``). At teardown every server is SIGTERMed and must exit 0 within the deadline with no
+Traceback in its log. ``peers`` starts peer processes and always stops them.
 """
 
 from __future__ import annotations
@@ -30,11 +31,14 @@ def pbx_factory(tmp_path: Path) -> Iterator[ServerFactory]:
         name: str = "pbx",
         extra_args: Sequence[str] = (),
         company_file: Path | None = None,
+        db: str | None = None,
     ) -> PbxServer:
         data_dir = tmp_path / f"{name}-data"
+        db_args = [] if db is None else ["--db", db]
+        extra_args = [*db_args, *extra_args]
         if preload:
             company = company_file or write_company_file(tmp_path / f"{name}-company.yaml", users)
-            run_pbx("import", str(company), "--data-dir", str(data_dir))
+            run_pbx("import", str(company), "--data-dir", str(data_dir), *db_args)
         else:
             data_dir.mkdir()
         server = PbxServer(data_dir, tmp_path / f"{name}.log", log_level=log_level, extra_args=extra_args)

@@ -223,6 +223,16 @@ class PbxServer:
             *self.extra_args,
         ]
 
+    def db_args(self) -> list[str]:
+        """``--db URL`` when the server runs on a database of its own (the CLI must read the same one)."""
+        args = list(self.extra_args)
+        for i, arg in enumerate(args):
+            if arg == "--db" and i + 1 < len(args):
+                return ["--db", args[i + 1]]
+            if arg.startswith("--db="):
+                return [arg]
+        return []
+
     def log_text(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")
@@ -337,7 +347,7 @@ class PbxServer:
 
     # -- state as the CLI reports it -------------------------------------------------------------
     def reg_list(self) -> list[dict[str, Any]]:
-        out = run_pbx("reg", "list", "--data-dir", str(self.data_dir), "--json").stdout
+        out = run_pbx("reg", "list", "--data-dir", str(self.data_dir), *self.db_args(), "--json").stdout
         try:
             rows = json.loads(out)
         except json.JSONDecodeError as exc:
@@ -352,7 +362,7 @@ class PbxServer:
         deadline = time.monotonic() + timeout
         rows: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
-            out = run_pbx("cdr", "list", "--data-dir", str(self.data_dir), "--json").stdout
+            out = run_pbx("cdr", "list", "--data-dir", str(self.data_dir), *self.db_args(), "--json").stdout
             rows = list(json.loads(out)) if out.strip() else []
             if len(rows) >= count:
                 assert not exact or len(rows) == count, f"expected {count} CDRs, found {len(rows)}: {rows}"
