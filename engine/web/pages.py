@@ -34,6 +34,7 @@ PAGES: Final[dict[str, str]] = {
     "users": routes.CONFIGURE,
     "numbers": routes.CONFIGURE,
     "ring-groups": routes.CONFIGURE,
+    "queues": routes.CONFIGURE,
     "locations": routes.CONFIGURE,
     "reports": routes.REPORTS,
     "billing": routes.INVOICES,

@@ -44,22 +44,37 @@ export function clearErrors(form) {
   form.querySelector(".form-notice")?.remove();
 }
 
-// Show an API error on its field (the closest field named by a prefix of the path), else above the form.
-export function showError(form, error) {
-  const path = error.field || "";
-  const parts = path.split(".");
+// The form field an API error path names: a routing object's errors come from the dial-plan compiler as
+// "<kind>[<name>].<field>[<i>].<sub>"; the object prefix and list indexes are dropped ("members.line").
+function fieldPath(path) {
+  return path.replace(/^[a-z_]+\[[^\]]*\]\./, "").replace(/\[\d+\]/g, "");
+}
+
+// Show one error on its field (the closest field named by a prefix of its path); false if none matches.
+function showOn(form, path, message) {
+  const parts = fieldPath(path).split(".");
   for (let n = parts.length; n > 0; n--) {
     const slot = form.querySelector(`[data-error-for="${CSS.escape(parts.slice(0, n).join("."))}"]`);
     if (slot) {
       // The API's message names the field ("email: ..."); next to the field that is said already.
-      const prefix = `${error.field}: `;
-      slot.textContent = error.detail.startsWith(prefix) ? error.detail.slice(prefix.length) : error.detail;
+      const prefix = `${path}: `;
+      const text = message.startsWith(prefix) ? message.slice(prefix.length) : message;
+      slot.textContent = slot.textContent ? `${slot.textContent}; ${text}` : text;
       slot.closest(".field")?.classList.add("invalid");
-      slot.closest(".field")?.querySelector("input, select")?.focus();
-      return;
+      return true;
     }
   }
-  form.prepend(notice("error", t("error.generic", { detail: error.detail }), "form-notice"));
+  return false;
+}
+
+// Show an API error next to its fields (every issue of a 422 that lists several), else above the form.
+export function showError(form, error) {
+  const issues = (error.errors || []).filter((i) => i.path && i.message);
+  const shown = issues.length
+    ? issues.map((i) => showOn(form, i.path, i.message)).every(Boolean)
+    : Boolean(error.field) && showOn(form, error.field, error.detail);
+  form.querySelector(".field.invalid input, .field.invalid select")?.focus();
+  if (!shown) form.prepend(notice("error", t("error.generic", { detail: error.detail }), "form-notice"));
 }
 
 export function notice(kind, text, extraClass = "") {
