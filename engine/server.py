@@ -31,6 +31,7 @@ from engine.call.shell import FlowShell
 from engine.clock import Clock, LoopClock
 from engine.company import install_sound_clips
 from engine.media.io import RtpRelay
+from engine.metrics import CallOutcomes, EngineParts
 from engine.net.address import advertised_address
 from engine.net.transport import SipTransport
 from engine.sip.auth import DigestAuthenticator
@@ -113,6 +114,7 @@ class Server:
             writer.start()
             cdr_writer = CdrWriter(store)
             cdr_writer.start()
+            outcomes = CallOutcomes()
             advertised = self.advertise or advertised_address(self.sip_host)
             endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port))
             transport = SipTransport(endpoint, _not_wired, clock)
@@ -120,7 +122,8 @@ class Server:
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
                                        rng=random.SystemRandom())
             relay = RtpRelay(self.sip_host, *self.rtp_ports, loop=loop)
-            calls = CallManager(endpoint, loop, transport.pump, relay, advertised, cdr_writer.write, clock)
+            calls = CallManager(endpoint, loop, transport.pump, relay, advertised,
+                                outcomes.counting(cdr_writer.write), clock)
             uri_host = f"[{advertised}]" if ":" in advertised else advertised  # an IPv6 literal in a URI
             mwi = MwiService(endpoint, location, company.sip_realm, f"sip:mwi@{uri_host}:{self.sip_port}")
             voicemail = VoicemailStore.open(self.data_dir, autocreate=config.has_mailbox)
@@ -147,7 +150,9 @@ class Server:
                 self._spawn(self._purge_loop(app))
                 transport.watch(mwi)  # one timer at the next subscription expiry, re-armed as it moves
                 self._spawn(self._config_loop(config, store, clock))
-                self._http = await start_http(store, self.http, advertised, port) if self.http else None
+                parts = EngineParts(location, calls, endpoint, transport, relay, outcomes)
+                self._http = (await start_http(store, self.http, advertised, port, parts) if self.http
+                              else None)
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
                 await self._stop.wait()
                 logger.info("shutting down")
@@ -249,15 +254,19 @@ def _not_wired(event: Event, now: float) -> None:
     starts)."""
 
 
-async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int) -> Any:
-    """The admin REST API, desk-phone provisioning (issue 6) and the web admin (issue 15, at ``/``) on
-    ``address``, in this loop; None when the address cannot be bound (logged: SIP keeps serving)."""
+async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int,
+                     metrics: EngineParts | None = None) -> Any:
+    """The admin REST API, desk-phone provisioning (issue 6), the web admin (issue 15, at ``/``) and
+    ``metrics``' Prometheus ``/metrics`` (issue 17) on ``address``, in this loop; None when the address
+    cannot be bound (logged: SIP keeps serving)."""
     from engine.api.app import create_app, serve_api
+    from engine.metrics import metrics_route
     from engine.provisioning import ProvisioningService
     from engine.web.pages import WEB_ROUTES
 
     app = create_app(
-        store, provisioning=ProvisioningService(store, sip_server, sip_port), pages=WEB_ROUTES
+        store, provisioning=ProvisioningService(store, sip_server, sip_port),
+        pages=[*WEB_ROUTES, *([] if metrics is None else [metrics_route(metrics)])],
     )
     try:
         return await serve_api(app, *address)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Final, Protocol, cast
 
 from engine.clock import Clock
+from engine.net.traffic import count_message
 from engine.sip.endpoint import SipEndpoint
 from engine.sip.errors import SipParseError
 from engine.sip.events import Event
@@ -73,6 +74,9 @@ class SipTransport:
         self.tcp_server: asyncio.Server | None = None
         self.connections: dict[tuple[str, int], SipTcpProtocol] = {}
         self.internal_errors = 0
+        #: messages received and sent, by method or response class (engine.net.traffic; read by /metrics)
+        self.received: dict[bytes, int] = {}
+        self.sent: dict[bytes, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -145,6 +149,7 @@ class SipTransport:
         """
         now = self.clock.now()
         endpoint = self.endpoint
+        count_message(self.received, data)
         try:
             endpoint.receive_datagram(data, peer, now)
             self._drain(now)
@@ -205,7 +210,9 @@ class SipTransport:
         if not out:
             return
         udp = self.udp
+        sent = self.sent
         for data, peer in out:
+            count_message(sent, data)
             if peer.transport == "UDP":
                 if udp is not None:
                     udp.sendto(data, (peer.host, peer.port))

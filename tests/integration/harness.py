@@ -522,3 +522,18 @@ class PeerProcess:
             if ev is not None:
                 self.events.append(ev)
         return int(self.proc.returncode)
+
+
+def wait_http(url: str, timeout: float = 15.0) -> None:
+    """Until ``url`` answers at all (``pbx serve`` binds HTTP after SIP, so OPTIONS can answer first)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError as exc:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"{url} did not answer within {timeout} s: {exc}")
+            time.sleep(0.1)

@@ -17,7 +17,16 @@ from engine.server import CONFIG_SAFETY_POLL_S
 from engine.store import DB_FILE
 from tests.store.conftest import db_url
 
-from .harness import SCENARIO_DIR, SMALL_USERS, PbxServer, bindings_of, free_port, require_tool, run_pbx
+from .harness import (
+    SCENARIO_DIR,
+    SMALL_USERS,
+    PbxServer,
+    bindings_of,
+    free_port,
+    require_tool,
+    run_pbx,
+    wait_http,
+)
 from .test_sipp import write_injection_file
 
 __all__ = ["db_url"]
@@ -71,6 +80,7 @@ def test_serve_on_postgresql_registers_reloads_and_restarts(
     token = run_pbx(
         "admin", "token", "create", "--data-dir", str(data_dir), *db, "--email", "ops@pbx.test"
     ).stdout.strip()
+    wait_http(f"http://127.0.0.1:{http_port}/api/health")
     with httpx.Client(
         base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": f"Bearer {token}"}, timeout=10
     ) as api:
