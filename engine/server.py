@@ -134,7 +134,7 @@ class Server:
             faxes = FaxService(loop, FaxStore.open(fax_store_dir(self.data_dir)), clock.wall, self.smtp,
                                zoneinfo.ZoneInfo(company.timezone))
             shell = FlowShell(loop, location, calls, voicemail, transport.pump, relay, self.sip_host,
-                              advertised, mwi=mwi, mailer=mailer, fax=faxes)
+                              advertised, mwi=mwi, mailer=mailer, fax=faxes, config=config)
             if self.hold_music:
                 calls.sides.music = shell.music_on_hold
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,

@@ -651,7 +651,8 @@ def delete_location(admin: Admin, principal: Auth, location_id: Id) -> None:
 def company(admin: Admin, principal: Auth) -> s.CompanyOut:
     c = admin.store.company()
     return s.CompanyOut(
-        c.name, c.sip_realm, c.timezone, c.country, c.first_extension, admin.store.config_version()
+        c.name, c.sip_realm, c.timezone, c.country, c.first_extension, admin.store.config_version(),
+        c.hold_clip,
     )
 
 

@@ -413,6 +413,7 @@ class CompanyOut(msgspec.Struct):
     country: str
     first_extension: int
     config_version: int
+    hold_clip: str | None = None  # the sound clip callers hear on hold (None: the system music)
 
 
 # -- conversions ---------------------------------------------------------------------------------------------

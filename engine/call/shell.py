@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.call.b2bua import Call, CallManager, Destination
-from engine.call.config import EngineConfig
+from engine.call.config import CurrentConfig, EngineConfig
 from engine.call.fax import FaxService
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
 from engine.call.mwi import MwiService
@@ -52,8 +52,11 @@ class FlowShell:
     def __init__(self, loop: asyncio.AbstractEventLoop, location: Location, calls: CallManager,
                  voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
                  media_host: str, *, mwi: MwiService | None = None,
-                 mailer: VoicemailMailer | None = None, fax: FaxService | None = None) -> None:
+                 mailer: VoicemailMailer | None = None, fax: FaxService | None = None,
+                 config: CurrentConfig | None = None) -> None:
         self.loop = loop
+        #: the configuration in force: the company's hold clip for music on hold
+        self.config = config
         self.location = location
         self.voicemail = voicemail
         self.relay = relay
@@ -107,8 +110,9 @@ class FlowShell:
         return stream
 
     def music_on_hold(self, call: Call, side: RelaySide, sdp: bytes) -> RelayMusic | None:
-        """Hold music for a bridged leg whose peer holds (``InDialog.music``): the company's hold stream,
-        the one queues play, in the G.711 codec of the SDP we last sent that leg; None when it has none."""
+        """Hold music for a bridged leg whose peer holds (``InDialog.music``): the stream of the company's
+        hold clip in force (the one queues without a clip play), in the G.711 codec of the SDP we last sent
+        that leg; None when it has none."""
         try:
             offer = parse_sdp(sdp)
         except SdpError:
@@ -118,7 +122,8 @@ class FlowShell:
             if audio is not None else None
         if codec is None:
             return None
-        stream = self._hold_stream(None)
+        plan = self.config.snapshot.plan if self.config is not None else None
+        stream = self._hold_stream(plan.hold_clip if plan is not None else None)
         if stream is None:
             return None
         return RelayMusic(side, stream, codec, self.media_clock)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, time
 from types import MappingProxyType
 from typing import Any, Final
@@ -244,6 +244,7 @@ class _Compiler:
                 line.extension, f"line {line.extension}", f"lines[{line.extension}].extension"
             )
         self.read_objects()
+        hold_clip = self.company_hold_clip()
         self.read_plans()
         self.add_synthetic_entries()
         self.compile_plans()
@@ -271,8 +272,24 @@ class _Compiler:
             extension_prefixes=prefixes,
             directory=self.build_directory(),
             default_language=self.default_language(),
+            hold_clip=hold_clip,
         )
         return CompileResult(config, (), tuple(self.warnings))
+
+    def company_hold_clip(self) -> str | None:
+        """The file of the company's hold clip (``company.hold_clip`` must name a sound clip), which the
+        queues without a hold clip of their own take too: one hold music, set in one place."""
+        name = self.inputs.company.hold_clip
+        if name is None:
+            return None
+        file = self.clips.get(name)
+        if file is None:
+            self.error(None, None, "company.hold_clip", f"no sound clip named {name!r}")
+            return None
+        for queue_name, queue in self.queues.items():
+            if queue.hold_clip is None:
+                self.queues[queue_name] = replace(queue, hold_clip=file)
+        return file
 
     def default_language(self) -> Language:
         if self.inputs.default_language is not None:

@@ -338,6 +338,9 @@ class CompiledConfig:
     extension_prefixes: frozenset[str]
     directory: Mapping[str, tuple[DirectoryEntry, ...]]
     default_language: Language
+    #: the company's hold clip (a sound clip file; None: the system music): a phone's hold, and the hold
+    #: music of every queue without a clip of its own (the compiler fills those in)
+    hold_clip: str | None = None
 
     def route(self, number_or_extension: str) -> Entry | None:
         """The entry for an E.164 number (``+4930...``) or an extension, or None if nothing has it.

@@ -32,7 +32,8 @@ _TOP_KEYS: Final = frozenset(
     {"version", "company", "users", "numbers", "dial_plans", "trunks", *rules.ROUTING_OBJECT_KINDS}
 )
 _COMPANY_KEYS: Final = frozenset(
-    {"name", "sip_realm", "timezone", "country", "first_extension", "area_code", "media_release_networks"}
+    {"name", "sip_realm", "timezone", "country", "first_extension", "area_code", "media_release_networks",
+     "hold_clip"}
 )
 _USER_KEYS: Final = frozenset(
     {
@@ -180,6 +181,8 @@ def _company(value: object) -> Company:
         media_release_networks=rules.check_networks(
             raw.get("media_release_networks"), "company.media_release_networks"
         ),
+        hold_clip=None if raw.get("hold_clip") is None
+        else rules.check_text(raw.get("hold_clip"), "company.hold_clip"),
     )
 
 

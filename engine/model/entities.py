@@ -35,6 +35,8 @@ class Company:
     ``media_release_networks`` are networks (normalised CIDR strings) inside which two phones may send
     RTP to each other directly when both ends of a call are in the same one (the classic PBX "media
     release"); empty, the default, means the engine always anchors media, which also works across NAT.
+    ``hold_clip`` names the sound clip callers hear on hold: a phone's hold and queues without a clip of
+    their own (None: the system hold music).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Company:
     first_extension: int = DEFAULT_FIRST_EXTENSION
     area_code: str | None = None
     media_release_networks: tuple[str, ...] = ()
+    hold_clip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

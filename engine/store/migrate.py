@@ -25,6 +25,7 @@ History:
   5  web login (issue 6): users.web_password_hash and the web_sessions table (v4 kept the password hash
      in registration_token_hash behind a "pw:" mark and sessions in api_tokens behind "session:": both
      are moved, the marks go).
+  6  music on hold (issue 19): company.hold_clip, the sound clip callers hear on hold.
 """
 
 from __future__ import annotations
@@ -281,10 +282,16 @@ def _v4_to_v5(conn: sa.Connection) -> None:
 
 _V2_DEFAULT_DIAL_PERMISSIONS: Final = '["internal", "local", "national", "mobile"]'
 
+def _v5_to_v6(conn: sa.Connection) -> None:
+    """The company's hold clip (issue 19)."""
+    conn.execute(sa.text("ALTER TABLE company ADD COLUMN hold_clip TEXT"))
+
+
 UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
+    5: _v5_to_v6,
 }
 """``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

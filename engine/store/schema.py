@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 
 DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
@@ -50,6 +50,7 @@ company = sa.Table(
     sa.Column("first_extension", sa.Integer, nullable=False),
     sa.Column("area_code", sa.Text, nullable=True),  # v2
     sa.Column("media_release_networks", sa.Text, nullable=False, server_default="[]"),  # v2, JSON
+    sa.Column("hold_clip", sa.Text, nullable=True),  # v6: the sound clip callers hear on hold
 )
 
 users = sa.Table(

@@ -583,6 +583,7 @@ class Store:
             row.first_extension,
             row.area_code,
             tuple(json.loads(row.media_release_networks)),
+            row.hold_clip,
         )
 
 
@@ -600,6 +601,7 @@ def _company_row(company: Company) -> dict[str, Any]:
         "first_extension": company.first_extension,
         "area_code": company.area_code,
         "media_release_networks": json.dumps(list(company.media_release_networks)),
+        "hold_clip": company.hold_clip,
     }
 
 

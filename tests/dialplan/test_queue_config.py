@@ -4,6 +4,7 @@ to a node, and the evaluator's Enqueue action and its exits."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import pytest
@@ -12,7 +13,16 @@ from engine.dialplan.evaluate import Done, Enqueue, LeaveVoicemail, QueueResult,
 from engine.dialplan.plan import Queue, QueueOp, RingTarget, VoicemailOp
 from engine.script import Answer, Answered, Collected, Played
 
-from .helpers import BASE_OBJECTS, OPEN_TIME, compile_errors, compile_ok, drive, main_graph, start_run
+from .helpers import (
+    BASE_OBJECTS,
+    COMPANY,
+    OPEN_TIME,
+    compile_errors,
+    compile_ok,
+    drive,
+    main_graph,
+    start_run,
+)
 
 SUPPORT: dict[str, Any] = {
     "name": "support",
@@ -162,3 +172,24 @@ def test_a_plan_queue_node_exits_to_its_output() -> None:
     assert run.resume(Collected("4", "max"), OPEN_TIME) == Enqueue(config.queues["support"])
     assert run.resume(QueueResult("key"), OPEN_TIME) == Ring((RingTarget("line", "206"),), 20.0)
     assert run.path[-1] == "main/q:exit key"
+
+
+def test_the_company_hold_clip_is_the_hold_music_of_queues_without_their_own() -> None:
+    """issue 19: one hold clip for the company (a phone's hold and every queue without a clip)."""
+    own = {**SUPPORT, "hold_clip": "closed"}
+    plain = {k: v for k, v in SUPPORT.items() if k != "hold_clip"} | {"name": "plain", "extension": "411"}
+    company = dataclasses.replace(COMPANY, hold_clip="main-menu")
+    config = compile_ok(objects=queues(own, plain), company=company)
+    assert config.hold_clip == "/data/clips/main-menu.wav"
+    assert config.queues["support"].hold_clip == "/data/clips/closed.wav"  # its own wins
+    assert config.queues["plain"].hold_clip == "/data/clips/main-menu.wav"
+    nodes = [n.op for n in config.nodes if isinstance(n.op, QueueOp) and n.op.queue.name == "plain"]
+    assert nodes and all(op.queue.hold_clip == "/data/clips/main-menu.wav" for op in nodes)
+    without = compile_ok(objects=queues(plain))
+    assert without.hold_clip is None and without.queues["plain"].hold_clip is None  # the system music
+
+
+def test_a_company_hold_clip_that_is_no_sound_clip_is_an_error_naming_the_field() -> None:
+    result = compile_errors(company=dataclasses.replace(COMPANY, hold_clip="jazz"))
+    errors = [(e.path, e.message) for e in result.errors]
+    assert errors == [("company.hold_clip", "no sound clip named 'jazz'")]

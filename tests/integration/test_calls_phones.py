@@ -47,8 +47,11 @@ def line_name(ext: str) -> str:
     return " ".join(LINES[ext])
 
 
-def company_yaml(*, media_release: bool) -> str:
+def company_yaml(*, media_release: bool, hold_clip: Path | None = None) -> str:
     release = '\n  media_release_networks: ["127.0.0.0/8"]' if media_release else ""
+    if hold_clip is not None:
+        release += "\n  hold_clip: hold"
+    clips = "" if hold_clip is None else f"sound_clips:\n  - {{name: hold, file: {hold_clip}}}\n"
     users = "\n".join(
         f'  - {{first_name: {first}, last_name: {last}, extension: "{ext}", sip_password: {password(ext)}, '
         "voicemail: false}"  # busy and no answer must reach the caller here (voicemail: test_voicemail.py)
@@ -62,7 +65,7 @@ company:
   area_code: "30"{release}
 users:
 {users}
-"""
+{clips}"""
 
 
 def rtp_range() -> tuple[int, int]:
@@ -128,9 +131,10 @@ def rig_factory(pbx_factory: Callable[..., PbxServer], peers: Peers, tmp_path: P
     require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
     rigs: list[Rig] = []
 
-    def make(*, media_release: bool = False, ring_timeout: float | None = None, name: str = "pbx") -> Rig:
+    def make(*, media_release: bool = False, ring_timeout: float | None = None, name: str = "pbx",
+             hold_clip: Path | None = None) -> Rig:
         company = tmp_path / f"{name}-company.yaml"
-        company.write_text(company_yaml(media_release=media_release))
+        company.write_text(company_yaml(media_release=media_release, hold_clip=hold_clip))
         rtp = rtp_range()
         args = ["--rtp-ports", f"{rtp[0]}-{rtp[1]}"]
         if ring_timeout is not None:
@@ -339,12 +343,17 @@ def test_unknown_extension_gives_404(rig: Rig) -> None:
 # -- 4. hold and resume ---------------------------------------------------------------------------------
 #: the system hold music (engine.media.hold.default_music): a 440 Hz and a 660 Hz note
 HOLD_MUSIC_HZ = (440.0, 660.0)
+HOLD_CLIP_HZ = 600.0
 
 
-def test_hold_plays_music_to_the_other_phone_and_resume_reconnects_them(rig: Rig, tone: Path) -> None:
+@pytest.mark.parametrize("clip", [False, True], ids=["system-music", "company-clip"])
+def test_hold_plays_music_to_the_other_phone_and_resume_reconnects_them(
+        rig_factory: RigFactory, tone: Path, tmp_path: Path, clip: bool) -> None:
     """A holds (re-INVITE sendonly): the engine answers it (recvonly) and B, whose session is left alone,
-    hears the hold music from the engine; A resumes: the offer
-    goes through to B and B hears A's tone again (issue 19, music on hold)."""
+    hears the hold music from the engine (the company's hold clip, else the system music); A resumes: the
+    offer goes through to B and B hears A's tone again (issue 19, music on hold)."""
+    hold_clip = write_tone(tmp_path / "hold-600.wav", HOLD_CLIP_HZ, 3.0) if clip else None
+    rig = rig_factory(hold_clip=hold_clip)
     b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
     a = rig.phone("a", "201")
     answered_call(rig, a, b, "202")
@@ -359,7 +368,8 @@ def test_hold_plays_music_to_the_other_phone_and_resume_reconnects_them(rig: Rig
     time.sleep(2.5)
     on_hold = str(b.stop_record()["path"])
     heard = dominant_frequency(on_hold)
-    assert min(abs(heard - hz) for hz in HOLD_MUSIC_HZ) <= TONE_TOLERANCE_HZ, f"B heard {heard:.0f} Hz"
+    expected = (HOLD_CLIP_HZ,) if clip else HOLD_MUSIC_HZ
+    assert min(abs(heard - hz) for hz in expected) <= TONE_TOLERANCE_HZ, f"B heard {heard:.0f} Hz"
     assert signal_seconds(on_hold) >= 1.0, on_hold
     assert not any(e.get("state") == "remote_hold" for e in b.events if e.get("ev") == "media_state")
 

@@ -201,3 +201,19 @@ def test_a_committed_configuration_change_calls_on_config_change_after_the_commi
     assert seen == [1]
     store.add_user("Neu", "Person", None, None, "a-long-enough-password")
     assert seen == [1, 2]
+
+
+def test_the_company_hold_clip_is_imported_and_read_back(tmp_path: Path) -> None:
+    """issue 19: company.hold_clip, a sound clip's name, survives the import and the store (schema v6)."""
+    doc = load_company_file(EXAMPLE)
+    doc["company"]["hold_clip"] = "closed"
+    store = Store.open(tmp_path)
+    try:
+        store.import_company(doc)
+        assert store.company().hold_clip == "closed"
+        assert store.config_snapshot().company.hold_clip == "closed"
+        doc["company"].pop("hold_clip")
+        store.import_company(doc)
+        assert store.company().hold_clip is None
+    finally:
+        store.close()
