@@ -92,24 +92,93 @@ function created(made) {
   return box;
 }
 
+// The guide's bulk edit: one row per selected user with the dialable username and password (hot desking
+// and voicemail from any phone), web login, groups and hot desking; saved in one request, all or nothing
+// (the API's 422 lists every bad row and field, each shown in its row).
+function bulkForm(ctx, users, onDone) {
+  const rows = users.map((u, i) => h("tr", { "data-user": u.id },
+    h("td", {}, h("strong", { text: `${u.first_name} ${u.last_name}` })),
+    h("td", {}, field(`${i}.dial_username`, t("users.dial_username"), textInput(`${i}.dial_username`, u.dial_username ?? ""))),
+    h("td", {}, field(`${i}.dial_password`, t("users.dial_password"),
+      textInput(`${i}.dial_password`, "", "password", { autocomplete: "new-password", placeholder: t("users.unchanged") }))),
+    h("td", {}, field(`${i}.groups`, t("users.groups"), textInput(`${i}.groups`, u.groups.join(", ")), { hint: t("users.groups.hint") })),
+    h("td", {}, field(`${i}.allow_web_login`, t("users.web_login.short"),
+      h("input", { type: "checkbox", name: `${i}.allow_web_login`, checked: u.allow_web_login }))),
+    h("td", {}, field(`${i}.hot_desking`, t("users.hot_desking"), h("input", { type: "checkbox", name: `${i}.hot_desking`, checked: u.hot_desking })))));
+  const form = h("form", { class: "panel", id: "bulk-form", novalidate: true },
+    h("h2", { text: t("users.bulk.title", { count: users.length }) }),
+    h("table", { class: "bulk" }, h("tbody", {}, rows)),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "bulk-save", text: t("save") }),
+      h("button", { type: "button", class: "secondary", text: t("cancel"), onclick: () => onDone(null) })));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    const el = (i, name) => form.elements[`${i}.${name}`];
+    const body = { rows: users.map((u, i) => {
+      const row = { id: u.id, allow_web_login: el(i, "allow_web_login").checked, hot_desking: el(i, "hot_desking").checked };
+      const username = el(i, "dial_username").value.trim();
+      if (username !== (u.dial_username ?? "")) row.dial_username = username || null;
+      if (el(i, "dial_password").value) row.dial_password = el(i, "dial_password").value;
+      const groups = el(i, "groups").value.split(",").map((g) => g.trim()).filter(Boolean);
+      if (groups.join(",") !== u.groups.join(",")) row.groups = groups;
+      return row;
+    }) };
+    try {
+      onDone(await ctx.api("POST", "/api/users/bulk", body));
+    } catch (error) {
+      if (error.status === 401) return;
+      const issues = (error.errors || []).map((e) => ({ path: `${e.row}.${e.field}`, message: e.message }));
+      showError(form, { ...error, errors: issues });
+    }
+  });
+  return form;
+}
+
+// A web-login invitation: the link the user opens to set their password (/register).
+async function invite(ctx, user, slot) {
+  try {
+    const made = await ctx.api("POST", `/api/users/${user.id}/login-invitation`);
+    const link = `${location.origin}/register?token=${encodeURIComponent(made.token)}`;
+    const box = notice("ok", t("users.invited", { name: `${user.first_name} ${user.last_name}` }));
+    box.id = "invitation";
+    box.append(h("div", {}, h("a", { href: link, class: "secret", id: "invitation-link", text: link })));
+    slot.replaceChildren(box);
+  } catch (error) {
+    if (error.status !== 401) slot.replaceChildren(notice("error", t("error.generic", { detail: error.detail })));
+  }
+}
+
 export async function render(main, ctx) {
   const [users, next] = await Promise.all([ctx.api("GET", "/api/users"), ctx.api("GET", "/api/users/next-extension")]);
-  const list = h("div", { class: "panel", id: "user-list" }, table(
-    [t("users.name"), t("users.email"), t("users.extension"), t("users.phones"), t("users.admin")],
-    users.map((u) => [`${u.first_name} ${u.last_name}`, u.email || "—", u.lines.map((l) => l.extension).join(", ") || "—",
-      phones(u), rights(u)]),
-    t("users.empty")));
   const slot = h("div", {});
+  const again = async (top) => {
+    main.replaceChildren();
+    await render(main, ctx);
+    if (top) main.prepend(top);
+  };
+  const bulk = h("button", { id: "bulk-edit", class: "secondary", disabled: true, text: t("users.bulk") });
+  const picks = users.map((u) => h("input", { type: "checkbox", "data-select": u.id, "aria-label": `${u.first_name} ${u.last_name}`,
+    onchange: () => { bulk.disabled = !picks.some((p) => p.checked); } }));
+  bulk.addEventListener("click", () => {
+    const chosen = users.filter((_, i) => picks[i].checked);
+    slot.replaceChildren(bulkForm(ctx, chosen, (saved) => again(saved
+      ? notice("ok", t("users.bulk.saved", { count: saved.length })) : null)));
+  });
+  const list = h("div", { class: "panel", id: "user-list" }, table(
+    ["", t("users.name"), t("users.email"), t("users.extension"), t("users.phones"), t("users.admin"), t("users.web_login.short")],
+    users.map((u, i) => [picks[i], `${u.first_name} ${u.last_name}`, u.email || "—",
+      u.lines.map((l) => l.extension).join(", ") || "—", phones(u), rights(u),
+      u.registered ? h("span", { class: "tag good" }, t("users.registered"))
+        : u.allow_web_login ? h("button", { class: "link", "data-invite": u.id, text: t("users.invite"),
+          onclick: () => invite(ctx, u, slot) }) : "—"]),
+    t("users.empty")));
   const open = h("button", { id: "user-add", text: t("users.add") });
   open.addEventListener("click", () => {
     open.hidden = true;
-    slot.replaceChildren(addForm(ctx, next.extension, async (made) => {
-      main.replaceChildren();
-      await render(main, ctx);
-      main.prepend(created(made));
-    }));
+    slot.replaceChildren(addForm(ctx, next.extension, (made) => again(created(made))));
     slot.querySelector("input").focus();
   });
-  main.append(h("div", { class: "toolbar" }, h("h1", { text: t("users.title") }), open), slot, list);
+  main.append(h("div", { class: "toolbar" }, h("h1", { text: t("users.title") }), h("div", { class: "actions" }, bulk, open)),
+    slot, list);
   if (sessionStorage.getItem("pbx.drafts")?.includes('"user"')) open.click();
 }
