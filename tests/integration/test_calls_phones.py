@@ -387,6 +387,42 @@ def test_hold_plays_music_to_the_other_phone_and_resume_reconnects_them(
     assert cdr["disposition"] == "answered" and cdr["hangup_cause"] == "callee hung up", cdr
 
 
+def test_baresip_holds_the_other_phone_hears_the_hold_clip_then_baresip_again(
+        rig_factory: RigFactory, tone: Path, tmp_path: Path) -> None:
+    """The same with baresip holding (its ``hold``/``resume``): pjsua2 A hears the company's hold clip
+    from the engine while baresip B holds, then B's tone again after B resumes."""
+    require_tool("baresip", "apt-get install baresip (scripts/test.sh does)")
+    rig = rig_factory(hold_clip=write_tone(tmp_path / "hold-600.wav", HOLD_CLIP_HZ, 3.0))
+    b = rig.phone("b", "202", "baresip", auto_answer=200, ring_seconds=0.5)
+    b.play(tone)  # the source of its next call, looped
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    heard = record_for(rig, a, "a-before-hold", 1.5)
+    assert abs(dominant_frequency(heard) - TONE_HZ) <= TONE_TOLERANCE_HZ, heard
+
+    b.hold()
+    time.sleep(1.0)  # the engine answers baresip's re-INVITE; A's session is left alone
+    on_hold = record_for(rig, a, "a-on-hold", 2.0)
+    assert abs(dominant_frequency(on_hold) - HOLD_CLIP_HZ) <= TONE_TOLERANCE_HZ, on_hold
+    assert signal_seconds(on_hold) >= 1.0, on_hold
+    b.unhold()
+    resumed = media(a)  # the resume reaches A as a new offer
+    assert resumed["dir"] == "sendrecv", resumed
+    time.sleep(0.5)
+    after = record_for(rig, a, "a-after-resume", 2.0)
+    assert abs(dominant_frequency(after) - TONE_HZ) <= TONE_TOLERANCE_HZ, after
+    a.hangup()
+    b.wait_state("DISCONNECTED")
+
+
+def record_for(rig: Rig, phone: Softphone, name: str, seconds: float) -> str:
+    """What ``phone`` hears for ``seconds``: the recorded WAV's path."""
+    phone.record(rig.tmp / f"{name}.wav")
+    time.sleep(seconds)
+    return str(phone.stop_record()["path"])
+
+
 # -- 5. two phones on one line ---------------------------------------------------------------------------
 def test_two_phones_on_one_line_ring_in_parallel_and_the_first_answer_wins(rig: Rig) -> None:
     b1 = rig.phone("b1", "205", auto_answer=200, ring_seconds=0.5)
