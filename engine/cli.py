@@ -2,6 +2,7 @@
 
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
+                 [--log-format text|json]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
                  [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
@@ -128,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning"),
         default="info",
         help="log verbosity; debug logs one line per SIP request (default info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines (default), or one JSON object a line with the SIP Call-ID on call-related lines",
     )
     serve.add_argument(
         "--digest",
@@ -389,6 +396,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve(
         data_dir=Path(args.data_dir),
         db_url=args.db,
+        log_format=args.log_format,
         sip_host=sip_host,
         sip_port=sip_port,
         api=args.api,

@@ -30,6 +30,8 @@ from engine.call.mwi import MwiService
 from engine.call.shell import FlowShell
 from engine.clock import Clock, LoopClock
 from engine.company import install_sound_clips
+from engine.logs import configure as configure_logging
+from engine.logs import with_call_id
 from engine.media.io import RtpRelay
 from engine.metrics import CallOutcomes, EngineParts
 from engine.net.address import advertised_address
@@ -72,6 +74,7 @@ class Server:
     #: music on hold for a bridged phone whose peer holds (``--no-hold-music``: the hold is passed on)
     hold_music: bool = True
     db_url: str | None = None  # ``--db``: the store's database (None: DATA_DIR/pbx.sqlite3)
+    log_format: str = "text"  # ``--log-format``: json adds each SIP message's Call-ID to its lines
     config_listener: ConfigListener | None = None  # PostgreSQL's config change channel, while serving
     _http: Any = None
 
@@ -139,7 +142,7 @@ class Server:
                 calls.sides.music = shell.music_on_hold
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
                                  flows=shell.factory, mwi=mwi)
-            transport.handler = app.handle
+            transport.handler = with_call_id(app.handle) if self.log_format == "json" else app.handle
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
@@ -285,17 +288,17 @@ def tune_gc() -> None:
 
 
 def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | None = None,
-          db_url: str | None = None,
+          db_url: str | None = None, log_format: str = "text",
           log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
           smtp: SmtpConfig | None = None, hold_music: bool = True) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
     server.http = api
     server.db_url = db_url
+    server.log_format = log_format
     server.smtp = smtp
     server.hold_music = hold_music
     try:

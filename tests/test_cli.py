@@ -231,6 +231,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "/tmp/x",
                 "--db",
                 "postgresql://pbx@db.example/pbx",
+                "--log-format",
+                "json",
                 "--sip",
                 "127.0.0.1:5070",
                 "--api",
@@ -259,6 +261,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
         {
             "data_dir": Path("/tmp/x"),
             "db_url": "postgresql://pbx@db.example/pbx",
+            "log_format": "json",
             "sip_host": "127.0.0.1",
             "sip_port": 5070,
             "api": ("::1", 8080),
@@ -273,6 +276,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
         {
             "data_dir": Path("./data"),
             "db_url": None,
+            "log_format": "text",
             "sip_host": "0.0.0.0",
             "sip_port": 5060,
             "api": ("127.0.0.1", 8080),  # --http's default (issue 6)
