@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Final, ParamSpec, TypeVar
 
 import anyio.to_thread
@@ -552,6 +553,29 @@ async def upload_greeting(
     return await anyio.to_thread.run_sync(work)
 
 
+@get(
+    "/api/lines/{line_id:int}/voicemail/greetings/{kind:str}",
+    opt=_CONFIGURE,
+    tags=["lines"],
+    media_type="audio/wav",
+)
+@threaded
+def download_greeting(admin: Admin, principal: Auth, line_id: Id, kind: Name) -> Response[bytes]:
+    """A line's greeting of that kind as stored (8 kHz 16-bit mono WAV), for the admin to listen to;
+    404 when the line has no mailbox or no such greeting."""
+    which = _greeting_kind(kind)
+    line = admin.line(line_id)
+    box = VoicemailStore.open(admin.store.data_dir, recover=False).mailbox(line.extension)
+    path = None if box is None else box.greetings.get(which)
+    try:
+        audio = Path(path).read_bytes() if path else None
+    except FileNotFoundError:
+        audio = None
+    if audio is None:
+        raise NotFoundError(f"{kind} greeting of line", str(line_id))
+    return Response(audio, media_type="audio/wav")
+
+
 @delete("/api/lines/{line_id:int}/voicemail/greetings/{kind:str}", opt=_CONFIGURE, tags=["lines"])
 @threaded
 def delete_greeting(admin: Admin, principal: Auth, line_id: Id, kind: Name) -> None:
@@ -744,6 +768,7 @@ ROUTES: Final = [
     upload_clip,
     download_clip,
     upload_greeting,
+    download_greeting,
     delete_greeting,
     list_plans,
     create_plan,

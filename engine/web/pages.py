@@ -32,6 +32,7 @@ OWN_SETTINGS: Final = "authenticated"
 """The permission of a page every logged-in user sees (their own settings)."""
 PAGES: Final[dict[str, str]] = {
     "users": routes.CONFIGURE,
+    "lines": routes.CONFIGURE,
     "numbers": routes.CONFIGURE,
     "ring-groups": routes.CONFIGURE,
     "queues": routes.CONFIGURE,

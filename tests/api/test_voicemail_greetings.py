@@ -80,3 +80,18 @@ def test_a_greeting_for_no_such_line_is_404_and_needs_configure_pbx(api: Api) ->
     with api.client(token="") as c:
         r = c.put("/api/lines/1/voicemail/greetings/busy", content=tone(500.0, 0.5, 8000, 1), headers=WAV)
         assert r.status_code == 401
+
+
+def test_a_greeting_is_downloaded_as_stored_and_a_missing_one_is_404(api: Api) -> None:
+    line_id, _ = _line(api)
+    with api.client() as c:
+        url = f"/api/lines/{line_id}/voicemail/greetings"
+        assert c.get(f"{url}/busy").status_code == 404  # no mailbox yet
+        assert c.put(f"{url}/busy", content=tone(700.0, 1.0, 16_000, 1), headers=WAV).status_code == 200
+        got = c.get(f"{url}/busy")
+        assert got.status_code == 200 and got.headers["content-type"].startswith("audio/wav")
+        assert decode_wav(got.content).sample_rate_hz == 8000 and abs(dominant_hz(got.content) - 700.0) < 2.0
+        assert c.get(f"{url}/unavailable").status_code == 404  # the mailbox has no such greeting
+        bad = c.get(f"{url}/loud")
+        assert bad.status_code == 422 and bad.json()["field"] == "kind"
+        assert c.get("/api/lines/99999/voicemail/greetings/busy").status_code == 404

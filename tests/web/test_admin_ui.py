@@ -33,6 +33,7 @@ def test_login_page_then_a_super_admin_sees_every_page(page: Page, site: Site) -
     assert page.url.endswith("/users")
     assert nav(page) == [
         "users",
+        "lines",
         "numbers",
         "ring-groups",
         "queues",

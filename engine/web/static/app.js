@@ -17,15 +17,19 @@ export class ApiError extends Error {
   }
 }
 
-// One API call with the session cookie (same origin) and, for changes, the session's CSRF token. A 401
-// means the session ended: what the page's forms hold is kept and the user goes to the login.
+// One API call with the session cookie (same origin) and, for changes, the session's CSRF token. A body is
+// sent as JSON, a Blob (an uploaded file) as it is; an answer that is not JSON (audio) comes back as a Blob.
+// A 401 means the session ended: what the page's forms hold is kept and the user goes to the login.
 export async function api(method, path, body) {
+  const file = body instanceof Blob;
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined) headers["Content-Type"] = file ? body.type || "audio/wav" : "application/json";
   if (method !== "GET" && session) headers["X-CSRF-Token"] = session.csrf_token;
   const response = await fetch(path, {
-    method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, credentials: "same-origin", body: body === undefined || file ? body : JSON.stringify(body),
   });
+  const type = response.headers.get("content-type") || "";
+  if (response.ok && type && !type.includes("json")) return response.blob();
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
   if (response.status === 401 && path !== "/api/login") {
