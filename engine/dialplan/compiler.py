@@ -39,6 +39,8 @@ from engine.dialplan.plan import (
     QUEUE_STRATEGIES,
     AutoAttendantOp,
     CompiledConfig,
+    ConferenceOp,
+    ConferenceRoom,
     DetectFaxOp,
     DialByNameOp,
     DirectoryEntry,
@@ -67,9 +69,9 @@ from engine.dialplan.plan import (
     SetLanguageOp,
     SimpleDialOp,
     Strategy,
-    UnavailableOp,
     VoicemailOp,
 )
+from engine.dialplan.room import ROOM_KEYS, read_room
 from engine.dialplan.schedule import (
     DAY_NAMES,
     HolidayCalendar,
@@ -217,7 +219,7 @@ class _Compiler:
         self.mailbox_numbers: set[str] = set()
         self.queues: dict[str, Queue] = {}
         self.queue_exits: dict[str, tuple[Mapping[str, Any] | None, str]] = {}  # name -> (exit, path)
-        self.rooms: set[str] = set()
+        self.rooms: dict[str, ConferenceRoom] = {}
         self.fax_lines: dict[str, FaxLine] = {}
         self.plans: dict[str, _PlanInfo] = {}
         self.routes: dict[str, Entry] = {}
@@ -268,6 +270,7 @@ class _Compiler:
             ),
             ring_groups=MappingProxyType(dict(self.groups)),
             queues=MappingProxyType(dict(self.queues)),
+            rooms=MappingProxyType(dict(self.rooms)),
             schedules=MappingProxyType(dict(self.schedules)),
             extension_prefixes=prefixes,
             directory=self.build_directory(),
@@ -437,11 +440,7 @@ class _Compiler:
             if queue is not None:
                 self.queues[name] = queue
         for name, raw, path in self.object_list("conference_rooms"):
-            self.check_keys(raw, frozenset({"name", "extension"}), path)
-            self.rooms.add(name)
-            ext = self.object_extension(raw, path, f"conference room {name!r}")
-            if ext is not None:
-                self.routes[ext] = Entry("conference_room", name, -1)
+            self.read_room(name, raw, path)
         for name, raw, path in self.object_list("fax_lines"):
             self.check_keys(raw, FAX_LINE_KEYS, path)
             ext = self.object_extension(raw, path, f"fax line {name!r}")
@@ -456,6 +455,21 @@ class _Compiler:
             group = self.read_ring_group(name, raw, path)
             if group is not None:
                 self.groups[name] = group
+
+    def read_room(self, name: str, raw: Mapping[str, Any], path: str) -> None:
+        """A conference room (``engine.dialplan.room``): its extension is required (it is how the room is
+        dialled and listed), its options checked."""
+        self.check_keys(raw, ROOM_KEYS, path)
+        room, problems = read_room(name, raw)
+        for field, message in problems:
+            self.error(None, None, f"{path}.{field}", message)
+        if "extension" not in raw:
+            self.error(None, None, f"{path}.extension", "is required (2-8 digits as text)")
+            return
+        ext = self.object_extension(raw, path, f"conference room {name!r}")
+        if room is not None and ext is not None:
+            self.rooms[name] = room
+            self.routes[ext] = Entry("conference_room", name, -1)
 
     def read_ring_group(self, name: str, raw: Mapping[str, Any], path: str) -> RingGroup | None:
         allowed = frozenset(
@@ -876,11 +890,11 @@ class _Compiler:
             exit_node = self.queue_exit(name)
             self.nodes[idx] = Node("@queue", name, QueueOp(self.queues[name], exit_node))
             self.edges[idx] = (exit_node,)
-        self.unavailable_nodes: dict[tuple[str, str], int] = {}
-        for name in self.rooms:
+        self.room_nodes: dict[str, int] = {}
+        for name, room in self.rooms.items():
             idx = self.new_node()
-            self.nodes[idx] = Node("@conference", name, UnavailableOp("conference", name))
-            self.unavailable_nodes[("conference", name)] = idx
+            self.nodes[idx] = Node("@conference", name, ConferenceOp(room))
+            self.room_nodes[name] = idx
         self.fax_nodes: dict[str, int] = {}
         for name, fax_line in self.fax_lines.items():
             idx = self.new_node()
@@ -895,7 +909,7 @@ class _Compiler:
                 elif entry.kind == "fax_line":
                     node = self.fax_nodes.get(entry.name)
                 else:
-                    node = self.unavailable_nodes.get(("conference", entry.name))
+                    node = self.room_nodes.get(entry.name)
                 if node is None:
                     del self.routes[ext]  # the object had errors, already reported
                 else:
@@ -1198,12 +1212,6 @@ class _Compiler:
         ring_s = self.seconds(raw, "ring_seconds", DEFAULT_RING_S, where)
         return DialByNameOp(tries, ring_s, out["no_match"]) if "no_match" in out else None
 
-    def _unavailable(
-        self, raw: Mapping[str, Any], key: str, kind: str, names: set[str], what: str, where: _Where
-    ) -> Op | None:
-        name = self.ref(raw, key, names, what, where)
-        return None if name is None else UnavailableOp(kind, name)  # type: ignore[arg-type]
-
     def b_queue(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
     ) -> Op | None:
@@ -1215,7 +1223,8 @@ class _Compiler:
     def b_conference(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
     ) -> Op | None:
-        return self._unavailable(raw, "room", "conference", self.rooms, "conference room", where)
+        name = self.ref(raw, "room", self.rooms, "conference room", where)
+        return None if name is None else ConferenceOp(self.rooms[name])
 
     def b_receive_fax(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
@@ -1284,7 +1293,7 @@ class _Compiler:
         elif kind == "queue":
             found = ("queue", self.queue_nodes.get(target))
         elif kind == "conference_room":
-            found = ("conference_room", self.unavailable_nodes.get(("conference", target)))
+            found = ("conference_room", self.room_nodes.get(target))
         elif kind == "fax_line":
             found = ("fax_line", self.fax_nodes.get(target))
         elif kind == "mailbox":

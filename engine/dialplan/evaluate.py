@@ -28,6 +28,8 @@ from engine.dialplan.errors import PlanUsageError
 from engine.dialplan.plan import (
     AutoAttendantOp,
     CompiledConfig,
+    ConferenceOp,
+    ConferenceRoom,
     DetectFaxOp,
     DialByNameOp,
     DirectoryEntry,
@@ -51,7 +53,6 @@ from engine.dialplan.plan import (
     ScheduleOp,
     SetLanguageOp,
     SimpleDialOp,
-    UnavailableOp,
     VoicemailOp,
 )
 from engine.script import (
@@ -74,9 +75,11 @@ __all__ = [
     "PROMPT_KEYS",
     "Action",
     "CallFacts",
+    "ConferenceResult",
     "Done",
     "Enqueue",
     "FaxResult",
+    "JoinConference",
     "LeaveVoicemail",
     "Outcome",
     "PlanRun",
@@ -95,6 +98,8 @@ The compiler rejects loops that never wait, so reaching this is a bug."""
 PASSWORD_FIRST_TIMEOUT_S: Final = 10.0
 PASSWORD_INTER_DIGIT_S: Final = 5.0
 PASSWORD_MAX_DIGITS: Final = 16
+CONFERENCE_PIN_TRIES: Final = 3
+"""A caller who enters a wrong conference PIN this many times is told goodbye."""
 NAME_FIRST_TIMEOUT_S: Final = 5.0
 NAME_INTER_DIGIT_S: Final = 3.0
 NAME_CHOICES: Final = 9
@@ -110,6 +115,10 @@ PROMPT_KEYS: Final = (
     "dial-by-name-for-extension",
     "dial-by-name-press",
     "no-match",
+    "conference-enter-pin",
+    "conference-wrong-pin",
+    "conference-locked",
+    "conference-ended",
     *(f"digit-{d}" for d in range(10)),
 )
 """Every system prompt key this module plays (recorded in EN and DE by the media module)."""
@@ -184,12 +193,33 @@ class FaxResult:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinConference:
+    """Join ``room`` (the caller is answered and passed its PIN): the engine connects the caller's media to
+    the room's mixer until they leave. ``host``: entered the host PIN. Outcome: ``ConferenceResult``."""
+
+    room: ConferenceRoom
+    host: bool
+
+
+ConferenceExit = Literal["left", "locked", "ended", "removed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceResult:
+    """How a caller left a room: ``left`` (hung up), ``locked`` (the room was locked: never joined),
+    ``ended`` (the last host left a room that ends with its hosts), ``removed`` (ejected by a host or the
+    API)."""
+
+    how: ConferenceExit
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """Terminal: the call is bridged to whoever answered, or the caller has hung up."""
 
 
-Action = MediaAction | Ring | Enqueue | ReceiveFax | LeaveVoicemail | Done
-Outcome = MediaOutcome | RingResult | QueueResult | FaxResult
+Action = MediaAction | Ring | Enqueue | ReceiveFax | JoinConference | LeaveVoicemail | Done
+Outcome = MediaOutcome | RingResult | QueueResult | FaxResult | ConferenceResult
 _TERMINAL: Final = (Hangup, LeaveVoicemail, Done)
 _EXPECTED: Final[Mapping[type, type]] = {
     Answer: Answered,
@@ -198,6 +228,7 @@ _EXPECTED: Final[Mapping[type, type]] = {
     Ring: RingResult,
     Enqueue: QueueResult,
     ReceiveFax: FaxResult,
+    JoinConference: ConferenceResult,
 }
 
 
@@ -496,9 +527,14 @@ class PlanRun:
             return ("option", digits, option)
         if op.dial_extensions:
             entry = self._config.routes.get(digits)
-            if entry is not None and not digits.startswith("+"):
+            if entry is not None and not digits.startswith("+") and not self._omitted(entry):
                 return ("extension", digits, entry.node)
         return ("invalid", digits, -1)
+
+    def _omitted(self, entry: Entry) -> bool:
+        """A room kept out of the directory is not reached by an auto attendant's extension dialling."""
+        room = self._config.rooms.get(entry.name) if entry.kind == "conference_room" else None
+        return room is not None and room.omit_from_directory
 
     def _schedule(self, node: Node) -> _Step:
         op = node.op
@@ -660,12 +696,51 @@ class PlanRun:
             return None
         return self._exit(node, f"exit {outcome.how}", op.exit)
 
-    def _unavailable(self, node: Node) -> _Step:
+    def _conference(self, node: Node) -> _Step:
+        """The PIN (when the room has one: three tries, then goodbye), then the room until the caller
+        leaves it; a locked or ended room is announced before the hang-up."""
         op = node.op
-        assert isinstance(op, UnavailableOp)
-        yield from self._play((Sound("feature-unavailable"),), barge_in=False)
-        self._path.append(f"{node.label}:unavailable")
-        yield Hangup(503, "Service Unavailable")
+        assert isinstance(op, ConferenceOp)
+        room = op.room
+        host = False
+        yield from self._answer()
+        if room.has_pin:
+            for attempt in range(CONFERENCE_PIN_TRIES):
+                yield from self._play((Sound("conference-enter-pin"),), barge_in=True)
+                got = yield from self._collect(
+                    Collect(
+                        max_digits=PASSWORD_MAX_DIGITS,
+                        terminators="#",
+                        first_timeout_s=PASSWORD_FIRST_TIMEOUT_S,
+                        inter_digit_timeout_s=PASSWORD_INTER_DIGIT_S,
+                    )
+                )
+                entered = got.digits.encode()
+                if room.host_pin is not None and hmac.compare_digest(entered, room.host_pin.encode()):
+                    host = True
+                    break
+                wanted = (room.participant_pin or "").encode()
+                if hmac.compare_digest(entered, wanted):
+                    break
+                if attempt + 1 < CONFERENCE_PIN_TRIES:
+                    yield from self._play((Sound("conference-wrong-pin"),), barge_in=False)
+            else:
+                self._path.append(f"{node.label}:wrong pin")
+                yield Play((Sound("conference-wrong-pin"), Sound("goodbye")), barge_in=False)
+                yield Hangup(403, "Forbidden")
+                return None
+        outcome = yield JoinConference(room, host)
+        self._unwaited = 0
+        assert isinstance(outcome, ConferenceResult)
+        self._path.append(f"{node.label}:{'host ' if host else ''}{outcome.how}")
+        if outcome.how in ("locked", "ended"):
+            yield Play((Sound(f"conference-{outcome.how}"), Sound("goodbye")), barge_in=False)
+            yield Hangup(200, "OK")
+            return None
+        if outcome.how == "removed":
+            yield Hangup(200, "OK")
+            return None
+        yield Done()
         return None
 
     def _receive_fax(self, node: Node) -> _Step:
@@ -714,7 +789,7 @@ _HANDLERS: Final[Mapping[type, Callable[[PlanRun, Node], _Step]]] = {
     GotoPlanOp: PlanRun._goto_plan,
     DialByNameOp: PlanRun._dial_by_name,
     QueueOp: PlanRun._queue,
-    UnavailableOp: PlanRun._unavailable,
+    ConferenceOp: PlanRun._conference,
     ReceiveFaxOp: PlanRun._receive_fax,
     DetectFaxOp: PlanRun._detect_fax,
 }

@@ -94,6 +94,37 @@ class Queue:
     hold_clip: str | None = None
 
 
+PIN_DIGITS: Final = (4, 10)
+"""A conference room's PINs are 4-10 digits."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceRoom:
+    """A conference bridge (issue 13): callers who reach it are mixed together (``engine.media.mixer``).
+
+    ``participant_pin``/``host_pin``: asked for on entry when either is set (4-10 digits); the host PIN makes
+    the caller a host; with only a host PIN, an empty entry joins as a participant. ``waiting_room``: nobody
+    is connected until a host is there (the others hear hold music). ``enter_muted``: participants (not
+    hosts) join muted. ``end_with_last_host``: the conference ends for everyone when the last host leaves.
+    ``announce_participants``: each records their name on entry, announced on join and leave (stored now;
+    announcing comes later). ``omit_from_directory``: an auto attendant's extension dialling does not reach
+    the room (its own extension and numbers routed to it still do).
+    """
+
+    name: str
+    participant_pin: str | None = None
+    host_pin: str | None = None
+    waiting_room: bool = False
+    enter_muted: bool = False
+    end_with_last_host: bool = False
+    announce_participants: bool = False
+    omit_from_directory: bool = False
+
+    @property
+    def has_pin(self) -> bool:
+        return self.participant_pin is not None or self.host_pin is not None
+
+
 @dataclass(frozen=True, slots=True)
 class DirectoryEntry:
     """A user with a line, for dial by name; ``key`` is the keypad digits of the last name's first
@@ -229,12 +260,10 @@ class QueueOp:
 
 
 @dataclass(frozen=True, slots=True)
-class UnavailableOp:
-    """A conference room: its runtime is not built yet, so the caller hears "feature-unavailable" and the
-    call ends (never silence)."""
+class ConferenceOp:
+    """Join ``room`` (after its PIN, when it has one); the caller stays until they leave or are removed."""
 
-    kind: Literal["conference"]
-    name: str
+    room: ConferenceRoom
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +311,7 @@ Op = (
     | GotoPlanOp
     | DialByNameOp
     | QueueOp
-    | UnavailableOp
+    | ConferenceOp
     | ReceiveFaxOp
     | DetectFaxOp
 )
@@ -334,6 +363,7 @@ class CompiledConfig:
     plans: Mapping[str, int]
     ring_groups: Mapping[str, RingGroup]
     queues: Mapping[str, Queue]
+    rooms: Mapping[str, ConferenceRoom]
     schedules: Mapping[str, Schedule]
     extension_prefixes: frozenset[str]
     directory: Mapping[str, tuple[DirectoryEntry, ...]]

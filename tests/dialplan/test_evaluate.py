@@ -17,6 +17,7 @@ from engine.dialplan.evaluate import (
     Done,
     Enqueue,
     FaxResult,
+    JoinConference,
     LeaveVoicemail,
     PlanRun,
     ReceiveFax,
@@ -180,6 +181,7 @@ def test_extension_dialling_reaches_every_kind_of_extension() -> None:
         "300": Ring((line("202"), line("203")), 60.0),  # ring group sales by its extension
         "800": LeaveVoicemail("800", "unavailable"),  # the shared mailbox
         "400": Enqueue(compile_ok().queues["hotline"]),  # the queue (the caller is answered already)
+        "401": JoinConference(compile_ok().rooms["board"], host=False),  # the room, which has no PIN
     }
     for ext, expected in cases.items():
         run = to_menu()
@@ -485,17 +487,6 @@ def test_dial_by_name_no_match_retries_then_takes_no_match() -> None:
         assert run.resume(Played(), OPEN_TIME) == NAME
     assert run.resume(TIMEOUT, OPEN_TIME) == Play((Sound("goodbye"),), barge_in=False)
     assert run.path == ("p/a:no_match",)
-
-
-def test_features_not_built_yet_announce_and_hang_up() -> None:
-    run, first, _ = single({"a": {"type": "conference", "room": "board"}})
-    actions = drive(run, first, [Answered(), Played()])
-    assert actions == [
-        Answer(),
-        Play((Sound("feature-unavailable"),), barge_in=False),
-        Hangup(503, "Service Unavailable"),
-    ]
-    assert run.path == ("p/a:unavailable",)
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from engine.dialplan.compiler import compile_config
 from engine.dialplan.evaluate import (
     CallFacts,
+    ConferenceResult,
     Done,
     Enqueue,
     FaxResult,
+    JoinConference,
     LeaveVoicemail,
     PlanRun,
     QueueResult,
@@ -156,6 +158,8 @@ def answer_for(action: Any, rng: random.Random) -> Any:
         return QueueResult(rng.choice(["answered", "timeout", "key", "full", "no_agents"]))
     if isinstance(action, ReceiveFax):
         return FaxResult(rng.random() < 0.5, rng.randrange(3))
+    if isinstance(action, JoinConference):
+        return ConferenceResult(rng.choice(["left", "locked", "ended", "removed"]))
     assert isinstance(action, Ring)
     return RingResult(answered=rng.random() < 0.3, busy=rng.random() < 0.3)
 
@@ -184,6 +188,6 @@ def test_random_graphs_compile_to_config_or_errors_and_walk_safely(graph: Any, s
             assert run.finished
             assert not (isinstance(action, Hangup) and action.status == 500)  # the guard never fires
             return
-        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue | ReceiveFax)
+        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue | ReceiveFax | JoinConference)
         now += timedelta(seconds=rng.randint(0, 30))
         action = run.resume(answer_for(action, rng), now)
