@@ -98,6 +98,13 @@ The compiler rejects loops that never wait, so reaching this is a bug."""
 PASSWORD_FIRST_TIMEOUT_S: Final = 10.0
 PASSWORD_INTER_DIGIT_S: Final = 5.0
 PASSWORD_MAX_DIGITS: Final = 16
+_PIN_ENTRY: Final = Collect(
+    max_digits=PASSWORD_MAX_DIGITS,
+    terminators="#",
+    first_timeout_s=PASSWORD_FIRST_TIMEOUT_S,
+    inter_digit_timeout_s=PASSWORD_INTER_DIGIT_S,
+)
+"""A password or PIN: up to 16 digits ended by ``#``."""
 CONFERENCE_PIN_TRIES: Final = 3
 """A caller who enters a wrong conference PIN this many times is told goodbye."""
 NAME_FIRST_TIMEOUT_S: Final = 5.0
@@ -616,14 +623,7 @@ class PlanRun:
         pin = op.pin.encode()
         for attempt in range(op.tries):
             yield from self._play((Sound("enter-password"),), barge_in=True)
-            got = yield from self._collect(
-                Collect(
-                    max_digits=PASSWORD_MAX_DIGITS,
-                    terminators="#",
-                    first_timeout_s=PASSWORD_FIRST_TIMEOUT_S,
-                    inter_digit_timeout_s=PASSWORD_INTER_DIGIT_S,
-                )
-            )
+            got = yield from self._collect(_PIN_ENTRY)
             if hmac.compare_digest(got.digits.encode(), pin):
                 return self._exit(node, "ok", op.ok)
             if attempt + 1 < op.tries:
@@ -707,14 +707,7 @@ class PlanRun:
         if room.has_pin:
             for attempt in range(CONFERENCE_PIN_TRIES):
                 yield from self._play((Sound("conference-enter-pin"),), barge_in=True)
-                got = yield from self._collect(
-                    Collect(
-                        max_digits=PASSWORD_MAX_DIGITS,
-                        terminators="#",
-                        first_timeout_s=PASSWORD_FIRST_TIMEOUT_S,
-                        inter_digit_timeout_s=PASSWORD_INTER_DIGIT_S,
-                    )
-                )
+                got = yield from self._collect(_PIN_ENTRY)
                 entered = got.digits.encode()
                 if room.host_pin is not None and hmac.compare_digest(entered, room.host_pin.encode()):
                     host = True
