@@ -28,14 +28,16 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 from engine.call.b2bua import BUSY, Call, CallManager, CallState, Destination
+from engine.call.conference import ConferenceService, Seat
 from engine.call.config import EngineConfig
 from engine.call.fork import LegState
 from engine.call.queue import QueueService, Ticket
 from engine.call.routing import MailboxMenu, Planned
-from engine.dialplan.evaluate import Done as PlanDone
 from engine.dialplan.evaluate import (
+    ConferenceResult,
     Enqueue,
     FaxResult,
+    JoinConference,
     LeaveVoicemail,
     PlanRun,
     QueueExit,
@@ -45,8 +47,10 @@ from engine.dialplan.evaluate import (
     RingResult,
     RingState,
 )
+from engine.dialplan.evaluate import Done as PlanDone
 from engine.dialplan.plan import RingTarget
-from engine.media.hold import HoldStream
+from engine.media.g711 import G711Codec
+from engine.media.hold import AudioSink, FrameSource, HoldStream
 from engine.model.cdr import Disposition
 from engine.script import (
     Answer,
@@ -76,7 +80,11 @@ class MediaPort(Protocol):
     """The engine's RTP endpoint for one call (``engine.media.io.MediaSession``)."""
 
     language: str
-    hold: HoldStream | None
+    hold: FrameSource | None
+    sink: AudioSink | None
+
+    @property
+    def codec(self) -> G711Codec: ...
 
     def interrupt(self) -> None: ...
 
@@ -126,6 +134,7 @@ class FlowServices:
         hold_stream: the shared hold stream of a clip (None: the system hold music).
         receive_fax: runs a fax reception for a fax line on the call's endpoint and calls back with its
             ``FaxResult`` once it is stored (None: fax lines are not available, the reception fails).
+        conferences: the live conference rooms (None: a call to a room hears that it has ended).
     """
 
     manager: CallManager
@@ -139,6 +148,7 @@ class FlowServices:
     queues: QueueService | None = None
     hold_stream: Callable[[str | None], HoldStream | None] = lambda path: None
     receive_fax: FaxReceiver | None = None
+    conferences: ConferenceService | None = None
 
 
 class FlowController:
@@ -167,6 +177,7 @@ class FlowController:
         self._steps: list[str] = []
         self.queued: QueueWait | None = None
         self.fax: FaxReception | None = None
+        self.seat: Seat | None = None
 
     # -- starting ------------------------------------------------------------------------------------
     def begin(self, call: Call) -> None:
@@ -199,6 +210,8 @@ class FlowController:
         self.hung_up = True
         if self.queued is not None:
             self.queued.caller_gone()
+        if self.seat is not None:
+            self.seat.caller_gone()
         if self.flow is None and not self._waiting_ring and self.media is None:
             self._finish()  # nothing runs that could still act (an unanswered call refused or cancelled)
         if self.media is not None:
@@ -263,6 +276,11 @@ class FlowController:
                 self._enqueue(action)
             elif isinstance(action, ReceiveFax):
                 self._receive_fax(call, action)
+            elif isinstance(action, JoinConference):
+                if self.services.conferences is None or self.media is None:
+                    self._step(ConferenceResult("ended"))
+                else:
+                    self.services.conferences.seat(self, action)
             elif isinstance(action, LeaveVoicemail):
                 self._voicemail(call, action)
             elif isinstance(action, PlanDone | VoicemailDone):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.call.b2bua import Call, CallManager, Destination
+from engine.call.conference import ConferenceService
 from engine.call.config import CurrentConfig, EngineConfig
 from engine.call.fax import FaxService
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
@@ -72,11 +73,13 @@ class FlowShell:
         self._hold_streams: dict[str | None, HoldStream] = {}
         self.queues = QueueService(calls.scheduler, calls.clock, busy=lambda ext: line_on_call(calls, ext),
                                    flush=flush)
+        self.conferences = ConferenceService(lambda: self._hold_stream(None), calls.clock.now)
         self.services = FlowServices(
             manager=calls, open_media=self._open_media, run_media=self._run_media,
             destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
             flush=flush, queues=self.queues, hold_stream=self._hold_stream,
-            receive_fax=None if fax is None else fax.receive)
+            receive_fax=None if fax is None else fax.receive,
+            conferences=self.conferences)
         self.factory = FlowFactory(self.services, RingState(), self._menu)
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:

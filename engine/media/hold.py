@@ -10,7 +10,7 @@ per-caller work is the RTP header and ``sendto``. Pure: no sockets, no clock (th
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +19,20 @@ from engine.media.g711 import G711Codec
 from engine.media.tone import silence, tone
 
 FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz, the media clock's ptime
+
+
+class FrameSource(Protocol):
+    """What a media session sends whenever no prompt plays (``MediaSession.hold``): a hold stream, or a
+    conference participant's mix (``engine.media.mixer.Participant``)."""
+
+    def frame(self, codec: G711Codec, tick: int) -> bytes: ...
+
+
+class AudioSink(Protocol):
+    """Where a media session hands the caller's audio payloads (``MediaSession.sink``): a conference
+    participant's jitter buffer."""
+
+    def receive(self, ssrc: int, sequence: int, payload: bytes) -> None: ...
 
 
 def default_music() -> npt.NDArray[np.int16]:

@@ -40,7 +40,7 @@ from engine.files import write_atomic
 from engine.media.dtmf import DEFAULT_PAYLOAD_TYPE as DEFAULT_EVENT_PT
 from engine.media.dtmf import DtmfReceiver
 from engine.media.g711 import PT_PCMU, G711Codec
-from engine.media.hold import HoldStream
+from engine.media.hold import AudioSink, FrameSource, HoldStream
 from engine.media.jitter import JitterBuffer
 from engine.media.playout import AudioTerminal, Playout
 from engine.media.prompts import DEFAULT_LANGUAGE, AudioFileCache, PromptLibrary
@@ -696,8 +696,10 @@ class MediaSession:
         self._player: _Player | None = None
         self._recording: _Recording | None = None
         self._terminal: tuple[AudioTerminal, Playout, asyncio.Future[None]] | None = None
-        #: a shared stream sent whenever no prompt plays (queue hold music): a slice per tick, no encode
-        self.hold: HoldStream | None = None
+        #: sent whenever no prompt plays: queue hold music (a slice per tick, no encode) or a conference mix
+        self.hold: FrameSource | None = None
+        #: gets the caller's audio payloads (a conference participant); None: only a recording reads them
+        self.sink: AudioSink | None = None
         self._busy = False
         self._sending = False
         self.hung_up = False
@@ -788,6 +790,11 @@ class MediaSession:
     def remote(self) -> SockAddr | None:
         """Where RTP goes now: the latched source, else the SDP address, else None."""
         return self._latch.destination
+
+    @property
+    def codec(self) -> G711Codec:
+        """The negotiated audio codec (PCMU until ``negotiate``)."""
+        return self._codec
 
     @property
     def digits(self) -> str:
@@ -1095,6 +1102,8 @@ class MediaSession:
                 if payload_type == self._event_pt:
                     self._on_event(data)
                 elif payload_type == self._codec.payload_type:
+                    if self.sink is not None:
+                        self._to_sink(self.sink, data)
                     if self._recording is not None:
                         self._on_audio(data)
                     elif self._terminal is not None:
@@ -1119,6 +1128,11 @@ class MediaSession:
         key = self._dtmf.feed(packet)
         if key is not None:
             self._on_key(key)
+
+    def _to_sink(self, sink: AudioSink, data: bytes) -> None:
+        packet = self._parse(data, "RTP")
+        if packet is not None:
+            sink.receive(packet.ssrc, packet.sequence, packet.payload)
 
     def _on_audio(self, data: bytes) -> None:
         recording = self._recording

@@ -163,3 +163,24 @@ def dominant_frequency(path: Path | str) -> float:
         denom = a - 2 * b + c
         shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
     return float((k + shift) * rate / size)
+
+
+def tone_amplitude(samples: npt.NDArray[np.floating] | npt.NDArray[np.integer], frequency_hz: float,
+                   rate_hz: int = RATE_HZ) -> float:
+    """The amplitude (of full scale 1.0) of the ``frequency_hz`` component of ``samples``: a Goertzel-style
+    single-bin DFT over a Hann window, so a tone of amplitude A gives about A and a tone 200 Hz away about 0.
+
+    ``samples`` are floats in [-1, 1) or int16 values (scaled by 32768).
+
+    Raises:
+        AudioError: no samples.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.size == 0:
+        raise AudioError("no samples to measure")
+    if np.issubdtype(np.asarray(samples).dtype, np.integer):
+        x = x / 32768.0
+    window = np.hanning(x.size)
+    t = np.arange(x.size) / rate_hz
+    bin_value = np.dot(x * window, np.exp(-2j * np.pi * frequency_hz * t))
+    return float(2 * np.abs(bin_value) / window.sum())
