@@ -1,8 +1,9 @@
 """Conference rooms end to end (issue 13): registered pjsua2 phones dial a room's extension on a real
 ``pbx serve``; each plays its own tone, and what each records is measured by frequency: every participant
-hears the other participants' tones and not its own, and a participant who joined muted is not heard. The
-PIN dialogue and the menu's rules are covered in-process and in tests/dialplan/test_room_config.py; here
-the point is real SIP, real RTP through the mixer, and what the phones hear.
+hears the other participants' tones and not its own, and a participant who joined muted is not heard. Three
+wrong PINs end the call without joining; a host's *2 locks the room and a later caller is kept out. The PIN
+dialogue's every branch is in tests/dialplan/test_room_config.py; here the point is real SIP, real RTP
+through the mixer and RFC 4733 keys from real phones.
 """
 
 from __future__ import annotations
@@ -116,3 +117,32 @@ def test_a_participant_who_joins_muted_is_not_heard(rig: Rig, tmp_path: Path) ->
     assert got["201"][TONES["203"]] < ABSENT and got["202"][TONES["203"]] < ABSENT, got
     for phone in phones.values():
         phone.hangup()
+
+
+def test_three_wrong_pins_are_refused_with_goodbye(rig: Rig) -> None:
+    phone = rig.phone("p201", "201")
+    phone.call(f"sip:701@{rig.registrar}")
+    phone.wait_state("CONFIRMED")
+    phone.wait_for("media_state", lambda e: e.get("state") == "active", timeout=10.0)
+    phone.dtmf("1111#2222#3333#")
+    phone.wait_for("call_state", is_ended, timeout=30.0)  # the engine hangs up after the goodbye
+    (cdr,) = rig.cdrs(1)
+    assert "@conference/quiet:wrong pin" in cdr["path"], cdr
+    assert not any(step.startswith("conference:") for step in cdr["path"]), cdr  # never joined
+
+
+def test_a_host_locks_the_room_and_a_new_caller_is_kept_out(rig: Rig, tmp_path: Path) -> None:
+    host = join(rig, tmp_path, "201", "701", HOST_PIN + "#")
+    time.sleep(3.0)  # the PIN prompt is over: the host is seated and listens for the menu key
+    host.dtmf("*2")
+    time.sleep(4.0)  # the menu prompt is cut short by the 2; "the conference is now locked"
+    late = rig.phone("p202", "202")
+    late.call(f"sip:701@{rig.registrar}")
+    late.wait_state("CONFIRMED")
+    late.wait_for("media_state", lambda e: e.get("state") == "active", timeout=10.0)
+    late.dtmf(HOST_PIN + "#")
+    late.wait_for("call_state", is_ended, timeout=30.0)  # "this conference is locked", goodbye
+    host.hangup()
+    rows = rig.cdrs(2)
+    paths = [" ".join(cdr["path"]) for cdr in rows]
+    assert any("@conference/quiet:host locked" in p for p in paths), paths
