@@ -131,3 +131,15 @@ export function restoreDrafts(path) {
 export function formatTime(epoch) {
   return new Date(epoch * 1000).toLocaleString(document.documentElement.lang);
 }
+
+// Fill `slot` with an <audio> player of the WAV the API serves at `url` (fetched with the session, shown
+// through a blob: URL, which the CSP's media-src allows), or with `missing` when the API answers 404.
+export async function loadAudio(api, url, slot, attrs, missing) {
+  try {
+    const audio = await api("GET", url);
+    slot.replaceChildren(h("audio", { controls: true, src: URL.createObjectURL(audio), ...attrs }));
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    slot.replaceChildren(h("span", { class: "hint", text: missing }));
+  }
+}

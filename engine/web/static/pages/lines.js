@@ -1,7 +1,7 @@
 // Lines: each user's line with its external caller ID (one of the company's numbers) and its voicemail
 // greetings, uploaded as a WAV file and listened to in the page (the stored audio, fed to an <audio>).
 import { t } from "/static/i18n.js";
-import { clearErrors, field, h, notice, select, showError, table } from "/static/ui.js";
+import { clearErrors, field, h, loadAudio, notice, select, showError, table } from "/static/ui.js";
 
 const GREETINGS = ["unavailable", "busy", "temporary"];
 
@@ -27,15 +27,7 @@ function callerIdForm(ctx, line, numbers, onDone) {
 async function greeting(ctx, line, kind) {
   const url = `/api/lines/${line.id}/voicemail/greetings/${kind}`;
   const player = h("span", { class: "player" });
-  const load = async () => {
-    try {
-      const audio = await ctx.api("GET", url);
-      player.replaceChildren(h("audio", { controls: true, src: URL.createObjectURL(audio), "data-greeting": kind }));
-    } catch (error) {
-      if (error.status !== 404) throw error;
-      player.replaceChildren(h("span", { class: "hint", text: t("lines.no_greeting") }));
-    }
-  };
+  const load = () => loadAudio(ctx.api, url, player, { "data-greeting": kind }, t("lines.no_greeting"));
   const file = h("input", { type: "file", accept: ".wav,audio/wav", name: "file", id: `f-greeting-${kind}` });
   const form = h("form", { class: "route-form", "data-greeting-form": kind, novalidate: true },
     field("file", t(`lines.greeting.${kind}`), file), h("div", { class: "field" }, h("label", {}, "\u00a0"),
