@@ -41,6 +41,7 @@ users:
 conference_rooms:
   - {{name: team, extension: "700"}}
   - {{name: quiet, extension: "701", host_pin: "{HOST_PIN}", enter_muted: true}}
+  - {{name: lobby, extension: "702", host_pin: "{HOST_PIN}", waiting_room: true, end_with_last_host: true}}
 """
 
 
@@ -146,3 +147,24 @@ def test_a_host_locks_the_room_and_a_new_caller_is_kept_out(rig: Rig, tmp_path: 
     rows = rig.cdrs(2)
     paths = [" ".join(cdr["path"]) for cdr in rows]
     assert any("@conference/quiet:host locked" in p for p in paths), paths
+
+
+def test_the_waiting_room_holds_until_the_host_and_the_last_host_ends_it(rig: Rig, tmp_path: Path) -> None:
+    guest = join(rig, tmp_path, "202", "702", "#")
+    time.sleep(6.0)  # the PIN prompt, then "the conference will begin when the host joins"
+    waiting = levels_at(record_all(rig, {"202": guest}, 2.0)["202"], (440.0, 660.0))
+    assert max(waiting.values()) > HEARD, waiting  # the system hold music (440 Hz and 660 Hz)
+    host = join(rig, tmp_path, "201", "702", HOST_PIN + "#")
+    time.sleep(3.0)
+    heard = record_all(rig, {"202": guest, "201": host}, 2.5)
+    assert levels(heard["202"])[TONES["201"]] > HEARD, levels(heard["202"])
+    assert levels(heard["201"])[TONES["202"]] > HEARD, levels(heard["201"])
+    host.hangup()
+    guest.wait_for("call_state", is_ended, timeout=15.0)  # "the conference has ended", goodbye
+    rows = rig.cdrs(2)
+    assert any("@conference/lobby:ended" in cdr["path"] for cdr in rows), rows
+
+
+def levels_at(wav: str, freqs: tuple[float, ...]) -> dict[float, float]:
+    samples, rate = read_wav(wav)
+    return {hz: tone_amplitude(samples, hz, rate) for hz in freqs}
