@@ -168,3 +168,15 @@ def test_the_waiting_room_holds_until_the_host_and_the_last_host_ends_it(rig: Ri
 def levels_at(wav: str, freqs: tuple[float, ...]) -> dict[float, float]:
     samples, rate = read_wav(wav)
     return {hz: tone_amplitude(samples, hz, rate) for hz in freqs}
+
+
+def test_a_host_removes_the_last_joiner(rig: Rig, tmp_path: Path) -> None:
+    host = join(rig, tmp_path, "201", "701", HOST_PIN + "#")
+    guest = join(rig, tmp_path, "202", "701", "#")
+    time.sleep(3.0)  # both seated
+    host.dtmf("*3")
+    guest.wait_for("call_state", is_ended, timeout=15.0)  # removed: the engine hangs up on the guest
+    host.hangup()
+    rows = rig.cdrs(2)
+    paths = [" ".join(cdr["path"]) for cdr in rows]
+    assert any("@conference/quiet:removed" in p for p in paths), paths
