@@ -36,6 +36,7 @@ PAGES: Final[dict[str, str]] = {
     "numbers": routes.CONFIGURE,
     "ring-groups": routes.CONFIGURE,
     "queues": routes.CONFIGURE,
+    "schedules": routes.CONFIGURE,
     "sound-clips": routes.CONFIGURE,
     "locations": routes.CONFIGURE,
     "reports": routes.REPORTS,

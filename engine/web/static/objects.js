@@ -5,6 +5,8 @@
 import { t } from "/static/i18n.js";
 import { clearErrors, field, h, notice, select, showError, table, textInput } from "/static/ui.js";
 
+const DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
 // Field types: how each is drawn from a spec value and read back into one (undefined: leave the key out).
 const TYPES = {
   text: {
@@ -33,6 +35,35 @@ const TYPES = {
       ...[...form.querySelectorAll(`input[name="${f.key}"]:checked`)].map((el) => ({ line: el.value })),
       ...(old[f.key] || []).filter((m) => m.line === undefined), // members the form does not show
     ],
+  },
+  week: { // the weekly open hours: one row a day, open or closed, from-to (a day's several spans kept as given)
+    input: (f, value) => {
+      const byDay = {};
+      for (const span of value || []) for (const day of span.days || []) byDay[day] ??= span;
+      return h("table", { class: "week", id: `f-${f.key}` }, h("tbody", {}, DAYS.map((day) => h("tr", { "data-day": day },
+        h("td", {}, h("label", {}, h("input", { type: "checkbox", name: `${f.key}.${day}.open`, checked: day in byDay }),
+          " ", t(`day.${day}`))),
+        h("td", {}, h("input", { type: "time", name: `${f.key}.${day}.from`, value: byDay[day]?.from ?? "08:00",
+          "aria-label": `${t(`day.${day}`)} ${t("schedules.from")}` })),
+        h("td", {}, h("input", { type: "time", name: `${f.key}.${day}.to`, value: byDay[day]?.to ?? "18:00",
+          "aria-label": `${t(`day.${day}`)} ${t("schedules.to")}` }))))));
+    },
+    read: (form, f) => DAYS.filter((day) => form.elements[`${f.key}.${day}.open`].checked).map((day) => ({
+      days: [day], from: form.elements[`${f.key}.${day}.from`].value, to: form.elements[`${f.key}.${day}.to`].value })),
+  },
+  holidays: { // closed days: name, from, to (one a line: "2026-12-24 2026-12-26 Christmas")
+    input: (f, value) => h("textarea", { name: f.key, rows: "4", placeholder: "2026-12-24 2026-12-26 Christmas" },
+      (value || []).map((d) => [d.from, d.to && d.to !== d.from ? d.to : "", d.name ?? ""].filter(Boolean).join(" ")).join("\n")),
+    read: (form, f) => {
+      const out = form.elements[f.key].value.split("\n").map((line) => line.trim()).filter(Boolean).map((line) => {
+        const [from, ...rest] = line.split(/\s+/);
+        const holiday = { from };
+        if (/^\d{4}-\d{2}-\d{2}$/.test(rest[0] || "")) holiday.to = rest.shift();
+        if (rest.length) holiday.name = rest.join(" ");
+        return holiday;
+      });
+      return out.length ? out : undefined;
+    },
   },
   destination: { // {kind, target}, or none
     input: (f, value, ctx) => {
@@ -76,7 +107,7 @@ function objectForm(def, ctx, old, onDone) {
     h("h2", { text: editing ? t(`${def.strings}.edit`, { name: old.name }) : t(`${def.strings}.add`) }),
     h("div", { class: "grid" }, def.fields.map((f) => field(f.key, t(`${def.strings}.${f.key}`),
       TYPES[f.type].input(f, spec[f.key], ctx), {
-        wide: f.type === "lines" || f.type === "destination",
+        wide: ["lines", "destination", "week", "holidays"].includes(f.type),
         hint: f.hint ? t(`${def.strings}.${f.key}.hint`) : undefined,
       }))),
     def.note ? h("p", { class: "hint", text: t(`${def.strings}.note`) }) : null,
