@@ -116,7 +116,7 @@ PROMPT_KEYS: Final = (
     "invalid-option",
     "goodbye",
     "enter-password",
-    "wrong-password",
+    "password-wrong",
     "feature-unavailable",
     "dial-by-name-instructions",
     "dial-by-name-for-extension",
@@ -627,7 +627,7 @@ class PlanRun:
             if hmac.compare_digest(got.digits.encode(), pin):
                 return self._exit(node, "ok", op.ok)
             if attempt + 1 < op.tries:
-                yield from self._play((Sound("wrong-password"),), barge_in=False)
+                yield from self._play((Sound("password-wrong"),), barge_in=False)
         return self._exit(node, "fail", op.fail)
 
     def _hangup(self, node: Node) -> _Step:

@@ -394,7 +394,7 @@ def test_password_ok_on_second_try() -> None:
     run, first, _ = single(PASSWORD_NODES)
     assert drive(run, first, [Answered(), Played()]) == [Answer(), ENTER, PIN]
     assert run.resume(Collected("1234", "terminator", "#"), OPEN_TIME) == Play(
-        (Sound("wrong-password"),), barge_in=False
+        (Sound("password-wrong"),), barge_in=False
     )
     assert run.resume(Played(), OPEN_TIME) == ENTER
     assert run.resume(Played(), OPEN_TIME) == PIN

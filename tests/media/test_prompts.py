@@ -227,3 +227,23 @@ def test_file_cache_rereads_a_changed_file(tmp_path: Path) -> None:
     (tmp_path / "bad.wav").write_bytes(b"not a wav")
     with pytest.raises(PromptError):
         cache.load(str(tmp_path / "bad.wav"))
+
+
+def test_every_prompt_the_engine_names_is_recorded() -> None:
+    """Each ``Sound("key")`` written in engine/ and each evaluator prompt key is a listed, recorded prompt:
+    a key that is not would play as silence on a real call (the password node's "wrong-password" and dial
+    by name's "for extension ... press" did, until they were listed)."""
+    import re
+
+    import engine
+    from engine.dialplan.evaluate import PROMPT_KEYS
+
+    named: set[str] = set(PROMPT_KEYS)
+    for path in Path(engine.__file__).resolve().parent.rglob("*.py"):
+        named |= set(re.findall(r'Sound\("([a-z0-9-]+)"\)', path.read_text(encoding="utf-8")))
+    assert len(named) > 40
+    assert sorted(named - set(TEXTS)) == []
+    library = PromptLibrary()
+    for language in LANGUAGES:
+        for key in sorted(named):
+            assert len(library.get(language, key)) > 0, (language, key)
