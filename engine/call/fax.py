@@ -23,8 +23,9 @@ from typing import Final
 
 from engine.call.b2bua import Call
 from engine.call.flows import MediaPort
-from engine.dialplan.evaluate import FaxResult, ReceiveFax
+from engine.dialplan.evaluate import DetectFax, FaxDetected, FaxResult, ReceiveFax
 from engine.dialplan.plan import FaxLine
+from engine.media.cng import CngListener
 from engine.media.fax import FaxError, FaxOutcome, FaxTerminal, tiff_to_pdf
 from engine.media.io import MediaSession
 from engine.store.faxes import FaxRecord, FaxStore
@@ -126,6 +127,24 @@ class FaxService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return reception
+
+    def detect(self, port: MediaPort, action: DetectFax, done: Callable[[FaxDetected], None]) -> None:
+        """Listen for CNG on ``port`` for ``action.listen_s`` (the Detect Fax node); ``done`` gets whether
+        a fax machine called."""
+        assert isinstance(port, MediaSession)
+        listener = CngListener(action.listen_s)
+
+        async def listen() -> None:
+            try:
+                await port.run_terminal(listener)
+            except Exception:
+                logger.exception("fax detection failed")
+            finally:
+                done(FaxDetected(listener.detector.detected))
+
+        task = self.loop.create_task(listen())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, port: MediaSession, reception: Reception, terminal: FaxTerminal, call: Call,
                    fax_id: str, started: float, done: Callable[[FaxResult], None]) -> None:

@@ -35,7 +35,9 @@ from engine.call.queue import QueueService, Ticket
 from engine.call.routing import MailboxMenu, Planned
 from engine.dialplan.evaluate import (
     ConferenceResult,
+    DetectFax,
     Enqueue,
+    FaxDetected,
     FaxResult,
     JoinConference,
     LeaveVoicemail,
@@ -103,6 +105,7 @@ class FaxReception(Protocol):
 
 
 FaxReceiver = Callable[[MediaPort, ReceiveFax, Call, Callable[[FaxResult], None]], FaxReception]
+FaxDetector = Callable[[MediaPort, DetectFax, Callable[[FaxDetected], None]], None]
 
 
 class Flow(Protocol):
@@ -135,6 +138,8 @@ class FlowServices:
         receive_fax: runs a fax reception for a fax line on the call's endpoint and calls back with its
             ``FaxResult`` once it is stored (None: fax lines are not available, the reception fails).
         conferences: the live conference rooms (None: a call to a room hears that it has ended).
+        detect_fax: listens on the call's endpoint for a fax machine's calling tone and calls back with
+            ``FaxDetected`` (None: every caller is taken for a voice caller).
     """
 
     manager: CallManager
@@ -149,6 +154,7 @@ class FlowServices:
     hold_stream: Callable[[str | None], HoldStream | None] = lambda path: None
     receive_fax: FaxReceiver | None = None
     conferences: ConferenceService | None = None
+    detect_fax: FaxDetector | None = None
 
 
 class FlowController:
@@ -281,6 +287,12 @@ class FlowController:
                     self._step(ConferenceResult("ended"))
                 else:
                     self.services.conferences.seat(self, action)
+            elif isinstance(action, DetectFax):
+                detect = self.services.detect_fax
+                if detect is None or self.media is None:
+                    self._step(FaxDetected(False))
+                else:
+                    detect(self.media, action, self._step)
             elif isinstance(action, LeaveVoicemail):
                 self._voicemail(call, action)
             elif isinstance(action, PlanDone | VoicemailDone):

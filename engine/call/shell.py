@@ -78,7 +78,7 @@ class FlowShell:
             manager=calls, open_media=self._open_media, run_media=self._run_media,
             destination=self._destination, deposit=self._deposit, apply_effect=self._apply, wall=self._wall,
             flush=flush, queues=self.queues, hold_stream=self._hold_stream,
-            receive_fax=None if fax is None else fax.receive,
+            receive_fax=None if fax is None else fax.receive, detect_fax=None if fax is None else fax.detect,
             conferences=self.conferences)
         self.factory = FlowFactory(self.services, RingState(), self._menu)
 

@@ -202,6 +202,10 @@ class _PlanInfo:
     raw_nodes: dict[str, Mapping[str, Any]]
 
 
+#: how long a Detect Fax node listens for CNG by default (a fax machine repeats it every 3.5 s)
+DEFAULT_DETECT_FAX_S: Final = 4.0
+
+
 class _Compiler:
     """One compilation: collects issues while it builds the tables."""
 
@@ -1235,7 +1239,8 @@ class _Compiler:
     def b_detect_fax(
         self, info: _PlanInfo, raw: Mapping[str, Any], out: dict[str, int], where: _Where
     ) -> Op | None:
-        return DetectFaxOp(out["voice"], out["fax"]) if len(out) == 2 else None
+        listen_s = self.seconds(raw, "seconds", DEFAULT_DETECT_FAX_S, where, 1.0, 30.0)
+        return DetectFaxOp(out["voice"], out["fax"], listen_s) if len(out) == 2 else None
 
     # -- numbers --------------------------------------------------------------------------------------
 

@@ -76,8 +76,10 @@ __all__ = [
     "Action",
     "CallFacts",
     "ConferenceResult",
+    "DetectFax",
     "Done",
     "Enqueue",
+    "FaxDetected",
     "FaxResult",
     "JoinConference",
     "LeaveVoicemail",
@@ -190,6 +192,21 @@ class ReceiveFax:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectFax:
+    """Listen on the answered call for a fax machine's calling tone for ``listen_s`` (the caller hears
+    silence). Outcome: ``FaxDetected``."""
+
+    listen_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FaxDetected:
+    """``fax``: the calling tone was heard."""
+
+    fax: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FaxResult:
     """How a reception ended: ``ok`` (the document arrived whole), the ``pages`` that arrived, and the
     T.30 result ``text`` ("OK", "Call dropped prematurely", ...)."""
@@ -225,8 +242,8 @@ class Done:
     """Terminal: the call is bridged to whoever answered, or the caller has hung up."""
 
 
-Action = MediaAction | Ring | Enqueue | ReceiveFax | JoinConference | LeaveVoicemail | Done
-Outcome = MediaOutcome | RingResult | QueueResult | FaxResult | ConferenceResult
+Action = MediaAction | Ring | Enqueue | ReceiveFax | DetectFax | JoinConference | LeaveVoicemail | Done
+Outcome = MediaOutcome | RingResult | QueueResult | FaxResult | FaxDetected | ConferenceResult
 _TERMINAL: Final = (Hangup, LeaveVoicemail, Done)
 _EXPECTED: Final[Mapping[type, type]] = {
     Answer: Answered,
@@ -236,6 +253,7 @@ _EXPECTED: Final[Mapping[type, type]] = {
     Enqueue: QueueResult,
     ReceiveFax: FaxResult,
     JoinConference: ConferenceResult,
+    DetectFax: FaxDetected,
 }
 
 
@@ -751,8 +769,11 @@ class PlanRun:
     def _detect_fax(self, node: Node) -> _Step:
         op = node.op
         assert isinstance(op, DetectFaxOp)
-        return self._exit(node, "voice", op.voice)
-        yield  # pragma: no cover - makes this a generator
+        yield from self._answer()
+        outcome = yield DetectFax(op.listen_s)
+        self._unwaited = 0
+        assert isinstance(outcome, FaxDetected)
+        return self._exit(node, "fax", op.fax) if outcome.fax else self._exit(node, "voice", op.voice)
 
 
 def _choices(entries: tuple[DirectoryEntry, ...]) -> tuple[PromptItem, ...]:

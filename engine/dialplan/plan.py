@@ -289,10 +289,12 @@ class ReceiveFaxOp:
 
 @dataclass(frozen=True, slots=True)
 class DetectFaxOp:
-    """Fax detection is not built yet: every call takes the ``voice`` output (voice calls keep working)."""
+    """Answer and listen for a fax machine's calling tone (CNG) for ``listen_s``: a fax takes ``fax``,
+    anyone else ``voice`` (having heard silence meanwhile)."""
 
     voice: int
     fax: int
+    listen_s: float = 4.0
 
 
 Op = (

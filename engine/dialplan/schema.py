@@ -106,7 +106,7 @@ NODE_TYPES: Final[Mapping[str, NodeSpec]] = {
     "queue": _spec("queue", "", "exit"),
     "conference": _spec("room"),
     "receive_fax": _spec("fax_line"),
-    "detect_fax": _spec("", "", "voice fax"),
+    "detect_fax": _spec("", "seconds", "voice fax"),
 }
 """Node types by their ``type`` value."""
 

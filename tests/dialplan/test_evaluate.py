@@ -14,8 +14,10 @@ from engine.dialplan.errors import PlanUsageError
 from engine.dialplan.evaluate import (
     PROMPT_KEYS,
     CallFacts,
+    DetectFax,
     Done,
     Enqueue,
+    FaxDetected,
     FaxResult,
     JoinConference,
     LeaveVoicemail,
@@ -504,16 +506,20 @@ def test_receive_fax_answers_receives_for_the_line_and_hangs_up(result: FaxResul
     assert run.path == (label,)
 
 
-def test_detect_fax_follows_the_voice_output() -> None:
+@pytest.mark.parametrize(("fax", "label"), [(False, "p/a:voice"), (True, "p/a:fax")])
+def test_detect_fax_answers_listens_and_takes_the_output_it_heard(fax: bool, label: str) -> None:
     run, first, _ = single(
         {
-            "a": {"type": "detect_fax", "next": {"voice": "b", "fax": "c"}},
+            "a": {"type": "detect_fax", "seconds": 6, "next": {"voice": "b", "fax": "c"}},
             "b": {"type": "line_voicemail", "line": "201"},
             "c": {"type": "receive_fax", "fax_line": "fax"},
         }
     )
-    assert first == Ring((line("201"),), 20.0)
-    assert run.path == ("p/a:voice",)
+    assert first == Answer()
+    assert run.resume(Answered(), OPEN_TIME) == DetectFax(6.0)
+    after = run.resume(FaxDetected(fax), OPEN_TIME)
+    assert after == (ReceiveFax(FaxLine("fax")) if fax else Ring((line("201"),), 20.0))
+    assert run.path == (label,)
 
 
 # -- entries that are not plans -----------------------------------------------------------------------

@@ -15,8 +15,10 @@ from engine.dialplan.compiler import compile_config
 from engine.dialplan.evaluate import (
     CallFacts,
     ConferenceResult,
+    DetectFax,
     Done,
     Enqueue,
+    FaxDetected,
     FaxResult,
     JoinConference,
     LeaveVoicemail,
@@ -156,6 +158,8 @@ def answer_for(action: Any, rng: random.Random) -> Any:
         return Collected(digits, "max" if digits else "timeout")
     if isinstance(action, Enqueue):
         return QueueResult(rng.choice(["answered", "timeout", "key", "full", "no_agents"]))
+    if isinstance(action, DetectFax):
+        return FaxDetected(rng.random() < 0.5)
     if isinstance(action, ReceiveFax):
         return FaxResult(rng.random() < 0.5, rng.randrange(3))
     if isinstance(action, JoinConference):
@@ -188,6 +192,7 @@ def test_random_graphs_compile_to_config_or_errors_and_walk_safely(graph: Any, s
             assert run.finished
             assert not (isinstance(action, Hangup) and action.status == 500)  # the guard never fires
             return
-        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue | ReceiveFax | JoinConference)
+        assert isinstance(action, Answer | Play | Collect | Ring | Enqueue | ReceiveFax | JoinConference
+                          | DetectFax)
         now += timedelta(seconds=rng.randint(0, 30))
         action = run.resume(answer_for(action, rng), now)

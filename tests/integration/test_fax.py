@@ -24,27 +24,44 @@ from PIL import Image, ImageChops, ImageDraw
 
 from tests.conftest import Inbox
 
+from .audio import signal_seconds, write_tone
 from .faxpeer import FaxPeer
-from .harness import PbxServer
+from .harness import PbxServer, require_module
 from .test_calls_phones import rtp_range
+from .test_dialplan_calls import Rig, assert_heard, record_for
 
 pytestmark = pytest.mark.integration
 
 DID = "+493023125402"
+DID_DETECT = "+493023125400"  # a plan that detects fax first
 STATION_ID = "+49 30 2312 5402"
 SENDER_ID = "+49 89 555 0100"
 TO = "faxes@example.com"
 SENDER = "pbx@example.com"
 PAGES = 2
+MENU_HZ = 600.0  # the auto attendant's clip, which a voice caller hears after the detection
 
 
-def company_yaml() -> str:
+def company_yaml(clips: Path) -> str:
     return f"""version: 1
 company: {{name: Fax Test GmbH, sip_realm: pbx.test, timezone: Europe/Berlin, country: DE}}
 users:
   - {{first_name: Olga, last_name: Owner, extension: "201", sip_password: secret-201-pw}}
 numbers:
   - {{number: "{DID}", route: {{kind: fax_line, target: office}}}}
+  - {{number: "{DID_DETECT}", route: {{kind: dial_plan, target: reception}}}}
+dial_plans:
+  - name: reception
+    graph:
+      start: detect
+      nodes:
+        detect: {{type: detect_fax, seconds: 5, next: {{voice: menu, fax: fax}}}}
+        fax: {{type: receive_fax, fax_line: office}}
+        menu: {{type: auto_attendant, clip: menu, options: {{"1": bye}}, retries: 0, timeout_seconds: 3,
+               next: {{timeout: bye, invalid: bye}}}}
+        bye: {{type: hangup}}
+sound_clips:
+  - {{name: menu, file: {clips / "menu.wav"}}}
 fax_lines:
   - {{name: office, extension: "402", station_id: "{STATION_ID}", header: Fax Test GmbH, email: [{TO}]}}
 trunks:
@@ -108,8 +125,11 @@ class FaxRig:
 
 @pytest.fixture
 def rig(pbx_factory: Any, tmp_path: Path, smtp: tuple[Inbox, int]) -> Iterator[FaxRig]:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_tone(clips / "menu.wav", MENU_HZ, 3.0)
     company = tmp_path / "fax-company.yaml"
-    company.write_text(company_yaml())
+    company.write_text(company_yaml(clips))
     rtp = rtp_range()
     server = pbx_factory(company_file=company, name="fax", extra_args=[
         "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--smtp", f"127.0.0.1:{smtp[1]}", "--smtp-from", SENDER])
@@ -183,3 +203,38 @@ def test_a_sender_hanging_up_in_page_two_leaves_a_failure_record_with_the_first_
     (cdr,) = rig.server.cdrs(1, exact=True)
     steps = [step for step in cdr["path"] if step.startswith("fax:office:")]
     assert len(steps) == 1 and not steps[0].startswith("fax:office:0 "), cdr["path"]
+
+
+def test_the_detect_fax_node_hears_the_calling_tone_and_sends_the_fax_to_the_fax_line(
+    rig: FaxRig, tmp_path: Path
+) -> None:
+    sent = make_pages(tmp_path / "send.tif")
+    call = rig.peer().send(DID_DETECT, str(tmp_path / "send.tif"))
+    assert call.outcome is not None and call.outcome.ok, call.outcome
+    (record,) = rig.records(1)
+    assert record["ok"] and record["called"] == DID_DETECT, record
+    assert_same_pages(sent, tiff_pages((rig.fax_dir / f"{record['id']}.tif").read_bytes()))
+    (cdr,) = rig.server.cdrs(1, exact=True)
+    assert "reception/detect:fax" in cdr["path"] and "fax:office:0 OK" in cdr["path"], cdr["path"]
+
+
+def test_a_voice_caller_hears_silence_while_the_node_listens_then_the_auto_attendant(
+    rig: FaxRig, peers: Any, tmp_path: Path
+) -> None:
+    require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
+    phones = Rig(rig.server, tmp_path, peers)
+    try:
+        carrier = phones.carrier()
+        carrier.call(phones.did_uri(DID_DETECT))
+        carrier.wait_state("CONFIRMED")  # the node answers to listen
+        quiet = record_for(phones, carrier, "listening", 3.0)
+        assert signal_seconds(quiet) < 0.2, "a caller hears silence while the node listens"
+        time.sleep(2.5)  # the rest of the 5 s
+        assert_heard(record_for(phones, carrier, "menu", 1.5), MENU_HZ, 1.0)
+        carrier.hangup()
+    finally:
+        for phone in phones.phones:
+            phone.close()
+    (cdr,) = rig.server.cdrs(1, exact=True)
+    assert "reception/detect:voice" in cdr["path"], cdr["path"]
+    assert not list(rig.fax_dir.glob("*.json"))  # no fax was received
