@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7
 _LOGGED_ERRORS_MAX: Final = 50
+_ADDRESS_HEADERS: Final = frozenset({"from", "to", "call-id", "cseq"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +294,17 @@ class SipEndpoint:
             dest = response_peer(msg, peer)
         except SipParseError:
             dest = peer
+        # A duplicated To/From/Call-ID/CSeq: the answer copies the first only, or it would be as malformed
+        # as the request.
+        seen: set[str] = set()
+        kept = []
+        for f in msg.fields:
+            if f.name in _ADDRESS_HEADERS:
+                if f.name in seen:
+                    continue
+                seen.add(f.name)
+            kept.append(f)
+        msg.fields = kept
         resp = make_response(msg, exc.status, exc.reason, to_tag=self.new_tag())
         for name, value in exc.extra_headers:
             resp.fields.append(Field(name.lower(), value))

@@ -191,7 +191,8 @@ def parse_params(text: str) -> dict[str, str | None]:
     word or a quoted string; quoted values keep their quotes so that they serialise unchanged.
 
     Raises:
-        ValueError: an empty or non-token parameter name, an empty value, or unbalanced quotes.
+        ValueError: an empty or non-token parameter name, an empty value, unbalanced quotes, or a
+            parameter given twice.
     """
     if not text or text.isspace():
         return {}
@@ -199,7 +200,13 @@ def parse_params(text: str) -> dict[str, str | None]:
         text = ";" + text
     if _PARAMS_RE.fullmatch(text) is None:
         raise ValueError(f"malformed parameters {text[:60]!r}")
-    return {name.lower(): (value or None) for name, value in _PARAM_RE.findall(text)}
+    found = _PARAM_RE.findall(text)
+    params = {name.lower(): (value or None) for name, value in found}
+    if len(params) != len(found):
+        # §19.1.1: "Any given URI parameter MUST NOT appear more than once"; a header parameter given twice
+        # (two To tags, two Via branches) is as ambiguous, and Kamailio's sanity refuses duplicate tags.
+        raise ValueError(f"parameter given twice in {text[:60]!r}")
+    return params
 
 
 def format_params(params: dict[str, str | None]) -> str:

@@ -20,7 +20,7 @@ from engine.sip.grammar import (
     split_list,
     unquote,
 )
-from engine.sip.uri import Uri, parse_uri
+from engine.sip.uri import Uri, check_ipv6_reference, parse_uri
 
 _HOST_RE: Final = re.compile(r"[A-Za-z0-9\-.]+")
 MAX_CSEQ: Final = 2**31 - 1  # RFC 3261 §8.1.1.5: the sequence number MUST be less than 2**31
@@ -61,7 +61,9 @@ class Via:
             port = int(port_text)
             if not 0 < port < 65536 or len(port_text) > 5:
                 raise ValueError("Via port out of range")
-        if host[0] != "[" and _HOST_RE.fullmatch(host) is None:
+        if host[0] == "[":
+            check_ipv6_reference(host)
+        elif _HOST_RE.fullmatch(host) is None:
             raise ValueError(f"bad Via host {host!r}")
         return cls(transport.upper(), host, port, parse_params(params_text) if params_text else {})
 

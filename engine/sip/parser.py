@@ -8,10 +8,11 @@ CRLF keep-alives.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from engine.sip.errors import SipParseError
-from engine.sip.grammar import COMPACT_FORMS, is_digits, is_token
+from engine.sip.grammar import COMPACT_FORMS, canonical_name, is_digits, is_token
 from engine.sip.message import SIP_VERSION, Field, Message, Request, Response
 
 MAX_MESSAGE_BYTES: Final = 65_535
@@ -19,6 +20,27 @@ _HEAD_END: Final = b"\r\n\r\n"
 _ENCODING: Final = "utf-8"
 _ERRORS: Final = "surrogateescape"
 
+
+#: RFC 3261 §25.1: outside a quoted-pair (``\\`` then any octet but CR and LF, inside a quoted string) no
+#: header line and no start line may carry a control character: NUL, BEL, DEL, a bare CR or LF... HTAB is
+#: LWS. One search over the whole head finds the rare message that needs a closer look.
+_CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: A quoted string (with its quoted-pairs) and a control character outside one.
+_QUOTED_OR_CONTROL_RE: Final = re.compile(r'"(?:[^"\\]|\\.)*+"|[\x00-\x08\x0a-\x1f\x7f]', re.S)
+
+#: Headers that RFC 3261 §7.3.1 (and the RFCs defining them) allow once only: their grammar is no
+#: comma-separated list. A second one makes the message ambiguous (which To, which Content-Length?), so it
+#: is refused with 400 naming it, never resolved by picking one. Authorization and the *-Authenticate
+#: headers are the §7.3.1 exception (one per realm) and are not listed.
+SINGLE_HEADERS: Final = frozenset({
+    "call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type",
+    "content-disposition", "mime-version", "expires", "min-expires", "date", "timestamp", "priority",
+    "retry-after", "reply-to", "subject", "organization", "user-agent", "server", "event",
+    "session-expires", "min-se", "rseq", "rack", "refer-to", "referred-by", "replaces",
+    "subscription-state", "sip-etag", "sip-if-match",
+})
+
+_COPIED: Final = frozenset({"via", "from", "to", "call-id", "cseq"})
 
 _NAME_CACHE: dict[str, str | None] = {}
 _NAME_CACHE_MAX: Final = 2048
@@ -101,9 +123,19 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         complete = True
     if not head_bytes:
         raise SipParseError(400, "Empty message")
-    lines = head_bytes.decode(_ENCODING, _ERRORS).split("\r\n")
+    head = head_bytes.decode(_ENCODING, _ERRORS)
+    lines = head.split("\r\n")
     first = lines[0]
     fields, error = _split_fields(lines[1:])
+    echoed = False
+    if _CONTROL_RE.search(head) is not None:
+        control = _control_error(first, fields)
+        # A control character in a header every answer copies (§8.2.6.2) would be echoed back by any
+        # answer, whatever else is wrong: such a message is dropped.
+        echoed = control is not None and control.header in _COPIED
+        error = control or error
+    if error is None:
+        error = _duplicate_error(fields)
 
     msg: Request | Response
     if first.startswith("SIP/"):
@@ -115,10 +147,52 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         error = SipParseError(400, "Header section not terminated by an empty line")
     if error is None:
         error = _apply_content_length(msg, body, stream)
+    if error is None and msg.body and not msg.has("content-type"):
+        # §20.15: "The Content-Type header field MUST be present if the body is not empty."
+        error = SipParseError(400, "Missing Content-Type", header="content-type")
     if error is not None:
-        error.message = msg if _addressable(msg) else None
+        error.message = msg if _addressable(msg) and not echoed else None
         raise error
     return msg
+
+
+def _control_error(first: str, fields: list[Field]) -> SipParseError | None:
+    """The error for a control character outside a quoted-pair, naming the line it is on; None when every
+    one is quoted (RFC 4475 §3.1.1.2 has ``"BEL:\\<07> NUL:\\<00> DEL:\\<7f>"`` in a valid To)."""
+    # Headers an answer copies first: when one of them is at fault the message is dropped, not answered
+    # (even when the start line is at fault too: its 400 would echo the copied header).
+    in_header = _header_control_error(fields)
+    if in_header is not None and in_header.header in _COPIED:
+        return in_header
+    if _CONTROL_RE.search(first) is not None:
+        return SipParseError(400, "Control character in the start line")
+    return in_header
+
+
+def _header_control_error(fields: list[Field]) -> SipParseError | None:
+    """The first header with a control character outside a quoted-pair, copied headers first."""
+    for f in sorted(fields, key=lambda f: f.name not in _COPIED):
+        text = f.value
+        if _CONTROL_RE.search(text) is None:
+            continue
+        for m in _QUOTED_OR_CONTROL_RE.finditer(text):
+            if m.group()[0] != '"':
+                name = canonical_name(f.name)
+                return SipParseError(400, f"Control character in the {name} header", header=f.name)
+    return None
+
+
+def _duplicate_error(fields: list[Field]) -> SipParseError | None:
+    """400 naming the first single-valued header given twice (``SINGLE_HEADERS``)."""
+    seen: set[str] = set()
+    for f in fields:
+        name = f.name
+        if name in seen and name in SINGLE_HEADERS:
+            if name == "content-length":
+                return SipParseError(400, "Multiple Content-Length headers", header=name)
+            return SipParseError(400, f"Duplicate {canonical_name(name)} header", header=name)
+        seen.add(name)
+    return None
 
 
 def _addressable(msg: Message) -> bool:

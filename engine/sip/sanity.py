@@ -2,8 +2,9 @@
 
 ``check_request`` runs after ``parse_message`` on every request before any transaction or application
 logic sees it. It touches exactly the headers every request needs (§8.1.1: To, From, CSeq, Call-ID,
-Max-Forwards, Via), the Request-URI scheme (§8.2.2.1: 416), CSeq/method agreement and Require (§8.2.2.3:
-420 with Unsupported). Everything else stays lazy.
+Max-Forwards, Via), the Request-URI scheme (§8.2.2.1: 416), CSeq/method agreement, Require
+(§8.2.2.3: 420 with Unsupported) and the body of an SDP method (§8.2.3: 415 with Accept).
+Everything else stays lazy.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from collections.abc import Collection
 from engine.sip.errors import SipParseError
 from engine.sip.message import Request
 from engine.sip.uri import KNOWN_SCHEMES
+
+#: Methods whose body is a session description (RFC 3264 offer/answer): the engine reads SDP only, bare or
+#: inside a multipart body (§8.2.3: anything else is 415 with Accept).
+_SDP_METHODS = frozenset({"INVITE", "UPDATE", "PRACK"})
 
 #: Methods whose Require header is not checked (§8.2.2.3: not for CANCEL, and ACK has no response).
 _NO_REQUIRE_CHECK = frozenset({"ACK", "CANCEL"})
@@ -26,7 +31,7 @@ def check_request(req: Request, supported: Collection[str]) -> None:
         supported: the option tags this server supports (lower-case).
 
     Raises:
-        SipParseError: with the status and reason to answer with (400, 416, 420, 505).
+        SipParseError: with the status and reason to answer with (400, 415, 416, 420, 505).
     """
     top = req.top_via
     if top.branch is not None and not top.branch:
@@ -44,5 +49,14 @@ def check_request(req: Request, supported: Collection[str]) -> None:
         if unsupported:
             raise SipParseError(420, "Bad Extension", header="require", message=req,
                                 extra_headers=(("Unsupported", ", ".join(unsupported)),))
+    if req.body and req.method in _SDP_METHODS:
+        media = (req.get("content-type") or "").partition(";")[0].strip().lower()
+        if media != "application/sdp" and not media.startswith("multipart/"):
+            raise SipParseError(415, "Unsupported Media Type", header="content-type", message=req,
+                                extra_headers=(("Accept", "application/sdp"),))
+        encoding = (req.get("content-encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise SipParseError(415, "Unsupported Media Type", header="content-encoding", message=req,
+                                extra_headers=(("Accept-Encoding", "identity"),))
     if req.method in ("REGISTER", "INVITE") and req.get("contact") != "*":
         _ = req.addresses("contact")

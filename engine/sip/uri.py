@@ -8,6 +8,7 @@ port, and the transport/user/ttl/method/maddr parameters.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,10 +24,11 @@ _COMPARED_PARAMS: Final = ("transport", "user", "ttl", "method", "maddr")
 _FORBIDDEN_RE: Final = re.compile(r'[\s<>"]')
 _HOST_RE: Final = re.compile(r"[A-Za-z0-9\-.]+")
 _SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
-# The common shape of a SIP URI in one pass: userinfo (anything but @ and ?; ';' is legal in a user part),
+# The common shape of a SIP URI in one pass: userinfo (anything up to the first @: ';', '?' and ',' are legal
+# in a user part, §25.1 user-unreserved, and '@' is nowhere legal unescaped before it),
 # host (IPv6 reference or hostname/IPv4), port, parameters, headers.
 _SIP_RE: Final = re.compile(
-    r"(?:([^@?]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?(;[^?]*)?(?:\?(.*))?", re.S
+    r"(?:([^@]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?(;[^?]*)?(?:\?(.*))?", re.S
 )
 
 
@@ -89,6 +91,8 @@ class Uri:
                     password = pw
                 if not user:
                     raise ValueError("empty user part")
+            if host[0] == "[":
+                check_ipv6_reference(host)
             port = None
             if port_text is not None:
                 port = int(port_text)
@@ -100,13 +104,9 @@ class Uri:
 
     @classmethod
     def _parse_sip_slow(cls, scheme: str, rest: str) -> Uri:
-        headers = ""
-        q = rest.find("?")
-        if q >= 0:
-            rest, headers = rest[:q], rest[q + 1 :]
         user: str | None = None
         password: str | None = None
-        at = rest.rfind("@")
+        at = rest.find("@")  # the first: userinfo may hold '?' and ';' (§25.1), never an unescaped '@'
         if at >= 0:
             userinfo, rest = rest[:at], rest[at + 1 :]
             pc = userinfo.find(":")
@@ -116,6 +116,10 @@ class Uri:
                 user = userinfo
             if not user:
                 raise ValueError("empty user part")
+        headers = ""
+        q = rest.find("?")
+        if q >= 0:
+            rest, headers = rest[:q], rest[q + 1 :]
         semi = rest.find(";")
         hostport, params = (rest, {}) if semi < 0 else (rest[:semi], parse_params(rest[semi:]))
         host, port = split_hostport(hostport)
@@ -203,6 +207,21 @@ def parse_uri(text: str) -> Uri:
     return _memo_uri(text) if len(text) <= MEMO_MAX_LEN else Uri.parse(text)
 
 
+def check_ipv6_reference(host: str) -> None:
+    """RFC 3261 §25.1 / RFC 5118: ``IPv6reference = "[" IPv6address "]"``, the address written in full
+    RFC 4291 form (no zone index). ``[2001:db8:::1]``, ``[1:2:3:4:5:6:7:8:9]`` and ``[::g]`` are refused.
+
+    Raises:
+        ValueError: not a bracketed IPv6 address.
+    """
+    if len(host) < 4 or host[0] != "[" or host[-1] != "]" or "%" in host:
+        raise ValueError(f"bad IPv6 reference {host[:60]!r}")
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        raise ValueError(f"bad IPv6 reference {host[:60]!r}") from None
+
+
 def split_hostport(text: str) -> tuple[str, int | None]:
     """Split ``host[:port]`` (IPv6 references in brackets).
 
@@ -216,6 +235,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         if close < 0:
             raise ValueError("unclosed IPv6 reference")
         host, rest = text[: close + 1], text[close + 1 :]
+        check_ipv6_reference(host)
         if rest and rest[0] != ":":
             raise ValueError("junk after IPv6 reference")
         port_text = rest[1:] if rest else None
