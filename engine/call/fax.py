@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from typing import Final
 
 from engine.call.b2bua import Call
@@ -29,7 +28,7 @@ from engine.media.cng import CngListener
 from engine.media.fax import FaxError, FaxOutcome, FaxTerminal, tiff_to_pdf
 from engine.media.io import MediaSession
 from engine.store.faxes import FaxRecord, FaxStore
-from engine.voicemail.email import EmailError, SmtpConfig, check_addresses, send_email
+from engine.voicemail.email import EmailError, SmtpConfig, new_email, send_email
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +43,11 @@ def build_fax_email(record: FaxRecord, line: FaxLine, to: str, sender: str, pdf:
     Raises:
         EmailError: ``to`` or ``sender`` is not an address.
     """
-    check_addresses(to=to, sender=sender)
     who = record.remote_id or record.caller or "unknown"
     when = datetime.fromtimestamp(record.received_at, tz)
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
     outcome = "" if record.ok else " (incomplete)"
-    msg["Subject"] = f"Fax from {who}, {record.pages} page{'s' if record.pages != 1 else ''}{outcome}"
-    msg["Date"] = formatdate(when.timestamp(), localtime=False)
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    subject = f"Fax from {who}, {record.pages} page{'s' if record.pages != 1 else ''}{outcome}"
+    msg = new_email(to, sender, subject, when)
     msg.set_content(
         f"A fax arrived on fax line {line.name}.\n\n"
         f"From:       {who} (caller {record.caller or 'unknown'})\n"

@@ -12,7 +12,7 @@ import asyncio
 import smtplib
 import ssl
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -57,6 +57,23 @@ def check_addresses(**addresses: str) -> None:
             raise EmailError(field_name, f"not an e-mail address: {address!r}")
 
 
+def new_email(to: str, sender: str, subject: str, when: datetime) -> EmailMessage:
+    """An e-mail's envelope (From, To, Subject, Date, a Message-ID in the sender's domain) for the PBX's
+    notices: voicemail and received faxes.
+
+    Raises:
+        EmailError: ``to`` or ``sender`` is not an address (CR/LF would inject headers).
+    """
+    check_addresses(to=to, sender=sender)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(when.timestamp(), localtime=False)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    return msg
+
+
 def build_email(
     info: MessageInfo,
     to: str,
@@ -78,17 +95,11 @@ def build_email(
     Raises:
         EmailError: ``to`` or ``sender`` is not an address (CR/LF would inject headers).
     """
-    check_addresses(to=to, sender=sender)
     caller = info.caller or "unknown"
     who = f"{info.caller_name} <{caller}>" if info.caller_name and info.caller_name != caller else caller
     when = info.received_at.astimezone(tz)
     label = mailbox_label or info.mailbox
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = f"New voicemail from {who} ({_duration_text(info.duration_s)})"
-    msg["Date"] = formatdate(when.timestamp(), localtime=False)
-    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
+    msg = new_email(to, sender, f"New voicemail from {who} ({_duration_text(info.duration_s)})", when)
     msg.set_content(
         f"You have a new voicemail in mailbox {label}.\n\n"
         f"From:     {who}\n"
