@@ -381,6 +381,7 @@ def test_on_the_transport_the_expiry_notify_leaves_at_its_deadline_from_one_arme
         endpoint = SipEndpoint(EndpointConfig(), random_bytes=random.Random(7).randbytes)
         mwi = MwiService(endpoint, Location(), REALM, "sip:mwi@127.0.0.1:5060", min_expires=1)
         ticks: list[float] = []
+        armed: list[float | None] = []  # the deadline as the subscription is taken (read later, it races it)
         handle_timer = mwi.handle_timer
 
         def spy(now: float) -> None:
@@ -392,6 +393,7 @@ def test_on_the_transport_the_expiry_notify_leaves_at_its_deadline_from_one_arme
         def tu(event: Event, now: float) -> None:
             if isinstance(event, RequestReceived) and event.transaction is not None:
                 mwi.handle_subscribe(event.request, event.transaction, "201", now)
+                armed.append(mwi.get_timer())
             elif isinstance(event, ResponseReceived | TransactionTimedOut):
                 mwi.handle_event(event)
 
@@ -419,7 +421,7 @@ def test_on_the_transport_the_expiry_notify_leaves_at_its_deadline_from_one_arme
             ).encode()
             phone.sendto(subscribe, ("127.0.0.1", port))
             received = [await asyncio.wait_for(got.get(), 5.0) for _ in range(2)]  # the 200, the NOTIFY
-            deadline = mwi.get_timer()
+            (deadline,) = armed
             assert deadline is not None
             received.append(await asyncio.wait_for(got.get(), 5.0))  # the terminated NOTIFY
             return received, ticks, deadline
