@@ -34,9 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.media.io import MediaClock, MediaSession
+from engine.media.clock import MediaClock
 from engine.media.prompts import PromptLibrary
 from engine.media.relay import PortAllocator
+from engine.media.session import MediaSession
 from engine.script import Play, Record, Sound
 
 HOST = "127.0.0.1"

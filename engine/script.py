@@ -3,7 +3,7 @@
 Flows that talk to a caller (the dial plan's auto attendant and prompts, the voicemail deposit and the
 ``*98``/``*99`` menu) are pure state machines. They never touch audio: they return one *action* at a time
 and are resumed with its *outcome*. The call controller (``engine.call``) executes the actions on an
-RTP endpoint (``engine.media.io``) and feeds the outcomes back. This keeps every flow unit-testable
+RTP endpoint (``engine.media.session``) and feeds the outcomes back. This keeps every flow unit-testable
 without audio, sockets or a clock.
 
 Digits: the controller keeps one buffer of DTMF digits per call (RFC 4733 events and SIP INFO alike).
@@ -17,7 +17,7 @@ greeting, a message), ``Tone`` a generated tone (the beep), ``Silence`` a pause.
 
 Why this module sits at the bottom of the layers, beside ``engine.clock`` and ``engine.files``, rather than
 in ``engine.media``: it is a vocabulary, not media. The dial plans and the voicemail flows speak it and
-``engine.media.io`` executes it; if it lived in ``engine.media``, the pure dial-plan core would depend on
+``engine.media.session`` executes it; if it lived in ``engine.media``, the pure dial-plan core would depend on
 the package that owns the sockets and the audio (and the import-linter contracts would have to allow it).
 Here nobody above it has to import media to say "play this prompt". It imports nothing from the engine.
 """

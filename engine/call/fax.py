@@ -26,7 +26,7 @@ from engine.dialplan.evaluate import DetectFax, FaxDetected, FaxResult, ReceiveF
 from engine.dialplan.plan import FaxLine
 from engine.media.cng import CngListener
 from engine.media.fax import FaxError, FaxOutcome, FaxTerminal, tiff_to_pdf
-from engine.media.io import MediaSession
+from engine.media.session import MediaSession
 from engine.store.faxes import FaxRecord, FaxStore
 from engine.voicemail.email import EmailError, SmtpConfig, new_email, send_email
 

@@ -79,7 +79,7 @@ MediaResult = Played | Collected | Recorded
 
 
 class MediaPort(Protocol):
-    """The engine's RTP endpoint for one call (``engine.media.io.MediaSession``)."""
+    """The engine's RTP endpoint for one call (``engine.media.session.MediaSession``)."""
 
     language: str
     hold: FrameSource | None

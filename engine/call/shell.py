@@ -1,5 +1,6 @@
 """The engine side of the call flows: ``FlowShell`` implements ``engine.call.flows.FlowServices`` over the
-engine's RTP endpoint (``engine.media.io.MediaSession``), the voicemail store, MWI and voicemail to e-mail.
+engine's RTP endpoint (``engine.media.session.MediaSession``), the voicemail store, MWI and voicemail
+to e-mail.
 
 The flows themselves (``engine.call.flows``) are callback-driven and know nothing of the event loop; this
 adapter is where they meet it: media actions run as tasks, voicemail effects (disk writes and fsyncs) in an
@@ -27,11 +28,13 @@ from engine.call.routing import MailboxMenu, Router
 from engine.dialplan.evaluate import RingState
 from engine.dialplan.plan import RingTarget
 from engine.media import prompts
+from engine.media.clock import MediaClock
 from engine.media.g711 import PT_PCMA, PT_PCMU
 from engine.media.hold import HoldStream, default_music
-from engine.media.io import MediaClock, MediaSession, RelayMusic, RelaySide, RtpRelay
+from engine.media.io import RelayMusic, RelaySide, RtpRelay
 from engine.media.prompts import AudioFileCache, PromptError, PromptLibrary
 from engine.media.relay import RelayExhausted
+from engine.media.session import MediaSession
 from engine.script import Collected, Play, Played, Record, Recorded
 from engine.sip.registrar import Location
 from engine.sip.sdp import SdpError, SessionDescription, answer_audio, parse_sdp

@@ -11,7 +11,7 @@ Counted nouns ("eine neue Nachricht" / "zwei neue Nachrichten") come from ``say_
 feminine "eine" in German (the nouns here, Nachricht(en), are feminine).
 
 File access: ``PromptLibrary`` and ``AudioFileCache`` read files (small, and cached); in the event loop call
-them from an executor the first time (``engine.media.io`` does).
+them from an executor the first time (``engine.media.session`` does).
 """
 
 from __future__ import annotations

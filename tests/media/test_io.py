@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from engine.media.clock import MediaClock
 from engine.media.g711 import PT_PCMA
 from engine.media.hold import HoldStream, default_music
-from engine.media.io import MediaClock, RelayMusic, RtpRelay
+from engine.media.io import RelayMusic, RtpRelay
 from engine.media.relay import RelayExhausted
 from engine.media.rtp import RtpPacket
 

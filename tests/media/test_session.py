@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from engine.media import g711
+from engine.media.clock import MediaClock
 from engine.media.dtmf import DtmfSender
-from engine.media.io import MediaClock, MediaSession
 from engine.media.prompts import PromptLibrary
 from engine.media.relay import MediaError, PortAllocator
 from engine.media.rtp import RtpPacket, build_header
+from engine.media.session import MediaSession
 from engine.media.tone import tone
 from engine.media.wav import decode_wav, encode_wav
 from engine.script import (
