@@ -30,9 +30,9 @@ from engine.dialplan.plan import RingTarget
 from engine.media import prompts
 from engine.media.clock import MediaClock
 from engine.media.g711 import PT_PCMA, PT_PCMU
-from engine.media.hold import HoldStream, default_music
+from engine.media.hold import HoldStream, HoldStreams
 from engine.media.io import RelayMusic, RelaySide, RtpRelay
-from engine.media.prompts import AudioFileCache, PromptError, PromptLibrary
+from engine.media.prompts import AudioFileCache, PromptLibrary
 from engine.media.relay import RelayExhausted
 from engine.media.session import MediaSession
 from engine.script import Collected, Play, Played, Record, Recorded
@@ -73,7 +73,7 @@ class FlowShell:
         self._mail_tasks: set[asyncio.Task[None]] = set()
         self.prompts = PromptLibrary()
         self.files = AudioFileCache()
-        self._hold_streams: dict[str | None, HoldStream] = {}
+        self._hold_streams = HoldStreams(self.files)
         self.queues = QueueService(calls.scheduler, calls.clock, busy=lambda ext: line_on_call(calls, ext),
                                    flush=flush)
         self.conferences = ConferenceService(lambda: self._hold_stream(None), calls.clock.now)
@@ -104,16 +104,7 @@ class FlowShell:
     def _hold_stream(self, path: str | None) -> HoldStream | None:
         """The one hold stream of a clip, shared by every caller who listens to it (None: the system
         music); a clip that cannot be read gets the system music."""
-        stream = self._hold_streams.get(path)
-        if stream is None:
-            samples = default_music()
-            if path is not None:
-                try:
-                    samples = self.files.load(path)
-                except PromptError as exc:  # a missing or unreadable clip must not end the wait
-                    logger.warning("hold music %s: %s; playing the system music", path, exc)
-            stream = self._hold_streams[path] = HoldStream(samples)
-        return stream
+        return self._hold_streams.get(path)
 
     def music_on_hold(self, call: Call, side: RelaySide, sdp: bytes) -> RelayMusic | None:
         """Hold music for a bridged leg whose peer holds (``InDialog.music``): the stream of the company's

@@ -5,18 +5,27 @@ in a fraction of a core). A ``HoldStream`` holds the clip's samples and, the fir
 G.711 encoding (padded to whole frames); ``frame(codec, tick)`` is then a slice of those bytes at the
 position the media clock's tick gives. Every session that plays the stream (``MediaSession.hold``) sends
 the same slice on the same tick: all callers hear one stream in step, as a radio station sounds, and the
-per-caller work is the RTP header and ``sendto``. Pure: no sockets, no clock (the tick is an argument).
+per-caller work is the RTP header and ``sendto``. No sockets, no clock (the tick is an argument).
+
+``HoldStreams`` keeps one stream per clip file for the process: every caller on hold to that clip shares it,
+and a clip replaced under the same name (size or modification time changed) or uploaded after a first
+attempt found nothing is read again on the next hold, not played from the old copy until a restart.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.media.g711 import G711Codec
+from engine.media.prompts import AudioFileCache, PromptError
 from engine.media.tone import silence, tone
+
+logger = logging.getLogger(__name__)
 
 FRAME_SAMPLES: Final = 160  # 20 ms at 8 kHz, the media clock's ptime
 
@@ -76,3 +85,49 @@ class HoldStream:
             encoded = self._encoded[codec.payload_type] = codec.encode(self._samples)
         start = (tick % self.frames) * self._frame
         return encoded[start : start + self._frame]
+
+
+class HoldStreams:
+    """The process's hold streams by clip path (None: the system music), each read once per version of its
+    file: the file's (size, modification time) is checked on every ``get``, one ``stat`` per hold.
+
+    Args:
+        files: the WAV reader (small clips also stay in its cache).
+    """
+
+    __slots__ = ("_files", "_streams")
+
+    def __init__(self, files: AudioFileCache) -> None:
+        self._files = files
+        self._streams: dict[str | None, tuple[tuple[int, int] | None, HoldStream]] = {}
+
+    def get(self, path: str | None) -> HoldStream:
+        """The shared stream of the clip at ``path``; a clip that is missing or unreadable plays the system
+        music (a waiting caller must hear something) and is tried again once its file changes.
+
+        Raises:
+            Nothing.
+        """
+        version = _file_version(path)
+        entry = self._streams.get(path)
+        if entry is not None and entry[0] == version:
+            return entry[1]
+        samples = default_music()
+        if path is not None:
+            try:
+                samples = self._files.load(path)
+            except PromptError as exc:
+                logger.warning("hold music %s: %s; playing the system music", path, exc)
+        stream = HoldStream(samples)
+        self._streams[path] = (version, stream)
+        return stream
+
+
+def _file_version(path: str | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
