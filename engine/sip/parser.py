@@ -23,8 +23,14 @@ _ERRORS: Final = "surrogateescape"
 
 #: RFC 3261 §25.1: outside a quoted-pair (``\\`` then any octet but CR and LF, inside a quoted string) no
 #: header line and no start line may carry a control character: NUL, BEL, DEL, a bare CR or LF... HTAB is
-#: LWS. One search over the whole head finds the rare message that needs a closer look.
+#: LWS. In one line (a header's unfolded value, the start line) any CR or LF is bare.
 _CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: The fast check over the whole head's bytes, whose lines are joined by CRLF: every control character but
+#: HTAB, CR and LF maps to 0, the rest to 1 (a bare CR or LF is found by counting instead). One translate
+#: and two counts (~1 µs for a 700-byte head; the regex over the decoded head took ~1.8) find the rare
+#: message that needs the closer look.
+_CONTROL_BUT_CRLF: Final = bytes(0 if (b < 0x20 and b not in (0x09, 0x0A, 0x0D)) or b == 0x7F else 1
+                                 for b in range(256))
 #: A quoted string (with its quoted-pairs) and a control character outside one.
 _QUOTED_OR_CONTROL_RE: Final = re.compile(r'"(?:[^"\\]|\\.)*+"|[\x00-\x08\x0a-\x1f\x7f]', re.S)
 
@@ -128,7 +134,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
     first = lines[0]
     fields, error = _split_fields(lines[1:])
     echoed = False
-    if _CONTROL_RE.search(head) is not None:
+    crlf = len(lines) - 1
+    if (b"\x00" in head_bytes.translate(_CONTROL_BUT_CRLF) or head_bytes.count(b"\r") != crlf
+            or head_bytes.count(b"\n") != crlf):
         control = _control_error(first, fields)
         # A control character in a header every answer copies (§8.2.6.2) would be echoed back by any
         # answer, whatever else is wrong: such a message is dropped.

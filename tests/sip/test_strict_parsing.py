@@ -57,6 +57,11 @@ INVALID = [
     # (case, message, status, words of the reason)
     ("NUL in a header value", request(extra=("Subject: a\x00b",)), 400, "Subject"),
     ("NUL in the Request-URI", request(uri="sip:20\x001@pbx.example.com"), 400, "start line"),
+    # the head's lines are joined by CRLF: a CR or LF on its own is found by counting, the rest by one search
+    ("a bare CR inside a header value", request(extra=("Subject: a\rb",)), 400, "Subject"),
+    ("a bare LF inside a header value", request(extra=("Subject: a\nb",)), 400, "Subject"),
+    ("a vertical tab inside a header value", request(extra=("Subject: a\x0bb",)), 400, "Subject"),
+    ("a bare LF in the Request-URI", request(uri="sip:20\n1@pbx.example.com"), 400, "start line"),
     ("From twice", request(extra=("From: <sip:bob@example.com>;tag=b2",)), 400, "From"),
     ("Call-ID twice", request(extra=("Call-ID: other@example.com",)), 400, "Call-ID"),
     ("Max-Forwards twice", request(extra=("Max-Forwards: 69",)), 400, "Max-Forwards"),
