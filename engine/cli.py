@@ -5,6 +5,7 @@ Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
                  [--log-format text|json]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
                  [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
+                 [--tls HOST:PORT [--tls-cert FILE.pem --tls-key FILE.pem]]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
@@ -113,6 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
         default=parse_hostport(DEFAULT_SIP),
         metavar="HOST:PORT",
         help=f"address for SIP over UDP and TCP (default {DEFAULT_SIP})",
+    )
+    serve.add_argument(
+        "--tls",
+        type=parse_hostport,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen for SIP over TLS (transport=tls, TLS 1.2 or later) on this address, e.g. "
+        "0.0.0.0:5061 (default: off)",
+    )
+    serve.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        metavar="FILE.pem",
+        help="the TLS listener's certificate chain (PEM; with --tls-key). Default: a self-signed certificate "
+        "made on first start in DATA_DIR/tls/ and reused; its SHA-256 fingerprint is logged at start",
+    )
+    serve.add_argument(
+        "--tls-key",
+        type=Path,
+        default=None,
+        metavar="FILE.pem",
+        help="the private key of --tls-cert (PEM, unencrypted)",
     )
     serve.add_argument(
         "--http",
@@ -392,22 +416,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             raise
         _err("pbx serve: this build has no server (engine.server is missing)")
         return EXIT_FAILURE
+    from engine.net.certificate import CertificateError, CertificateFiles
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        _err("pbx serve: --tls-cert and --tls-key go together")
+        return EXIT_INVALID
+    if args.tls_cert is not None and args.tls is None:
+        _err("pbx serve: --tls-cert needs --tls HOST:PORT")
+        return EXIT_INVALID
     sip_host, sip_port = args.sip
-    return serve(
-        data_dir=Path(args.data_dir),
-        db_url=args.db,
-        log_format=args.log_format,
-        sip_host=sip_host,
-        sip_port=sip_port,
-        api=args.api,
-        log_level=args.log_level,
-        digest_algorithms=args.digest,
-        rtp_ports=args.rtp_ports,
-        ring_timeout=args.ring_timeout,
-        advertise=args.advertise,
-        hold_music=args.hold_music,
-        smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),
-    )
+    try:
+        return serve(
+            data_dir=Path(args.data_dir),
+            db_url=args.db,
+            log_format=args.log_format,
+            sip_host=sip_host,
+            sip_port=sip_port,
+            api=args.api,
+            log_level=args.log_level,
+            digest_algorithms=args.digest,
+            rtp_ports=args.rtp_ports,
+            ring_timeout=args.ring_timeout,
+            advertise=args.advertise,
+            hold_music=args.hold_music,
+            smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),
+            tls=args.tls,
+            tls_files=None if args.tls_cert is None else CertificateFiles(args.tls_cert, args.tls_key),
+        )
+    except CertificateError as exc:
+        _err(f"pbx serve: {exc}")
+        return EXIT_FAILURE
 
 
 def _cmd_user_add(args: argparse.Namespace) -> int:

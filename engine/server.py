@@ -35,6 +35,14 @@ from engine.logs import with_call_id
 from engine.media.io import RtpRelay
 from engine.metrics import CallOutcomes, EngineParts
 from engine.net.address import advertised_address
+from engine.net.certificate import (
+    CertificateFiles,
+    certificate_names,
+    client_context,
+    default_certificate,
+    fingerprint,
+    server_context,
+)
 from engine.net.transport import SipTransport
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
@@ -76,6 +84,9 @@ class Server:
     db_url: str | None = None  # ``--db``: the store's database (None: DATA_DIR/pbx.sqlite3)
     log_format: str = "text"  # ``--log-format``: json adds each SIP message's Call-ID to its lines
     config_listener: ConfigListener | None = None  # PostgreSQL's config change channel, while serving
+    tls: tuple[str, int] | None = None  # ``--tls``: the SIP over TLS listener (issue 16); None: off
+    #: ``--tls-cert``/``--tls-key``; None: the data dir's self-signed certificate (made on first start)
+    tls_files: CertificateFiles | None = None
     _http: Any = None
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
@@ -146,7 +157,8 @@ class Server:
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
-                endpoint.config = EndpointConfig(via_host=advertised, via_port=port)
+                tls_port = await self._start_tls(transport, advertised) if self.tls is not None else 5061
+                endpoint.config = EndpointConfig(via_host=advertised, via_port=port, tls_port=tls_port)
                 mwi.contact = f"sip:mwi@{uri_host}:{port}"
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
@@ -178,6 +190,27 @@ class Server:
             store.close()
         logger.info("stopped")
         return 0
+
+    async def _start_tls(self, transport: SipTransport, advertised: str) -> int:
+        """Bind the TLS listener with the configured certificate, or the data dir's own (made now if there is
+        none); logs the certificate's SHA-256 fingerprint. Returns the bound port.
+
+        Raises:
+            CertificateError: the certificate or key cannot be loaded.
+            OSError: the certificate cannot be written or the address bound.
+        """
+        assert self.tls is not None
+        loop = asyncio.get_running_loop()
+        if self.tls_files is not None:
+            files = self.tls_files
+        else:
+            files, made = await loop.run_in_executor(None, default_certificate, self.data_dir,
+                                                     certificate_names(advertised))
+            logger.info("%s the self-signed TLS certificate %s", "made" if made else "using", files.cert)
+        context = server_context(files)
+        logger.info("TLS certificate SHA-256 fingerprint %s", fingerprint(files.cert))
+        _, port = await transport.start_tls(*self.tls, context, client_context())
+        return port
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -292,7 +325,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           log_level: str = "info", digest_algorithms: tuple[str, ...] = DEFAULT_DIGEST_ALGORITHMS,
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
-          smtp: SmtpConfig | None = None, hold_music: bool = True) -> int:
+          smtp: SmtpConfig | None = None, hold_music: bool = True, tls: tuple[str, int] | None = None,
+          tls_files: CertificateFiles | None = None) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
@@ -301,6 +335,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     server.log_format = log_format
     server.smtp = smtp
     server.hold_music = hold_music
+    server.tls = tls
+    server.tls_files = tls_files
     try:
         import uvloop
     except ImportError:

@@ -15,6 +15,7 @@ import yaml
 
 from engine.cli import build_parser, main, parse_hostport
 from engine.model import CallRecord, Direction, Disposition, LegRecord
+from engine.net.certificate import CertificateFiles
 from engine.sip.auth import compute_ha1
 from engine.store import BindingRecord, Store
 from engine.voicemail.email import SmtpConfig
@@ -252,6 +253,12 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "--smtp-from",
                 "pbx@example.com",
                 "--no-hold-music",
+                "--tls",
+                "127.0.0.1:5071",
+                "--tls-cert",
+                "/etc/pbx/sip.crt",
+                "--tls-key",
+                "/etc/pbx/sip.key",
             ]
         )
         == 0
@@ -272,6 +279,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "advertise": "192.0.2.10",
             "smtp": SmtpConfig("127.0.0.1", 2525, "pbx@example.com"),
             "hold_music": False,
+            "tls": ("127.0.0.1", 5071),
+            "tls_files": CertificateFiles(Path("/etc/pbx/sip.crt"), Path("/etc/pbx/sip.key")),
         },
         {
             "data_dir": Path("./data"),
@@ -287,14 +296,20 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "advertise": None,
             "smtp": None,
             "hold_music": True,
+            "tls": None,
+            "tls_files": None,
         },
     ]
+    # The certificate and key go together, and only with a TLS listener.
+    assert main(["serve", "--tls", "127.0.0.1:5061", "--tls-cert", "/etc/pbx/sip.crt"]) == 2
+    assert main(["serve", "--tls-cert", "/etc/pbx/sip.crt", "--tls-key", "/etc/pbx/sip.key"]) == 2
+    assert len(calls) == 2
     for bad in ("SHA-512", "MD5,MD5", ""):
         with pytest.raises(SystemExit):
             main(["serve", "--digest", bad])
     for flag, bad in (("--rtp-ports", "2000"), ("--rtp-ports", "30001-30000"), ("--rtp-ports", "80-90"),
                       ("--ring-timeout", "0"), ("--ring-timeout", "soon"), ("--advertise", "pbx.example"),
-                      ("--smtp", "mail.example")):
+                      ("--smtp", "mail.example"), ("--tls", "5061")):
         with pytest.raises(SystemExit):
             main(["serve", flag, bad])
 

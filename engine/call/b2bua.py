@@ -794,7 +794,7 @@ class CallManager:
     def _contact(self, peer: Peer) -> str:
         cfg = self.endpoint.config
         suffix = "" if peer.transport == "UDP" else f";transport={peer.transport.lower()}"
-        return f"<sip:{cfg.via_host}:{cfg.via_port}{suffix}>"
+        return f"<sip:{cfg.via_host}:{cfg.port_for(peer.transport)}{suffix}>"
 
     def _session_id(self) -> int:
         return self.endpoint.new_session_id()

@@ -1,4 +1,5 @@
-"""SIP transports: UDP and TCP on the same port, as thin asyncio Protocols over the sans-IO endpoint.
+"""SIP transports: UDP and TCP on the same port, TLS on its own, as thin asyncio Protocols over the sans-IO
+endpoint.
 
 ``SipTransport`` owns the sockets and the single re-armed timer (the aioquic adapter shape). Every
 received datagram or framed TCP message goes to ``SipEndpoint.receive_datagram``; then the endpoint's
@@ -13,7 +14,15 @@ at once (RFC 3261 §17.1.4) and its TU hears of it as a 503, instead of 32 s lat
 Other sans-IO objects with deadlines of their own (MWI subscription expiry) are ``watch``ed: the transport
 arms one timer for each as it does for the endpoint, re-armed after every message, timer and pump.
 
-TLS and WebSocket come later as further ``asyncio.Protocol`` classes feeding the same ``_receive``.
+SIP over TLS (RFC 3261 §18, ``transport=tls``; 5061 by default) is a stream like TCP, on a listener of its
+own (``start_tls``): the loop's TLS layer (asyncio's or uvloop's ``ssl=``) does the handshake, and only then
+does ``SipTlsProtocol`` (the TCP protocol with transport ``TLS``) see the connection. Its messages carry
+``Peer("TLS", ...)``, so everything that answers or calls a TLS phone goes back over that connection, as
+for TCP (RFC 5626 flow reuse); CRLF keep-alives are answered alike. A handshake that fails (garbage, an
+old protocol version) or does not finish within ``TLS_HANDSHAKE_TIMEOUT_S`` is closed by the TLS layer
+before any SIP code runs, so a peer that never completes one holds a socket for that long at most.
+
+WebSocket comes later as a further ``asyncio.Protocol`` class feeding the same ``receive``.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
@@ -40,6 +50,9 @@ TCP_IDLE_TIMEOUT_S: Final = 3600.0
 CONNECT_TIMEOUT_S: Final = 5.0
 MAX_TCP_WRITE_BUFFER: Final = 1 << 20  # bytes queued for one peer before the connection is dropped
 MAX_PENDING_CONNECTS: Final = 256  # outbound TCP connects in flight; beyond this, answers are dropped
+TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0  # an accepted TLS connection that has not finished its handshake
+TLS_DEFAULT_PORT: Final = 5061  # RFC 3261 §19.1.2: a TLS sent-by without a port
+STREAM_TRANSPORTS: Final = ("TCP", "TLS")
 
 EventHandler = Callable[[Event, float], None]
 
@@ -72,7 +85,12 @@ class SipTransport:
         self.clock = clock
         self.udp: asyncio.DatagramTransport | None = None
         self.tcp_server: asyncio.Server | None = None
-        self.connections: dict[tuple[str, int], SipTcpProtocol] = {}
+        self.tls_server: asyncio.Server | None = None
+        #: the open stream connections by the peer's (host, port), one table per transport (TCP, TLS)
+        self.streams: dict[str, dict[tuple[str, int], SipTcpProtocol]] = {t: {} for t in STREAM_TRANSPORTS}
+        self.connections = self.streams["TCP"]
+        #: the context of the TLS connections we open (a response whose connection is gone); set by start_tls
+        self.tls_client: ssl.SSLContext | None = None
         self.internal_errors = 0
         #: messages received and sent, by method or response class (engine.net.traffic; read by /metrics)
         self.received: dict[bytes, int] = {}
@@ -116,6 +134,30 @@ class SipTransport:
         logger.info("SIP listening on udp+tcp %s:%d", host, bound_port)
         return host, bound_port
 
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext,
+                        client: ssl.SSLContext | None = None,
+                        handshake_timeout_s: float = TLS_HANDSHAKE_TIMEOUT_S) -> tuple[str, int]:
+        """Listen for SIP over TLS on ``host:port`` (0 picks a free port). Returns the bound address.
+
+        Args:
+            context: the server context (``engine.net.certificate.server_context``).
+            client: the context of connections we open towards TLS peers (None: none are opened).
+            handshake_timeout_s: how long an accepted connection may take to finish its handshake.
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.tls_client = client
+        self.tls_server = server = await loop.create_server(
+            lambda: SipTlsProtocol(self), host, port, ssl=context, ssl_handshake_timeout=handshake_timeout_s,
+            reuse_address=True, backlog=1024,
+        )
+        bound_port = int(server.sockets[0].getsockname()[1])
+        logger.info("SIP listening on tls %s:%d", host, bound_port)
+        return host, bound_port
+
     async def stop(self) -> None:
         """Stop accepting, close every connection and the UDP socket (after sending what is answered)."""
         self._flush()
@@ -125,16 +167,19 @@ class SipTransport:
         for watched in self._watched:
             if watched.handle is not None:
                 watched.handle.cancel()
-        if self.tcp_server is not None:
-            self.tcp_server.close()
-        for conn in list(self.connections.values()):
-            conn.close()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                server.close()
+        for table in self.streams.values():
+            for conn in list(table.values()):
+                conn.close()
         if self.udp is not None:
             self.udp.close()
         for task in list(self._connecting):
             task.cancel()
-        if self.tcp_server is not None:
-            await self.tcp_server.wait_closed()
+        for server in (self.tcp_server, self.tls_server):
+            if server is not None:
+                await server.wait_closed()
 
     def watch(self, source: TimerSource) -> None:
         """Keep a timer armed at ``source.get_timer()`` from now on; when it fires, ``source.handle_timer``
@@ -211,22 +256,26 @@ class SipTransport:
             return
         udp = self.udp
         sent = self.sent
+        streams = self.streams
         for data, peer in out:
             count_message(sent, data)
             if peer.transport == "UDP":
                 if udp is not None:
                     udp.sendto(data, (peer.host, peer.port))
             else:
-                conn = self.connections.get((peer.host, peer.port))
+                conn = streams.get(peer.transport, self.connections).get((peer.host, peer.port))
                 if conn is None or not conn.send(data):
                     self._send_on_new_connection(data, peer)  # none, or closing: §18.1.1 opens a new one
 
     def _send_on_new_connection(self, data: bytes, peer: Peer) -> None:
         """Open a connection for ``data``. A request goes to ``peer``. A response whose connection has closed
         goes, per RFC 3261 §18.2.2, to the top Via's ``received`` address (else its host) and sent-by port
-        (default 5060), where the client listens."""
-        if self._loop is None or len(self._connecting) >= MAX_PENDING_CONNECTS:
-            logger.info("no TCP connection to %s:%d; dropped %d bytes", peer.host, peer.port, len(data))
+        (default 5060, 5061 for TLS), where the client listens."""
+        tls = peer.transport == "TLS"
+        full = len(self._connecting) >= MAX_PENDING_CONNECTS
+        if self._loop is None or full or (tls and self.tls_client is None):
+            logger.info("no %s connection to %s:%d; dropped %d bytes", peer.transport, peer.host, peer.port,
+                        len(data))
             if self._loop is not None:
                 # Not from inside this flush: the TU may send again at once, to the same full table.
                 self._loop.call_soon(self._send_failed, data, peer)
@@ -239,8 +288,8 @@ class SipTransport:
                 logger.info("unroutable response to %s:%d dropped", peer.host, peer.port)
                 return
             host = via.params.get("received") or via.host
-            port = via.port or 5060
-        conn = self.connections.get((host, port))
+            port = via.port or (TLS_DEFAULT_PORT if tls else 5060)
+        conn = self.streams.get(peer.transport, self.connections).get((host, port))
         if conn is not None and conn.send(data):
             return
         task = self._loop.create_task(self._connect_and_send(host, port, data, peer))
@@ -249,13 +298,19 @@ class SipTransport:
 
     async def _connect_and_send(self, host: str, port: int, data: bytes, peer: Peer) -> None:
         loop = asyncio.get_running_loop()
+        address = host.strip("[]")
         try:
             # asyncio.timeout, not wait_for, whose Python 3.11 version can drop the transport's stop-time
             # cancel when the connection completes in the same loop pass.
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, proto = await loop.create_connection(
-                    lambda: SipTcpProtocol(self), host.strip("[]"), port
-                )
+                proto: SipTcpProtocol
+                if peer.transport == "TLS":
+                    _, proto = await loop.create_connection(
+                        lambda: SipTlsProtocol(self), address, port, ssl=self.tls_client,
+                        server_hostname=address, ssl_handshake_timeout=CONNECT_TIMEOUT_S,
+                    )
+                else:
+                    _, proto = await loop.create_connection(lambda: SipTcpProtocol(self), address, port)
         except (TimeoutError, OSError) as exc:
             what = "deliver a response" if data.startswith(b"SIP/2.0 ") else "send a request"
             logger.info("cannot connect to %s:%d to %s: %s", host, port, what, exc or "timed out")
@@ -339,23 +394,27 @@ class SipUdpProtocol(asyncio.DatagramProtocol):
 class SipTcpProtocol(asyncio.Protocol):
     """One TCP connection: a ``StreamFramer`` cuts the stream into messages; CRLF pings get a pong."""
 
+    TRANSPORT: str = "TCP"
+
     def __init__(self, owner: SipTransport) -> None:
         self.owner = owner
         self.framer = StreamFramer(MAX_MESSAGE_BYTES)
         self.transport: asyncio.Transport | None = None
-        self.peer = Peer("TCP", "", 0)
+        self.peer = Peer(self.TRANSPORT, "", 0)
+        self.table = owner.streams[self.TRANSPORT]
         self._idle: asyncio.TimerHandle | None = None
         self._last_active = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = tr = cast(asyncio.Transport, transport)
         addr = transport.get_extra_info("peername")
-        self.peer = Peer("TCP", str(addr[0]), int(addr[1]))
-        if len(self.owner.connections) >= MAX_TCP_CONNECTIONS:
-            logger.warning("too many TCP connections; refusing %s:%d", self.peer.host, self.peer.port)
+        self.peer = Peer(self.TRANSPORT, str(addr[0]), int(addr[1]))
+        if len(self.table) >= MAX_TCP_CONNECTIONS:
+            logger.warning("too many %s connections; refusing %s:%d", self.TRANSPORT, self.peer.host,
+                           self.peer.port)
             tr.abort()
             return
-        self.owner.connections[(self.peer.host, self.peer.port)] = self
+        self.table[(self.peer.host, self.peer.port)] = self
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -363,7 +422,8 @@ class SipTcpProtocol(asyncio.Protocol):
         try:
             messages, pings = self.framer.feed(data)
         except SipParseError as exc:
-            logger.info("closing TCP %s:%d: %s %s", self.peer.host, self.peer.port, exc.status, exc.reason)
+            logger.info("closing %s %s:%d: %s %s", self.TRANSPORT, self.peer.host, self.peer.port, exc.status,
+                        exc.reason)
             self.close()
             return
         if pings and self.transport is not None:
@@ -380,7 +440,8 @@ class SipTcpProtocol(asyncio.Protocol):
         self._last_active = self.owner.clock.now()  # our BYE on a long quiet call keeps it open too
         if transport.get_write_buffer_size() > MAX_TCP_WRITE_BUFFER:
             # A peer that sends but never reads must not make us queue answers without end.
-            logger.info("closing TCP %s:%d: it does not read its answers", self.peer.host, self.peer.port)
+            logger.info("closing %s %s:%d: it does not read its answers", self.TRANSPORT, self.peer.host,
+                        self.peer.port)
             transport.abort()
         return True
 
@@ -398,8 +459,8 @@ class SipTcpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.owner.connections.get((self.peer.host, self.peer.port)) is self:
-            del self.owner.connections[(self.peer.host, self.peer.port)]
+        if self.table.get((self.peer.host, self.peer.port)) is self:
+            del self.table[(self.peer.host, self.peer.port)]
         if self._idle is not None:
             self._idle.cancel()
 
@@ -416,3 +477,9 @@ class SipTcpProtocol(asyncio.Protocol):
         else:
             self._idle = None
             self.close()
+
+
+class SipTlsProtocol(SipTcpProtocol):
+    """One TLS connection, after its handshake: framed, answered and reused as a TCP one, as ``TLS``."""
+
+    TRANSPORT = "TLS"

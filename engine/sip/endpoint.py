@@ -51,13 +51,19 @@ _ADDRESS_HEADERS: Final = frozenset({"from", "to", "call-id", "cseq"})
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
-    """Settings of one endpoint. ``via_host``/``via_port`` are what we write in our own Via headers."""
+    """Settings of one endpoint. ``via_host``/``via_port`` are what we write in our own Via headers (UDP and
+    TCP); ``tls_port`` is the port of the TLS listener, written in Via and Contact for TLS peers."""
 
     timers: TimerConfig = field(default_factory=TimerConfig)
     supported: frozenset[str] = frozenset({"path", "timer"})  # RFC 3327 (registrar), RFC 4028 (calls)
     via_host: str = "127.0.0.1"
     via_port: int = 5060
     server_header: str = "pbx-engine"
+    tls_port: int = 5061
+
+    def port_for(self, transport: str) -> int:
+        """Our listening port for ``transport`` (UDP/TCP share one; TLS has its own)."""
+        return self.tls_port if transport == "TLS" else self.via_port
 
 
 class SipEndpoint:
@@ -209,7 +215,7 @@ class SipEndpoint:
     def send_request(self, request: Request, peer: Peer, now: float) -> ClientTransaction:
         """Start a client transaction: add our Via (new branch, rport) and send to ``peer``."""
         branch = self.new_branch()
-        sent_by = f"{self.config.via_host}:{self.config.via_port}"
+        sent_by = f"{self.config.via_host}:{self.config.port_for(peer.transport)}"
         request.add("via", f"SIP/2.0/{peer.transport} {sent_by};branch={branch};rport", first=True)
         key = (branch, request.method)
         tx: ClientTransaction
@@ -224,7 +230,7 @@ class SipEndpoint:
     def send_ack(self, ack: Request, peer: Peer) -> bytes:
         """Send the ACK for a 2xx (§13.2.2.4): its own Via branch, no transaction. Returns the bytes sent,
         which the dialog user resends for each retransmission of that 2xx."""
-        sent_by = f"{self.config.via_host}:{self.config.via_port}"
+        sent_by = f"{self.config.via_host}:{self.config.port_for(peer.transport)}"
         ack.add("via", f"SIP/2.0/{peer.transport} {sent_by};branch={self.new_branch()};rport", first=True)
         data = ack.serialize()
         self._out.append((data, peer))

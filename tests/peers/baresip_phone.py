@@ -146,7 +146,7 @@ def dump_pcm(path: Path) -> tuple[bytes, int]:
 
 
 def aor(args: argparse.Namespace) -> str:
-    params = ";transport=tcp" if args.transport == "tcp" else ""
+    params = "" if args.transport == "udp" else f";transport={args.transport}"
     host = args.registrar or f"127.0.0.1:{args.sip_port}"
     return f"sip:{args.user}@{host}{params}"
 
@@ -454,7 +454,7 @@ def main() -> int:
     p.add_argument("--password", default="")
     p.add_argument("--registrar", help="host:port of the PBX")
     p.add_argument("--no-register", action="store_true", help="no registrar: be callable at --sip-port")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
     p.add_argument(
         "--sip-port", type=int, required=True, help="baresip's SIP port (port + 1 is its TLS port)"
     )

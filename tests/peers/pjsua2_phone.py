@@ -318,13 +318,16 @@ class Phone:
         tc.port = args.port
         tc.boundAddress = args.bind
         tc.publicAddress = args.bind
-        kind = pj.PJSIP_TRANSPORT_TCP if args.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
-        self.tid = self.ep.transportCreate(kind, tc)
+        kinds = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP, "tls": pj.PJSIP_TRANSPORT_TLS}
+        if args.transport == "tls":
+            tc.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+            tc.tlsConfig.verifyServer = False  # the engine's self-signed test certificate
+        self.tid = self.ep.transportCreate(kinds[args.transport], tc)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
         self.set_codecs(args.codecs.split(","))
         local = str(self.ep.transportGetInfo(self.tid).localName)
-        suffix = ";transport=tcp" if args.transport == "tcp" else ""
+        suffix = "" if args.transport == "udp" else f";transport={args.transport}"
 
         ac = pj.AccountConfig()
         if args.registrar:
@@ -351,6 +354,12 @@ class Phone:
         ac.mediaConfig.transportConfig.publicAddress = args.bind
         ac.mediaConfig.transportConfig.port = args.rtp_port  # 0: any free port pair the OS gives
         ac.mediaConfig.transportConfig.portRange = args.rtp_port_range if args.rtp_port else 0
+        if args.srtp:
+            # SDES (RFC 4568) only, required, and only over TLS signalling (srtpSecureSignaling 1).
+            ac.mediaConfig.srtpUse = pj.PJMEDIA_SRTP_MANDATORY
+            ac.mediaConfig.srtpSecureSignaling = 1
+            ac.mediaConfig.srtpOpt.keyings.clear()
+            ac.mediaConfig.srtpOpt.keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
         self.acc = Account(self)
         self.acc.create(ac)  # registers right away when a registrar is set
         emit("ready", local=local, transport=args.transport, uri=f"sip:{args.user}@{local}{suffix}")
@@ -583,7 +592,8 @@ def main() -> int:
     p.add_argument("--realm", default="*", help="digest realm of the credentials (* = any)")
     p.add_argument("--bind", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="local SIP port (0 = any free)")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
+    p.add_argument("--srtp", action="store_true", help="require SRTP (SDES keys; needs --transport tls)")
     p.add_argument("--expires", type=int, default=300)
     p.add_argument("--mwi-subscribe", action="store_true", help="SUBSCRIBE to message-summary (RFC 3842)")
     p.add_argument("--rtp-port", type=int, default=0, help="first RTP port (0 = any free pair)")
