@@ -463,3 +463,28 @@ def test_a_db_url_that_is_not_one_fails_with_a_message(
     assert main(["reg", "list", "--data-dir", str(tmp_path), "--db", "nosuchdb://x/y"]) == 1
     err = capsys.readouterr().err
     assert "not a database URL" in err and "Traceback" not in err
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_unreachable_postgresql_fails_with_one_line_and_no_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--db`` naming a PostgreSQL server that is not there: exit 1 and one line that names the database
+    (password hidden) and the driver's reason, for a data command and for ``pbx serve``; no traceback."""
+    url = f"postgresql://pbx:s3cret-pw@127.0.0.1:{_closed_port()}/pbx"
+    assert main(["reg", "list", "--data-dir", str(tmp_path), "--db", url]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open the database" in err and "127.0.0.1" in err, err
+    assert "refused" in err.lower() and "s3cret-pw" not in err and "Traceback" not in err, err
+    served = pbx("serve", "--data-dir", str(tmp_path), "--db", url, "--sip", f"127.0.0.1:{_closed_port()}",
+                 "--http", f"127.0.0.1:{_closed_port()}")
+    assert served.returncode == 1, served
+    assert "cannot open the database" in served.stderr and "Traceback" not in served.stderr, served.stderr
+    assert "s3cret-pw" not in served.stderr + served.stdout

@@ -176,6 +176,13 @@ class Store:
         try:
             with store._write() as conn:
                 migrate(conn)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            # An unreachable server, a refused login, a database that does not exist: one line that says
+            # which database (password hidden) and what the driver said, not a traceback.
+            where = engine.url.render_as_string(hide_password=True)
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+            raise StoreError(f"cannot open the database {where}: {reason}") from exc
         except BaseException:
             engine.dispose()
             raise
