@@ -38,6 +38,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import FromPath
 
 from engine.api import routes, sessions
 from engine.api.faxes import FAX_ROUTES
@@ -275,7 +276,7 @@ def _provisioning_route(service: ProvisioningHandler) -> Any:
         sync_to_thread=True,
         include_in_schema=False,
     )
-    def provision(request: Request[Any, Any, Any], filename: str) -> Response[bytes]:
+    def provision(request: Request[Any, Any, Any], filename: FromPath[str]) -> Response[bytes]:
         client = request.client
         source = client.host if client is not None else ""
         status, headers, body = service.handle(

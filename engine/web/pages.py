@@ -33,6 +33,7 @@ OWN_SETTINGS: Final = "authenticated"
 PAGES: Final[dict[str, str]] = {
     "users": routes.CONFIGURE,
     "lines": routes.CONFIGURE,
+    "devices": routes.CONFIGURE,
     "numbers": routes.CONFIGURE,
     "ring-groups": routes.CONFIGURE,
     "queues": routes.CONFIGURE,

@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from engine.api.app import create_app
 from engine.clock import FakeClock
 from engine.model import CallRecord, Direction, Disposition
+from engine.provisioning import ProvisioningService
 from engine.store import Store
 from engine.store.admin import AdminStore
 from engine.web.pages import WEB_ROUTES
@@ -63,7 +64,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     store = Store.open(data, None)
     admin = AdminStore(store, clock)
     root, token = admin.bootstrap_admin("owner@example.com")
-    server = ServerThread(create_app(store, clock=clock, pages=WEB_ROUTES))
+    provisioning = ProvisioningService(store, "127.0.0.1", 5060, clock=clock)
+    server = ServerThread(create_app(store, clock=clock, pages=WEB_ROUTES, provisioning=provisioning))
     site = Site(server.base_url, store, admin, clock, token, shots, data)
     try:
         with site.api() as c:
@@ -160,7 +162,7 @@ def login(page: Page, email: str, next_path: str = "/") -> None:
 
 UNTRANSLATED = re.compile(
     r"\b(?:app|nav|top|login|users|numbers|kind|state|locations|country|ringgroups|reports|"
-    r"direction|disposition|billing|settings|role|perm|error|queues|objects|lines|clips|schedules|day)\.[a-z_-]+\b"
+    r"direction|disposition|billing|settings|role|perm|error|queues|objects|lines|clips|schedules|day|devices|rooms|faxes|faxlines)\.[a-z_-]+\b"
 )
 
 

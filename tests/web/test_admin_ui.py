@@ -34,6 +34,7 @@ def test_login_page_then_a_super_admin_sees_every_page(page: Page, site: Site) -
     assert nav(page) == [
         "users",
         "lines",
+        "devices",
         "numbers",
         "ring-groups",
         "queues",
