@@ -74,6 +74,10 @@ class EngineCollector(Collector):
         yield GaugeMetricFamily("pbx_registered_aors", "lines with at least one binding",
                                 value=p.location.aor_count())
         yield GaugeMetricFamily("pbx_active_calls", "calls in progress", value=len(p.calls.calls))
+        yield GaugeMetricFamily("pbx_call_dialogs", "dialogs of answered call legs",
+                                value=len(p.calls.dialogs))
+        yield GaugeMetricFamily("pbx_call_branches", "outbound legs ringing (INVITE transactions)",
+                                value=len(p.calls.legs))
         yield CounterMetricFamily("pbx_call_attempts", "calls started (INVITEs that began a call)",
                                   value=p.calls.stats["calls"])
         outcomes = CounterMetricFamily("pbx_calls_finished", "finished calls by disposition (their CDRs)",

@@ -28,6 +28,7 @@ from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.fax import FaxService
 from engine.call.mwi import MwiService
 from engine.call.shell import FlowShell
+from engine.call.transfer import TransferService
 from engine.clock import Clock, LoopClock
 from engine.company import install_sound_clips
 from engine.logs import configure as configure_logging
@@ -72,6 +73,8 @@ PURGE_INTERVAL_S: Final = 10.0
 DEFAULT_RTP_PORTS: Final = (20000, 29999)
 CONFIG_POLL_S: Final = 1.0
 CONFIG_SAFETY_POLL_S: Final = 30.0  # on PostgreSQL, where NOTIFY wakes the config loop (engine.store.notify)
+#: The option tags the engine supports: RFC 3327 Path (registrar), RFC 4028 timer, RFC 3891 Replaces.
+SUPPORTED: Final = frozenset({"path", "timer", "replaces"})
 DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
 
 
@@ -130,7 +133,8 @@ class Server:
             cdr_writer.start()
             outcomes = CallOutcomes()
             advertised = self.advertise or advertised_address(self.sip_host)
-            endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port))
+            endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port,
+                                                  supported=SUPPORTED))
             transport = SipTransport(endpoint, _not_wired, clock)
             # The nonces' random part from the OS CSPRNG too (the HMAC tag is what makes them unforgeable).
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
@@ -151,14 +155,17 @@ class Server:
                               advertised, mwi=mwi, mailer=mailer, fax=faxes, config=config)
             if self.hold_music:
                 calls.sides.music = shell.music_on_hold
+            transfers = TransferService(calls, config, location, shell.factory, clock.wall)
+            calls.sides.refer = transfers.refer
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
-                                 flows=shell.factory, mwi=mwi)
+                                 flows=shell.factory, mwi=mwi, transfers=transfers)
             transport.handler = with_call_id(app.handle) if self.log_format == "json" else app.handle
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
                 tls_port = await self._start_tls(transport, advertised) if self.tls is not None else 5061
-                endpoint.config = EndpointConfig(via_host=advertised, via_port=port, tls_port=tls_port)
+                endpoint.config = EndpointConfig(via_host=advertised, via_port=port, tls_port=tls_port,
+                                                 supported=SUPPORTED)
                 mwi.contact = f"sip:mwi@{uri_host}:{port}"
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)

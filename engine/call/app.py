@@ -37,6 +37,7 @@ from engine.call.legs import ALLOW, NOT_CALL_METHODS, to_tag
 from engine.call.mwi import EVENT as MWI_EVENT
 from engine.call.mwi import MwiService
 from engine.call.routing import MailboxMenu, Planned, Rejection, Routed, Router
+from engine.call.transfer import TransferService
 from engine.clock import Clock
 from engine.model.cdr import Disposition
 from engine.sip.auth import AuthOutcome, DigestAuthenticator
@@ -52,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 #: Methods we know but do not serve outside a dialog: 405 with Allow (§21.4.6). Anything else is 501
 #: (§21.5.2). In a dialog, the call layer takes UPDATE and INFO.
-KNOWN_UNSERVED: Final = frozenset({"PRACK", "UPDATE", "INFO", "MESSAGE", "REFER", "NOTIFY", "PUBLISH"})
+KNOWN_UNSERVED: Final = frozenset({"PRACK", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "PUBLISH"})
 
 Handler = Callable[[Request, ServerTransaction, float], Response | None]
 """A request outside any call's dialog: the response to send, or None when the handler answered itself."""
@@ -64,7 +65,7 @@ class SipApplication:
     def __init__(self, endpoint: SipEndpoint, auth: DigestAuthenticator, registrar: Registrar,
                  config: CurrentConfig, clock: Clock, writer: BindingWriter | None,
                  calls: CallManager | None = None, *, flows: FlowFactory | None = None,
-                 mwi: MwiService | None = None) -> None:
+                 mwi: MwiService | None = None, transfers: TransferService | None = None) -> None:
         """Args:
             endpoint: the SIP endpoint whose events ``handle`` takes.
             auth: the digest authenticator (nonces, the failure throttle).
@@ -75,6 +76,7 @@ class SipApplication:
             calls: the call layer (None: INVITEs get 503).
             flows: builds the controller of calls that run a dial plan or the voicemail menu (None: 480).
             mwi: message waiting indication (RFC 3842; None: SUBSCRIBE gets 489).
+            transfers: REFER and INVITE with Replaces (None: an INVITE with Replaces is a new call).
         """
         self.endpoint = endpoint
         self.calls = calls
@@ -87,6 +89,7 @@ class SipApplication:
         self._debug = logger.isEnabledFor(logging.DEBUG)
         self.flows = flows
         self.mwi = mwi
+        self.transfers = transfers
         self._registered: str | None = None
         #: the handler of each method outside a dialog; a method not listed gets 405 or 501
         self.methods: dict[str, Handler] = {
@@ -96,6 +99,7 @@ class SipApplication:
             "SUBSCRIBE": self._subscribe,
             "BYE": self._no_dialog,
             "CANCEL": self._no_dialog,
+            "REFER": self._refer,
         }
 
     # -- the dispatcher ------------------------------------------------------------------------------
@@ -178,6 +182,10 @@ class SipApplication:
     def _no_dialog(self, req: Request, tx: ServerTransaction, now: float) -> Response:
         return make_response(req, 481, to_tag=self.endpoint.new_tag())
 
+    def _refer(self, req: Request, tx: ServerTransaction, now: float) -> Response:
+        # RFC 3515 §2.4.2 lets a REFER create a dialog; we take transfers only inside a call's dialog.
+        return make_response(req, 403, "REFER outside a dialog is not served", to_tag=self.endpoint.new_tag())
+
     def _subscribe(self, req: Request, tx: ServerTransaction, now: float) -> Response | None:
         if self.mwi is None or (req.get("event") or "").split(";", 1)[0].strip().lower() != MWI_EVENT:
             resp = make_response(req, 489, "Bad Event", to_tag=self.endpoint.new_tag())
@@ -240,6 +248,9 @@ class SipApplication:
             auth = self._authenticate(req, peer, now, 407)
             if isinstance(auth, Response):
                 return auth
+            if self.transfers is not None and req.has("replaces"):
+                self.transfers.invite(req, tx, peer, auth, now)  # RFC 3891: it takes over one of our dialogs
+                return None
             result = router.from_line(req, auth, peer, wall)
         if isinstance(result, Rejection):
             calls.refuse(req, tx, result.status, result.reason, result.disposition, result.info, now,

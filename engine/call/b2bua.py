@@ -26,7 +26,8 @@ answered call's in-dialog traffic over the sides' INVITE sessions (``engine.sip.
 INVITE and our responses to it, ``engine.call.bridging`` bridges and hold, ``engine.call.cdr`` the records.
 This module keeps the calls: setting them up, forking, the caller's answer, and ending them. A call ends
 with its last leg: a leg that hangs up takes the leg bridged with it along (``_hang_up``), ``hang_up_leg``
-ends one leg alone, ``replace`` swaps a leg in a bridge for another (transfers).
+ends one leg alone, ``replace`` swaps a leg in a bridge for another, and a transfer's call (``adopt``,
+``engine.call.transfer``) has a leg of another call as its caller.
 
 The manager never reads a clock or sleeps: ``now`` comes with every input, timers go through the injected
 ``Scheduler`` (the event loop in production), and after acting on a timer it calls ``flush`` so the
@@ -90,10 +91,8 @@ from engine.sip.sdp import SdpError, SdpRewriter, filter_codecs, has_usable_audi
 from engine.sip.transaction import ClientTransaction, Peer, ServerTransaction, TransactionState
 
 #: The call layer's public names (the data lives in engine.call.legs; callers import it from here).
-__all__ = [
-    "ALLOW", "BUSY", "DEFAULT_RING_TIMEOUT_S", "Branch", "Call", "CallController", "CallInfo", "CallManager",
-    "CallState", "Destination",
-]
+__all__ = ["ALLOW", "BUSY", "DEFAULT_RING_TIMEOUT_S", "Branch", "Call", "CallController", "CallInfo",
+           "CallManager", "CallState", "Destination"]
 
 logger = logging.getLogger(__name__)
 
@@ -150,9 +149,9 @@ class CallManager:
         call = Call(id=call_id, info=info, invite=invite, caller_call_id=invite.call_id, tx=tx,
                     caller_peer=peer, destination=destination, local_tag=local_tag, contact=contact,
                     started_at=now, offer=None, relay=None,
-                    caller_rewriter=SdpRewriter(self._session_id()),
-                    callee_rewriter=SdpRewriter(self._session_id()), callee_sdp=b"")
-        self.calls[call_id] = call
+                    caller_rewriter=SdpRewriter(ep.new_session_id()),
+                    callee_rewriter=SdpRewriter(ep.new_session_id()), callee_sdp=b"")
+        self.adopt(call, now)
         self.by_invite[tx] = call
         self.early[(invite.call_id, local_tag)] = call
         try:
@@ -164,9 +163,13 @@ class CallManager:
             self._fail(call, exc.status, exc.reason, Disposition.FAILED, exc.reason, now,
                        headers=exc.extra_headers)
             return None
+        return call
+
+    def adopt(self, call: Call, now: float) -> None:
+        """Keep ``call`` (a new one, or a transfer's: ``engine.call.transfer``) for its maximum duration."""
+        self.calls[call.id] = call
         call.timers.append(self.scheduler.call_at(now + self.max_call_seconds,
                                                   lambda: self._timer(self._max_duration, call)))
-        return call
 
     def ring(self, call: Call, destination: Destination, now: float) -> None:
         """Start a ring round: every branch of ``destination`` in parallel for its ring timeout. A call
@@ -219,8 +222,7 @@ class CallManager:
             self._hang_up(call, now, cause)
 
     def stop_ring(self, call: Call, now: float) -> None:
-        """Give the call's ring round up without ending the call (a queue caller leaves while agents
-        ring): its legs are CANCELled, the controller is not told. Nothing when no round rings."""
+        """Give the ring round up (its legs CANCELled, the controller not told) without ending the call."""
         if not call.ring_active:
             return
         call.ring_active = False
@@ -231,8 +233,7 @@ class CallManager:
             self._cancel_leg(leg, now)
 
     def end_as_rung(self, call: Call, now: float) -> bool:
-        """End an unanswered call with the answer its last ring round got (486 busy, 480 ring timeout...),
-        as a call without a flow would have; False when it rang no round or was answered."""
+        """End an unanswered call with its last ring round's answer (486, 480...); False if none/answered."""
         if call.state is not CallState.RINGING or call.ring_outcome is None:
             return False
         status, reason, disposition, cause = call.ring_outcome
@@ -402,7 +403,7 @@ class CallManager:
         call = leg.call
         if status < 200:
             action = self._leg_input(leg, LegInput.TRYING if status == 100 else LegInput.PROGRESS, now)
-            if action is LegAction.RELAY and call.state is CallState.RINGING:
+            if action is LegAction.RELAY and call.state is CallState.RINGING and call.adopt is None:
                 self._relay_provisional(call, resp, now)
             return
         if status < 300:
@@ -531,7 +532,10 @@ class CallManager:
             call.invite = call.offer = leg.invite = None
 
     def _answer_caller(self, call: Call, sdp: bytes, now: float) -> Side:
-        """Send the caller our 200 with ``sdp`` and make its dialog the caller side of the call."""
+        """Send the caller our 200 with ``sdp`` and make its dialog the caller side of the call (a
+        transfer's call moves its waiting leg here instead: ``Call.adopt``)."""
+        if call.adopt is not None:
+            return call.adopt(call, sdp, now)
         caller_dialog = Dialog.as_uas(call.request, call.local_tag, call.contact, call.caller_peer)
         session = InviteSession.uas(caller_dialog, self.endpoint.config.timers,
                                     reliable=caller_dialog.peer.reliable,
@@ -765,8 +769,7 @@ class CallManager:
         self._maybe_forget(call)
 
     def _maybe_forget(self, call: Call) -> None:
-        """Drop an ended call once every leg has its final answer, and write its CDR then (so a cancelled
-        leg is recorded with its 487, which arrives after the caller already got its answer)."""
+        """Drop an ended call once every leg has its final answer (a cancelled leg's 487); write its CDR."""
         if call.state is CallState.ENDED and not any(self.legs.get(leg.tx) is leg for leg in call.legs) \
                 and self.calls.pop(call.id, None) is not None:
             self.cdr.call_ended(call)
@@ -795,6 +798,3 @@ class CallManager:
         cfg = self.endpoint.config
         suffix = "" if peer.transport == "UDP" else f";transport={peer.transport.lower()}"
         return f"<sip:{cfg.via_host}:{cfg.port_for(peer.transport)}{suffix}>"
-
-    def _session_id(self) -> int:
-        return self.endpoint.new_session_id()

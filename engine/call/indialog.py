@@ -64,6 +64,8 @@ RunTimer = Callable[[Callable[..., None], object], None]
 #: Starts hold music towards a leg: (its call, its relay side, the SDP we last sent it) -> the music, or
 #: None when there is none to play (the leg then hears silence).
 MusicOnHold = Callable[[Call, RelaySide, bytes], RelayMusic | None]
+#: Takes a REFER from a leg (engine.call.transfer): (the leg, the REFER, its transaction, now).
+Refer = Callable[[Side, Request, ServerTransaction, float], None]
 
 
 def is_hold(offer: SessionDescription) -> bool:
@@ -86,6 +88,8 @@ class InDialog:
         #: music on hold for a leg whose peer holds (set by the composition root; None: the hold offer is
         #: passed on to the other phone, which then hears whatever the holder sends, usually nothing)
         self.music: MusicOnHold | None = None
+        #: transfers (set by the composition root; None: a REFER gets 405)
+        self.refer: Refer | None = None
         self.pending: dict[ClientTransaction, Pending] = {}
         #: INVITE client transactions that got a 2xx, until their Timer M: the dialogs formed from it, so
         #: that a retransmitted 2xx gets our ACK again and a forked second 2xx gets ACK + BYE (RFC 6026).
@@ -217,6 +221,8 @@ class InDialog:
                     call.controller.dtmf(call, key)
             else:
                 self._forward(side, req, tx, now, body=req.body)
+        elif method == "REFER" and self.refer is not None:
+            self.refer(side, req, tx, now)
         else:
             status = 405 if method in ("REFER", "MESSAGE", "NOTIFY", "PRACK") else 501
             answer(self.endpoint, tx, req, status, now)
@@ -598,7 +604,7 @@ class InDialog:
     def end_side(self, side: Side, now: float) -> None:
         """The leg is over (its BYE sent or received): its session ends and its timer stops; requests still
         pending to or from it are given up (a re-INVITE of ours is CANCELled) and their senders get 487
-        (§15.1.2)."""
+        (§15.1.2); then its ``on_end`` hears of it."""
         if side.ended:
             return
         side.ended = True
@@ -622,6 +628,9 @@ class InDialog:
                     TransactionState.PROCEEDING, TransactionState.TRYING):
                 # §15.1.2: a request still open when the session ends (a BYE crossed it) gets 487.
                 answer(self.endpoint, origin, origin.request, 487, now)
+        hook, side.on_end = side.on_end, None
+        if hook is not None:
+            hook(now)
 
     def end(self, call: Call, now: float) -> None:
         """The call is over: every leg of it still up ends (``end_side``)."""

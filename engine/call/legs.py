@@ -27,7 +27,7 @@ from engine.sip.message import Request, Response, make_response
 from engine.sip.sdp import SdpRewriter, SessionDescription
 from engine.sip.transaction import ClientTransaction, Peer, ServerTransaction, TransactionState
 
-ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REGISTER"
+ALLOW: Final = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER, REGISTER"
 SUPPORTED: Final = "timer"
 COMPLETED_ELSEWHERE: Final = 'SIP;cause=200;text="Call completed elsewhere"'
 DEFAULT_RING_TIMEOUT_S: Final = 30.0  # how long a line rings (pbx serve --ring-timeout)
@@ -53,6 +53,7 @@ class Branch:
 
     uri: str
     peer: Peer
+    line: str = ""  # the line whose registered phone this is ("" for a trunk): who transfers from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +168,11 @@ class Side:
     holding: bool = False
     music: RelayMusic | None = None  # the hold music this leg hears while its peer holds
     ended: bool = False  # its dialog is over (BYE sent or received): the leg is gone
+    #: told once when the leg ends (engine.call.transfer watches the legs of a transfer in progress)
+    on_end: Callable[[float], None] | None = None
+    #: the line whose phone is on this leg, once known better than the call says (a transferred leg)
+    line: str | None = None
+    refers: int = 0  # REFERs this leg sent: the NOTIFYs of the second and later name theirs (RFC 3515)
 
     @property
     def other(self) -> Side | None:
@@ -249,6 +255,9 @@ class Call:
     #: how the last ring round ended (status, reason, disposition, cause): the caller's answer when the
     #: flow has nothing else to offer (``end_as_rung``)
     ring_outcome: tuple[int, str | None, Disposition, str] | None = None
+    #: a transfer's call (engine.call.transfer): its caller is a leg of another call already, and
+    #: answering it moves that leg here (a re-INVITE) instead of sending a 200; returns that leg
+    adopt: Callable[[Call, bytes, float], Side] | None = None
 
     @property
     def request(self) -> Request:

@@ -278,7 +278,7 @@ class Router:
         caller_name = f"{name_prefix}{info.caller_name}"
         for target in targets:
             if target.kind == "line":
-                branches.extend(Branch(b.contact, branch_peer(b))
+                branches.extend(Branch(b.contact, branch_peer(b), b.aor)
                                 for b in self.location.lookup(target.value, now_wall))
                 continue
             trunk = next((t for t in cfg.trunks if t.outbound), None)
@@ -317,7 +317,7 @@ class Router:
         if info.callee != extension:
             info = CallInfo(info.direction, info.caller, info.caller_name, extension, info.did, info.trunk)
         bindings = self.location.lookup(extension, now_wall)
-        branches = tuple(Branch(b.contact, branch_peer(b)) for b in bindings)
+        branches = tuple(Branch(b.contact, branch_peer(b), b.aor) for b in bindings)
         if not branches:
             return Rejection(480, "Temporarily Unavailable", Disposition.UNAVAILABLE, info,
                              f"extension {extension} has no registered phone")

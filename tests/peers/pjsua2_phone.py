@@ -20,6 +20,8 @@ registering). Either way each NOTIFY becomes an ``mwi`` event. Commands, one per
     record <wav> | stop_record   record what the call hears (a finished WAV once record_finished is out)
     dtmf <digits>            RFC 2833 / 4733
     hold | unhold            re-INVITE with a=sendonly / a=sendrecv
+    xfer <sip-uri>           blind transfer: REFER with Refer-To <sip-uri> (NOTIFYs become xfer_status)
+    xfer_replaces #<n>       attended transfer: REFER with Refer-To naming call #<n> with Replaces
 
 Commands that act on a call take the newest call that has not ended; append ``#<n>`` (the ``call`` number of
 the events) to pick another. ``play``/``record`` given before the media is up take effect when it is.
@@ -35,6 +37,7 @@ Every event is one JSON line on stdout:
     {"ev": "media_state", "call": 0, "state": "active|hold|remote_hold|none|error", "dir": "sendrecv",
      "codec": "PCMU", "remote_rtp": "127.0.0.1:4002", "local_rtp": "127.0.0.1:4000"}
     {"ev": "dtmf", "call": 0, "digit": "5"}
+    {"ev": "xfer_status", "call": 0, "code": 100, "reason": "Trying", "final": false}
     {"ev": "mwi", "state": "ACTIVE|TERMINATED|...", "waiting": true, "voice": "1/0",
      "body": "Messages-Waiting: yes\r\nMessage-Account: sip:201@pbx.test\r\nVoice-Message: 1/0 (0/0)\r\n"}
     {"ev": "playing" | "recording", "call": 0, "path": "..."}
@@ -213,6 +216,11 @@ class Call(pj.Call):  # type: ignore[misc]
 
     def onDtmfDigit(self, prm: Any) -> None:
         emit("dtmf", **self.tag(), digit=str(prm.digit))
+
+    def onCallTransferStatus(self, prm: Any) -> None:
+        """A NOTIFY of our REFER's progress (RFC 3515): the sipfrag's status, and whether it was the last."""
+        emit("xfer_status", **self.tag(), code=int(prm.statusCode), reason=str(prm.reason),
+             final=bool(prm.finalNotify))
 
     def audio(self) -> Any:
         """The call's active AudioMedia, or None."""
@@ -530,6 +538,10 @@ class Phone:
             self.find(selector).sendDtmf(d)
         elif name == "hold" and not params:
             self.find(selector).setHold(pj.CallOpParam(True))
+        elif name == "xfer" and len(params) == 1:
+            self.find(selector).xfer(params[0], pj.CallOpParam(True))
+        elif name == "xfer_replaces" and len(params) == 1:
+            self.find(selector).xferReplaces(self.find(params[0]), pj.CallOpParam(True))
         elif name == "unhold" and not params:
             op = pj.CallOpParam(True)
             op.opt.flag = pj.PJSUA_CALL_UNHOLD

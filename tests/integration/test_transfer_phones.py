@@ -1,0 +1,298 @@
+"""Transfers between real phones registered to ``pbx serve`` (issue 19, part 1): pjsua2 A calls B, B
+transfers A to C blind (``Call.xfer``: REFER) or attended (``Call.xferReplaces``: REFER with Replaces), and
+A and C hear each other's tones (checked by frequency); B sees the NOTIFYs of its REFER (100 Trying, then
+200 or the failure); a blind transfer to a busy or unknown target reconnects A and B; a transferrer that
+hung up after the 202 is rung back; malformed REFERs get their 400. After every test the engine's tables
+are empty again (calls, dialogs, ringing legs, relay sessions: read from ``/metrics``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..peers.softphone import Event, Softphone
+from .audio import dominant_frequency, signal_seconds, write_tone
+from .harness import PbxServer, PeerProcess, free_port, require_module
+from .sipclient import SipClient, SipResponse, new_branch
+from .test_calls_phones import REALM, Rig, answered_call, company_yaml, is_ended, media, rtp_range
+from .test_calls_sipp import invite
+
+pytestmark = pytest.mark.integration
+
+A_HZ, C_HZ = 1000.0, 1400.0
+TOLERANCE_HZ = 20.0
+GAUGES = ("pbx_active_calls", "pbx_call_dialogs", "pbx_call_branches", "pbx_relay_sessions")
+
+
+class TransferRig(Rig):
+    metrics: str = ""
+
+    def gauges(self) -> dict[str, float]:
+        resp = httpx.get(self.metrics, timeout=10)
+        resp.raise_for_status()
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(resp.text):
+            for s in family.samples:
+                if s.name in GAUGES:
+                    out[s.name] = s.value
+        return out
+
+    def assert_idle(self, timeout: float = 10.0) -> None:
+        """No call, dialog, ringing leg or relay session is left in the engine."""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.gauges()
+            if all(seen.get(name, -1) == 0 for name in GAUGES):
+                return
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the engine kept {seen}\n{self.server.log_tail(80)}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def rig(pbx_factory: Callable[..., PbxServer], peers: Callable[..., PeerProcess],
+        tmp_path: Path) -> Iterator[TransferRig]:
+    require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
+    company = tmp_path / "company.yaml"
+    company.write_text(company_yaml(media_release=False))
+    rtp = rtp_range()
+    http = free_port()
+    server = pbx_factory(company_file=company, extra_args=[
+        "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--http", f"127.0.0.1:{http}", "--ring-timeout", "8"])
+    made = TransferRig(server, rtp, tmp_path, peers)
+    made.metrics = f"http://127.0.0.1:{http}/metrics"
+    try:
+        yield made
+    finally:
+        made.close_phones()
+
+
+@pytest.fixture
+def tones(tmp_path: Path) -> tuple[Path, Path]:
+    return write_tone(tmp_path / "a-1000.wav", A_HZ, 2.0), write_tone(tmp_path / "c-1400.wav", C_HZ, 2.0)
+
+
+def xfer_statuses(phone: Softphone, timeout: float = 20.0) -> list[Event]:
+    """The transfer status events of ``phone``'s REFER up to the final one."""
+    seen: list[Event] = []
+    while not seen or not seen[-1]["final"]:
+        seen.append(phone.wait_for("xfer_status", timeout=timeout))
+    return seen
+
+
+def assert_hears(wav: str, hz: float) -> None:
+    heard = dominant_frequency(wav)
+    assert abs(heard - hz) <= TOLERANCE_HZ, f"{wav}: dominant {heard:.1f} Hz, expected {hz}"
+    assert signal_seconds(wav) >= 1.2, f"{wav}: too little signal"
+
+
+def talk(rig: Rig, x: Softphone, y: Softphone, x_tone: Path, y_tone: Path, name: str,
+         x_call: str = "", y_call: str = "") -> tuple[str, str]:
+    """X and Y play their tones to each other and record 2.5 s; (what X heard, what Y heard)."""
+    xs, ys = f" {x_call}" if x_call else "", f" {y_call}" if y_call else ""
+    x.send(f"record {rig.tmp / f'{name}-x.wav'}{xs}")
+    x.wait_for("recording")
+    y.send(f"record {rig.tmp / f'{name}-y.wav'}{ys}")
+    y.wait_for("recording")
+    x.send(f"play {x_tone}{xs}")
+    x.wait_for("playing")
+    y.send(f"play {y_tone}{ys}")
+    y.wait_for("playing")
+    time.sleep(2.5)
+    x.send(f"stop_record{xs}")
+    x_heard = str(x.wait_record_finished()["path"])
+    y.send(f"stop_record{ys}")
+    y_heard = str(y.wait_record_finished()["path"])
+    x.send(f"stop_play{xs}")
+    y.send(f"stop_play{ys}")
+    return x_heard, y_heard
+
+
+def test_blind_transfer_connects_a_with_c_and_releases_b(rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    a_tone, c_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=200, ring_seconds=1.0)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    media(b)
+
+    b.send(f"xfer {rig.uri('203')}")
+    incoming = c.wait_for("incoming_call")
+    assert f"sip:202@{REALM}" in str(incoming["from"]), incoming  # routed as a call from B's line
+    c.wait_state("CONFIRMED")
+    statuses = xfer_statuses(b)
+    codes = [e["code"] for e in statuses]
+    assert 100 in codes and codes[-1] == 200, statuses
+    assert b.wait_state("DISCONNECTED")["last_code"] == 200  # the engine's BYE once C answered
+    moved = media(a)  # A was re-INVITEd onto the new call's relay port
+    assert rig.is_relay(moved["remote_rtp"]), moved
+    assert not any(is_ended(e) for e in a.events)
+
+    a_heard, c_heard = talk(rig, a, c, a_tone, c_tone, "blind")
+    assert_hears(c_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+
+    c.hangup()
+    a.wait_state("DISCONNECTED")
+    c.wait_state("DISCONNECTED")
+    cdrs = rig.cdrs(2)
+    assert sorted(cdr["callee"] for cdr in cdrs) == ["202", "203"], cdrs
+    first = next(cdr for cdr in cdrs if cdr["callee"] == "202")
+    assert first["hangup_cause"] == "transferred", first
+    rig.assert_idle()
+
+
+@pytest.mark.parametrize(("target", "code"), [("203", 486), ("299", 404)], ids=["busy", "unknown"])
+def test_failed_blind_transfer_reconnects_the_transferrer(rig: TransferRig, tones: tuple[Path, Path],
+                                                          target: str, code: int) -> None:
+    """B stays in its dialog while the transfer runs; a failure is NOTIFYed and A is bridged back to B
+    (B's phone shows the failure, and the two talk on)."""
+    a_tone, b_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    rig.phone("c", "203", auto_answer=486, ring_seconds=0.2)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    media(b)
+
+    b.send(f"xfer {rig.uri(target)}")
+    statuses = xfer_statuses(b)
+    assert statuses[-1]["code"] == code, statuses
+    time.sleep(0.3)
+    assert not any(is_ended(e) for e in a.events + b.events)
+    a_heard, b_heard = talk(rig, a, b, a_tone, b_tone, f"reconnected-{target}")
+    assert_hears(b_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+
+    b.hangup()
+    a.wait_state("DISCONNECTED")
+    b.wait_state("DISCONNECTED")
+    (cdr, *_) = [cdr for cdr in rig.cdrs(2 if target == "203" else 1) if cdr["callee"] == "202"]
+    assert cdr["disposition"] == "answered", cdr
+    rig.assert_idle()
+
+
+def test_transferrer_that_hung_up_is_rung_back_when_the_target_is_busy(
+        rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    a_tone, b_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=0)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    media(b)
+
+    b.send(f"xfer {rig.uri('203')}")
+    c.wait_for("incoming_call")
+    assert b.wait_for("xfer_status")["code"] in (100, 202)
+    b.hangup()  # B leaves at once, as many phones do after the 202
+    b.wait_state("DISCONNECTED")
+    c.answer(486)
+    callback = b.wait_for("incoming_call")  # B's line is rung back for A
+    assert f"sip:202@{REALM}" in str(callback["from"]) or "201" in str(callback["from"]), callback
+    b.wait_for("call_state", lambda e: e.get("state") == "CONFIRMED" and e.get("call") == callback["call"])
+    time.sleep(0.5)
+    a_heard, b_heard = talk(rig, a, b, a_tone, b_tone, "called-back")
+    assert_hears(b_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+    a.hangup()
+    a.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+def test_attended_transfer_joins_a_and_c_and_ends_both_legs_of_b(
+        rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    a_tone, c_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=200, ring_seconds=0.3)
+    a = rig.phone("a", "201")
+    incoming = answered_call(rig, a, b, "202")
+    media(a)
+    media(b)
+    first = f"#{incoming['call']}"
+
+    b.send(f"hold {first}")
+    b.wait_for("media_state", lambda e: e.get("state") == "hold")
+    b.call(rig.uri("203"))
+    second = f"#{b.wait_for('calling')['call']}"
+    c.wait_state("CONFIRMED")
+    b.wait_for("call_state", lambda e: e.get("state") == "CONFIRMED" and f"#{e.get('call')}" == second)
+    time.sleep(0.3)
+
+    b.send(f"xfer_replaces {second} {first}")
+    statuses = xfer_statuses(b)
+    assert statuses[-1]["code"] == 200, statuses
+    b.wait_state("DISCONNECTED")
+    b.wait_state("DISCONNECTED")
+    time.sleep(0.5)
+    assert not any(is_ended(e) for e in a.events + c.events)
+
+    a_heard, c_heard = talk(rig, a, c, a_tone, c_tone, "attended")
+    assert_hears(c_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+    a.hangup()
+    a.wait_state("DISCONNECTED")
+    c.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+# -- malformed and misplaced REFERs, from a raw SIP client -------------------------------------------
+def in_dialog(client: SipClient, ok: SipResponse, method: str, cseq: int,
+              headers: list[tuple[str, str]], *, to: str | None = None) -> bytes:
+    host, port = client.local
+    target = (ok.get("contact") or "").strip().strip("<>")
+    lines = [
+        f"{method} {target} SIP/2.0",
+        f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:201@{REALM}>;tag={client.tag}",
+        f"To: {to if to is not None else ok.get('to')}",
+        f"Call-ID: {client.call_id}",
+        f"CSeq: {cseq} {method}",
+        f"Contact: <{client.contact_uri('201')}>",
+        *[f"{k}: {v}" for k, v in headers],
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_bad_refers_get_their_4xx(rig: TransferRig) -> None:
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.2)
+    with SipClient(rig.server.addr, domain=REALM) as client:
+        assert "REFER" in (client.options().get("allow") or "")
+        ok = invite(client, "202", "201")
+        assert ok.status == 200, ok
+        client.send_raw(in_dialog(client, ok, "ACK", 2, []))
+        b.wait_state("CONFIRMED")
+        cases: list[tuple[list[tuple[str, str]], int, str]] = [
+            ([], 400, "Missing Refer-To header"),
+            ([("Refer-To", f"<sip:203@{REALM}>, <sip:204@{REALM}>")], 400, "Several Refer-To values"),
+            ([("Refer-To", "no uri here")], 400, "Bad Refer-To header"),
+            ([("Refer-To", f"<sip:203@{REALM}?Replaces=nothing>")], 400, "Bad Replaces header"),
+            ([("Refer-To", f"<sip:203@{REALM}>"), ("Refer-To", f"<sip:204@{REALM}>")], 400,
+             "Duplicate Refer-To header"),
+        ]
+        seq = 10
+        for headers, status, reason in cases:
+            seq += 1
+            resp = client.transact(in_dialog(client, ok, "REFER", seq, headers))
+            assert (resp.status, resp.reason) == (status, reason), (headers, resp)
+        seq += 1
+        stranger = f"<sip:202@{REALM}>;tag=nosuchdialog"
+        resp = client.transact(in_dialog(client, ok, "REFER", seq, [("Refer-To", f"<sip:203@{REALM}>")],
+                                         to=stranger))
+        assert resp.status == 481, resp
+        outside = client.build("REFER", f"sip:202@{rig.registrar}", [("Refer-To", f"<sip:203@{REALM}>")],
+                               from_user="201", call_id="outside-any-dialog")
+        assert client.transact(outside).status == 403
+        seq += 1
+        assert client.transact(in_dialog(client, ok, "BYE", seq, [])).status == 200
+    b.wait_state("DISCONNECTED")
+    rig.assert_idle()
