@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ..peers.softphone import Event, Softphone
 from .audio import dominant_frequency, signal_seconds, write_tone
 from .harness import PbxServer, PeerProcess, free_port, require_module
-from .sipclient import SipClient, SipResponse, new_branch
+from .sipclient import SipClient, SipResponse, authorization, new_branch, pick_challenge
 from .test_calls_phones import REALM, Rig, answered_call, company_yaml, is_ended, media, rtp_range
-from .test_calls_sipp import invite
+from .test_calls_sipp import SDP, invite
 
 pytestmark = pytest.mark.integration
 
@@ -245,18 +245,18 @@ def test_attended_transfer_joins_a_and_c_and_ends_both_legs_of_b(
 
 # -- malformed and misplaced REFERs, from a raw SIP client -------------------------------------------
 def in_dialog(client: SipClient, ok: SipResponse, method: str, cseq: int,
-              headers: list[tuple[str, str]], *, to: str | None = None) -> bytes:
+              headers: list[tuple[str, str]], *, to: str | None = None, user: str = "201") -> bytes:
     host, port = client.local
     target = (ok.get("contact") or "").strip().strip("<>")
     lines = [
         f"{method} {target} SIP/2.0",
         f"Via: SIP/2.0/UDP {host}:{port};branch={new_branch()};rport",
         "Max-Forwards: 70",
-        f"From: <sip:201@{REALM}>;tag={client.tag}",
+        f"From: <sip:{user}@{REALM}>;tag={client.tag}",
         f"To: {to if to is not None else ok.get('to')}",
         f"Call-ID: {client.call_id}",
         f"CSeq: {cseq} {method}",
-        f"Contact: <{client.contact_uri('201')}>",
+        f"Contact: <{client.contact_uri(user)}>",
         *[f"{k}: {v}" for k, v in headers],
         "Content-Length: 0",
     ]
@@ -294,5 +294,82 @@ def test_bad_refers_get_their_4xx(rig: TransferRig) -> None:
         assert client.transact(outside).status == 403
         seq += 1
         assert client.transact(in_dialog(client, ok, "BYE", seq, [])).status == 200
+    b.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+# -- INVITE with Replaces (RFC 3891 §3) -------------------------------------------------------------
+def invite_replaces(client: SipClient, user: str, replaces: str,
+                    call_id: str | None = None) -> tuple[bytes, SipResponse]:
+    """An authenticated INVITE from ``user`` with ``Replaces: replaces`` (answers the 407)."""
+    uri = f"sip:202@{client.server[0]}:{client.server[1]}"
+    headers = [("Contact", f"<{client.contact_uri(user)}>"), ("Content-Type", "application/sdp"),
+               ("Replaces", replaces), ("Require", "replaces")]
+    data = client.build("INVITE", uri, headers, body=SDP, from_user=user, to_user="202", call_id=call_id)
+    resp = client.transact(data)
+    if resp.status == 407:
+        client.send_raw(ack_for(client, data, resp))
+        auth = authorization(pick_challenge(resp, "MD5"), username=user, password=f"secret-{user}",
+                             method="INVITE", uri=uri)
+        data = client.build("INVITE", uri, [*headers, ("Proxy-Authorization", auth)], body=SDP,
+                            from_user=user, to_user="202", call_id=call_id)
+        resp = client.transact(data)
+    if resp.status >= 300:
+        client.send_raw(ack_for(client, data, resp))
+    return data, resp
+
+
+def ack_for(client: SipClient, data: bytes, resp: SipResponse) -> bytes:
+    head = data.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    keep = [line for line in head[1:] if line.split(":", 1)[0].lower() in ("via", "from", "call-id",
+                                                                              "max-forwards")]
+    seq = next(line for line in head if line.lower().startswith("cseq:")).split()[1]
+    lines = [f"ACK {head[0].split()[1]} SIP/2.0", *keep, f"CSeq: {seq} ACK", f"To: {resp.get('to')}",
+             "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def expect_bye(client: SipClient, timeout: float = 5.0) -> None:
+    """Wait for the engine's BYE on ``client``'s socket and answer it 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = client.transport.recv(0.5)
+        if data is None or not data.startswith(b"BYE "):
+            continue
+        head = data.split(b"\r\n\r\n")[0].decode().split("\r\n")
+        copied = [line for line in head[1:] if line.split(":", 1)[0].lower() in ("via", "from", "to",
+                                                                                  "call-id", "cseq")]
+        client.send_raw(("\r\n".join(["SIP/2.0 200 OK", *copied, "Content-Length: 0"]) + "\r\n\r\n").encode())
+        return
+    pytest.fail("no BYE from the engine")
+
+
+def test_invite_with_replaces_takes_over_a_confirmed_dialog(rig: TransferRig) -> None:
+    """201 (a raw client) talks to B; 203 INVITEs with Replaces naming 201's dialog with the engine: it is
+    answered with the relay, B stays up (now bridged to 203), 201 gets a BYE. Unknown and early-only
+    Replaces are refused as RFC 3891 §3 says."""
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.2)
+    with SipClient(rig.server.addr, domain=REALM) as first, SipClient(rig.server.addr, domain=REALM) as new:
+        ok = invite(first, "202", "201")
+        assert ok.status == 200, ok
+        first.send_raw(in_dialog(first, ok, "ACK", 2, []))
+        b.wait_state("CONFIRMED")
+        engine_tag = (ok.get("to") or "").rpartition("tag=")[2]
+        _, unknown = invite_replaces(new, "203", f"nosuch@x;to-tag={engine_tag};from-tag={first.tag}",
+                                     "attempt-1")
+        assert unknown.status == 481, unknown
+        _, early_only = invite_replaces(
+            new, "203", f"{first.call_id};to-tag={engine_tag};from-tag={first.tag};early-only", "attempt-2")
+        assert early_only.status == 486, early_only
+
+        _, taken = invite_replaces(new, "203", f"{first.call_id};to-tag={engine_tag};from-tag={first.tag}")
+        assert taken.status == 200, taken
+        assert b"c=IN IP4 127.0.0.1" in taken.body and rig.is_relay(
+            f"127.0.0.1:{taken.body.split(b'm=audio ')[1].split()[0].decode()}"), taken.body
+        new.send_raw(in_dialog(new, taken, "ACK", new.cseq, [], user="203"))
+        expect_bye(first)  # the replaced leg is released
+        time.sleep(0.5)
+        assert not any(is_ended(e) for e in b.events)
+        assert new.transact(in_dialog(new, taken, "BYE", 50, [], user="203")).status == 200
     b.wait_state("DISCONNECTED")
     rig.assert_idle()
