@@ -41,6 +41,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.params import FromPath
 
 from engine.api import routes, sessions
+from engine.api.conferences import CONFERENCE_ROUTES, LiveConferences
 from engine.api.faxes import FAX_ROUTES
 from engine.api.validation import dialplan_validator
 from engine.clock import SYSTEM_CLOCK, Clock
@@ -207,6 +208,7 @@ def create_app(
     clock: Clock = SYSTEM_CLOCK,
     session_ttl_s: float = sessions.SESSION_TTL_S,
     pages: Sequence[Any] = (),
+    conferences: LiveConferences | None = None,
 ) -> Litestar:
     """The admin API over ``store``.
 
@@ -220,13 +222,17 @@ def create_app(
         session_ttl_s: how long a web-login session lasts.
         pages: more route handlers served by the same app (the web admin, ``engine.web.pages``, which
             sits above this layer); each declares its permission like the API's.
+        conferences: the engine's live conference rooms and their loop (``engine.api.conferences``); None
+            when no call engine runs in this process (the live-room routes then answer 503).
 
     Raises:
         RuntimeError: a route declares no permission (a programming error, caught at start-up).
     """
     admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
-    handlers: list[Any] = [*routes.ROUTES, *FAX_ROUTES, *sessions.SESSION_ROUTES, health, *pages]
+    handlers: list[Any] = [
+        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *sessions.SESSION_ROUTES, health, *pages
+    ]
     if provisioning is not None:
         handlers.append(_provisioning_route(provisioning))
     for handler in handlers:
@@ -264,6 +270,7 @@ def create_app(
     )
     app.state["validator"] = chosen
     app.state["admin"] = admin
+    app.state["conferences"] = conferences
     app.state["session_ttl_s"] = session_ttl_s
     app.state["login_throttle"] = sessions.LoginThrottle(clock.wall)
     return app

@@ -37,6 +37,7 @@ PAGES: Final[dict[str, str]] = {
     "numbers": routes.CONFIGURE,
     "ring-groups": routes.CONFIGURE,
     "queues": routes.CONFIGURE,
+    "conference-rooms": routes.CONFIGURE,
     "schedules": routes.CONFIGURE,
     "sound-clips": routes.CONFIGURE,
     "locations": routes.CONFIGURE,

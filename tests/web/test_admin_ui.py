@@ -38,6 +38,7 @@ def test_login_page_then_a_super_admin_sees_every_page(page: Page, site: Site) -
         "numbers",
         "ring-groups",
         "queues",
+        "conference-rooms",
         "schedules",
         "sound-clips",
         "locations",

@@ -20,6 +20,10 @@ const TYPES = {
       return raw === "" ? undefined : Number(raw);
     },
   },
+  flag: { // true when ticked; unticked leaves the key out (the schema's default is false)
+    input: (f, value) => h("input", { type: "checkbox", name: f.key, value: "yes", checked: value === true }),
+    read: (form, f) => (form.elements[f.key].checked ? true : undefined),
+  },
   choice: {
     input: (f, value) => select(f.key, f.options.map((o) => [o, t(`${f.strings}.${o}`)]), value ?? f.options[0]),
     read: (form, f) => form.elements[f.key].value,
@@ -134,7 +138,8 @@ function objectForm(def, ctx, old, onDone) {
   return form;
 }
 
-// Draw the page of routing objects described by `def`: {kind, id, strings, fields, columns(object) -> cells}.
+// Draw the page of routing objects described by `def`: {kind, id, strings, fields, columns(object) -> cells},
+// and optionally actions(object, {api, slot}) -> more buttons for its row (a conference room's participants).
 export async function renderObjects(def, main, ctx) {
   const [objects, extra] = await Promise.all([ctx.api("GET", `/api/routing/${def.kind}`), loadTargets(ctx)]);
   const fctx = { ...ctx, ...extra };
@@ -163,7 +168,8 @@ export async function renderObjects(def, main, ctx) {
         if (error.status !== 401) main.prepend(notice("error", t("error.generic", { detail: error.detail })));
       }
     } });
-    return [h("strong", { text: o.name }), ...def.columns(o.spec), h("span", {}, edit, " · ", remove)];
+    const more = def.actions ? def.actions(o, { ...fctx, slot }).flatMap((b) => [" · ", b]) : [];
+    return [h("strong", { text: o.name }), ...def.columns(o.spec), h("span", {}, edit, " · ", remove, ...more)];
   });
   main.append(h("div", { class: "toolbar" }, h("h1", { text: t(`${def.strings}.title`) }), add), slot,
     h("div", { class: "panel", id: `${def.id}-list` },
