@@ -38,6 +38,8 @@ PAGES: Final[dict[str, str]] = {
     "ring-groups": routes.CONFIGURE,
     "queues": routes.CONFIGURE,
     "conference-rooms": routes.CONFIGURE,
+    "fax-lines": routes.CONFIGURE,
+    "faxes": routes.CONFIGURE,
     "schedules": routes.CONFIGURE,
     "sound-clips": routes.CONFIGURE,
     "locations": routes.CONFIGURE,
@@ -50,8 +52,8 @@ _SECURITY_HEADERS: Final = {
     # The pages run only our own scripts and styles, and talk only to this origin.
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "media-src 'self' blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-        "form-action 'self'"
+        "media-src 'self' blob:; frame-src blob:; connect-src 'self'; frame-ancestors 'none'; "
+        "base-uri 'none'; form-action 'self'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",

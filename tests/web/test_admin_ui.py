@@ -39,6 +39,8 @@ def test_login_page_then_a_super_admin_sees_every_page(page: Page, site: Site) -
         "ring-groups",
         "queues",
         "conference-rooms",
+        "fax-lines",
+        "faxes",
         "schedules",
         "sound-clips",
         "locations",

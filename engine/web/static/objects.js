@@ -24,6 +24,13 @@ const TYPES = {
     input: (f, value) => h("input", { type: "checkbox", name: f.key, value: "yes", checked: value === true }),
     read: (form, f) => (form.elements[f.key].checked ? true : undefined),
   },
+  emails: { // a list of e-mail addresses, typed separated by commas or spaces
+    input: (f, value) => textInput(f.key, (value || []).join(", "), "text", { placeholder: "fax@example.com, office@example.com" }),
+    read: (form, f) => {
+      const out = form.elements[f.key].value.split(/[\s,;]+/).filter(Boolean);
+      return out.length ? out : undefined;
+    },
+  },
   choice: {
     input: (f, value) => select(f.key, f.options.map((o) => [o, t(`${f.strings}.${o}`)]), value ?? f.options[0]),
     read: (form, f) => form.elements[f.key].value,
