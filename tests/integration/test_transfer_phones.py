@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ..peers.softphone import Event, Softphone
 from .audio import dominant_frequency, signal_seconds, write_tone
-from .harness import PbxServer, PeerProcess, free_port, require_module
+from .harness import PbxServer, PeerProcess, free_port, require_module, require_tool
 from .sipclient import SipClient, SipResponse, authorization, new_branch, pick_challenge
 from .test_calls_phones import REALM, Rig, answered_call, company_yaml, is_ended, media, rtp_range
 from .test_calls_sipp import SDP, invite
@@ -372,4 +372,52 @@ def test_invite_with_replaces_takes_over_a_confirmed_dialog(rig: TransferRig) ->
         assert not any(is_ended(e) for e in b.events)
         assert new.transact(in_dialog(new, taken, "BYE", 50, [], user="203")).status == 200
     b.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+def test_the_caller_transfers_the_callee(rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    """The other party may transfer too: A (the caller) sends B to C; B (our UAC leg) is moved."""
+    b_tone, c_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=200, ring_seconds=0.5)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    media(b)
+    a.send(f"xfer {rig.uri('203')}")
+    assert f"sip:201@{REALM}" in str(c.wait_for("incoming_call")["from"])
+    c.wait_state("CONFIRMED")
+    assert xfer_statuses(a)[-1]["code"] == 200
+    a.wait_state("DISCONNECTED")
+    media(b)
+    b_heard, c_heard = talk(rig, b, c, b_tone, c_tone, "caller-transfers")
+    assert_hears(c_heard, A_HZ)
+    assert_hears(b_heard, C_HZ)
+    b.hangup()
+    b.wait_state("DISCONNECTED")
+    c.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+def test_baresip_blind_transfer(rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    """baresip 1.0's ``/transfer``: the same blind transfer from another stack."""
+    require_tool("baresip", "apt-get install baresip (scripts/test.sh does)")
+    a_tone, c_tone = tones
+    b = rig.phone("b", "202", "baresip", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=200, ring_seconds=0.5)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    time.sleep(0.5)
+    b.send(f"transfer {rig.uri('203')}")
+    assert f"sip:202@{REALM}" in str(c.wait_for("incoming_call")["from"])
+    c.wait_state("CONFIRMED")
+    b.wait_state("DISCONNECTED")
+    media(a)
+    a_heard, c_heard = talk(rig, a, c, a_tone, c_tone, "baresip-transfers")
+    assert_hears(c_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+    a.hangup()
+    a.wait_state("DISCONNECTED")
+    c.wait_state("DISCONNECTED")
     rig.assert_idle()
