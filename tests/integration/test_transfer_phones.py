@@ -421,3 +421,86 @@ def test_baresip_blind_transfer(rig: TransferRig, tones: tuple[Path, Path]) -> N
     a.wait_state("DISCONNECTED")
     c.wait_state("DISCONNECTED")
     rig.assert_idle()
+
+
+WELCOME_HZ = 800.0
+
+
+@pytest.fixture
+def queue_rig(pbx_factory: Callable[..., PbxServer], peers: Callable[..., PeerProcess],
+              tmp_path: Path) -> Iterator[TransferRig]:
+    """The five lines and a queue at extension 600 (welcome clip, agent 204)."""
+    require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
+    welcome = write_tone(tmp_path / "welcome-800.wav", WELCOME_HZ, 1.5)
+    company = tmp_path / "company.yaml"
+    company.write_text(company_yaml(media_release=False) + f"""sound_clips:
+  - {{name: welcome, file: {welcome}}}
+queues:
+  - name: support
+    extension: "600"
+    agents: [{{line: "204"}}]
+    agent_ring_seconds: 8
+    welcome_clip: welcome
+""")
+    rtp = rtp_range()
+    http = free_port()
+    server = pbx_factory(company_file=company, extra_args=[
+        "--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--http", f"127.0.0.1:{http}"])
+    made = TransferRig(server, rtp, tmp_path, peers)
+    made.metrics = f"http://127.0.0.1:{http}/metrics"
+    try:
+        yield made
+    finally:
+        made.close_phones()
+
+
+def test_blind_transfer_to_a_queue_the_engine_answers_then_an_agent(
+        queue_rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    """A target the engine answers itself: the queue's answer completes the transfer (NOTIFY 200, B
+    released) and A, moved onto the engine's media, hears the welcome clip; the agent who answers then
+    gets A (the queue's re-INVITE onto the relay) and the two hear each other."""
+    rig = queue_rig
+    a_tone, agent_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    agent = rig.phone("agent", "204", auto_answer=200, ring_seconds=3.0)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    media(b)
+    b.send(f"xfer sip:600@{rig.registrar}")
+    assert xfer_statuses(b)[-1]["code"] == 200
+    b.wait_state("DISCONNECTED")
+    media(a)  # onto the engine's media
+    a.record(rig.tmp / "a-welcome.wav")
+    time.sleep(1.2)
+    welcome = str(a.stop_record()["path"])
+    assert abs(dominant_frequency(welcome) - WELCOME_HZ) <= TOLERANCE_HZ, dominant_frequency(welcome)
+    agent.wait_for("incoming_call", timeout=15.0)
+    agent.wait_state("CONFIRMED")
+    media(a)  # onto the relay towards the agent
+    time.sleep(0.5)
+    a_heard, agent_heard = talk(rig, a, agent, a_tone, agent_tone, "queue-agent")
+    assert_hears(agent_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+    a.hangup()
+    a.wait_state("DISCONNECTED")
+    agent.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+def test_transferee_hanging_up_while_the_target_rings_ends_everything(rig: TransferRig) -> None:
+    """A leaves during the transfer: C's ringing is CANCELled, B hears NOTIFY 487 and is released, and
+    nothing is left behind."""
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=0)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    b.send(f"xfer {rig.uri('203')}")
+    c.wait_for("incoming_call")
+    a.hangup()
+    a.wait_state("DISCONNECTED")
+    assert c.wait_state("DISCONNECTED", fail_early=False)["last_code"] == 487
+    assert xfer_statuses(b)[-1]["code"] == 487
+    b.wait_state("DISCONNECTED")
+    rig.assert_idle()
