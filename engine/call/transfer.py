@@ -26,6 +26,9 @@ engine), then REFERs A with Replaces naming B's leg in the second call. The engi
 (a bridge across the two calls; both anchored, so the relay is re-pointed and neither phone moves; a leg
 whose last SDP from us was sendonly/inactive, a hold passed on, is re-offered sendrecv) and releases B's
 two legs. A Replaces naming no dialog of ours gets NOTIFY ``481``, and nothing changes.
+Semi-attended (the Replaces names B's call to C while it still rings, an early dialog of ours as UAS):
+B's INVITE is answered 487 and the ringing call goes on for A with ``adopt`` set, as the call of a blind
+transfer (the same table from then on: NOTIFY 200 and BYE to B when C answers, A reconnected on failure).
 
 **INVITE with Replaces** (RFC 3891 §3): an authenticated phone's INVITE naming a confirmed dialog of ours
 is answered on a new call whose caller side is bridged to the replaced leg's peer, and the replaced leg is
@@ -184,12 +187,12 @@ class BlindTransfer:
         service = self.service
         if action is A.COMPLETE:
             self._unwatch()
-            self._notify(200, "OK", now, final=True)
+            self.tell(200, "OK", now, final=True)
             if self.transferrer is not None:
                 service.manager.hang_up_leg(self.transferrer, now, "transferred")
         elif action is A.RECONNECT:
             self._unwatch()
-            self._notify(*self.failure, now, final=True)
+            self.tell(*self.failure, now, final=True)
             transferrer = self.transferrer
             if transferrer is not None and not self.transferee.ended:
                 InDialog.stop_music(self.transferee)
@@ -206,7 +209,7 @@ class BlindTransfer:
             call = self.call
             if call is not None and call.state is not CallState.ENDED:
                 service.manager.end_controlled(call, now, 487, "Request Terminated", "transferee hung up")
-            self._notify(487, "Request Terminated", now, final=True)
+            self.tell(487, "Request Terminated", now, final=True)
             if self.transferrer is not None:
                 service.manager.hang_up_leg(self.transferrer, now, "the transferee hung up")
         elif action is A.HANG_UP:
@@ -256,7 +259,8 @@ class BlindTransfer:
         self.transferrer = None
         self.input(In.TRANSFERRER_GONE, now)
 
-    def _notify(self, status: int, reason: str, now: float, *, final: bool) -> None:
+    def tell(self, status: int, reason: str, now: float, *, final: bool) -> None:
+        """NOTIFY the transferrer (if it is still there) of ``status``."""
         side = self.transferrer
         if side is not None and not side.ended:
             self.service.notify(side, self.refer_seq, self.first_refer, status, reason, now, final=final)
@@ -304,7 +308,13 @@ class TransferService:
         seq = req.cseq.seq
         first = side.refers == 1
         if target.replaces is not None:
-            self._attended(side, transferee, target, seq, first, now)
+            early = self.find_early(target.replaces)
+            if early is not None and early.caller_call_id == side.dialog.call_id:
+                early = None  # the transferrer's own call
+            if early is not None:
+                self._semi_attended(BlindTransfer(self, side, transferee, tx, seq, line), early, now)
+            else:
+                self._attended(side, transferee, target, seq, first, now)
             return
         self.notify(side, seq, first, 100, "Trying", now, final=False)
         transfer = BlindTransfer(self, side, transferee, tx, seq, line)
@@ -373,17 +383,23 @@ class TransferService:
                 return False
             controller = TransferCall(transfer, flow, None, flow.begin)
         call.controller = controller
+        self._wait(transfer, call)
+        manager.adopt(call, now)
+        controller.begin(call, now)
+        return True
+
+    def _wait(self, transfer: BlindTransfer, call: Call) -> None:
+        """``call`` rings for the transfer: its legs are watched, the transferee waits with hold music."""
+        side = transfer.transferee
         transfer.call = call
         side.on_end = lambda when: transfer.input(In.TRANSFEREE_GONE, when)
         if transfer.transferrer is not None:
             transfer.transferrer.on_end = transfer.transferrer_gone
+        manager = self.manager
         manager.bridging.unbridge(side)
         music = manager.sides.music
         if music is not None and side.media is not None and side.music is None:
             side.music = music(side.call, side.media, side.last_sdp)
-        manager.adopt(call, now)
-        controller.begin(call, now)
-        return True
 
     @staticmethod
     def _routing_request(uri: str, line: str, realm: str) -> Request:
@@ -418,6 +434,44 @@ class TransferService:
             if side is not None and side.dialog.remote_tag == theirs and not side.ended:
                 return side
         return None
+
+    def find_early(self, replaces: Replaces) -> Call | None:
+        """The ringing call whose caller's early dialog ``replaces`` names (a transferrer's call to the
+        target that is not answered yet)."""
+        for ours, theirs in ((replaces.to_tag, replaces.from_tag), (replaces.from_tag, replaces.to_tag)):
+            call = self.manager.early.get((replaces.call_id, ours))
+            if call is not None and call.state is CallState.RINGING and call.invite is not None:
+                try:
+                    if call.invite.from_.tag == theirs:
+                        return call
+                except SipParseError:
+                    return None
+        return None
+
+    def _semi_attended(self, transfer: BlindTransfer, call: Call, now: float) -> None:
+        """An attended transfer before the target answered (RFC 3891 on an early dialog of B's call to C):
+        B's INVITE ends (487) and the call rings on for the transferee, as a blind transfer to it would."""
+        manager = self.manager
+        side = transfer.transferee
+        offer = self._offer_of(side)
+        if offer is None:
+            transfer.tell(488, "Not Acceptable Here", now, final=True)
+            return
+        self.transfers += 1
+        transfer.tell(100, "Trying", now, final=False)
+        respond(manager.endpoint, call.tx, make_response(call.request, 487, to_tag=call.local_tag), now)
+        manager.by_invite.pop(call.tx, None)
+        manager.early.pop((call.caller_call_id, call.local_tag), None)
+        call.offer = offer
+        call.caller_rewriter = side.rewriter
+        call.caller_peer = side.dialog.peer
+        if call.relay is not None:
+            remote = side.media.remote if side.media is not None else None
+            if remote is not None:
+                call.relay.a.set_remote(remote[0], remote[1])
+        call.adopt = transfer.adopt
+        call.controller = TransferCall(transfer, call.controller, None, None)
+        self._wait(transfer, call)
 
     def _attended(self, side: Side, transferee: Side, target: ReferTo, seq: int, first: bool,
                   now: float) -> None:

@@ -504,3 +504,35 @@ def test_transferee_hanging_up_while_the_target_rings_ends_everything(rig: Trans
     assert xfer_statuses(b)[-1]["code"] == 487
     b.wait_state("DISCONNECTED")
     rig.assert_idle()
+
+
+def test_attended_transfer_while_the_target_still_rings(rig: TransferRig, tones: tuple[Path, Path]) -> None:
+    """Semi-attended: B REFERs with Replaces naming its call to C while C rings. B's INVITE ends (487), C
+    rings on for A (who hears the hold music), and when C answers A and C talk and B is released."""
+    a_tone, c_tone = tones
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=0)
+    a = rig.phone("a", "201")
+    incoming = answered_call(rig, a, b, "202")
+    media(a)
+    first = f"#{incoming['call']}"
+    b.call(rig.uri("203"))
+    second = f"#{b.wait_for('calling')['call']}"
+    c.wait_for("incoming_call")
+    b.wait_for("call_state", lambda e: e.get("state") == "EARLY" and f"#{e.get('call')}" == second)
+    b.send(f"xfer_replaces {second} {first}")
+    ended = b.wait_for("call_state", lambda e: e.get("state") == "DISCONNECTED")
+    assert f"#{ended['call']}" == second and ended["last_code"] == 487, ended
+    time.sleep(0.5)
+    c.answer(200)
+    c.wait_state("CONFIRMED")
+    assert xfer_statuses(b)[-1]["code"] == 200
+    b.wait_state("DISCONNECTED")
+    media(a)
+    a_heard, c_heard = talk(rig, a, c, a_tone, c_tone, "semi-attended")
+    assert_hears(c_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+    c.hangup()
+    a.wait_state("DISCONNECTED")
+    c.wait_state("DISCONNECTED")
+    rig.assert_idle()
