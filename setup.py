@@ -32,6 +32,7 @@ COMPILED_SIP_MODULES = (
     "transaction",
     "auth",
     "registrar",
+    "guard",
     "endpoint",
     "dialog",
     "sdp",

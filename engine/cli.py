@@ -38,6 +38,7 @@ from typing import Any, Final
 from engine import __version__
 from engine.clock import SystemClock
 from engine.model import DEFAULT_DIAL_PERMISSIONS, DIAL_PERMISSIONS, CallRecord, ModelError, rules
+from engine.sip.guard import DEFAULT_BAN_S, DEFAULT_RATE, GuardConfig
 from engine.store import BindingRecord, Store, StoreError, cdr_to_json, load_company_file
 
 EXIT_OK: Final = 0
@@ -182,6 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long a line rings before the caller gets 480 No Answer (default 30)",
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=parse_rate,
+        default=DEFAULT_RATE,
+        metavar="REQUESTS",
+        help="SIP requests per second one source address may send (the double in a burst); beyond it they "
+        "are dropped, and a source that keeps on is banned for --ban-seconds. Trunk addresses are never "
+        f"limited. 0 turns the limit off (load tests). Default {DEFAULT_RATE:g}. Requests with a "
+        "scanner's User-Agent (friendly-scanner, sipvicious, sipcli...) get no answer and ban their "
+        "source either way",
+    )
+    serve.add_argument(
+        "--ban-seconds",
+        type=parse_seconds,
+        default=DEFAULT_BAN_S,
+        metavar="SECONDS",
+        help=f"how long a flooding or scanning source is banned (default {DEFAULT_BAN_S:g})",
     )
     serve.add_argument(
         "--no-hold-music",
@@ -407,6 +426,17 @@ def parse_seconds(text: str) -> float:
     return value
 
 
+def parse_rate(text: str) -> float:
+    """``--rate-limit``: requests per second, 0 (off) or 1-100000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected requests per second") from None
+    if value != 0 and not 1.0 <= value <= 100_000.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 (off) or between 1 and 100000")
+    return value
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from engine.server import serve
@@ -442,6 +472,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),
             tls=args.tls,
             tls_files=None if args.tls_cert is None else CertificateFiles(args.tls_cert, args.tls_key),
+            guard=GuardConfig(rate=args.rate_limit, burst=max(1.0, 2 * args.rate_limit),
+                              ban_s=args.ban_seconds),
         )
     except CertificateError as exc:
         _err(f"pbx serve: {exc}")

@@ -93,6 +93,18 @@ class EngineCollector(Collector):
         stats = p.relay.stats
         yield CounterMetricFamily("pbx_relay_packets", "RTP packets relayed", value=stats.packets)
         yield CounterMetricFamily("pbx_relay_dropped", "RTP packets the relay dropped", value=stats.dropped)
+        guard = p.endpoint.guard
+        if guard is not None:
+            dropped = CounterMetricFamily("pbx_sip_guard_dropped",
+                                          "SIP datagrams the flood guard dropped unparsed", labels=["reason"])
+            dropped.add_metric(["rate"], guard.stats["rate_dropped"])
+            dropped.add_metric(["banned"], guard.stats["banned_dropped"])
+            yield dropped
+            yield CounterMetricFamily("pbx_sip_bans", "sources banned (rate or scanner)",
+                                      value=guard.stats["bans"])
+            yield CounterMetricFamily("pbx_sip_scanner_requests", "requests with a scanner's User-Agent",
+                                      value=guard.stats["scanners"])
+            yield GaugeMetricFamily("pbx_sip_banned_sources", "sources in the ban table", value=guard.banned)
 
 
 def _sip_families(direction: str, counts: dict[bytes, int]) -> Iterator[Metric]:

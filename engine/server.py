@@ -28,6 +28,7 @@ from engine.call.conference import ConferenceService
 from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.fax import FaxService
 from engine.call.mwi import MwiService
+from engine.call.routing import Router
 from engine.call.shell import FlowShell
 from engine.call.transfer import TransferService
 from engine.clock import Clock, LoopClock
@@ -49,6 +50,7 @@ from engine.net.transport import SipTransport
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.events import Event
+from engine.sip.guard import GuardConfig, SourceGuard
 from engine.sip.registrar import Location, Registrar
 from engine.store import (
     BindingWriter,
@@ -91,6 +93,8 @@ class Server:
     tls: tuple[str, int] | None = None  # ``--tls``: the SIP over TLS listener (issue 16); None: off
     #: ``--tls-cert``/``--tls-key``; None: the data dir's self-signed certificate (made on first start)
     tls_files: CertificateFiles | None = None
+    #: ``--rate-limit``/``--ban-seconds``: the per-source flood and scanner guard (engine.sip.guard)
+    guard: GuardConfig = GuardConfig()
     _http: Any = None
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
@@ -134,8 +138,11 @@ class Server:
             cdr_writer.start()
             outcomes = CallOutcomes()
             advertised = self.advertise or advertised_address(self.sip_host)
+            # The carriers' addresses are never rate-limited or banned: asked of the configuration in force.
+            guard = SourceGuard(self.guard, trusted=lambda host: Router(config.snapshot.routing, location)
+                                .trunk_for(host) is not None)
             endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port,
-                                                  supported=SUPPORTED))
+                                                  supported=SUPPORTED), guard=guard)
             transport = SipTransport(endpoint, _not_wired, clock)
             # The nonces' random part from the OS CSPRNG too (the HMAC tag is what makes them unforgeable).
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
@@ -337,7 +344,7 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
           smtp: SmtpConfig | None = None, hold_music: bool = True, tls: tuple[str, int] | None = None,
-          tls_files: CertificateFiles | None = None) -> int:
+          tls_files: CertificateFiles | None = None, guard: GuardConfig | None = None) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
@@ -348,6 +355,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     server.hold_music = hold_music
     server.tls = tls
     server.tls_files = tls_files
+    if guard is not None:
+        server.guard = guard
     try:
         import uvloop
     except ImportError:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the tests need on Debian 12 and run the whole suite:
 #   apt-get: sip-tester (SIPp), baresip, chromium (the web admin's tests drive it with Playwright), libspandsp2 (fax),
+#            sipvicious (the scanner tests: svwar, svcrack),
 #            python3-venv, gcc and the Python headers when needed, and postgresql when no server answers on 127.0.0.1:5432 (started, with a role for the tests)
 #   pip:     -e '.[test]' into ./.venv (pytest, hypothesis, ruff, mypy, import-linter, pjsua2-python,
 #            playwright)
@@ -10,7 +11,7 @@
 set -euo pipefail
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
 cd "$REPO"
-apt_install sip-tester baresip chromium libspandsp2
+apt_install sip-tester baresip chromium libspandsp2 sipvicious
 ensure_postgres
 ensure_venv
 ensure_build_tools

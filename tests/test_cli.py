@@ -17,6 +17,7 @@ from engine.cli import build_parser, main, parse_hostport
 from engine.model import CallRecord, Direction, Disposition, LegRecord
 from engine.net.certificate import CertificateFiles
 from engine.sip.auth import compute_ha1
+from engine.sip.guard import GuardConfig
 from engine.store import BindingRecord, Store
 from engine.voicemail.email import SmtpConfig
 
@@ -259,6 +260,10 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "/etc/pbx/sip.crt",
                 "--tls-key",
                 "/etc/pbx/sip.key",
+                "--rate-limit",
+                "50",
+                "--ban-seconds",
+                "600",
             ]
         )
         == 0
@@ -281,6 +286,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "hold_music": False,
             "tls": ("127.0.0.1", 5071),
             "tls_files": CertificateFiles(Path("/etc/pbx/sip.crt"), Path("/etc/pbx/sip.key")),
+            "guard": GuardConfig(rate=50, burst=100, ban_s=600),
         },
         {
             "data_dir": Path("./data"),
@@ -298,6 +304,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "hold_music": True,
             "tls": None,
             "tls_files": None,
+            "guard": GuardConfig(),
         },
     ]
     # The certificate and key go together, and only with a TLS listener.
@@ -309,7 +316,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             main(["serve", "--digest", bad])
     for flag, bad in (("--rtp-ports", "2000"), ("--rtp-ports", "30001-30000"), ("--rtp-ports", "80-90"),
                       ("--ring-timeout", "0"), ("--ring-timeout", "soon"), ("--advertise", "pbx.example"),
-                      ("--smtp", "mail.example"), ("--tls", "5061")):
+                      ("--smtp", "mail.example"), ("--tls", "5061"), ("--rate-limit", "0.5"),
+                      ("--rate-limit", "-1"), ("--rate-limit", "many"), ("--ban-seconds", "0")):
         with pytest.raises(SystemExit):
             main(["serve", flag, bad])
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from engine.sip.errors import SipParseError
 from engine.sip.events import CancelReceived, Event, RequestReceived, ResponseReceived
+from engine.sip.guard import SourceGuard, is_scanner
 from engine.sip.headers import Via
 from engine.sip.message import Field, Message, Request, Response, make_response
 from engine.sip.parser import parse_message
@@ -76,8 +77,11 @@ class SipEndpoint:
     """
 
     def __init__(self, config: EndpointConfig, *,
-                 random_bytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+                 random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+                 guard: SourceGuard | None = None) -> None:
         self.config = config
+        #: the flood and scanner guard (``engine.sip.guard``); None serves every source
+        self.guard = guard
         self._random_bytes = random_bytes
         self._server: dict[tuple[str, ...], ServerTransaction] = {}
         self._client: dict[tuple[str, ...], ClientTransaction] = {}
@@ -124,11 +128,17 @@ class SipEndpoint:
     # -- inputs ------------------------------------------------------------------------------------
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
         """Feed one datagram (or one framed stream message) received from ``peer``."""
+        guard = self.guard
+        if guard is not None and not guard.admit(peer.host, now):
+            return  # over its rate or banned: dropped unparsed (counted by the guard)
         if not data.strip(b"\r\n \t"):
             return  # RFC 5626 keep-alive: no answer over UDP
         try:
             msg = parse_message(data, stream=peer.reliable)
             if isinstance(msg, Request):
+                if guard is not None and is_scanner(msg.get("user-agent")):
+                    self._on_scanner(msg, peer, now)
+                    return
                 check_request(msg, self.config.supported)
         except SipParseError as exc:
             self._on_parse_error(exc, data, peer)
@@ -286,6 +296,15 @@ class SipEndpoint:
         return len(self._server) + len(self._client)
 
     # -- internals ---------------------------------------------------------------------------------
+    def _on_scanner(self, msg: Request, peer: Peer, now: float) -> None:
+        """A scanner's request: no answer (a scanner learns from every answer, 404 or 401 alike), and its
+        source is banned."""
+        guard = self.guard
+        assert guard is not None
+        if guard.scanner(peer.host, now):
+            logger.warning("%s banned for %.0f s: scanner User-Agent %r (%s)", peer.host, guard.config.ban_s,
+                           msg.get("user-agent"), msg.method)
+
     def _on_parse_error(self, exc: SipParseError, data: bytes, peer: Peer) -> None:
         self.stats["parse_errors"] += 1
         if self.stats["parse_errors"] <= _LOGGED_ERRORS_MAX:
