@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -77,3 +78,31 @@ def move_durably(source: Path, dest: Path) -> None:
         source.unlink()
         return
     fsync_dir(dest.parent)
+
+
+class InUseError(OSError):
+    """Another process holds the lock (``hold_lock``)."""
+
+
+def hold_lock(path: Path, what: str) -> int:
+    """Take the exclusive advisory lock (``flock``) on ``path`` for as long as the returned descriptor stays
+    open, and write our pid into it; the kernel releases it when the process ends, however it ends (a
+    ``kill -9`` leaves no stale lock behind, unlike a pid file).
+
+    Raises:
+        InUseError: another process holds it; the message names ``what`` and that process's pid.
+        OSError: the file cannot be opened.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise InUseError(f"{what} is in use by another process (pid {holder})") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd

@@ -33,6 +33,7 @@ from engine.call.shell import FlowShell
 from engine.call.transfer import TransferService
 from engine.clock import Clock, LoopClock
 from engine.company import install_sound_clips
+from engine.files import hold_lock
 from engine.logs import configure as configure_logging
 from engine.logs import with_call_id
 from engine.media.io import RtpRelay
@@ -78,6 +79,8 @@ CONFIG_POLL_S: Final = 1.0
 CONFIG_SAFETY_POLL_S: Final = 30.0  # on PostgreSQL, where NOTIFY wakes the config loop (engine.store.notify)
 #: The option tags the engine supports: RFC 3327 Path (registrar), RFC 4028 timer, RFC 3891 Replaces.
 SUPPORTED: Final = frozenset({"path", "timer", "replaces"})
+#: the lock file of a served SQLite data directory (``Server._lock_data_dir``)
+LOCK_FILE: Final = "pbx.lock"
 DNS_REFRESH_S: Final = 300.0  # trunk host names are looked up again this often
 
 
@@ -116,6 +119,27 @@ class Server:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         clock = LoopClock(loop)
+        lock = self._lock_data_dir()
+        try:
+            return await self._run(loop, clock)
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+    def _lock_data_dir(self) -> int | None:
+        """One engine per SQLite data directory: a second ``pbx serve`` on it would serve the same
+        registrations and write the same files as the first (engines sharing a PostgreSQL database share
+        their data directory by design, and take no lock).
+
+        Raises:
+            InUseError: another engine serves this data directory.
+        """
+        if self.db_url is not None:
+            return None
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return hold_lock(self.data_dir / LOCK_FILE, f"the data directory {self.data_dir}")
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, clock: LoopClock) -> int:
         store = Store.open(self.data_dir, self.db_url)
         try:
             if store.is_empty():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.files import TMP_SUFFIX, move_durably, write_atomic
+from engine.files import TMP_SUFFIX, InUseError, hold_lock, move_durably, write_atomic
 
 
 def test_write_atomic_replaces_the_whole_file_and_leaves_no_temp(tmp_path: Path) -> None:
@@ -40,3 +40,16 @@ def test_move_durably_moves_a_finished_file_into_place(tmp_path: Path) -> None:
     source.write_bytes(b"RIFF")
     move_durably(source, dest)
     assert dest.read_bytes() == b"RIFF" and not source.exists()
+
+
+def test_hold_lock_is_exclusive_names_the_holder_and_is_released_on_close(tmp_path: Path) -> None:
+    path = tmp_path / "pbx.lock"
+    fd = hold_lock(path, "the data directory X")
+    try:
+        assert path.read_text() == f"{os.getpid()}\n"
+        held = rf"the data directory X is in use by another process \(pid {os.getpid()}\)"
+        with pytest.raises(InUseError, match=held):
+            hold_lock(path, "the data directory X")
+    finally:
+        os.close(fd)
+    os.close(hold_lock(path, "the data directory X"))  # free again once the holder closed it

@@ -1,10 +1,13 @@
-"""Registrations are persisted: after SIGTERM and a new start on the same data dir they are still there."""
+"""Registrations are persisted: after SIGTERM and a new start on the same data dir they are still there.
+One engine per data directory: a second refuses, and a killed one leaves no stale lock."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from .harness import SMALL_USERS, PbxServer, bindings_of
+from .harness import SMALL_USERS, PbxServer, bindings_of, free_port, pbx_command
 from .sipclient import SipClient
 
 pytestmark = pytest.mark.integration
@@ -35,3 +38,22 @@ def test_restart_keeps_registrations(pbx_server: PbxServer) -> None:
     assert any(mine in ct for ct in query.contacts()), (
         f"REGISTER query after restart misses {mine}:\n{query.text}"
     )
+
+
+def test_one_engine_per_data_dir_and_no_stale_lock_after_kill_9(pbx_server: PbxServer) -> None:
+    second = subprocess.run(
+        [*pbx_command(), "serve", "--data-dir", str(pbx_server.data_dir), "--sip", f"127.0.0.1:{free_port()}",
+         "--http", "off"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert second.returncode == 1, second
+    assert f"pbx serve: the data directory {pbx_server.data_dir} is in use by another process " \
+           f"(pid {pbx_server.pid})" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
+    with SipClient(pbx_server.addr) as c:  # the first engine goes on serving
+        assert c.register(USER.extension, USER.password, expires=60).status == 200
+
+    pbx_server.kill()  # SIGKILL: the kernel drops the lock with the process
+    assert pbx_server.exit_codes[-1] == -9
+    pbx_server.exit_codes.pop()  # the kill is this test's doing, not an unclean shutdown
+    pbx_server.start()
+    with SipClient(pbx_server.addr) as c:
+        assert c.register(USER.extension, USER.password, expires=60).status == 200
