@@ -24,7 +24,6 @@ from typing import Any, Final
 
 from engine.call.app import SipApplication
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
-from engine.call.conference import ConferenceService
 from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.fax import FaxService
 from engine.call.mwi import MwiService
@@ -205,8 +204,8 @@ class Server:
                 transport.watch(mwi)  # one timer at the next subscription expiry, re-armed as it moves
                 self._spawn(self._config_loop(config, store, clock))
                 parts = EngineParts(location, calls, endpoint, transport, relay, outcomes)
-                self._http = (await start_http(store, self.http, advertised, port, parts,
-                                                 shell.conferences) if self.http
+                self._http = (await start_http(store, self.http, advertised, port, parts, shell)
+                              if self.http
                               else None)
                 logger.info("pbx-engine serving %s (realm %s)", company.name, company.sip_realm)
                 await self._stop.wait()
@@ -331,20 +330,32 @@ def _not_wired(event: Event, now: float) -> None:
 
 
 async def start_http(store: Store, address: tuple[str, int], sip_server: str, sip_port: int,
-                     metrics: EngineParts | None = None, conferences: ConferenceService | None = None) -> Any:
+                     metrics: EngineParts | None = None, shell: FlowShell | None = None) -> Any:
     """The admin REST API, desk-phone provisioning (issue 6), the web admin (issue 15, at ``/``),
-    ``metrics``' Prometheus ``/metrics`` (issue 17) and ``conferences``' live participants (issue 13) on
-    ``address``, in this loop; None when the address cannot be bound (logged: SIP keeps serving)."""
+    ``metrics``' Prometheus ``/metrics`` (issue 17), and ``shell``'s live conference participants (issue 13)
+    and mailboxes (the users' own voicemail, with MWI) on ``address``, in this loop; None when the address
+    cannot be bound (logged: SIP keeps serving)."""
     from engine.api.app import create_app, serve_api
     from engine.api.conferences import LiveConferences
+    from engine.api.voicemail import LiveVoicemail
     from engine.metrics import metrics_route
     from engine.provisioning import ProvisioningService
     from engine.web.pages import WEB_ROUTES
 
+    loop = asyncio.get_running_loop()
+    conferences = voicemail = None
+    if shell is not None:
+        live = shell
+
+        def counts_changed(mailbox: str, new: int, old: int) -> None:  # from an API worker thread
+            loop.call_soon_threadsafe(live.counts_changed, mailbox, new, old)
+
+        conferences = LiveConferences(loop, shell.conferences)
+        voicemail = LiveVoicemail(shell.voicemail, counts_changed)
     app = create_app(
         store, provisioning=ProvisioningService(store, sip_server, sip_port),
         pages=[*WEB_ROUTES, *([] if metrics is None else [metrics_route(metrics)])],
-        conferences=None if conferences is None else LiveConferences(asyncio.get_running_loop(), conferences),
+        conferences=conferences, voicemail=voicemail,
     )
     try:
         return await serve_api(app, *address)

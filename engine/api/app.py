@@ -44,6 +44,7 @@ from engine.api import routes, sessions
 from engine.api.conferences import CONFERENCE_ROUTES, LiveConferences
 from engine.api.faxes import FAX_ROUTES
 from engine.api.validation import dialplan_validator
+from engine.api.voicemail import VOICEMAIL_ROUTES, LiveVoicemail
 from engine.clock import SYSTEM_CLOCK, Clock
 from engine.model import ModelError
 from engine.model.admin import ADMIN_PERMISSIONS
@@ -209,6 +210,7 @@ def create_app(
     session_ttl_s: float = sessions.SESSION_TTL_S,
     pages: Sequence[Any] = (),
     conferences: LiveConferences | None = None,
+    voicemail: LiveVoicemail | None = None,
 ) -> Litestar:
     """The admin API over ``store``.
 
@@ -224,6 +226,8 @@ def create_app(
             sits above this layer); each declares its permission like the API's.
         conferences: the engine's live conference rooms and their loop (``engine.api.conferences``); None
             when no call engine runs in this process (the live-room routes then answer 503).
+        voicemail: the engine's mailbox store and its MWI hand-off (``engine.api.voicemail``); None: the
+            users' own voicemail routes open the store on the data directory.
 
     Raises:
         RuntimeError: a route declares no permission (a programming error, caught at start-up).
@@ -231,7 +235,8 @@ def create_app(
     admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
     handlers: list[Any] = [
-        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *sessions.SESSION_ROUTES, health, *pages
+        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *VOICEMAIL_ROUTES, *sessions.SESSION_ROUTES,
+        health, *pages,
     ]
     if provisioning is not None:
         handlers.append(_provisioning_route(provisioning))
@@ -271,6 +276,7 @@ def create_app(
     app.state["validator"] = chosen
     app.state["admin"] = admin
     app.state["conferences"] = conferences
+    app.state["voicemail"] = voicemail
     app.state["session_ttl_s"] = session_ttl_s
     app.state["login_throttle"] = sessions.LoginThrottle(clock.wall)
     return app

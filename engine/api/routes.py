@@ -522,6 +522,53 @@ def _greeting_kind(kind: str) -> GreetingKind:
     return GreetingKind(kind)
 
 
+def save_greeting(admin: AdminStore, actor: str, store: VoicemailStore, mailbox: str, kind: str, body: bytes,
+                  target: str) -> s.GreetingOut:
+    """Convert an uploaded WAV and store it as ``mailbox``'s greeting of ``kind`` (audited on ``target``).
+
+    Raises:
+        ModelError: an unknown kind, or a file that is no readable WAV.
+    """
+    which = _greeting_kind(kind)
+    audio = _convert_wav(body)
+    store.ensure_mailbox(mailbox)
+    box = store.set_greeting_audio(mailbox, which, audio)
+    admin.record_event(actor, "voicemail.greeting_set", target, {"kind": kind})
+    return s.GreetingOut(mailbox, kind, round(decode_wav(audio).duration_s, 3), box.temporary_active)
+
+
+def read_greeting(store: VoicemailStore, mailbox: str, kind: str) -> Response[bytes]:
+    """``mailbox``'s greeting of ``kind`` as stored (8 kHz 16-bit mono WAV).
+
+    Raises:
+        ModelError: an unknown kind. NotFoundError: no such mailbox or greeting.
+    """
+    which = _greeting_kind(kind)
+    box = store.mailbox(mailbox)
+    path = None if box is None else box.greetings.get(which)
+    try:
+        audio = Path(path).read_bytes() if path else None
+    except FileNotFoundError:
+        audio = None
+    if audio is None:
+        raise NotFoundError(f"{kind} greeting of mailbox", mailbox)
+    return Response(audio, media_type="audio/wav")
+
+
+def remove_greeting(admin: AdminStore, actor: str, store: VoicemailStore, mailbox: str, kind: str,
+                    target: str) -> None:
+    """Remove ``mailbox``'s greeting of ``kind`` (audited on ``target``).
+
+    Raises:
+        ModelError: an unknown kind. NotFoundError: no such mailbox.
+    """
+    which = _greeting_kind(kind)
+    if store.mailbox(mailbox) is None:
+        raise NotFoundError("mailbox", mailbox)
+    store.clear_greeting(mailbox, which)
+    admin.record_event(actor, "voicemail.greeting_cleared", target, {"kind": kind})
+
+
 @put(
     "/api/lines/{line_id:int}/voicemail/greetings/{kind:str}",
     opt=_CONFIGURE,
@@ -537,18 +584,13 @@ async def upload_greeting(
     file): unavailable, busy (used only when a dial plan reaches the line busy) or temporary (overrides
     both while switched on; uploading one does not switch it on). Any WAV rate and channel count, converted
     to 8 kHz 16-bit mono; a running engine picks it up at the next call."""
-    which = _greeting_kind(kind)
+    _greeting_kind(kind)
     _check_wav_type(request)
 
     def work() -> s.GreetingOut:
         line = admin.line(line_id)  # 404 when there is no such line
-        audio = _convert_wav(body)
         store = VoicemailStore.open(admin.store.data_dir, recover=False)
-        store.ensure_mailbox(line.extension)
-        box = store.set_greeting_audio(line.extension, which, audio)
-        admin.record_event(principal.actor, "voicemail.greeting_set", f"line:{line_id}", {"kind": kind})
-        duration = round(decode_wav(audio).duration_s, 3)
-        return s.GreetingOut(line.extension, kind, duration, box.temporary_active)
+        return save_greeting(admin, principal.actor, store, line.extension, kind, body, f"line:{line_id}")
 
     return await anyio.to_thread.run_sync(work)
 
@@ -563,17 +605,9 @@ async def upload_greeting(
 def download_greeting(admin: Admin, principal: Auth, line_id: Id, kind: Name) -> Response[bytes]:
     """A line's greeting of that kind as stored (8 kHz 16-bit mono WAV), for the admin to listen to;
     404 when the line has no mailbox or no such greeting."""
-    which = _greeting_kind(kind)
+    _greeting_kind(kind)
     line = admin.line(line_id)
-    box = VoicemailStore.open(admin.store.data_dir, recover=False).mailbox(line.extension)
-    path = None if box is None else box.greetings.get(which)
-    try:
-        audio = Path(path).read_bytes() if path else None
-    except FileNotFoundError:
-        audio = None
-    if audio is None:
-        raise NotFoundError(f"{kind} greeting of line", str(line_id))
-    return Response(audio, media_type="audio/wav")
+    return read_greeting(VoicemailStore.open(admin.store.data_dir, recover=False), line.extension, kind)
 
 
 @delete("/api/lines/{line_id:int}/voicemail/greetings/{kind:str}", opt=_CONFIGURE, tags=["lines"])
@@ -581,13 +615,10 @@ def download_greeting(admin: Admin, principal: Auth, line_id: Id, kind: Name) ->
 def delete_greeting(admin: Admin, principal: Auth, line_id: Id, kind: Name) -> None:
     """Remove a line's greeting of that kind: callers then hear the next one by precedence (the system
     default says the extension)."""
-    which = _greeting_kind(kind)
+    _greeting_kind(kind)
     line = admin.line(line_id)
     store = VoicemailStore.open(admin.store.data_dir, recover=False)
-    if store.mailbox(line.extension) is None:
-        raise NotFoundError("mailbox", line.extension)
-    store.clear_greeting(line.extension, which)
-    admin.record_event(principal.actor, "voicemail.greeting_cleared", f"line:{line_id}", {"kind": kind})
+    remove_greeting(admin, principal.actor, store, line.extension, kind, f"line:{line_id}")
 
 
 @get("/api/dial-plans", opt=_CONFIGURE, tags=["routing"])

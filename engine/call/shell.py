@@ -191,6 +191,14 @@ class FlowShell:
 
         future.add_done_callback(finished)
 
+    def counts_changed(self, mailbox: str, new: int, old: int) -> None:
+        """A mailbox changed outside a call (the admin API: a user deleted or heard a message in the web
+        admin): its subscribed phones are told the new counts. Runs on the loop."""
+        if self.mwi is not None:
+            clock = self.services.manager.clock
+            self.mwi.notify_counts(mailbox, new, old, clock.now(), clock.wall())
+            self.services.flush()
+
     def _email(self, info: MessageInfo, config: EngineConfig) -> None:
         """Voicemail to e-mail: the new message to its mailbox's address (a line's user when the line's
         options ask for it), sent in a worker thread; a failure is logged, the message stays stored."""

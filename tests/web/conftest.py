@@ -162,7 +162,7 @@ def login(page: Page, email: str, next_path: str = "/") -> None:
 
 UNTRANSLATED = re.compile(
     r"\b(?:app|nav|top|login|users|numbers|kind|state|locations|country|ringgroups|reports|"
-    r"direction|disposition|billing|settings|role|perm|error|queues|objects|lines|clips|schedules|day|devices|rooms|faxes|faxlines)\.[a-z_-]+\b"
+    r"direction|disposition|billing|settings|role|perm|error|queues|objects|lines|clips|schedules|day|devices|rooms|faxes|faxlines|voicemail)\.[a-z_-]+\b"
 )
 
 

@@ -143,3 +143,43 @@ export async function loadAudio(api, url, slot, attrs, missing) {
     slot.replaceChildren(h("span", { class: "hint", text: missing }));
   }
 }
+
+export const GREETINGS = ["unavailable", "busy", "temporary"];
+
+// One voicemail greeting at `url` (a line's, for an admin; your own, on My settings): the player when there
+// is one, the upload, and (with `removable`) a button that removes it.
+export async function greetingForm(api, url, kind, { removable = false } = {}) {
+  const player = h("span", { class: "player" });
+  const load = async () => {
+    await loadAudio(api, url, player, { "data-greeting": kind }, t("lines.no_greeting"));
+    if (remove) remove.hidden = !player.querySelector("audio");
+  };
+  const file = h("input", { type: "file", accept: ".wav,audio/wav", name: "file", id: `f-greeting-${kind}` });
+  const remove = removable ? h("button", { type: "button", class: "link", "data-remove-greeting": kind, text: t("delete"),
+    onclick: async () => {
+      clearErrors(form);
+      try {
+        await api("DELETE", url);
+        await load();
+      } catch (error) {
+        if (error.status !== 401) showError(form, error);
+      }
+    } }) : null;
+  const form = h("form", { class: "route-form", "data-greeting-form": kind, novalidate: true },
+    field("file", t(`lines.greeting.${kind}`), file), h("div", { class: "field" }, h("label", {}, "\u00a0"),
+      h("button", { type: "submit", text: t("lines.upload") })), player, remove);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    if (!file.files.length) return;
+    try {
+      const saved = await api("PUT", url, file.files[0]);
+      form.prepend(notice("ok", t("lines.uploaded", { seconds: saved.duration_seconds.toFixed(1) }), "form-notice"));
+      await load();
+    } catch (error) {
+      if (error.status !== 401) showError(form, error);
+    }
+  });
+  await load();
+  return form;
+}

@@ -1,9 +1,7 @@
 // Lines: each user's line with its external caller ID (one of the company's numbers) and its voicemail
 // greetings, uploaded as a WAV file and listened to in the page (the stored audio, fed to an <audio>).
 import { t } from "/static/i18n.js";
-import { clearErrors, field, h, loadAudio, notice, select, showError, table } from "/static/ui.js";
-
-const GREETINGS = ["unavailable", "busy", "temporary"];
+import { GREETINGS, clearErrors, field, greetingForm, h, notice, select, showError, table } from "/static/ui.js";
 
 function callerIdForm(ctx, line, numbers, onDone) {
   const input = select("external_caller_id", [["", t("lines.no_caller_id")], ...numbers.map((n) => [n, n])],
@@ -23,33 +21,9 @@ function callerIdForm(ctx, line, numbers, onDone) {
   return form;
 }
 
-// One greeting: the player when there is one, and the upload.
-async function greeting(ctx, line, kind) {
-  const url = `/api/lines/${line.id}/voicemail/greetings/${kind}`;
-  const player = h("span", { class: "player" });
-  const load = () => loadAudio(ctx.api, url, player, { "data-greeting": kind }, t("lines.no_greeting"));
-  const file = h("input", { type: "file", accept: ".wav,audio/wav", name: "file", id: `f-greeting-${kind}` });
-  const form = h("form", { class: "route-form", "data-greeting-form": kind, novalidate: true },
-    field("file", t(`lines.greeting.${kind}`), file), h("div", { class: "field" }, h("label", {}, "\u00a0"),
-      h("button", { type: "submit", text: t("lines.upload") })), player);
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearErrors(form);
-    if (!file.files.length) return;
-    try {
-      const saved = await ctx.api("PUT", url, file.files[0]);
-      form.prepend(notice("ok", t("lines.uploaded", { seconds: saved.duration_seconds.toFixed(1) }), "form-notice"));
-      await load();
-    } catch (error) {
-      if (error.status !== 401) showError(form, error);
-    }
-  });
-  await load();
-  return form;
-}
-
 async function lineDetail(ctx, line, numbers, slot, again) {
-  const greetings = await Promise.all(GREETINGS.map((kind) => greeting(ctx, line, kind)));
+  const greetings = await Promise.all(GREETINGS.map((kind) =>
+    greetingForm(ctx.api, `/api/lines/${line.id}/voicemail/greetings/${kind}`, kind)));
   slot.replaceChildren(h("div", { class: "panel", id: "line-detail", "data-line": line.extension },
     h("h2", { text: t("lines.detail", { extension: line.extension, name: line.name }) }),
     callerIdForm(ctx, line, numbers, (saved) => again(notice("ok", t("lines.saved", { extension: saved.extension })))),
