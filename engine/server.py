@@ -194,7 +194,7 @@ class Server:
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
-                tls_port = await self._start_tls(transport, advertised) if self.tls is not None else 5061
+                tls_port = 5061 if self.tls is None else await self._start_tls(transport, advertised, clock)
                 endpoint.config = EndpointConfig(via_host=advertised, via_port=port, tls_port=tls_port,
                                                  supported=SUPPORTED)
                 mwi.contact = f"sip:mwi@{uri_host}:{port}"
@@ -230,7 +230,7 @@ class Server:
         logger.info("stopped")
         return 0
 
-    async def _start_tls(self, transport: SipTransport, advertised: str) -> int:
+    async def _start_tls(self, transport: SipTransport, advertised: str, clock: Clock) -> int:
         """Bind the TLS listener with the configured certificate, or the data dir's own (made now if there is
         none); logs the certificate's SHA-256 fingerprint. Returns the bound port.
 
@@ -244,7 +244,7 @@ class Server:
             files = self.tls_files
         else:
             files, made = await loop.run_in_executor(None, default_certificate, self.data_dir,
-                                                     certificate_names(advertised))
+                                                     certificate_names(advertised), clock.wall())
             logger.info("%s the self-signed TLS certificate %s", "made" if made else "using", files.cert)
         context = server_context(files)
         logger.info("TLS certificate SHA-256 fingerprint %s", fingerprint(files.cert))

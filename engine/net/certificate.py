@@ -46,12 +46,14 @@ class CertificateFiles:
     key: Path
 
 
-def default_certificate(data_dir: Path, names: tuple[str, ...]) -> tuple[CertificateFiles, bool]:
+def default_certificate(data_dir: Path, names: tuple[str, ...], now: float) -> tuple[CertificateFiles, bool]:
     """The data directory's self-signed certificate, made now if there is none.
 
     Args:
         data_dir: the engine's data directory (the files go into its ``tls/``).
         names: IP addresses and host names for the subject alternative names (the first is the subject).
+        now: the wall-clock time (Unix seconds; the clock's ``wall()``): the certificate is valid from the
+            day before.
 
     Returns:
         The files, and True when they were made by this call (False: reused from an earlier start).
@@ -64,15 +66,14 @@ def default_certificate(data_dir: Path, names: tuple[str, ...]) -> tuple[Certifi
     if files.cert.exists() and files.key.exists():
         return files, False
     directory.mkdir(parents=True, exist_ok=True)
-    cert_pem, key_pem = make_self_signed(names)
+    cert_pem, key_pem = make_self_signed(names, datetime.datetime.fromtimestamp(now, datetime.UTC))
     # The key first: a certificate on disk always has its key beside it (a crash in between makes both anew).
     write_atomic(files.key, key_pem)  # mkstemp creates it 0600: the key is readable by its owner only
     write_atomic(files.cert, cert_pem)
     return files, True
 
 
-def make_self_signed(names: tuple[str, ...],
-                     now: datetime.datetime | None = None) -> tuple[bytes, bytes]:
+def make_self_signed(names: tuple[str, ...], now: datetime.datetime) -> tuple[bytes, bytes]:
     """A self-signed certificate for ``names`` and its key, both PEM (the key unencrypted PKCS#8).
 
     Raises:
@@ -94,7 +95,7 @@ def make_self_signed(names: tuple[str, ...],
             alt.append(x509.IPAddress(ipaddress.ip_address(name.strip("[]"))))
         except ValueError:
             alt.append(x509.DNSName(name))
-    start = (now or datetime.datetime.now(datetime.UTC)) - datetime.timedelta(days=1)
+    start = now - datetime.timedelta(days=1)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

@@ -26,6 +26,7 @@ from engine.sip.message import Request, make_response
 from engine.sip.transaction import Peer
 
 T = TypeVar("T")
+NOW = 1_796_601_600.0  # the certificate's "now" (2026-12-07)
 LOOPS = ["asyncio", "uvloop"]
 
 
@@ -61,7 +62,7 @@ class Engine:
     """A transport with a TLS listener whose application answers every request 200 and notes its peer."""
 
     def __init__(self, tmp: Path) -> None:
-        self.files, _ = default_certificate(tmp, ("127.0.0.1",))
+        self.files, _ = default_certificate(tmp, ("127.0.0.1",), NOW)
         self.endpoint = SipEndpoint(EndpointConfig(via_port=5999, tls_port=5998),
                                     random_bytes=random.Random(1).randbytes)
         self.peers: list[Peer] = []
