@@ -40,6 +40,7 @@ from engine.media.g711 import G711Codec
 from engine.media.hold import HoldStream
 from engine.media.relay import Latch, PortAllocator, RelayExhausted, SockAddr
 from engine.media.rtp import build_header
+from engine.media.srtp import SrtpContext
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,13 @@ class RelayStats:
 class _Endpoint:
     """One relay socket (RTP or RTCP of one side), its latch, and the counters of what it received."""
 
-    __slots__ = ("fd", "latch", "peer", "side", "sock", "stats")
+    __slots__ = ("fd", "latch", "peer", "rtcp", "side", "sock", "srtp", "stats")
 
-    def __init__(self, sock: socket.socket, ipv6: bool) -> None:
+    def __init__(self, sock: socket.socket, ipv6: bool, rtcp: bool = False) -> None:
         self.sock = sock
+        self.rtcp = rtcp
+        #: the side's SRTP (``RelaySide.secure``): decrypt what arrives here, encrypt what leaves towards it
+        self.srtp: SrtpContext | None = None
         self.fd = sock.fileno()
         self.latch = Latch(ipv6)
         self.side: RelaySide | None = None  # the side this socket belongs to (set by RelaySide)
@@ -130,6 +134,24 @@ class RelaySide:
             rtcp_port = port + 1 if 0 < port < 65535 else 0
         self._rtcp.latch.set_remote(host, rtcp_port)
 
+    def secure(self, receive_key: bytes, send_key: bytes) -> None:
+        """This side's phone speaks SRTP (its key ``receive_key``, ours ``send_key``): from now on its packets
+        are decrypted before they are relayed and what leaves towards it is encrypted. The same keys again
+        (a re-INVITE that keeps them) change nothing; new ones start new libsrtp sessions.
+
+        Raises:
+            ValueError: a key is not 30 bytes.
+        """
+        current = self._rtp.srtp
+        if current is not None and (current.receive_key, current.send_key) == (receive_key, send_key):
+            return
+        self._rtp.srtp = self._rtcp.srtp = SrtpContext(receive_key, send_key)
+
+    @property
+    def srtp(self) -> SrtpContext | None:
+        """The side's SRTP, or None (plain RTP)."""
+        return self._rtp.srtp
+
     def connect(self, other: RelaySide) -> None:
         """Relay between this side and ``other`` (of any session): what one receives leaves from the other's
         sockets towards the other's peer. Both sides' previous connections end."""
@@ -151,6 +173,12 @@ class RelaySide:
         destination = rtp.latch.latched or rtp.latch.signalled
         if destination is None:
             return False
+        if rtp.srtp is not None:
+            protected = rtp.srtp.encrypt(data, False)
+            if protected is None:
+                rtp.stats.dropped += 1
+                return False
+            data = protected
         try:
             rtp.sock.sendto(data, destination)
         except OSError:
@@ -255,6 +283,7 @@ class RelaySession:
             sock = endpoint.sock
             latch = endpoint.latch
             out = endpoint.peer
+            srtp_in = endpoint.srtp
             accepted = 0
             for _ in range(DRAIN_MAX):
                 try:
@@ -278,6 +307,11 @@ class RelaySession:
                 if destination is None:
                     stats.dropped += 1
                     continue
+                if srtp_in is not None or out.srtp is not None:  # an SRTP side and a plain one
+                    data = _translate(data, endpoint, out)
+                    if not data:
+                        stats.dropped += 1
+                        continue
                 try:
                     out.sock.sendto(data, destination)
                 except OSError:  # EAGAIN (send buffer full), unreachable: this packet is lost
@@ -290,6 +324,20 @@ class RelaySession:
         except Exception:
             self.errors += 1
             logger.exception("RTP relay callback failed (fd %d)", endpoint.fd)
+
+
+def _translate(data: bytes, source: _Endpoint, out: _Endpoint) -> bytes:
+    """A packet from ``source``'s phone as ``out``'s phone must get it: decrypted when the source speaks
+    SRTP, encrypted when the destination does (b"": it failed authentication or was malformed). Two SRTP
+    sides with their own keys decrypt and encrypt again; pass-through keys would need neither."""
+    if source.srtp is not None:
+        plain = source.srtp.decrypt(data, source.rtcp)
+        if plain is None:
+            return b""
+        data = plain
+    if out.srtp is not None:
+        return out.srtp.encrypt(data, out.rtcp) or b""
+    return data
 
 
 class RtpRelay:
@@ -354,7 +402,8 @@ class RtpRelay:
                 sock.close()
             self.allocator.release(port_a)
             raise
-        endpoints = tuple(_Endpoint(sock, ipv6) for sock in (*socks_a, *socks_b))
+        socks = (*socks_a, *socks_b)  # RTP, RTCP of a, then of b
+        endpoints = tuple(_Endpoint(sock, ipv6, rtcp=i % 2 == 1) for i, sock in enumerate(socks))
         a_rtp, a_rtcp, b_rtp, b_rtcp = endpoints
         session = RelaySession(
             self, loop, RelaySide(port_a, a_rtp, a_rtcp), RelaySide(port_b, b_rtp, b_rtcp), endpoints

@@ -22,7 +22,7 @@ port is 0 (a rejected stream from older stacks). Pure: no I/O, no clock.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -398,6 +398,9 @@ class SdpRewriter:
         self._version = 1
         self._last: bytes | None = None
         self._host: str | None = None
+        #: applied to every anchored audio stream we send this leg (``rewrite``): ``engine.sip.sdes`` makes it
+        #: RTP/SAVP with our key for an SRTP leg, or plain RTP/AVP for the leg bridged with one
+        self.media_filter: Callable[[MediaDescription], MediaDescription] | None = None
 
     @property
     def version(self) -> int:
@@ -443,14 +446,15 @@ class SdpRewriter:
             attributes = [
                 (n, f"{port + 1} IN {addrtype} {host}") if n == "rtcp" else (n, v) for n, v in attributes
             ]
-            media.append(
-                replace(
-                    section,
-                    port=port,
-                    connection=None if section.connection is None else host,
-                    attributes=attributes,
-                )
+            anchored = replace(
+                section,
+                port=port,
+                connection=None if section.connection is None else host,
+                attributes=attributes,
             )
+            if self.media_filter is not None and section.media == "audio":
+                anchored = self.media_filter(anchored)
+            media.append(anchored)
         session = replace(
             sdp,
             connection=host,

@@ -229,3 +229,88 @@ def test_baresip_over_tls_registers_and_calls_a_pjsua2_phone(
     a.hangup()
     assert b.wait_state("DISCONNECTED")["last_code"] == 200
     assert b.close() == 0
+
+
+# -- SRTP (issue 16, part 2) ------------------------------------------------------------------------------
+class LoopbackCapture:
+    """Every IPv4 UDP datagram on ``lo`` to or from the given ports, read from an AF_PACKET socket (root):
+    what really crossed the wire, as tcpdump would show it."""
+
+    def __init__(self, ports: set[int]) -> None:
+        self.ports = ports
+        self.packets: list[tuple[int, int, bytes]] = []  # (source port, destination port, UDP payload)
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.1)
+
+    def run(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                frame, (_, _, kind, *_rest) = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if kind == socket.PACKET_OUTGOING:
+                continue  # loopback shows each datagram twice: once going out, once coming in
+            ip = frame[14:]
+            if len(ip) < 28 or ip[0] >> 4 != 4 or ip[9] != 17:
+                continue
+            udp = ip[(ip[0] & 0x0F) * 4:]
+            sport, dport = int.from_bytes(udp[0:2], "big"), int.from_bytes(udp[2:4], "big")
+            if sport in self.ports or dport in self.ports:
+                self.packets.append((sport, dport, udp[8:]))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_pjsua2_with_srtp_over_tls_calls_a_udp_phone_and_its_leg_carries_no_plain_g711(
+    pbx_factory: Callable[..., PbxServer], peers: Peers, tmp_path: Path,
+) -> None:
+    """A (TLS, SRTP required, SDES) calls B (UDP, plain RTP): the engine answers A with RTP/SAVP and its
+    own key, offers B plain RTP/AVP, and its relay translates. Both hear the other's tone; on the wire,
+    A's leg carries SRTP (10-byte tags, no 160-byte G.711 frame that B's leg carries in the clear)."""
+    require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
+    server, tls_port = tls_server(pbx_factory)
+    a = phone(tmp_path, peers, "a", A.extension, A.password, f"127.0.0.1:{tls_port}", transport="tls",
+              extra=["--srtp"])
+    b = phone(tmp_path, peers, "b", B.extension, B.password, f"127.0.0.1:{server.port}", auto_answer=200)
+    a.call(f"sip:{B.extension}@127.0.0.1:{tls_port};transport=tls")
+    incoming = b.wait_for("incoming_call")
+    a.wait_state("CONFIRMED")
+    b.wait_state("CONFIRMED")
+    a_media = a.wait_for("media_state", lambda e: e.get("state") == "active")
+    b_media = b.wait_for("media_state", lambda e: e.get("state") == "active")
+    a_port = int(str(a_media["local_rtp"]).rpartition(":")[2])
+    b_port = int(str(b_media["local_rtp"]).rpartition(":")[2])
+    assert "RTP/SAVP" not in str(incoming), incoming  # B was offered plain RTP
+
+    capture = LoopbackCapture({a_port, b_port})
+    try:
+        tone_a = write_tone(tmp_path / "srtp-a.wav", TONE_A_HZ, 3.0)
+        tone_b = write_tone(tmp_path / "srtp-b.wav", TONE_B_HZ, 3.0)
+        b.record(tmp_path / "srtp-b-heard.wav")
+        a.record(tmp_path / "srtp-a-heard.wav")
+        a.play(tone_a)
+        b.play(tone_b)
+        time.sleep(0.5)
+        capture.run(1.5)
+        time.sleep(0.5)
+        heard_by_b = str(b.stop_record()["path"])
+        heard_by_a = str(a.stop_record()["path"])
+    finally:
+        capture.close()
+    assert_heard(heard_by_b, TONE_A_HZ)
+    assert_heard(heard_by_a, TONE_B_HZ)
+
+    a_leg = [p for s, d, p in capture.packets if a_port in (s, d) and len(p) >= 12 and p[0] >> 6 == 2]
+    b_leg = [p for s, d, p in capture.packets if b_port in (s, d) and len(p) >= 12 and p[0] >> 6 == 2]
+    assert len(a_leg) >= 100 and len(b_leg) >= 100, (len(a_leg), len(b_leg))  # ~50/s each way for 1.5 s
+    assert {len(p) for p in b_leg} == {172}  # plain PCMU: 12-byte header + 160 bytes
+    assert {len(p) for p in a_leg} == {182}  # the same + the 80-bit authentication tag
+    plain_frames = {p[12:] for p in b_leg}  # A's tone as B gets it and B's tone as B sends it, in the clear
+    a_bytes = b"".join(a_leg)
+    assert not [f for f in plain_frames if f[:40] in a_bytes], "plain G.711 of the call on the SRTP leg"
+    a.hangup()
+    assert b.wait_state("DISCONNECTED")["last_code"] == 200
+    assert a.close() == 0 and b.close() == 0
