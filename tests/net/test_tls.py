@@ -5,6 +5,7 @@ and handshakes that fail or never finish closed in bounded time without leaking 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -79,6 +80,13 @@ class Engine:
                                                       client_context(), handshake_timeout_s)
 
 
+async def close(writer: asyncio.StreamWriter) -> None:
+    """Close the client's TLS stream and wait until it is closed (no transport left for the GC to find)."""
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
 async def read_messages(reader: asyncio.StreamReader, count: int) -> list[bytes]:
     out = []
     for _ in range(count):
@@ -109,7 +117,7 @@ def test_messages_whole_split_and_batched_are_answered_over_the_connection(loop_
             local = writer.get_extra_info("sockname")
             return first + rest, engine.peers, pong, (str(local[0]), int(local[1]))
         finally:
-            writer.close()
+            await close(writer)
             await engine.transport.stop()
 
     answers, peers, pong, local = run(loop_kind, main)
@@ -144,7 +152,7 @@ def test_our_request_to_a_tls_phone_goes_over_its_connection_with_our_tls_via(lo
             got = await read_messages(reader, 1)
             return got[0], len(engine.transport.streams["TLS"])
         finally:
-            writer.close()
+            await close(writer)
             await engine.transport.stop()
 
     got, open_connections = run(loop_kind, main)
@@ -207,7 +215,7 @@ def test_garbage_and_silent_handshakes_are_closed_in_bounded_time_and_leak_nothi
                                                            server_hostname="127.0.0.1")
             writer.write(options(1))
             answered = len(await read_messages(reader, 1))
-            writer.close()
+            await close(writer)
             return before, after, max(garbage), max(silent), len(engine.peers), answered
         finally:
             await engine.transport.stop()
