@@ -172,7 +172,6 @@ class Side:
     on_end: Callable[[float], None] | None = None
     #: the line whose phone is on this leg, once known better than the call says (a transferred leg)
     line: str | None = None
-    refers: int = 0  # REFERs this leg sent: the NOTIFYs of the second and later name theirs (RFC 3515)
 
     @property
     def other(self) -> Side | None:

@@ -167,13 +167,11 @@ class BlindTransfer:
     """One blind transfer in progress (see the module docstring and ``TRANSFER_TABLE``)."""
 
     def __init__(self, service: TransferService, transferrer: Side, transferee: Side,
-                 refer: ServerTransaction, refer_seq: int, line: str) -> None:
+                 refer: ServerTransaction, line: str) -> None:
         self.service = service
         self.refer = refer  # the REFER's transaction: the transfer's calls are started by it (``Call.tx``)
         self.transferrer: Side | None = transferrer
         self.transferee = transferee
-        self.refer_seq = refer_seq
-        self.first_refer = transferrer.refers == 1
         self.line = line  # the transferrer's line: routes the target, and is rung back
         self.state = TransferState.RINGING
         self.call: Call | None = None
@@ -263,7 +261,7 @@ class BlindTransfer:
         """NOTIFY the transferrer (if it is still there) of ``status``."""
         side = self.transferrer
         if side is not None and not side.ended:
-            self.service.notify(side, self.refer_seq, self.first_refer, status, reason, now, final=final)
+            self.service.notify(side, status, reason, now, final=final)
 
 
 class TransferService:
@@ -304,20 +302,17 @@ class TransferService:
         ok = make_response(req, 202, "Accepted", to_tag=side.dialog.local_tag)
         ok.fields.append(Field("contact", side.dialog.local_contact))
         respond(ep, tx, ok, now)
-        side.refers += 1
-        seq = req.cseq.seq
-        first = side.refers == 1
         if target.replaces is not None:
             early = self.find_early(target.replaces)
             if early is not None and early.caller_call_id == side.dialog.call_id:
                 early = None  # the transferrer's own call
             if early is not None:
-                self._semi_attended(BlindTransfer(self, side, transferee, tx, seq, line), early, now)
+                self._semi_attended(BlindTransfer(self, side, transferee, tx, line), early, now)
             else:
-                self._attended(side, transferee, target, seq, first, now)
+                self._attended(side, transferee, target, now)
             return
-        self.notify(side, seq, first, 100, "Trying", now, final=False)
-        transfer = BlindTransfer(self, side, transferee, tx, seq, line)
+        self.notify(side, 100, "Trying", now, final=False)
+        transfer = BlindTransfer(self, side, transferee, tx, line)
         self.transfers += 1
         if not self.dial(transfer, str(target.uri), now):
             transfer.input(In.FAILED, now)
@@ -327,12 +322,14 @@ class TransferService:
         respond(self.manager.endpoint, tx, make_response(req, 403, why.capitalize(),
                                                          to_tag=side.dialog.local_tag), now)
 
-    def notify(self, side: Side, seq: int, first: bool, status: int, reason: str, now: float, *,
-               final: bool) -> None:
+    def notify(self, side: Side, status: int, reason: str, now: float, *, final: bool) -> None:
         """A NOTIFY of the REFER's progress to ``side`` (RFC 3515 §2.4.5): ``status`` as a sipfrag."""
         req = side.dialog.request("NOTIFY", sipfrag(status, reason), SIPFRAG)
-        # §2.4.6: the NOTIFYs of a second REFER in the dialog name it; the first one's carry no id.
-        req.fields.append(Field("event", "refer" if first else f"refer;id={seq}"))
+        # §2.4.6 wants the NOTIFYs of a dialog's second and later REFERs to carry id=<its CSeq>, but pjsip
+        # (pjsua, and Asterisk's refer module built on it) runs REFER subscriptions without ids and answers
+        # such a NOTIFY 481. With one transfer at a time per dialog (a REFER meanwhile gets 491) the
+        # NOTIFYs are never ambiguous, so none carries an id.
+        req.fields.append(Field("event", "refer"))
         state = "terminated;reason=noresource" if final else f"active;expires={SUBSCRIPTION_S}"
         req.fields.append(Field("subscription-state", state))
         req.fields.append(Field("contact", side.dialog.local_contact))
@@ -473,24 +470,23 @@ class TransferService:
         call.controller = TransferCall(transfer, call.controller, None, None)
         self._wait(transfer, call)
 
-    def _attended(self, side: Side, transferee: Side, target: ReferTo, seq: int, first: bool,
-                  now: float) -> None:
+    def _attended(self, side: Side, transferee: Side, target: ReferTo, now: float) -> None:
         assert target.replaces is not None
         replaced = self.find(target.replaces)
         peer = replaced.other if replaced is not None and replaced is not side else None
         if replaced is None or peer is None or peer is transferee:
-            self.notify(side, seq, first, 481, "Call/Transaction Does Not Exist", now, final=True)
+            self.notify(side, 481, "Call/Transaction Does Not Exist", now, final=True)
             return
         manager = self.manager
         try:
             manager.bridging.bridge(transferee, peer)
         except BridgeError as exc:
             logger.info("attended transfer refused: %s", exc)
-            self.notify(side, seq, first, 488, "Not Acceptable Here", now, final=True)
+            self.notify(side, 488, "Not Acceptable Here", now, final=True)
             return
         for leg in (transferee, peer):
             self._active(leg, now)
-        self.notify(side, seq, first, 200, "OK", now, final=True)
+        self.notify(side, 200, "OK", now, final=True)
         manager.hang_up_leg(side, now, "transferred")
         manager.hang_up_leg(replaced, now, "transferred")
 

@@ -536,3 +536,53 @@ def test_attended_transfer_while_the_target_still_rings(rig: TransferRig, tones:
     a.wait_state("DISCONNECTED")
     c.wait_state("DISCONNECTED")
     rig.assert_idle()
+
+
+def test_a_second_refer_while_one_runs_gets_491_and_a_later_one_transfers(rig: TransferRig) -> None:
+    """One transfer at a time per call (491 Request Pending); after a failed one B transfers again in the
+    same dialog, and pjsua takes that REFER's NOTIFYs (they carry no id: see TransferService.notify)."""
+    b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+    c = rig.phone("c", "203", auto_answer=0)
+    d = rig.phone("d", "204", auto_answer=200, ring_seconds=0.3)
+    a = rig.phone("a", "201")
+    answered_call(rig, a, b, "202")
+    media(a)
+    b.send(f"xfer {rig.uri('203')}")
+    c.wait_for("incoming_call")
+    assert b.wait_for("xfer_status")["code"] in (100, 202)
+    b.send(f"xfer {rig.uri('204')}")
+    refused = b.wait_for("xfer_status", lambda e: e.get("final"))
+    assert refused["code"] == 491, refused
+    c.answer(486)
+    assert xfer_statuses(b)[-1]["code"] == 486
+    time.sleep(0.3)
+    b.send(f"xfer {rig.uri('204')}")
+    d.wait_state("CONFIRMED")
+    assert xfer_statuses(b)[-1]["code"] == 200
+    b.wait_state("DISCONNECTED")
+    d.hangup()
+    a.wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
+def test_a_transfer_needs_anchored_media(pbx_factory: Callable[..., PbxServer],
+                                         peers: Callable[..., PeerProcess], tmp_path: Path) -> None:
+    require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
+    company = tmp_path / "company.yaml"
+    company.write_text(company_yaml(media_release=True))
+    rtp = rtp_range()
+    server = pbx_factory(company_file=company, extra_args=["--rtp-ports", f"{rtp[0]}-{rtp[1]}"])
+    rig = Rig(server, rtp, tmp_path, peers)
+    try:
+        b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
+        a = rig.phone("a", "201")
+        answered_call(rig, a, b, "202")
+        b.send(f"xfer {rig.uri('203')}")
+        refused = b.wait_for("xfer_status", lambda e: e.get("final"))
+        assert refused["code"] == 403, refused
+        time.sleep(0.3)
+        assert not any(is_ended(e) for e in a.events + b.events)
+        b.hangup()
+        a.wait_state("DISCONNECTED")
+    finally:
+        rig.close_phones()
