@@ -1,4 +1,5 @@
-"""Live conference rooms over the admin API (issue 13): who is in a room while it runs, and removing one.
+"""Live conference rooms over the admin API (issue 13): who is in a room while it runs, removing one, and
+locking the room.
 
 The rooms live on the engine's event loop (``engine.call.conference.ConferenceService``: no locks, only
 the loop touches them), while the API's handlers run in worker threads. So each request hands one function
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import msgspec
-from litestar import Request, delete, get
-from litestar.exceptions import ServiceUnavailableException
-from litestar.params import FromPath
+from litestar import Request, delete, get, put
+from litestar.exceptions import ClientException, ServiceUnavailableException
+from litestar.params import FromPath, JSONBody
 
 from engine.api.routes import CONFIGURE, Admin, Auth, Id, threaded
 from engine.call.conference import ConferenceService, SeatInfo
@@ -45,6 +46,19 @@ class ParticipantOut(msgspec.Struct):
     muted: bool
     waiting: bool
     in_room_seconds: float
+
+
+class RoomOut(msgspec.Struct):
+    """A room as it runs: ``running`` while someone is in it (only a running room can be locked)."""
+
+    name: str
+    running: bool
+    locked: bool
+    participants: list[ParticipantOut]
+
+
+class LockIn(msgspec.Struct, forbid_unknown_fields=True):
+    locked: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +123,45 @@ def list_participants(
     return live.call(lambda service: [_out(i, service.now()) for i in service.participants(name)])
 
 
+def _room(name: str, service: ConferenceService) -> RoomOut:
+    locked = service.locked(name)
+    now = service.now()
+    return RoomOut(name, locked is not None, bool(locked), [_out(i, now) for i in service.participants(name)])
+
+
+@get("/api/conferences/{name:str}", opt=_CONFIGURE, tags=["routing"])
+@threaded
+def get_room(request: Request[Any, Any, Any], admin: Admin, principal: Auth, name: FromPath[str]) -> RoomOut:
+    """Conference room ``name`` as it runs: whether it is running and locked, and who is in it."""
+    live = _live(request, admin, name)
+    return live.call(lambda service: _room(name, service))
+
+
+@put("/api/conferences/{name:str}/lock", opt=_CONFIGURE, tags=["routing"])
+@threaded
+def lock_room(
+    request: Request[Any, Any, Any],
+    admin: Admin,
+    principal: Auth,
+    name: FromPath[str],
+    data: JSONBody[LockIn],
+) -> RoomOut:
+    """Lock a running room (new callers are kept out, as a host's *2 does) or unlock it; 409 when nobody
+    is in the room (a room runs, and can be locked, only while someone is in it)."""
+    live = _live(request, admin, name)
+
+    def lock(service: ConferenceService) -> RoomOut | None:
+        return _room(name, service) if service.lock(name, data.locked) else None
+
+    room = live.call(lock)
+    if room is None:
+        raise ClientException(f"nobody is in conference room {name}: only a running room can be locked",
+                              status_code=409)
+    admin.record_event(principal.actor, "conference.locked" if data.locked else "conference.unlocked",
+                       f"conference_room:{name}", {})
+    return room
+
+
 @delete("/api/conferences/{name:str}/participants/{participant_id:int}", opt=_CONFIGURE, tags=["routing"])
 @threaded
 def remove_participant(
@@ -133,4 +186,4 @@ def remove_participant(
     )
 
 
-CONFERENCE_ROUTES: Final = [list_participants, remove_participant]
+CONFERENCE_ROUTES: Final = [get_room, lock_room, list_participants, remove_participant]

@@ -113,6 +113,21 @@ class ConferenceService:
         seat.leave("removed")
         return True
 
+    def locked(self, name: str) -> bool | None:
+        """Whether room ``name`` is locked; None when nobody is in it (a room runs while someone is)."""
+        live = self.rooms.get(name)
+        return None if live is None else live.locked
+
+    def lock(self, name: str, locked: bool) -> bool:
+        """Lock or unlock room ``name`` as a host's ``*2`` does (a locked room keeps new callers out);
+        False when nobody is in it."""
+        live = self.rooms.get(name)
+        if live is None:
+            return False
+        live.locked = locked
+        logger.info("conference %s: %s over the API", name, "locked" if locked else "unlocked")
+        return True
+
     # -- seats ---------------------------------------------------------------------------------------
 
     def seat(self, flow: FlowController, action: JoinConference) -> None:

@@ -1,9 +1,9 @@
 """The hand-off of the live-room routes to the engine's loop (engine.api.conferences), with a real loop in
 another thread: a result and an exception come back to the calling thread; a loop that does not run the
 function in time gives 503 and the function never runs afterwards; a closed loop gives 503. Over HTTP, an
-app without a call engine answers 503 for a room that exists and 404 for one that does not, and an empty
-running room lists nobody. The participants of rooms with phones in them: tests/integration/
-test_conference_participants.py.
+app without a call engine answers 503 for a room that exists and 404 for one that does not; with one, an
+empty room lists nobody, shows as not running and cannot be locked (409). The participants of rooms with
+phones in them: tests/integration/test_conference_participants.py.
 """
 
 from __future__ import annotations
@@ -113,6 +113,11 @@ def test_over_http_without_and_with_a_call_engine(tmp_path: Path, loop: asyncio.
         assert gone.status_code == 404 and "participant" in gone.json()["detail"], gone.text
         assert c.get("/api/audit", params={"action": "conference."}).json() == []  # nothing was removed
         assert c.get("/api/conferences/team/participants/x").status_code in (404, 405)
+        room = c.get("/api/conferences/team").json()
+        assert room == {"name": "team", "running": False, "locked": False, "participants": []}
+        idle = c.put("/api/conferences/team/lock", json={"locked": True})
+        assert idle.status_code == 409 and "only a running room" in idle.json()["detail"], idle.text
+        assert c.put("/api/conferences/nosuch/lock", json={"locked": True}).status_code == 404
     finally:
         c.close()
         server.stop()

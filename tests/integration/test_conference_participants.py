@@ -1,8 +1,9 @@
 """A running room's participants over the admin API (issue 13) on a real ``pbx serve --http``: pjsua2 phones
 dial the room; ``GET /api/conferences/<room>/participants`` lists them in join order (a caller held by the
 waiting room as waiting), ``DELETE .../participants/<id>`` hangs that phone up and is audited, and a second
-removal or an unknown room is a 404; and the same in chromium, on the web admin's conference-rooms page of
-that server: the participants listed, one removed with its button. The handlers run in worker threads;
+removal or an unknown room is a 404; ``PUT .../lock`` keeps a new caller out (an idle room: 409); and the
+same in chromium, on the web admin's conference-rooms page of that server: the participants listed, one
+removed with its button, the room locked and unlocked. The handlers run in worker threads;
 what they read and change lives on the engine's loop (engine.api.conferences hands each request to it).
 """
 
@@ -89,6 +90,22 @@ def test_participants_listed_and_one_removed(rig: tuple[Rig, httpx.Client, int],
     (event,) = api.get("/api/audit", params={"action": "conference."}).json()
     assert event["action"] == "conference.participant_removed" and event["target"] == "conference_room:team"
     assert event["detail"] == {"participant": gone, "caller": "202", "host": False}, event
+    # Locked over the API: a new caller is kept out ("locked", goodbye), as a host's *2 does.
+    room = api.get("/api/conferences/team").json()
+    assert (room["running"], room["locked"], len(room["participants"])) == (True, False, 1), room
+    locked = api.put("/api/conferences/team/lock", json={"locked": True})
+    assert locked.status_code == 200 and locked.json()["locked"] is True, locked.text
+    late = pbx.phone("p204", "204")
+    late.call(f"sip:700@{pbx.registrar}")
+    late.wait_state("CONFIRMED")
+    late.wait_for("call_state", is_ended, timeout=30.0)  # the engine hangs up after "locked"
+    assert [r["caller"] for r in listed(api, "team", lambda rows: True)] == ["201"]
+    assert api.put("/api/conferences/team/lock", json={"locked": False}).json()["locked"] is False
+    idle = api.put("/api/conferences/lobby/lock", json={"locked": True})
+    assert idle.status_code == 409 and "nobody is in" in idle.json()["detail"], idle.text
+    assert api.put("/api/conferences/team/lock", json={"locked": "yes"}).status_code == 400
+    actions = [e["action"] for e in api.get("/api/audit", params={"action": "conference."}).json()]
+    assert actions == ["conference.unlocked", "conference.locked", "conference.participant_removed"]
     # A caller the waiting room holds (no host yet) is listed as waiting.
     waiting = join(pbx, tmp_path, "203", "702", "#")
     rows = listed(api, "lobby", lambda rows: len(rows) == 1)
@@ -131,11 +148,19 @@ def test_the_web_admin_lists_and_removes_participants(
             done = page.locator("#participants .notice.ok")
             expect(done).to_contain_text("202 was removed from the conference")
             expect(panel.locator("tbody tr")).to_have_count(1)
+            page.click("#room-lock")
+            expect(page.locator("#participants .notice.ok")).to_contain_text("The room is locked")
+            expect(page.locator("#room-locked")).to_have_text("locked")
+            assert api.get("/api/conferences/team").json()["locked"] is True
+            page.click("#room-lock")
+            expect(page.locator("#participants .notice.ok")).to_contain_text("The room is unlocked")
+            assert api.get("/api/conferences/team").json()["locked"] is False
         finally:
             browser.close()
     second.wait_for("call_state", is_ended, timeout=10.0)
     assert [r["caller"] for r in listed(api, "team", lambda rows: len(rows) == 1)] == ["201"]
-    (event,) = api.get("/api/audit", params={"action": "conference."}).json()
+    *_, event = api.get("/api/audit", params={"action": "conference."}).json()  # newest first
+    assert event["action"] == "conference.participant_removed", event
     assert event["actor"] == f"user:{user_id} ({EMAIL})" and event["detail"]["participant"] == gone, event
     first.hangup()
     first.wait_for("call_state", is_ended, timeout=10.0)

@@ -13,21 +13,22 @@ function state(p) {
   return h("span", { class: "tag good" }, t("rooms.state.talking"));
 }
 
-// The live participants of `room` in `slot`, with a remove button each and a refresh.
+// The live participants of `room` in `slot`, with a remove button each, the room's lock and a refresh.
 async function participants(ctx, room, slot) {
-  const path = `/api/conferences/${encodeURIComponent(room)}/participants`;
+  const base = `/api/conferences/${encodeURIComponent(room)}`;
+  const path = `${base}/participants`;
   const panel = h("div", { class: "panel", id: "participants", "data-room": room });
   const draw = async (top) => {
-    let rows;
+    let live;
     try {
-      rows = await ctx.api("GET", path);
+      live = await ctx.api("GET", base);
     } catch (error) {
       if (error.status === 401) return;
       panel.replaceChildren(h("h2", { text: t("rooms.participants.title", { name: room }) }),
         notice("error", error.status === 503 ? t("rooms.participants.unavailable") : t("error.generic", { detail: error.detail })));
       return;
     }
-    const cells = rows.map((p) => [h("strong", { text: p.caller }), t(p.host ? "rooms.role.host" : "rooms.role.participant"),
+    const cells = live.participants.map((p) => [h("strong", { text: p.caller }), t(p.host ? "rooms.role.host" : "rooms.role.participant"),
       state(p), t("rooms.in_room", { minutes: Math.floor(p.in_room_seconds / 60), seconds: Math.floor(p.in_room_seconds % 60) }),
       h("button", { class: "link", "data-remove": p.id, text: t("rooms.remove"), onclick: async () => {
         if (!confirm(t("rooms.confirm_remove", { caller: p.caller }))) return;
@@ -38,8 +39,19 @@ async function participants(ctx, room, slot) {
           if (error.status !== 401) await draw(notice("error", t("error.generic", { detail: error.detail })));
         }
       } })]);
-    panel.replaceChildren(h("div", { class: "toolbar" }, h("h2", { text: t("rooms.participants.title", { name: room }) }),
-      h("button", { class: "secondary", id: "participants-refresh", text: t("rooms.refresh"), onclick: () => draw() })),
+    const lock = live.running ? h("button", { class: "secondary", id: "room-lock",
+      text: t(live.locked ? "rooms.unlock" : "rooms.lock"), onclick: async () => {
+        try {
+          await ctx.api("PUT", `${base}/lock`, { locked: !live.locked });
+          await draw(notice("ok", t(live.locked ? "rooms.unlocked" : "rooms.locked")));
+        } catch (error) {
+          if (error.status !== 401) await draw(notice("error", t("error.generic", { detail: error.detail })));
+        }
+      } }) : null;
+    panel.replaceChildren(h("div", { class: "toolbar" }, h("h2", {}, t("rooms.participants.title", { name: room }), " ",
+      live.locked ? h("span", { class: "tag bad", id: "room-locked" }, t("rooms.locked.tag")) : null),
+      h("span", { class: "actions" }, lock,
+        h("button", { class: "secondary", id: "participants-refresh", text: t("rooms.refresh"), onclick: () => draw() }))),
     top ?? null, table([t("rooms.caller"), t("rooms.role"), t("rooms.state"), t("rooms.in_room.header"), ""], cells,
       t("rooms.participants.empty")));
   };
