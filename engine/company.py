@@ -32,7 +32,7 @@ def compile_plan(stored: StoredConfig, data_dir: Path) -> CompiledConfig | None:
     for clip in objects.get("sound_clips", []):
         clip["file"] = str(sound_clip_path(data_dir, clip["name"]))  # played from the data directory
     result = compile_config(ConfigInputs(stored.company, stored.users, stored.lines, stored.numbers,
-                                         stored.dial_plans, objects))
+                                         stored.dial_plans, objects, line_features=stored.line_features))
     for issue in result.warnings:
         logger.warning("dial plans: %s", issue)
     for issue in result.errors:

@@ -61,6 +61,7 @@ from engine.store import (
 from engine.store.bindings import binding_from_record
 from engine.store.cdrs import CdrWriter
 from engine.store.faxes import FaxStore, fax_store_dir
+from engine.store.features import queue_agents
 from engine.store.notify import ConfigListener
 from engine.voicemail.email import SmtpConfig, VoicemailMailer
 from engine.voicemail.store import VoicemailStore
@@ -183,7 +184,8 @@ class Server:
             faxes = FaxService(loop, FaxStore.open(fax_store_dir(self.data_dir)), clock.wall, self.smtp,
                                zoneinfo.ZoneInfo(company.timezone))
             shell = FlowShell(loop, location, calls, voicemail, transport.pump, relay, self.sip_host,
-                              advertised, mwi=mwi, mailer=mailer, fax=faxes, config=config)
+                              advertised, mwi=mwi, mailer=mailer, fax=faxes, config=config, store=store)
+            shell.features.restore(await loop.run_in_executor(None, queue_agents, store))
             if self.hold_music:
                 calls.sides.music = shell.music_on_hold
             transfers = TransferService(calls, config, location, shell.factory, clock.wall)

@@ -43,6 +43,7 @@ from litestar.params import FromPath
 from engine.api import routes, sessions
 from engine.api.conferences import CONFERENCE_ROUTES, LiveConferences
 from engine.api.faxes import FAX_ROUTES
+from engine.api.features import FEATURE_ROUTES
 from engine.api.validation import dialplan_validator
 from engine.api.voicemail import VOICEMAIL_ROUTES, LiveVoicemail
 from engine.clock import SYSTEM_CLOCK, Clock
@@ -235,8 +236,8 @@ def create_app(
     admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
     handlers: list[Any] = [
-        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *VOICEMAIL_ROUTES, *sessions.SESSION_ROUTES,
-        health, *pages,
+        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *VOICEMAIL_ROUTES, *FEATURE_ROUTES,
+        *sessions.SESSION_ROUTES, health, *pages,
     ]
     if provisioning is not None:
         handlers.append(_provisioning_route(provisioning))

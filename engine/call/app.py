@@ -36,7 +36,7 @@ from engine.call.flows import FlowFactory
 from engine.call.legs import ALLOW, NOT_CALL_METHODS, to_tag
 from engine.call.mwi import EVENT as MWI_EVENT
 from engine.call.mwi import MwiService
-from engine.call.routing import MailboxMenu, Planned, Rejection, Routed, Router
+from engine.call.routing import FeatureCall, MailboxMenu, Planned, Rejection, Routed, Router
 from engine.call.transfer import TransferService
 from engine.clock import Clock
 from engine.model.cdr import Disposition
@@ -234,7 +234,7 @@ class SipApplication:
         router = Router(config.routing, self.registrar.location)
         wall = self.clock.wall()
         trunk = router.trunk_for(peer.host)
-        result: Routed | Rejection | Planned | MailboxMenu
+        result: Routed | Rejection | Planned | MailboxMenu | FeatureCall
         if trunk is not None:
             result = router.from_trunk(req, trunk, peer, wall)
         else:

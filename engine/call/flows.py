@@ -32,7 +32,7 @@ from engine.call.conference import ConferenceService, Seat
 from engine.call.config import EngineConfig
 from engine.call.fork import LegState
 from engine.call.queue import QueueService, Ticket
-from engine.call.routing import MailboxMenu, Planned
+from engine.call.routing import FeatureCall, MailboxMenu, Planned
 from engine.dialplan.evaluate import (
     ConferenceResult,
     DetectFax,
@@ -415,17 +415,24 @@ class FlowFactory:
     """
 
     def __init__(self, services: FlowServices, ring_state: RingState,
-                 menu: Callable[[MailboxMenu, EngineConfig], Flow | None] | None = None) -> None:
+                 menu: Callable[[MailboxMenu, EngineConfig], Flow | None] | None = None,
+                 features: Callable[[FeatureCall], Flow] | None = None) -> None:
         self.services = services
         self.ring_state = ring_state
         self.menu = menu
+        #: builds the flow of a star code call (``engine.call.features``; None: such calls get 480)
+        self.features = features
 
-    def controller(self, routed: Planned | MailboxMenu, config: EngineConfig) -> FlowController | None:
+    def controller(self, routed: Planned | MailboxMenu | FeatureCall,
+                   config: EngineConfig) -> FlowController | None:
         """The controller of the call ``routed`` under ``config``; None when its flow cannot run (no
         compiled plans, no voicemail)."""
         plan = config.plan
-        if isinstance(routed, MailboxMenu):
-            flow = self.menu(routed, config) if self.menu is not None else None
+        if isinstance(routed, MailboxMenu | FeatureCall):
+            if isinstance(routed, FeatureCall):
+                flow = self.features(routed) if self.features is not None else None
+            else:
+                flow = self.menu(routed, config) if self.menu is not None else None
             if flow is None:
                 return None
             language = plan.default_language if plan is not None else None

@@ -14,7 +14,11 @@ that call ends the agent is in wrap-up for the queue's wrap-up time, then free a
 without an agent on the maximum wait, the exit key, a full queue, or no free agent when the queue does
 not let callers join then; one who hangs up while waiting is counted abandoned.
 
-Agents are lines (static members); one line in two queues is one agent with one state. The agent state
+Agents are lines; one line in two queues is one agent with one state. Apart from that state, each agent
+is logged in or out of each of its queues and paused or not there (``presence``, changed by the star codes
+of ``engine.call.features`` and kept at rest by them): only logged-in agents who are not paused are
+offered calls. An agent the queue lists as ``dynamic`` is logged out until it logs in; the others are
+logged in until they log out. The agent state
 machine is a table (``TRANSITIONS``): a pair that is not in it raises ``QueueError`` (our own misuse).
 Agents on a call that is not a queue call are skipped when the queue says so (``busy``, the call layer's
 view of the line). Everything runs on the event loop; timers go through the injected scheduler.
@@ -39,6 +43,9 @@ if TYPE_CHECKING:
     from engine.call.b2bua import CallManager
 
 logger = logging.getLogger(__name__)
+
+BUSY_RETRY_S: Final = 2.0
+"""How soon a waiting caller is offered again when the only agents who could take it are on other calls."""
 
 
 class QueueError(Exception):
@@ -157,6 +164,8 @@ class QueueService:
         self.waiting: dict[str, deque[Ticket]] = {}
         self.stats: dict[str, QueueStats] = {}
         self._last_offered: dict[str, str] = {}  # round robin's memory, by queue name
+        #: (queue name, extension) -> (logged in, paused), for agents who changed it from their phone
+        self.presence: dict[tuple[str, str], tuple[bool, bool]] = {}
         self._queues: dict[str, Queue] = {}  # the latest snapshot of each queue seen
 
     # -- callers -------------------------------------------------------------------------------------
@@ -219,6 +228,22 @@ class QueueService:
             self.stats[ticket.queue.name].abandoned += 1
             self._leave(ticket, None)
 
+    def logged_in(self, queue: Queue, ext: str) -> bool:
+        """Whether agent ``ext`` is logged in to ``queue`` (see the module docstring)."""
+        return self.presence.get((queue.name, ext), (ext not in queue.dynamic, False))[0]
+
+    def paused(self, queue: Queue, ext: str) -> bool:
+        return self.presence.get((queue.name, ext), (False, False))[1]
+
+    def set_presence(self, queue: Queue, ext: str, logged_in: bool, paused: bool) -> None:
+        """Log agent ``ext`` in or out of ``queue`` and pause or unpause it there; a waiting caller may
+        now be offered to it."""
+        self.presence[(queue.name, ext)] = (logged_in, paused)
+        logger.info("agent %s in queue %s: %s%s", ext, queue.name, "logged in" if logged_in else "logged out",
+                    ", paused" if paused else "")
+        self._queues.setdefault(queue.name, queue)
+        self.dispatch()
+
     def waiting_callers(self, name: str) -> int:
         return len(self.waiting.get(name, ()))
 
@@ -250,9 +275,10 @@ class QueueService:
                 started_over = True
                 free = self._free(queue, ticket.tried)
             if not free:
-                if started_over and ticket.retry is None:
-                    again = self.clock.now() + queue.agent_ring_s
-                    ticket.retry = self._at(again, lambda: self._retry(ticket))
+                if ticket.retry is None and (started_over or self._busy_elsewhere(queue)):
+                    # An agent on another call frees up without telling the queue: look again soon.
+                    wait = queue.agent_ring_s if started_over else BUSY_RETRY_S
+                    ticket.retry = self._at(self.clock.now() + wait, lambda: self._retry(ticket))
                 return False
             agents = self._pick(ticket, free)
             for ext in agents:
@@ -292,10 +318,18 @@ class QueueService:
             return (min(free, key=lambda ext: self._agent(ext).calls),)
         return (self.rng.choice(free),)
 
+    def _busy_elsewhere(self, queue: Queue) -> bool:
+        """Whether an agent who could take a call now is only kept from it by a call that is not the
+        queue's (skipped as busy): the call layer does not tell the queue when such a call ends."""
+        return queue.skip_busy and any(
+            self._agent(ext).state is AgentState.AVAILABLE and self.logged_in(queue, ext)
+            and not self.paused(queue, ext) and self.busy(ext) for ext in queue.agents)
+
     def _free(self, queue: Queue, tried: set[str]) -> list[str]:
         """The queue's agents who may be offered a call now, in the queue's order."""
         return [ext for ext in queue.agents
                 if ext not in tried and self._agent(ext).state is AgentState.AVAILABLE
+                and self.logged_in(queue, ext) and not self.paused(queue, ext)
                 and not (queue.skip_busy and self.busy(ext))]
 
     # -- helpers ---------------------------------------------------------------------------------------

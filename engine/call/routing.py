@@ -16,11 +16,11 @@ import contextlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, Branch, CallInfo, Destination
 from engine.dialplan.evaluate import CallFacts
 from engine.dialplan.plan import CompiledConfig, Entry, RingTarget
+from engine.dialplan.starcodes import DEFAULT_TABLE, Feature, StarCode
 from engine.model.cdr import Direction, Disposition
 from engine.model.entities import Company, Line, PhoneNumber, Trunk, User
 from engine.model.numbering import classify_dialled, normalize_did, permitted, refusal_reason
@@ -69,8 +69,14 @@ class MailboxMenu:
     info: CallInfo
 
 
-VOICEMAIL_OWN: Final = "*99"
-VOICEMAIL_ANY: Final = "*98"
+@dataclass(frozen=True, slots=True)
+class FeatureCall:
+    """A line dialled one of the company's star codes for a phone feature (DND, forwarding, queue login;
+    ``engine.call.features`` runs it)."""
+
+    star: StarCode
+    extension: str
+    info: CallInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +152,7 @@ class Router:
 
     # -- calls from lines --------------------------------------------------------------------------
     def from_line(self, req: Request, extension: str, source: Peer,
-                  now_wall: float) -> Routed | Rejection | Planned | MailboxMenu:
+                  now_wall: float) -> Routed | Rejection | Planned | MailboxMenu | FeatureCall:
         cfg = self.config
         line = cfg.lines.get(extension)
         target = req.request_uri.user_decoded or ""
@@ -154,11 +160,14 @@ class Router:
         info = CallInfo(Direction.INTERNAL, caller=extension, caller_name=caller_name, callee=target)
         if line is None:
             return Rejection(403, "Forbidden", Disposition.FORBIDDEN, info, "the caller has no line")
-        if target == VOICEMAIL_OWN:
+        star = (cfg.plan.star_codes if cfg.plan is not None else DEFAULT_TABLE).match(target)
+        if star is not None and star.feature is Feature.VOICEMAIL_OWN:
             return MailboxMenu(extension, info)
-        rest = target[len(VOICEMAIL_ANY):]
-        if target.startswith(VOICEMAIL_ANY) and (rest.isdigit() or not rest):
-            return MailboxMenu(rest or None, info)
+        if star is not None and star.feature is Feature.VOICEMAIL_ANY:
+            if star.argument.isdigit() or not star.argument:
+                return MailboxMenu(star.argument or None, info)
+        elif star is not None:
+            return FeatureCall(star, extension, info)
         entry = cfg.plan.route(target) if cfg.plan is not None else None
         if entry is not None:
             return Planned(entry, info, CallFacts(extension, caller_name, target, from_line=extension))
@@ -290,8 +299,11 @@ class Router:
             branches.append(Branch(f"sip:{target.value}@{host}:{trunk.port}{suffix}",
                                    Peer(trunk.transport.upper(), address, trunk.port)))
             # Forwarded calls present the original caller (the carrier must allow it: most do with PAI
-            # from a trusted PBX); internal callers present their line's external caller ID.
+            # from a trusted PBX); internal callers present their line's external caller ID, or the
+            # forwarding line's when a line's call forwarding rings the number (``via``).
             line = cfg.lines.get(info.caller)
+            if line is not None and target.via is not None:
+                line = cfg.lines.get(target.via, line)
             presented = self._caller_id(line) if line is not None else info.caller
             identity = f"{quote(caller_name)} <sip:{presented}@{trunk.from_domain or trunk.host}>"
             headers = (("P-Asserted-Identity", identity),)

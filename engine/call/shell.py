@@ -21,6 +21,7 @@ from engine.call.b2bua import Call, CallManager, Destination
 from engine.call.conference import ConferenceService
 from engine.call.config import CurrentConfig, EngineConfig
 from engine.call.fax import FaxService
+from engine.call.features import ApplyFeature, FeatureFlow, FeatureService
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
 from engine.call.mwi import MwiService
 from engine.call.queue import QueueService, line_on_call
@@ -38,6 +39,7 @@ from engine.media.session import MediaSession
 from engine.script import Collected, Play, Played, Record, Recorded
 from engine.sip.registrar import Location
 from engine.sip.sdp import SdpError, SessionDescription, answer_audio, parse_sdp
+from engine.store import Store
 from engine.voicemail.email import EmailError, VoicemailMailer
 from engine.voicemail.flows import COUNT_CHANGING, Applied, DepositFlow, MailboxOpened, MenuFlow, OpenMailbox
 from engine.voicemail.model import DepositReason, MessageInfo
@@ -57,7 +59,7 @@ class FlowShell:
                  voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
                  media_host: str, *, mwi: MwiService | None = None,
                  mailer: VoicemailMailer | None = None, fax: FaxService | None = None,
-                 config: CurrentConfig | None = None) -> None:
+                 config: CurrentConfig | None = None, store: Store | None = None) -> None:
         self.loop = loop
         #: the configuration in force: the company's hold clip for music on hold
         self.config = config
@@ -83,7 +85,9 @@ class FlowShell:
             flush=flush, queues=self.queues, hold_stream=self._hold_stream,
             receive_fax=None if fax is None else fax.receive, detect_fax=None if fax is None else fax.detect,
             conferences=self.conferences)
-        self.factory = FlowFactory(self.services, RingState(), self._menu)
+        #: star codes (their changes kept in ``store``; None: in memory only)
+        self.features = FeatureService(loop, self.queues, store, calls.clock)
+        self.factory = FlowFactory(self.services, RingState(), self._menu, FeatureFlow)
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
         """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""
@@ -165,7 +169,10 @@ class FlowShell:
 
     def _apply(self, effect: Any, config: EngineConfig, done: Callable[[Any], None]) -> None:
         """Apply a voicemail effect in an executor thread (disk writes, fsync), then resume the flow; when
-        the message counts change, tell the phones (MWI)."""
+        the message counts change, tell the phones (MWI). A star code's effect goes to ``features``."""
+        if isinstance(effect, ApplyFeature):
+            self.features.apply(effect, config, done)
+            return
         counting = isinstance(effect, COUNT_CHANGING)
 
         def work() -> tuple[Any, tuple[int, int] | None]:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine.dialplan.errors import CompileIssue, PlanCompileError
 from engine.dialplan.faxline import FAX_LINE_KEYS, read_fax_line
+from engine.dialplan.linefeatures import check_line_features
 from engine.dialplan.plan import (
     DEFAULT_AGENT_RING_S,
     DEFAULT_EXTERNAL_RING_S,
@@ -90,6 +91,7 @@ from engine.dialplan.schema import (
     ROUTE_KINDS,
     ConfigInputs,
 )
+from engine.dialplan.starcodes import check_table
 
 __all__ = ["CompileIssue", "CompileResult", "ConfigInputs", "compile_config"]
 
@@ -252,6 +254,8 @@ class _Compiler:
         self.read_objects()
         hold_clip = self.company_hold_clip()
         self.read_plans()
+        star_codes = check_table(dict(self.inputs.company.star_codes), self.extension_owner,
+                                 lambda field, message: self.error(None, None, field, message))
         self.add_synthetic_entries()
         self.compile_plans()
         self.route_numbers()
@@ -280,6 +284,10 @@ class _Compiler:
             directory=self.build_directory(),
             default_language=self.default_language(),
             hold_clip=hold_clip,
+            star_codes=star_codes,
+            line_features=MappingProxyType(check_line_features(
+                self.inputs.line_features, self.lines, self.inputs.company,
+                lambda field, message: self.warn(None, None, field, message))),
         )
         return CompileResult(config, (), tuple(self.warnings))
 
@@ -556,6 +564,7 @@ class _Compiler:
             where.error("strategy", f"must be one of {', '.join(QUEUE_STRATEGIES)}, got {strategy!r}")
         agents_raw = raw.get("agents", [])
         agents: list[str] = []
+        dynamic: set[str] = set()
         if not isinstance(agents_raw, list):
             where.error("agents", "must be a list of {line: EXTENSION}")
             agents_raw = []
@@ -564,14 +573,18 @@ class _Compiler:
             if not isinstance(agent, Mapping) or "line" not in agent:
                 self.error(None, None, at, "must be {line: EXTENSION}")
                 continue
-            self.check_keys(agent, frozenset({"line"}), at)
+            self.check_keys(agent, frozenset({"line", "dynamic"}), at)
             ext = agent["line"]
+            if not isinstance(agent.get("dynamic", False), bool):
+                self.error(None, None, f"{at}.dynamic", "must be true or false")
             if not isinstance(ext, str) or ext not in self.lines:
                 self.error(None, None, f"{at}.line", f"no line has extension {ext!r}")
             elif ext in agents:
                 self.error(None, None, f"{at}.line", f"line {ext} is an agent twice")
             else:
                 agents.append(ext)
+                if agent.get("dynamic") is True:
+                    dynamic.add(ext)
         ring_s = self.seconds(raw, "agent_ring_seconds", DEFAULT_AGENT_RING_S, where, 2.0, 300.0)
         wrap_s = self.seconds(raw, "wrap_up_seconds", 0.0, where, 0.0, 3600.0)
         max_callers = self.integer(raw, "max_callers", 0, where, 0, MAX_QUEUE_CALLERS)
@@ -615,6 +628,7 @@ class _Compiler:
             exit_key=exit_key,
             welcome_clip=None if welcome is None else self.clips[welcome],
             hold_clip=None if hold is None else self.clips[hold],
+            dynamic=frozenset(dynamic),
         )
 
     def queue_exit(self, name: str) -> int:

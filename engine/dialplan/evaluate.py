@@ -50,11 +50,13 @@ from engine.dialplan.plan import (
     RingGroup,
     RingGroupOp,
     RingTarget,
+    RingTargetKind,
     ScheduleOp,
     SetLanguageOp,
     SimpleDialOp,
     VoicemailOp,
 )
+from engine.model.features import LineFeatures
 from engine.script import (
     Answer,
     Answered,
@@ -316,6 +318,7 @@ class PlanRun:
         self._ring_state = ring_state
         self._language: Language = language or config.default_language
         self._prefix = ""
+        self._forwarded = False  # a line's features act once per call (a forward to a forwarding line)
         self._path: list[str] = []
         self._answered = False
         self._max_steps = max_steps
@@ -483,7 +486,14 @@ class PlanRun:
         return False
 
     def _line_then_voicemail(self, node: Node, extension: str, ring_s: float) -> _Step:
-        result = yield from self._ring((RingTarget("line", extension),), ring_s)
+        features = None if self._forwarded else self._config.line_features.get(extension)
+        if features is not None:
+            self._forwarded = True
+            result = yield from self._featured_line(node, extension, ring_s, features)
+        else:
+            result = yield from self._ring((RingTarget("line", extension),), ring_s)
+        if result is None:
+            return None
         if result.answered:
             self._path.append(f"{node.label}:answered")
             yield Done()
@@ -492,6 +502,34 @@ class PlanRun:
         self._path.append(f"{node.label}:voicemail")
         yield LeaveVoicemail(extension, reason)
         return None
+
+    def _featured_line(self, node: Node, extension: str, ring_s: float,
+                       features: LineFeatures) -> Generator[Action, Outcome | None, RingResult | None]:
+        """Ring a line with DND or forwarding (``engine.model.features``): DND sends the caller to the
+        line's voicemail as busy (the busy greeting), or busy (486) without one; forward always rings the
+        target instead; forward busy / no answer ring it after the line was busy / rang ``ring_s``
+        unanswered. Returns how the last ring went (None: the call was ended here)."""
+        if features.dnd:
+            self._path.append(f"{node.label}:dnd")
+            if features.voicemail:
+                return RingResult(answered=False, busy=True)
+            yield Hangup(486, "Busy Here")
+            return None
+        if features.forward_always is not None:
+            return (yield from self._forward(node, extension, "always", features.forward_always, ring_s))
+        result = yield from self._ring((RingTarget("line", extension),), ring_s)
+        target = None if result.answered else features.forward_busy if result.busy \
+            else features.forward_no_answer
+        if target is None:
+            return result
+        return (yield from self._forward(node, extension, "busy" if result.busy else "no answer", target,
+                                         ring_s))
+
+    def _forward(self, node: Node, extension: str, why: str, target: str,
+                 ring_s: float) -> Generator[Action, Outcome | None, RingResult]:
+        self._path.append(f"{node.label}:forward {why} {target}")
+        kind: RingTargetKind = "external" if target.startswith("+") else "line"
+        return (yield from self._ring((RingTarget(kind, target, via=extension),), ring_s))
 
     # -- node handlers --------------------------------------------------------------------------------
 

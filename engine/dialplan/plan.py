@@ -14,11 +14,14 @@ lookup.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final, Literal
 
 from engine.dialplan.schedule import Schedule
+from engine.dialplan.starcodes import DEFAULT_TABLE, StarCodeTable
 from engine.model.entities import Company
+from engine.model.features import LineFeatures
 
 DEFAULT_RING_S: Final = 20.0
 """Ring time of a line (Line & Voicemail, Simple Dial, dial by name) when the node does not say."""
@@ -38,10 +41,12 @@ LANGUAGES: Final = ("en", "de")
 
 @dataclass(frozen=True, slots=True)
 class RingTarget:
-    """What to ring: a line by extension, or an external number in E.164."""
+    """What to ring: a line by extension, or an external number in E.164. ``via``: the line whose call
+    forwarding rings it (its external caller ID rules then apply to an internal caller)."""
 
     kind: RingTargetKind
     value: str
+    via: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,8 @@ class Queue:
     may join while no agent is available (False: the exit at once); ``exit_key``: a DTMF key that takes
     the exit; ``welcome_clip``/``hold_clip``: sound clip files (None: no welcome; the system hold music).
     The queue's own exit destination is a node of the plan that uses the queue (``QueueOp.exit``).
+    ``dynamic``: the agents who are logged out until they log in from their phone (the others are logged
+    in until they log out; ``engine.call.queue`` keeps who is).
     """
 
     name: str
@@ -92,6 +99,7 @@ class Queue:
     exit_key: str | None = None
     welcome_clip: str | None = None
     hold_clip: str | None = None
+    dynamic: frozenset[str] = frozenset()
 
 
 PIN_DIGITS: Final = (4, 10)
@@ -373,6 +381,10 @@ class CompiledConfig:
     #: the company's hold clip (a sound clip file; None: the system music): a phone's hold, and the hold
     #: music of every queue without a clip of its own (the compiler fills those in)
     hold_clip: str | None = None
+    #: the company's star codes (``engine.dialplan.starcodes``), checked against every extension
+    star_codes: StarCodeTable = DEFAULT_TABLE
+    #: extension -> the line's DND and forwarding (only lines with any; forward targets checked)
+    line_features: Mapping[str, LineFeatures] = field(default_factory=lambda: MappingProxyType({}))
 
     def route(self, number_or_extension: str) -> Entry | None:
         """The entry for an E.164 number (``+4930...``) or an extension, or None if nothing has it.

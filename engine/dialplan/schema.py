@@ -18,8 +18,9 @@ Routing objects (``ConfigInputs.objects``; every object has a unique ``name``)::
                        holiday_calendar?: {country: "DE", subdivision?: "BE"}}
     sound_clips:      {name, file}          file: the stored 8 kHz WAV's absolute path
     mailboxes:        {name, number, ...}   shared boxes; other keys belong to the voicemail module
-    queues:           {name, extension?, agents: [{line: "202"}], strategy?: ring_all | round_robin |
-                       least_recent | fewest_calls | linear | random, agent_ring_seconds?: 15,
+    queues:           {name, extension?, agents: [{line: "202", dynamic?: false}],
+                       strategy?: ring_all | round_robin | least_recent | fewest_calls | linear | random,
+                       agent_ring_seconds?: 15,
                        wrap_up_seconds?: 0, skip_busy_agents?: true, max_callers?: 0 (no limit),
                        max_wait_seconds?: null (no limit), when_no_agents?: join | leave, exit_key?: "0",
                        exit?: {kind: extension | dial_plan | ring_group | queue | mailbox | voicemail |
@@ -53,6 +54,7 @@ from typing import Any, Final
 
 from engine.dialplan.plan import Language
 from engine.model.entities import Company, DialPlan, Line, PhoneNumber, User
+from engine.model.features import LineFeatures
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ class ConfigInputs:
     dial_plans: Sequence[DialPlan]
     objects: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     default_language: Language | None = None
+    #: extension -> the line's DND and forwarding (``engine.model.features``), for lines that have any
+    line_features: Mapping[str, LineFeatures] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

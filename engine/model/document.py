@@ -33,7 +33,7 @@ _TOP_KEYS: Final = frozenset(
 )
 _COMPANY_KEYS: Final = frozenset(
     {"name", "sip_realm", "timezone", "country", "first_extension", "area_code", "media_release_networks",
-     "hold_clip"}
+     "hold_clip", "star_codes"}
 )
 _USER_KEYS: Final = frozenset(
     {
@@ -183,6 +183,7 @@ def _company(value: object) -> Company:
         ),
         hold_clip=None if raw.get("hold_clip") is None
         else rules.check_text(raw.get("hold_clip"), "company.hold_clip"),
+        star_codes=rules.check_star_codes(raw.get("star_codes"), "company.star_codes"),
     )
 
 

@@ -36,7 +36,9 @@ class Company:
     RTP to each other directly when both ends of a call are in the same one (the classic PBX "media
     release"); empty, the default, means the engine always anchors media, which also works across NAT.
     ``hold_clip`` names the sound clip callers hear on hold: a phone's hold and queues without a clip of
-    their own (None: the system hold music).
+    their own (None: the system hold music). ``star_codes`` are the company's own codes for phone features
+    as (feature, code) pairs, e.g. ``(("dnd_on", "*30"),)``; the features not named keep their defaults
+    (``engine.dialplan.starcodes``, which checks them).
     """
 
     name: str
@@ -47,6 +49,7 @@ class Company:
     area_code: str | None = None
     media_release_networks: tuple[str, ...] = ()
     hold_clip: str | None = None
+    star_codes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import re
 import zoneinfo
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Final
 
 from engine.model.entities import DIAL_PERMISSIONS, TRUNK_TRANSPORTS
@@ -61,6 +61,23 @@ def check_text(value: object, field: str, *, max_len: int = MAX_NAME) -> str:
     if not isinstance(value, str):
         raise ModelError(field, "must be a string")
     return _check_line(value.strip(), field, max_len)
+
+
+def check_star_codes(value: object, field: str) -> tuple[tuple[str, str], ...]:
+    """A company's own star codes, ``{feature: code}`` (text to text), as sorted pairs; which features
+    exist and which codes are valid is the dial-plan compiler's check (``engine.dialplan.starcodes``).
+
+    Raises:
+        ModelError: not a mapping of text to text (the entry named).
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise ModelError(field, "must be a mapping of feature to code, e.g. {dnd_on: \"*78\"}")
+    for key, code in value.items():
+        if not isinstance(key, str) or not isinstance(code, str):
+            raise ModelError(f"{field}.{key}", "must be a code as text, e.g. \"*78\"")
+    return tuple(sorted(value.items()))
 
 
 def _check_line(text: str, field: str, max_len: int) -> str:

@@ -42,6 +42,7 @@ from engine.model import (
     ModelError,
     PhoneNumber,
     User,
+    features,
     next_free_extension,
     rules,
 )
@@ -79,7 +80,7 @@ _USER_FIELDS: Final = frozenset(
     }
 )
 _LINE_FIELDS: Final = frozenset({"name", "external_caller_id", "dial_permissions", "options", "location_id"})
-_LINE_OPTION_KEYS: Final = frozenset({"find_me_follow_me", "voicemail"})
+_LINE_OPTION_KEYS: Final = frozenset({"find_me_follow_me", "voicemail", *features.OPTION_KEYS})
 _VOICEMAIL_KEYS: Final = frozenset({"enabled", "email_notification", "greeting"})
 MAX_FIND_ME_STEPS: Final = 10
 
@@ -1805,7 +1806,8 @@ class AdminStore:
 
 def check_line_options(value: object) -> dict[str, Any]:
     """A line's options: ``find_me_follow_me`` (up to 10 steps ``{numbers: [E.164 or extension],
-    ring_seconds: 5..120}``) and ``voicemail`` (``{enabled, email_notification, greeting}``).
+    ring_seconds: 5..120}``), ``voicemail`` (``{enabled, email_notification, greeting}``), and
+    ``do_not_disturb``/``forward`` (``engine.model.features``).
 
     Raises:
         ModelError: naming the option (``options.find_me_follow_me[1].ring_seconds``).
@@ -1859,6 +1861,7 @@ def check_line_options(value: object) -> dict[str, Any]:
                 "options.voicemail.greeting",
             )
         out["voicemail"] = settings
+    out.update(features.check_options(value))
     return out
 
 

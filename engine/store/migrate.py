@@ -26,6 +26,8 @@ History:
      in registration_token_hash behind a "pw:" mark and sessions in api_tokens behind "session:": both
      are moved, the marks go).
   6  music on hold (issue 19): company.hold_clip, the sound clip callers hear on hold.
+  7  star codes (issues 19 and 12): company.star_codes (the company's own codes) and the queue_agents
+     table (agents' login and pause from their phones).
 """
 
 from __future__ import annotations
@@ -287,11 +289,27 @@ def _v5_to_v6(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE company ADD COLUMN hold_clip TEXT"))
 
 
+def _v6_to_v7(conn: sa.Connection) -> None:
+    """Star codes (issues 19 and 12): the company's own codes, queue agents' login and pause."""
+    conn.execute(sa.text("ALTER TABLE company ADD COLUMN star_codes TEXT NOT NULL DEFAULT '{}'"))
+    v7 = sa.MetaData()
+    agents = sa.Table(
+        "queue_agents",
+        v7,
+        sa.Column("queue", sa.Text, primary_key=True),
+        sa.Column("extension", sa.Text, primary_key=True),
+        sa.Column("logged_in", sa.Boolean, nullable=False),
+        sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
+    v7.create_all(conn, tables=[agents], checkfirst=False)
+
+
 UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
     4: _v4_to_v5,
     5: _v5_to_v6,
+    6: _v6_to_v7,
 }
 """``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

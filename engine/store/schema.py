@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 
 DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
@@ -51,6 +51,7 @@ company = sa.Table(
     sa.Column("area_code", sa.Text, nullable=True),  # v2
     sa.Column("media_release_networks", sa.Text, nullable=False, server_default="[]"),  # v2, JSON
     sa.Column("hold_clip", sa.Text, nullable=True),  # v6: the sound clip callers hear on hold
+    sa.Column("star_codes", sa.Text, nullable=False, server_default="{}"),  # v7: JSON, feature -> code
 )
 
 users = sa.Table(
@@ -260,4 +261,13 @@ locations = sa.Table(  # v4
     sa.Column("region", sa.Text, nullable=False),
     sa.Column("postal_code", sa.Text, nullable=False),
     sa.Column("verified", sa.Boolean, nullable=False),
+)
+
+queue_agents = sa.Table(  # v7: queue agents' login and pause from their phones (live state kept at rest)
+    "queue_agents",
+    metadata,
+    sa.Column("queue", sa.Text, primary_key=True),  # the queue's name
+    sa.Column("extension", sa.Text, primary_key=True),  # the agent's line
+    sa.Column("logged_in", sa.Boolean, nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
 )

@@ -30,7 +30,7 @@ import secrets
 import string
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any, Final
@@ -55,6 +55,7 @@ from engine.model import (
     parse_company_document,
     rules,
 )
+from engine.model.features import LineFeatures, features_of
 from engine.sip.auth import Credentials, compute_ha1
 from engine.store import schema
 from engine.store.bindings import BindingRecord
@@ -112,6 +113,8 @@ class StoredConfig:
     no_voicemail: frozenset[str]
     #: extension -> the address its new voicemail messages are e-mailed to
     voicemail_email: Mapping[str, str]
+    #: extension -> its do-not-disturb and call forwarding, for lines that have any set
+    line_features: Mapping[str, LineFeatures] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +283,7 @@ class Store:
                 credentials=_sip_credentials(conn, company.sip_realm),
                 no_voicemail=_lines_without_voicemail(conn),
                 voicemail_email=_voicemail_email_targets(conn),
+                line_features=_line_features(conn),
             )
 
     def import_company(self, doc: Mapping[str, Any]) -> ImportSummary:
@@ -591,6 +595,7 @@ class Store:
             row.area_code,
             tuple(json.loads(row.media_release_networks)),
             row.hold_clip,
+            tuple(sorted(json.loads(row.star_codes).items())),
         )
 
 
@@ -609,6 +614,7 @@ def _company_row(company: Company) -> dict[str, Any]:
         "area_code": company.area_code,
         "media_release_networks": json.dumps(list(company.media_release_networks)),
         "hold_clip": company.hold_clip,
+        "star_codes": json.dumps(dict(company.star_codes), sort_keys=True),
     }
 
 
@@ -657,6 +663,13 @@ def _lines_without_voicemail(conn: sa.Connection) -> frozenset[str]:
     rows = conn.execute(sa.select(t.c.extension, t.c.options)).all()
     return frozenset(r.extension for r in rows
                      if json.loads(r.options or "{}").get("voicemail", {}).get("enabled") is False)
+
+
+def _line_features(conn: sa.Connection) -> dict[str, LineFeatures]:
+    t = schema.lines
+    rows = conn.execute(sa.select(t.c.extension, t.c.options)).all()
+    found = ((r.extension, features_of(json.loads(r.options or "{}"))) for r in rows)
+    return {ext: f for ext, f in found if f.active}
 
 
 def _voicemail_email_targets(conn: sa.Connection) -> dict[str, str]:

@@ -171,3 +171,34 @@ def test_agents_without_a_phone_are_retried_until_the_maximum_wait() -> None:
     assert rig.deposits == [("201", "unavailable")]
     assert rig.queues.agents["201"].state is AgentState.AVAILABLE
     rig.assert_clean()  # the retry timer went with the caller
+
+
+def test_a_dynamic_agent_gets_calls_only_while_logged_in_and_not_paused() -> None:
+    config = _config(strategy="linear", agents=[{"line": "202", "dynamic": True}, {"line": "203"}])
+    queue = config.queues["q"]
+    rig = QueueRig(config)
+    rig.net.call_at(0.0, lambda: rig.queues.set_presence(queue, "203", True, True))  # 203 pauses
+    rig.call_at(1.0, 0)  # nobody may take it: 202 is logged out, 203 paused
+    rig.net.call_at(5.0, lambda: rig.queues.set_presence(queue, "202", True, False))  # 202 logs in
+    rig.hang_up_at(10.0, rig.callers[0])
+    rig.net.call_at(11.0, lambda: rig.queues.set_presence(queue, "202", False, False))  # 202 logs out
+    rig.net.call_at(12.0, lambda: rig.queues.set_presence(queue, "203", True, False))  # 203 back
+    rig.call_at(13.0, 1)
+    rig.hang_up_at(20.0, rig.callers[1])
+    rig.net.run(until=60.0)
+    assert [(when >= 5.0, ext) for when, ext in rig.offers] == [(True, "202"), (True, "203")]
+    assert rig.offers[1][0] >= 13.0
+    assert rig.queues.logged_in(queue, "203") and not rig.queues.logged_in(queue, "202")
+    rig.assert_clean()
+
+
+def test_an_agent_busy_on_another_call_is_offered_the_caller_once_that_call_is_over() -> None:
+    rig = QueueRig(_config(strategy="linear", agents=[{"line": "202"}]))
+    busy_until = 6.0
+    rig.queues.busy = lambda ext: rig.net.now < busy_until  # its own call ends without telling the queue
+    rig.call_at(0.0, 0)
+    rig.hang_up_at(15.0, rig.callers[0])
+    rig.net.run(until=60.0)
+    assert [ext for _, ext in rig.offers] == ["202"]
+    assert busy_until <= rig.offers[0][0] <= busy_until + 2.5  # looked again within BUSY_RETRY_S
+    rig.assert_clean()
