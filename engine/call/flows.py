@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
 from engine.call.b2bua import BUSY, Call, CallManager, CallState, Destination
 from engine.call.conference import ConferenceService, Seat
 from engine.call.config import EngineConfig
-from engine.call.fork import LegState
-from engine.call.queue import QueueService, Ticket
+from engine.call.queue import QueueService
+from engine.call.queuewait import QueueWait
 from engine.call.routing import FeatureCall, MailboxMenu, Planned
 from engine.dialplan.evaluate import (
     ConferenceResult,
@@ -42,7 +42,6 @@ from engine.dialplan.evaluate import (
     JoinConference,
     LeaveVoicemail,
     PlanRun,
-    QueueExit,
     QueueResult,
     ReceiveFax,
     Ring,
@@ -59,7 +58,6 @@ from engine.script import (
     Answered,
     Collect,
     Collected,
-    File,
     Hangup,
     HungUp,
     Play,
@@ -442,143 +440,3 @@ class FlowFactory:
         run = PlanRun(plan, routed.entry, routed.facts, self.ring_state)
         line_ring_s = config.routing.ring_timeout if routed.entry.kind == "line" else None
         return FlowController(self.services, run=run, config=config, line_ring_s=line_ring_s)
-
-
-class QueueWait:
-    """A caller waiting in a queue (the ``Member`` of its ``Ticket``): welcome clip, the shared hold
-    stream with the exit key listened for, offers rung as ring rounds of the call, and the way out.
-
-    One media action runs at a time on the caller's endpoint: the welcome ``Play``, then ``Collect``s
-    of one key while the hold stream plays underneath (the endpoint sends the stream whenever no prompt
-    plays). Leaving interrupts the running one; the plan run is resumed once it has returned."""
-
-    def __init__(self, flow: FlowController, queues: QueueService, action: Enqueue) -> None:
-        self.flow = flow
-        self.queues = queues
-        self.queue = action.queue
-        self.ringing = False
-        self.branches: dict[str, str] = {}  # branch URI -> agent extension, of the offer ringing
-        self.exit: QueueExit | None = None  # decided: the outcome to resume the run with
-        self.media_busy = False
-        self.connected = False  # bridged to an agent: only the caller's hang-up is still ours (wrap-up)
-        self.ticket: Ticket | None = None
-        flow.queued = self
-        joined = queues.join(self.queue, self)
-        if not isinstance(joined, Ticket):
-            flow.queued = None
-            flow._step(QueueResult(joined))
-            return
-        self.ticket = joined
-        if self.exit is not None or self.flow.queued is not self:
-            return  # answered or left while joining
-        media = flow.media
-        assert media is not None
-        if self.queue.welcome_clip is not None:
-            self._run(Play((File(self.queue.welcome_clip),), barge_in=True))
-        else:
-            self._hold()
-
-    # -- Member ----------------------------------------------------------------------------------------
-    def offer(self, agents: tuple[str, ...], ring_s: float) -> bool:
-        flow = self.flow
-        call = flow.call
-        assert call is not None
-        prefix = flow.run.caller_name_prefix if flow.run is not None else ""
-        found: Destination | None = None
-        branches = []
-        self.branches = {}
-        for ext in agents:
-            dest = flow.services.destination(call, flow.config, (RingTarget("line", ext),), ring_s, prefix)
-            if dest is None:
-                continue
-            found = found or dest
-            for branch in dest.branches:
-                self.branches[branch.uri] = ext
-                branches.append(branch)
-        if found is None:
-            return False
-        self.ringing = True
-        manager = flow.services.manager
-        manager.ring(call, replace(found, branches=tuple(branches), ring_timeout=ring_s), manager.clock.now())
-        flow.services.flush()
-        return True
-
-    def stop_offer(self) -> None:
-        self.ringing = False
-        call = self.flow.call
-        assert call is not None
-        manager = self.flow.services.manager
-        manager.stop_ring(call, manager.clock.now())
-
-    def left(self, how: QueueExit) -> None:
-        self._decide(how)
-
-    # -- the call ----------------------------------------------------------------------------------------
-    def offer_over(self, agent: str | None) -> None:
-        self.ringing = False
-        if self.ticket is not None:
-            self.queues.offer_ended(self.ticket, agent)
-
-    def answered(self, call: Call) -> None:
-        """An agent answered: the call layer has bridged the caller to the agent's leg."""
-        leg = next((leg for leg in call.legs if leg.state is LegState.ANSWERED), None)
-        agent = None if leg is None else self.branches.get(leg.branch.uri)
-        self.offer_over(agent)
-        self.flow._steps.append(f"queue:{self.queue.name}:agent {agent}")
-        self.connected = True
-        media = self.flow.media
-        if media is not None:
-            media.hold = None
-        self.flow._close_media()
-        self.flow._step(QueueResult("answered"))
-
-    def caller_gone(self) -> None:
-        """The call is over: an agent it was bridged to goes into wrap-up; a waiting caller abandoned."""
-        if self.ticket is not None:
-            self.queues.hung_up(self.ticket)
-
-    # -- media -------------------------------------------------------------------------------------------
-    def _hold(self) -> None:
-        media = self.flow.media
-        if media is None:
-            return
-        media.hold = self.flow.services.hold_stream(self.queue.hold_clip)
-        self._run(Collect(max_digits=1, first_timeout_s=3600.0, inter_digit_timeout_s=3600.0))
-
-    def _run(self, action: MediaRequest) -> None:
-        media = self.flow.media
-        assert media is not None
-        self.media_busy = True
-        self.flow.services.run_media(media, action, self._media_done)
-
-    def _media_done(self, result: MediaResult) -> None:
-        self.media_busy = False
-        if self.flow.queued is not self or self.connected:
-            return
-        if self.flow.hung_up:
-            self.flow.queued = None
-            self.flow._step(HungUp())
-            return
-        if self.exit is not None:
-            self._resume()
-            return
-        if isinstance(result, Collected) and result.digits and result.digits == self.queue.exit_key:
-            if self.ticket is not None:
-                self.queues.leave(self.ticket, "key")
-            return
-        self._hold()
-
-    def _decide(self, how: QueueExit) -> None:
-        self.exit = how
-        media = self.flow.media
-        if media is not None:
-            media.hold = None
-            if self.media_busy:
-                media.interrupt()  # its outcome resumes the run
-                return
-        self._resume()
-
-    def _resume(self) -> None:
-        assert self.exit is not None
-        self.flow.queued = None
-        self.flow._step(QueueResult(self.exit))

@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 BUSY_RETRY_S: Final = 2.0
 """How soon a waiting caller is offered again when the only agents who could take it are on other calls."""
+WAIT_WEIGHT: Final = 0.25
+"""The weight of the latest answered caller's wait in a queue's running average (Asterisk's holdtime:
+three parts the old average, one part the new wait), the base of the estimated wait callers hear."""
 
 
 class QueueError(Exception):
@@ -167,6 +170,7 @@ class QueueService:
         #: (queue name, extension) -> (logged in, paused), for agents who changed it from their phone
         self.presence: dict[tuple[str, str], tuple[bool, bool]] = {}
         self._queues: dict[str, Queue] = {}  # the latest snapshot of each queue seen
+        self._avg_wait: dict[str, float] = {}  # by queue name: how long answered callers waited (WAIT_WEIGHT)
 
     # -- callers -------------------------------------------------------------------------------------
 
@@ -207,7 +211,11 @@ class QueueService:
         if answered_by is not None and not ticket.gone:
             ticket.connected = answered_by
             self._remove(ticket)
-            self.stats[ticket.queue.name].answered += 1
+            name = ticket.queue.name
+            self.stats[name].answered += 1
+            waited = self.clock.now() - ticket.joined_at
+            old = self._avg_wait.get(name)
+            self._avg_wait[name] = waited if old is None else old + WAIT_WEIGHT * (waited - old)
         self.dispatch()
 
     def hung_up(self, ticket: Ticket) -> None:
@@ -246,6 +254,22 @@ class QueueService:
 
     def waiting_callers(self, name: str) -> int:
         return len(self.waiting.get(name, ()))
+
+    def position(self, ticket: Ticket) -> int:
+        """``ticket``'s place in its queue's line, 1 for the next caller to be served (0: not waiting)."""
+        for place, other in enumerate(self.waiting.get(ticket.queue.name, ()), 1):
+            if other is ticket:
+                return place
+        return 0
+
+    def estimated_wait(self, ticket: Ticket) -> float | None:
+        """How much longer ``ticket`` may expect to wait, in seconds: the queue's running average wait of
+        answered callers less what this caller has waited, never below 0 (as Asterisk's announce-holdtime
+        does); None before the queue answered a caller (nothing to estimate from)."""
+        average = self._avg_wait.get(ticket.queue.name)
+        if average is None:
+            return None
+        return max(0.0, average - (self.clock.now() - ticket.joined_at))
 
     # -- handing calls out -----------------------------------------------------------------------------
 

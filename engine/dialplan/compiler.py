@@ -31,10 +31,12 @@ from engine.dialplan.faxline import FAX_LINE_KEYS, read_fax_line
 from engine.dialplan.linefeatures import check_line_features
 from engine.dialplan.plan import (
     DEFAULT_AGENT_RING_S,
+    DEFAULT_ANNOUNCE_EVERY_S,
     DEFAULT_EXTERNAL_RING_S,
     DEFAULT_GROUP_RING_S,
     DEFAULT_MEMBER_RING_S,
     DEFAULT_RING_S,
+    DEFAULT_SERVICE_LEVEL_S,
     LANGUAGES,
     MAX_QUEUE_CALLERS,
     QUEUE_STRATEGIES,
@@ -136,6 +138,11 @@ QUEUE_KEYS: Final = frozenset(
         "exit_key",
         "welcome_clip",
         "hold_clip",
+        "announce_position",
+        "announce_wait",
+        "announce_every_seconds",
+        "announce_clip",
+        "service_level_seconds",
     }
 )
 QUEUE_EXIT_KINDS: Final = ("extension", "dial_plan", "ring_group", "queue", "mailbox", "voicemail", "number")
@@ -591,9 +598,15 @@ class _Compiler:
         max_wait_s: float | None = None
         if raw.get("max_wait_seconds") is not None:
             max_wait_s = self.seconds(raw, "max_wait_seconds", 0.0, where, 1.0, 24 * 3600.0)
-        skip_busy = raw.get("skip_busy_agents", True)
-        if not isinstance(skip_busy, bool):
-            where.error("skip_busy_agents", f"must be true or false, got {skip_busy!r}")
+        flags: dict[str, bool] = {}
+        flag_keys = (("skip_busy_agents", True), ("announce_position", False), ("announce_wait", False))
+        for key, default in flag_keys:
+            flag = raw.get(key, default)
+            if not isinstance(flag, bool):
+                where.error(key, f"must be true or false, got {flag!r}")
+            flags[key] = flag is True
+        announce_s = self.seconds(raw, "announce_every_seconds", DEFAULT_ANNOUNCE_EVERY_S, where, 10.0, 3600)
+        level_s = self.seconds(raw, "service_level_seconds", DEFAULT_SERVICE_LEVEL_S, where, 1.0, 3600.0)
         empty = raw.get("when_no_agents", "join")
         if empty not in ("join", "leave"):
             where.error("when_no_agents", f"must be join or leave, got {empty!r}")
@@ -603,7 +616,7 @@ class _Compiler:
         ):
             where.error("exit_key", f"must be one key of 0-9, * or #, got {exit_key!r}")
         clips: dict[str, str | None] = {}
-        for field in ("welcome_clip", "hold_clip"):
+        for field in ("welcome_clip", "hold_clip", "announce_clip"):
             if raw.get(field) is not None:
                 clips[field] = self.ref(raw, field, self.clips, "sound clip", where)
         exit_raw = raw.get("exit")
@@ -614,6 +627,7 @@ class _Compiler:
             return None
         self.queue_exits[name] = (exit_raw, f"{path}.exit")
         welcome, hold = clips.get("welcome_clip"), clips.get("hold_clip")
+        announce = clips.get("announce_clip")
         strat: QueueStrategy = strategy
         return Queue(
             name=name,
@@ -621,7 +635,7 @@ class _Compiler:
             strategy=strat,
             agent_ring_s=ring_s,
             wrap_up_s=wrap_s,
-            skip_busy=bool(skip_busy),
+            skip_busy=flags["skip_busy_agents"],
             max_callers=max_callers,
             max_wait_s=max_wait_s,
             join_empty=empty == "join",
@@ -629,6 +643,11 @@ class _Compiler:
             welcome_clip=None if welcome is None else self.clips[welcome],
             hold_clip=None if hold is None else self.clips[hold],
             dynamic=frozenset(dynamic),
+            announce_position=flags["announce_position"],
+            announce_wait=flags["announce_wait"],
+            announce_every_s=announce_s,
+            announce_clip=None if announce is None else self.clips[announce],
+            service_level_s=level_s,
         )
 
     def queue_exit(self, name: str) -> int:

@@ -35,6 +35,10 @@ QueueStrategy = Literal["ring_all", "round_robin", "least_recent", "fewest_calls
 QUEUE_STRATEGIES: Final = ("ring_all", "round_robin", "least_recent", "fewest_calls", "linear", "random")
 DEFAULT_AGENT_RING_S: Final = 15.0
 MAX_QUEUE_CALLERS: Final = 1000
+DEFAULT_ANNOUNCE_EVERY_S: Final = 60.0
+"""How often a queue's waiting callers hear its announcements (when it has any)."""
+DEFAULT_SERVICE_LEVEL_S: Final = 20.0
+"""A queue call answered within this many seconds counts as within the service level (the common 80/20)."""
 Language = Literal["en", "de"]
 LANGUAGES: Final = ("en", "de")
 
@@ -85,6 +89,10 @@ class Queue:
     The queue's own exit destination is a node of the plan that uses the queue (``QueueOp.exit``).
     ``dynamic``: the agents who are logged out until they log in from their phone (the others are logged
     in until they log out; ``engine.call.queue`` keeps who is).
+    ``announce_position``/``announce_wait``: a waiting caller hears its place in line and the estimated
+    wait when it joins and every ``announce_every_s``, after ``announce_clip`` (a periodic announcement
+    of its own, e.g. "all our agents are busy"; played on the same beat).
+    ``service_level_s``: the answer time the queue's report counts as within its service level.
     """
 
     name: str
@@ -100,6 +108,16 @@ class Queue:
     welcome_clip: str | None = None
     hold_clip: str | None = None
     dynamic: frozenset[str] = frozenset()
+    announce_position: bool = False
+    announce_wait: bool = False
+    announce_every_s: float = DEFAULT_ANNOUNCE_EVERY_S
+    announce_clip: str | None = None
+    service_level_s: float = DEFAULT_SERVICE_LEVEL_S
+
+    @property
+    def announces(self) -> bool:
+        """Whether a waiting caller hears anything besides the hold music (position, wait or a clip)."""
+        return self.announce_position or self.announce_wait or self.announce_clip is not None
 
 
 PIN_DIGITS: Final = (4, 10)

@@ -24,7 +24,9 @@ Routing objects (``ConfigInputs.objects``; every object has a unique ``name``)::
                        wrap_up_seconds?: 0, skip_busy_agents?: true, max_callers?: 0 (no limit),
                        max_wait_seconds?: null (no limit), when_no_agents?: join | leave, exit_key?: "0",
                        exit?: {kind: extension | dial_plan | ring_group | queue | mailbox | voicemail |
-                       number, target}, welcome_clip?: CLIP, hold_clip?: CLIP}
+                       number, target}, welcome_clip?: CLIP, hold_clip?: CLIP,
+                       announce_position?: false, announce_wait?: false, announce_clip?: CLIP,
+                       announce_every_seconds?: 60, service_level_seconds?: 20}
     conference_rooms: {name, extension, participant_pin?: "1234", host_pin?: "98765" (4-10 digits),
                        waiting_room?, enter_muted?, end_with_last_host?, announce_participants?,
                        omit_from_directory? (true/false, default false); see engine.dialplan.room}

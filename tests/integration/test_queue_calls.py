@@ -15,15 +15,18 @@ from typing import Any
 
 import pytest
 
+from ..peers.softphone import Softphone
 from .audio import write_tone
 from .harness import require_module
 from .test_calls_phones import rtp_range
 from .test_dialplan_calls import REALM, Rig, assert_heard, is_ended, password, record_for
+from .test_voicemail import Ear
 
 pytestmark = pytest.mark.integration
 
 DID_SUPPORT = "+493023125110"
 DID_SALES = "+493023125111"
+DID_LINE = "+493023125112"
 WELCOME_HZ = 800.0
 HOLD_HZ = 600.0
 AGENT_HZ = 1000.0
@@ -41,6 +44,7 @@ users:
 numbers:
   - {{number: "{DID_SUPPORT}", route: {{kind: queue, target: support}}}}
   - {{number: "{DID_SALES}", route: {{kind: queue, target: sales}}}}
+  - {{number: "{DID_LINE}", route: {{kind: queue, target: line}}}}
 sound_clips:
   - {{name: welcome, file: {clips / "welcome.wav"}}}
   - {{name: hold, file: {clips / "hold.wav"}}}
@@ -59,6 +63,11 @@ queues:
     max_wait_seconds: 6
     hold_clip: hold
     exit: {{kind: voicemail, target: office}}
+  - name: line
+    agents: [{{line: "203", dynamic: true}}]
+    hold_clip: hold
+    announce_position: true
+    announce_every_seconds: 10
 trunks:
   - {{name: carrier, sources: ["127.0.0.2"], host: 127.0.0.2, port: 5080}}
 """
@@ -143,3 +152,36 @@ def test_the_maximum_wait_sends_the_caller_to_voicemail_where_a_message_is_left(
     assert_heard(str(wavs[0]), AGENT_HZ, 2.0)
     (cdr,) = rig.cdrs(1)
     assert "@queue/sales:exit timeout" in cdr["path"] and "voicemail:800:unavailable" in cdr["path"], cdr
+
+
+def test_three_waiting_callers_hear_their_places_and_the_hold_clip_and_move_up(rig: Rig) -> None:
+    """Nobody takes the "line" queue's calls (its one agent is logged out): three callers from the carrier
+    wait; each hears its place in line at joining (German: the company is in Germany) and then the hold
+    clip; once the first hangs up, the second hears on the next beat (10 s) that it is next in line."""
+    ears: list[Ear] = []
+    callers: list[Softphone] = []
+    for i in range(3):
+        phone = Softphone.pjsua2(f"caller{i + 1}", rig.tmp, user=f"caller{i + 1}", spawn=rig.spawn,
+                                 extra=["--bind", "127.0.0.2"])
+        rig.phones.append(phone)
+        phone.start()
+        phone.call(rig.did_uri(DID_LINE))
+        phone.wait_state("CONFIRMED")
+        phone.wait_for("media_state", lambda e: e.get("state") == "active", timeout=10.0)
+        ear = Ear(phone, rig.tmp / f"caller{i + 1}.wav")
+        place = ["queue-position-first"] if i == 0 else ["queue-position", f"num-{i + 1}"]
+        ear.heard([*place, "queue-thanks"], timeout=15.0)
+        ears.append(ear)
+        callers.append(phone)
+    for ear in ears:
+        ear.tone(HOLD_HZ, 1.0, timeout=10.0)  # the hold clip under and after the announcements
+    before = [len(ear.samples()) for ear in ears]
+    callers[0].hangup()
+    callers[0].wait_for("call_state", is_ended, timeout=10.0)
+    ears[1].heard(["queue-position-first", "queue-thanks"], start=before[1], timeout=25.0)
+    ears[2].heard(["queue-position", "num-2", "queue-thanks"], start=before[2], timeout=25.0)
+    for phone in callers[1:]:
+        phone.hangup()
+        phone.wait_for("call_state", is_ended, timeout=10.0)
+    rows = rig.cdrs(3)
+    assert all(cdr["disposition"] == "answered" for cdr in rows), rows  # the engine answered each
