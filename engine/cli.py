@@ -5,7 +5,7 @@ Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
                  [--log-format text|json]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
                  [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
-                 [--tls HOST:PORT [--tls-cert FILE.pem --tls-key FILE.pem]]
+                 [--tls HOST:PORT] [--ws HOST:PORT] [--wss HOST:PORT] [--tls-cert FILE.pem --tls-key FILE.pem]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
                  [--dial-permissions P,P...] [--json]
   pbx import     FILE --data-dir DIR [--json]
@@ -123,6 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="also listen for SIP over TLS (transport=tls, TLS 1.2 or later) on this address, e.g. "
         "0.0.0.0:5061 (default: off)",
+    )
+    serve.add_argument(
+        "--ws",
+        type=parse_hostport,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen for SIP over WebSocket (RFC 7118, subprotocol sip; browsers) on this address, e.g. "
+        "0.0.0.0:8080 (default: off)",
+    )
+    serve.add_argument(
+        "--wss",
+        type=parse_hostport,
+        default=None,
+        metavar="HOST:PORT",
+        help="also listen for SIP over secure WebSocket (WSS, TLS 1.2 or later, the certificate of --tls) on "
+        "this address, e.g. 0.0.0.0:8443 (default: off)",
     )
     serve.add_argument(
         "--tls-cert",
@@ -451,8 +467,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if (args.tls_cert is None) != (args.tls_key is None):
         _err("pbx serve: --tls-cert and --tls-key go together")
         return EXIT_INVALID
-    if args.tls_cert is not None and args.tls is None:
-        _err("pbx serve: --tls-cert needs --tls HOST:PORT")
+    if args.tls_cert is not None and args.tls is None and args.wss is None:
+        _err("pbx serve: --tls-cert needs --tls HOST:PORT or --wss HOST:PORT")
         return EXIT_INVALID
     sip_host, sip_port = args.sip
     try:
@@ -471,6 +487,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             hold_music=args.hold_music,
             smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),
             tls=args.tls,
+            ws=args.ws,
+            wss=args.wss,
             tls_files=None if args.tls_cert is None else CertificateFiles(args.tls_cert, args.tls_key),
             guard=GuardConfig(rate=args.rate_limit, burst=max(1.0, 2 * args.rate_limit),
                               ban_s=args.ban_seconds),

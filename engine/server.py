@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import signal
+import ssl
 import zoneinfo
 from collections.abc import Coroutine
 from pathlib import Path
@@ -47,6 +48,7 @@ from engine.net.certificate import (
     server_context,
 )
 from engine.net.transport import SipTransport
+from engine.net.ws import start_ws
 from engine.sip.auth import DigestAuthenticator
 from engine.sip.endpoint import EndpointConfig, SipEndpoint
 from engine.sip.events import Event
@@ -96,6 +98,8 @@ class Server:
     tls: tuple[str, int] | None = None  # ``--tls``: the SIP over TLS listener (issue 16); None: off
     #: ``--tls-cert``/``--tls-key``; None: the data dir's self-signed certificate (made on first start)
     tls_files: CertificateFiles | None = None
+    ws: tuple[str, int] | None = None  # ``--ws``: SIP over WebSocket (RFC 7118; engine.net.ws); None: off
+    wss: tuple[str, int] | None = None  # ``--wss``: the same over TLS, with the TLS listener's certificate
     #: ``--rate-limit``/``--ban-seconds``: the per-source flood and scanner guard (engine.sip.guard)
     guard: GuardConfig = GuardConfig()
     _http: Any = None
@@ -196,9 +200,9 @@ class Server:
             tune_gc()
             try:
                 _, port = await transport.start(self.sip_host, self.sip_port)
-                tls_port = 5061 if self.tls is None else await self._start_tls(transport, advertised, clock)
+                tls_port, ws_port, wss_port = await self._start_secure(transport, advertised, clock)
                 endpoint.config = EndpointConfig(via_host=advertised, via_port=port, tls_port=tls_port,
-                                                 supported=SUPPORTED)
+                                                 ws_port=ws_port, wss_port=wss_port, supported=SUPPORTED)
                 mwi.contact = f"sip:mwi@{uri_host}:{port}"
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.add_signal_handler(sig, self._stop.set)
@@ -232,15 +236,29 @@ class Server:
         logger.info("stopped")
         return 0
 
-    async def _start_tls(self, transport: SipTransport, advertised: str, clock: Clock) -> int:
-        """Bind the TLS listener with the configured certificate, or the data dir's own (made now if there is
-        none); logs the certificate's SHA-256 fingerprint. Returns the bound port.
+    async def _start_secure(self, transport: SipTransport, advertised: str,
+                            clock: Clock) -> tuple[int, int, int]:
+        """Bind the TLS, WS and WSS listeners that are configured. Returns their ports (TLS, WS, WSS; each
+        listener not configured gets its transport's default port, RFC 3261 §19.1.2 and RFC 7118 §7).
 
         Raises:
             CertificateError: the certificate or key cannot be loaded.
-            OSError: the certificate cannot be written or the address bound.
+            OSError: the certificate cannot be written or an address bound.
         """
-        assert self.tls is not None
+        ports = [5061, 80, 443]
+        secure = self.tls is not None or self.wss is not None
+        context = await self._tls_context(advertised, clock) if secure else None
+        if self.tls is not None and context is not None:
+            _, ports[0] = await transport.start_tls(*self.tls, context, client_context())
+        if self.ws is not None:
+            _, ports[1] = await start_ws(transport, *self.ws)
+        if self.wss is not None and context is not None:
+            _, ports[2] = await start_ws(transport, *self.wss, context)
+        return ports[0], ports[1], ports[2]
+
+    async def _tls_context(self, advertised: str, clock: Clock) -> ssl.SSLContext:
+        """The server context of TLS and WSS: the configured certificate, or the data dir's own (made now if
+        there is none); logs the certificate's SHA-256 fingerprint."""
         loop = asyncio.get_running_loop()
         if self.tls_files is not None:
             files = self.tls_files
@@ -250,8 +268,7 @@ class Server:
             logger.info("%s the self-signed TLS certificate %s", "made" if made else "using", files.cert)
         context = server_context(files)
         logger.info("TLS certificate SHA-256 fingerprint %s", fingerprint(files.cert))
-        _, port = await transport.start_tls(*self.tls, context, client_context())
-        return port
+        return context
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -381,7 +398,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           rtp_ports: tuple[int, int] = DEFAULT_RTP_PORTS,
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
           smtp: SmtpConfig | None = None, hold_music: bool = True, tls: tuple[str, int] | None = None,
-          tls_files: CertificateFiles | None = None, guard: GuardConfig | None = None) -> int:
+          tls_files: CertificateFiles | None = None, guard: GuardConfig | None = None,
+          ws: tuple[str, int] | None = None, wss: tuple[str, int] | None = None) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
@@ -392,6 +410,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     server.hold_music = hold_music
     server.tls = tls
     server.tls_files = tls_files
+    server.ws = ws
+    server.wss = wss
     if guard is not None:
         server.guard = guard
     try:

@@ -260,6 +260,10 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "/etc/pbx/sip.crt",
                 "--tls-key",
                 "/etc/pbx/sip.key",
+                "--ws",
+                "127.0.0.1:8088",
+                "--wss",
+                "127.0.0.1:8089",
                 "--rate-limit",
                 "50",
                 "--ban-seconds",
@@ -286,6 +290,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "hold_music": False,
             "tls": ("127.0.0.1", 5071),
             "tls_files": CertificateFiles(Path("/etc/pbx/sip.crt"), Path("/etc/pbx/sip.key")),
+            "ws": ("127.0.0.1", 8088),
+            "wss": ("127.0.0.1", 8089),
             "guard": GuardConfig(rate=50, burst=100, ban_s=600),
         },
         {
@@ -304,13 +310,19 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "hold_music": True,
             "tls": None,
             "tls_files": None,
+            "ws": None,
+            "wss": None,
             "guard": GuardConfig(),
         },
     ]
     # The certificate and key go together, and only with a TLS listener.
     assert main(["serve", "--tls", "127.0.0.1:5061", "--tls-cert", "/etc/pbx/sip.crt"]) == 2
     assert main(["serve", "--tls-cert", "/etc/pbx/sip.crt", "--tls-key", "/etc/pbx/sip.key"]) == 2
-    assert len(calls) == 2
+    # --wss uses the same certificate: it is enough for --tls-cert.
+    assert main(["serve", "--wss", "127.0.0.1:8443", "--tls-cert", "/etc/pbx/sip.crt",
+                 "--tls-key", "/etc/pbx/sip.key"]) == 0
+    assert calls[2]["wss"] == ("127.0.0.1", 8443) and calls[2]["tls"] is None
+    assert len(calls) == 3
     for bad in ("SHA-512", "MD5,MD5", ""):
         with pytest.raises(SystemExit):
             main(["serve", "--digest", bad])

@@ -22,7 +22,9 @@ for TCP (RFC 5626 flow reuse); CRLF keep-alives are answered alike. A handshake 
 old protocol version) or does not finish within ``TLS_HANDSHAKE_TIMEOUT_S`` is closed by the TLS layer
 before any SIP code runs, so a peer that never completes one holds a socket for that long at most.
 
-WebSocket comes later as a further ``asyncio.Protocol`` class feeding the same ``receive``.
+SIP over WebSocket (RFC 7118, ``WS`` and ``WSS``) is ``engine.net.ws``: its connections sit in ``streams``
+beside TCP's and TLS's and are reached the same way; a browser accepts no connections, so bytes for a
+WebSocket peer whose connection is gone fail at once (``NO_CONNECT_TRANSPORTS``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ MAX_TCP_WRITE_BUFFER: Final = 1 << 20  # bytes queued for one peer before the co
 MAX_PENDING_CONNECTS: Final = 256  # outbound TCP connects in flight; beyond this, answers are dropped
 TLS_HANDSHAKE_TIMEOUT_S: Final = 10.0  # an accepted TLS connection that has not finished its handshake
 TLS_DEFAULT_PORT: Final = 5061  # RFC 3261 §19.1.2: a TLS sent-by without a port
-STREAM_TRANSPORTS: Final = ("TCP", "TLS")
+STREAM_TRANSPORTS: Final = ("TCP", "TLS", "WS", "WSS")
+NO_CONNECT_TRANSPORTS: Final = frozenset({"WS", "WSS"})  # we never open these: the peer's connection only
 
 EventHandler = Callable[[Event, float], None]
 
@@ -63,6 +66,14 @@ class TimerSource(Protocol):
     def get_timer(self) -> float | None: ...
 
     def handle_timer(self, now: float) -> None: ...
+
+
+class StreamConnection(Protocol):
+    """One open stream connection to a peer, as the transport's tables hold it (TCP, TLS, WS, WSS)."""
+
+    def send(self, data: bytes) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class _WatchedTimer:
@@ -86,8 +97,10 @@ class SipTransport:
         self.udp: asyncio.DatagramTransport | None = None
         self.tcp_server: asyncio.Server | None = None
         self.tls_server: asyncio.Server | None = None
-        #: the open stream connections by the peer's (host, port), one table per transport (TCP, TLS)
-        self.streams: dict[str, dict[tuple[str, int], SipTcpProtocol]] = {t: {} for t in STREAM_TRANSPORTS}
+        #: the open stream connections by the peer's (host, port), one table per transport (TCP, TLS, WS, WSS)
+        self.streams: dict[str, dict[tuple[str, int], StreamConnection]] = {t: {} for t in STREAM_TRANSPORTS}
+        #: further listeners closed by ``stop`` (``add_server``: engine.net.ws's WebSocket servers)
+        self.extra_servers: list[asyncio.Server] = []
         self.connections = self.streams["TCP"]
         #: the context of the TLS connections we open (a response whose connection is gone); set by start_tls
         self.tls_client: ssl.SSLContext | None = None
@@ -158,6 +171,11 @@ class SipTransport:
         logger.info("SIP listening on tls %s:%d", host, bound_port)
         return host, bound_port
 
+    def add_server(self, server: asyncio.Server) -> None:
+        """Serve one more listener of this loop (engine.net.ws's): ``stop`` closes it."""
+        self._loop = asyncio.get_running_loop()
+        self.extra_servers.append(server)
+
     async def stop(self) -> None:
         """Stop accepting, close every connection and the UDP socket (after sending what is answered)."""
         self._flush()
@@ -167,9 +185,9 @@ class SipTransport:
         for watched in self._watched:
             if watched.handle is not None:
                 watched.handle.cancel()
-        for server in (self.tcp_server, self.tls_server):
-            if server is not None:
-                server.close()
+        servers = [s for s in (self.tcp_server, self.tls_server) if s is not None] + self.extra_servers
+        for server in servers:
+            server.close()
         for table in self.streams.values():
             for conn in list(table.values()):
                 conn.close()
@@ -177,9 +195,8 @@ class SipTransport:
             self.udp.close()
         for task in list(self._connecting):
             task.cancel()
-        for server in (self.tcp_server, self.tls_server):
-            if server is not None:
-                await server.wait_closed()
+        for server in servers:
+            await server.wait_closed()
 
     def watch(self, source: TimerSource) -> None:
         """Keep a timer armed at ``source.get_timer()`` from now on; when it fires, ``source.handle_timer``
@@ -273,7 +290,8 @@ class SipTransport:
         (default 5060, 5061 for TLS), where the client listens."""
         tls = peer.transport == "TLS"
         full = len(self._connecting) >= MAX_PENDING_CONNECTS
-        if self._loop is None or full or (tls and self.tls_client is None):
+        cannot = (tls and self.tls_client is None) or peer.transport in NO_CONNECT_TRANSPORTS
+        if self._loop is None or full or cannot:
             logger.info("no %s connection to %s:%d; dropped %d bytes", peer.transport, peer.host, peer.port,
                         len(data))
             if self._loop is not None:

@@ -53,7 +53,8 @@ _ADDRESS_HEADERS: Final = frozenset({"from", "to", "call-id", "cseq"})
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Settings of one endpoint. ``via_host``/``via_port`` are what we write in our own Via headers (UDP and
-    TCP); ``tls_port`` is the port of the TLS listener, written in Via and Contact for TLS peers."""
+    TCP); ``tls_port``, ``ws_port`` and ``wss_port`` are those of the other listeners, written in Via and
+    Contact for their peers."""
 
     timers: TimerConfig = field(default_factory=TimerConfig)
     supported: frozenset[str] = frozenset({"path", "timer"})  # RFC 3327 (registrar), RFC 4028 (calls)
@@ -61,10 +62,18 @@ class EndpointConfig:
     via_port: int = 5060
     server_header: str = "pbx-engine"
     tls_port: int = 5061
+    ws_port: int = 80  # RFC 7118 §7: WS and WSS use HTTP's default ports unless listening elsewhere
+    wss_port: int = 443
 
     def port_for(self, transport: str) -> int:
-        """Our listening port for ``transport`` (UDP/TCP share one; TLS has its own)."""
-        return self.tls_port if transport == "TLS" else self.via_port
+        """Our listening port for ``transport`` (UDP/TCP share one; TLS, WS and WSS have their own)."""
+        if transport == "TLS":
+            return self.tls_port
+        if transport == "WS":
+            return self.ws_port
+        if transport == "WSS":
+            return self.wss_port
+        return self.via_port
 
 
 class SipEndpoint:
