@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Final, Literal
 
 from engine.dialplan.errors import PlanUsageError
+from engine.dialplan.linefeatures import find_me_rings
 from engine.dialplan.plan import (
     AutoAttendantOp,
     CompiledConfig,
@@ -508,13 +509,26 @@ class PlanRun:
         """Ring a line with DND or forwarding (``engine.model.features``): DND sends the caller to the
         line's voicemail as busy (the busy greeting), or busy (486) without one; forward always rings the
         target instead; forward busy / no answer ring it after the line was busy / rang ``ring_s``
-        unanswered. Returns how the last ring went (None: the call was ended here)."""
+        unanswered; then, unless answered, the find-me/follow-me steps ring in order (each its numbers
+        together, for its seconds). Returns how the line's ring went, or the answered step's (None: the
+        call was ended here)."""
         if features.dnd:
             self._path.append(f"{node.label}:dnd")
             if features.voicemail:
                 return RingResult(answered=False, busy=True)
             yield Hangup(486, "Busy Here")
             return None
+        result = yield from self._forwarded_line(node, extension, ring_s, features)
+        for i, (targets, step_s) in enumerate(find_me_rings(extension, features.find_me)):
+            if result.answered:
+                break
+            self._path.append(f"{node.label}:find me {i + 1}")
+            step = yield from self._ring(targets, step_s)
+            result = step if step.answered else result  # voicemail greets by how the line itself fared
+        return result
+
+    def _forwarded_line(self, node: Node, extension: str, ring_s: float,
+                        features: LineFeatures) -> Generator[Action, Outcome | None, RingResult]:
         if features.forward_always is not None:
             return (yield from self._forward(node, extension, "always", features.forward_always, ring_s))
         result = yield from self._ring((RingTarget("line", extension),), ring_s)

@@ -1,4 +1,5 @@
-"""Where a line's calls may be forwarded: one rule for the compiler, the star codes and the API's state.
+"""Where a line's calls may be forwarded: one rule for the compiler, the star codes and the API's state
+(and for the numbers of its find-me/follow-me, ``find_me_rings``).
 
 A forward goes to another line (by extension) or to an external number the forwarding line may dial
 itself (its dialling permissions; emergency numbers are no forward target). ``forward_target`` reads what
@@ -14,8 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Literal
 
+from engine.dialplan.plan import RingTarget, RingTargetKind
 from engine.model.entities import Company, Line
-from engine.model.features import LineFeatures
+from engine.model.features import FindMeStep, LineFeatures
 from engine.model.numbering import DialClass, classify_dialled, permitted
 
 Refusal = Literal["invalid", "not_allowed"]
@@ -62,5 +64,34 @@ def check_line_features(features: Mapping[str, LineFeatures], lines: Mapping[str
                 target = None
             kept[kind] = target
         out[ext] = replace(feats, forward_always=kept["always"], forward_busy=kept["busy"],
-                           forward_no_answer=kept["no_answer"])
+                           forward_no_answer=kept["no_answer"],
+                           find_me=_checked_find_me(ext, feats.find_me, line, lines, company, warn))
     return out
+
+
+def _checked_find_me(ext: str, steps: tuple[FindMeStep, ...], line: Line, lines: Mapping[str, Line],
+                     company: Company, warn: Callable[[str, str], None]) -> tuple[FindMeStep, ...]:
+    """Find-me/follow-me steps held to ``forward_target``'s rule, number by number (a step left without
+    numbers is dropped)."""
+    out = []
+    for i, step in enumerate(steps):
+        kept = []
+        for j, number in enumerate(step.numbers):
+            if forward_target(number, line, lines, company) in ("invalid", "not_allowed"):
+                warn(f"lines[{ext}].options.find_me_follow_me[{i}].numbers[{j}]",
+                     f"{number} is no other line and no number this line may dial: it is not rung")
+            else:
+                kept.append(number)
+        if kept:
+            out.append(replace(step, numbers=tuple(kept)))
+    return tuple(out)
+
+
+def find_me_rings(extension: str, steps: tuple[FindMeStep, ...]) -> tuple[tuple[tuple[RingTarget, ...],
+                                                                                float], ...]:
+    """What line ``extension``'s find-me/follow-me rings, step by step: (targets, seconds). Each target
+    is rung ``via`` the line, so an external number is dialled with its caller ID (as a forward is)."""
+    def target(number: str) -> RingTarget:
+        kind: RingTargetKind = "external" if number.startswith("+") else "line"
+        return RingTarget(kind, number, via=extension)
+    return tuple((tuple(target(n) for n in step.numbers), step.ring_s) for step in steps)

@@ -1,4 +1,5 @@
-"""A line's phone features: do-not-disturb and call forwarding (issue 19 part 5), as kept in its options.
+"""A line's phone features: do-not-disturb, call forwarding and find-me/follow-me (issue 19 part 5), as
+kept in its options.
 
 The line's ``options`` (JSON in the store, ``PATCH /api/lines/{id}``) hold ``do_not_disturb: true|false``
 and ``forward: {always?, busy?, no_answer?}``, each a target: a line's extension or an external number in
@@ -23,6 +24,15 @@ OPTION_KEYS: Final = frozenset({"do_not_disturb", "forward"})
 
 
 @dataclass(frozen=True, slots=True)
+class FindMeStep:
+    """One step of a line's find-me/follow-me: ring ``numbers`` (extensions or E.164) together for
+    ``ring_s`` seconds."""
+
+    numbers: tuple[str, ...]
+    ring_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class LineFeatures:
     """What a line's calls do besides ringing it. ``voicemail``: whether the line has a mailbox (DND sends
     callers there; without one they get busy)."""
@@ -32,11 +42,13 @@ class LineFeatures:
     forward_busy: str | None = None
     forward_no_answer: str | None = None
     voicemail: bool = True
+    #: find-me/follow-me (``options.find_me_follow_me``): rung in order after the line, before voicemail
+    find_me: tuple[FindMeStep, ...] = ()
 
     @property
     def active(self) -> bool:
-        return self.dnd or any(t is not None for t in (self.forward_always, self.forward_busy,
-                                                       self.forward_no_answer))
+        forwards = (self.forward_always, self.forward_busy, self.forward_no_answer)
+        return self.dnd or bool(self.find_me) or any(t is not None for t in forwards)
 
 
 def check_target(value: object, field: str) -> str:
@@ -82,6 +94,8 @@ def features_of(options: Mapping[str, Any]) -> LineFeatures:
         forward_busy=forward.get("busy"),
         forward_no_answer=forward.get("no_answer"),
         voicemail=voicemail.get("enabled", True) is not False,
+        find_me=tuple(FindMeStep(tuple(step["numbers"]), float(step.get("ring_seconds", 20)))
+                      for step in options.get("find_me_follow_me") or ()),
     )
 
 
