@@ -45,6 +45,10 @@ from engine.sip.parser import MAX_MESSAGE_BYTES
 from engine.sip.transaction import Peer
 
 logger = logging.getLogger(__name__)
+#: the library's own logger: its debug lines (every frame, and tracebacks of refused upgrades) would flood
+#: ``--log-level debug``; this module logs what a refusal or a close was, once, itself
+_library_logger = logging.getLogger(f"{__name__}.library")
+_library_logger.setLevel(logging.WARNING)
 
 SUBPROTOCOL: Final = Subprotocol("sip")  # RFC 7118 §4
 WS_HANDSHAKE_TIMEOUT_S: Final = 10.0  # an accepted connection whose upgrade is not done by then is closed
@@ -64,7 +68,8 @@ class SipWsProtocol(asyncio.Protocol):
 
     def __init__(self, owner: SipTransport) -> None:
         self.owner = owner
-        self.ws = ServerProtocol(subprotocols=[SUBPROTOCOL], max_size=MAX_MESSAGE_BYTES)
+        self.ws = ServerProtocol(subprotocols=[SUBPROTOCOL], max_size=MAX_MESSAGE_BYTES,
+                                 logger=_library_logger)
         self.transport: asyncio.Transport | None = None
         self.peer = Peer(self.TRANSPORT, "", 0)
         self.table = owner.streams[self.TRANSPORT]

@@ -15,7 +15,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 COMPACT_FORMS: Final = {
     "i": "call-id",
@@ -246,12 +246,14 @@ def new_branch() -> str:
 
 @dataclass
 class Transport:
-    """A client socket: UDP (one datagram per message), TCP or TLS (Content-Length framing)."""
+    """A client socket: UDP (one datagram per message), TCP or TLS (Content-Length framing), or WS/WSS (one
+    WebSocket message per SIP message, subprotocol sip: the ``websockets`` library's client, as a browser)."""
 
     server: tuple[str, int]
     kind: str = "UDP"
     bind_host: str = "127.0.0.1"
     sock: socket.socket = field(init=False)
+    ws: Any = field(init=False, default=None)  # WS/WSS: the websockets ClientConnection
     _buf: bytes = field(default=b"", init=False)
 
     def __post_init__(self) -> None:
@@ -269,6 +271,20 @@ class Transport:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
                 self.sock = context.wrap_socket(self.sock)
+        elif self.kind in ("WS", "WSS"):
+            from websockets.sync.client import connect
+
+            context = None
+            if self.kind == "WSS":
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            scheme = self.kind.lower()
+            url = f"{scheme}://{self.server[0]}:{self.server[1]}"
+            # Entered as its context manager (websockets 17 warns on a bare connect); closed by close().
+            self.ws = connect(url, subprotocols=["sip"], ssl=context, open_timeout=5,
+                              ping_interval=None).__enter__()
+            self.sock = self.ws.socket
         else:
             raise ValueError(f"unknown transport {self.kind}")
 
@@ -278,13 +294,21 @@ class Transport:
         return str(host), int(port)
 
     def send(self, data: bytes) -> None:
-        if self.kind == "UDP":
+        if self.kind in ("WS", "WSS"):
+            self.ws.send(data.decode())
+        elif self.kind == "UDP":
             self.sock.sendto(data, self.server)
         else:
             self.sock.sendall(data)
 
     def recv(self, timeout: float) -> bytes | None:
         """The next whole message, or None when nothing arrives within ``timeout`` seconds."""
+        if self.kind in ("WS", "WSS"):
+            try:
+                message = self.ws.recv(timeout)
+            except TimeoutError:
+                return None
+            return message.encode() if isinstance(message, str) else message
         deadline = time.monotonic() + timeout
         while True:
             if self.kind != "UDP":
@@ -310,7 +334,10 @@ class Transport:
             self._buf += chunk
 
     def close(self) -> None:
-        self.sock.close()
+        if self.kind in ("WS", "WSS"):
+            self.ws.close()
+        else:
+            self.sock.close()
 
 
 class SipClient:
@@ -331,6 +358,7 @@ class SipClient:
         self.tag = secrets.token_hex(5)
         self.cseq = 0
         self.sent: list[bytes] = []
+        self.ws_host = secrets.token_hex(6) + ".invalid"  # WS/WSS: the invented host of Via and Contact
 
     def __enter__(self) -> SipClient:
         return self
@@ -346,6 +374,8 @@ class SipClient:
         return self.transport.local
 
     def contact_uri(self, user: str) -> str:
+        if self.transport.kind in ("WS", "WSS"):  # RFC 7118 §5.2: a browser has no address of its own
+            return f"sip:{user}@{self.ws_host};transport={self.transport.kind.lower()}"
         host, port = self.local
         suffix = "" if self.transport.kind == "UDP" else f";transport={self.transport.kind.lower()}"
         return f"sip:{user}@{host}:{port}{suffix}"
@@ -365,13 +395,14 @@ class SipClient:
     ) -> bytes:
         """A request with Via/From/To/Call-ID/CSeq/Max-Forwards/Content-Length filled in."""
         host, port = self.local
+        sent_by = self.ws_host if self.transport.kind in ("WS", "WSS") else f"{host}:{port}"
         if cseq is None:
             self.cseq += 1
             cseq = self.cseq
         to_user = from_user if to_user is None else to_user
         lines = [
             f"{method} {uri} SIP/2.0",
-            f"Via: SIP/2.0/{self.transport.kind} {host}:{port};branch={branch or new_branch()};rport",
+            f"Via: SIP/2.0/{self.transport.kind} {sent_by};branch={branch or new_branch()};rport",
             "Max-Forwards: 70",
             f"From: <sip:{from_user}@{self.domain}>;tag={self.tag}",
             f"To: <sip:{to_user}@{self.domain}>",
