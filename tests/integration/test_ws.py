@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import socket
 import threading
 import time
@@ -277,3 +278,89 @@ def ack(c: SipClient, uri: str, resp: SipResponse, call_id: str, cseq: int, bran
                    branch=branch)
     return data.replace(f"To: <sip:{B.extension}@{c.domain}>".encode(), f"To: {resp.get('to')}".encode())
 
+
+
+# -- a real browser: Debian's chromium opens the WebSocket with subprotocol sip ------------------------------
+CHROMIUM = "/usr/bin/chromium"
+PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>SIP over WebSocket</title></head><body>
+<script>
+window.sip = {log: [], closed: null};
+window.openSip = (url, protocols) => new Promise((resolve, reject) => {
+  const ws = protocols === null ? new WebSocket(url) : new WebSocket(url, protocols);
+  window.sip.ws = ws;
+  ws.onopen = () => resolve(ws.protocol);
+  ws.onerror = () => reject(new Error("refused"));
+  ws.onclose = (e) => { window.sip.closed = e.code; };
+  ws.onmessage = (e) => window.sip.log.push(typeof e.data === "string" ? e.data : "(binary)");
+});
+window.sendSip = (text) => window.sip.ws.send(text);
+</script></body></html>"""
+
+
+def browser_register(user: str, host: str, call_id: str, cseq: int, auth: str = "") -> str:
+    """A REGISTER as a browser's SIP library writes it (RFC 7118 §5.2: an invented host)."""
+    lines = ["REGISTER sip:pbx.test SIP/2.0", f"Via: SIP/2.0/WS {host};branch={new_branch()}",
+             "Max-Forwards: 70", f"From: <sip:{user}@pbx.test>;tag=br{cseq}x", f"To: <sip:{user}@pbx.test>",
+             f"Call-ID: {call_id}", f"CSeq: {cseq} REGISTER", f"Contact: <sip:{user}@{host};transport=ws>",
+             "Expires: 300", "User-Agent: chromium-test-page"]
+    if auth:
+        lines.append(f"Authorization: {auth}")
+    return "\r\n".join([*lines, "Content-Length: 0"]) + "\r\n\r\n"
+
+
+def test_chromium_opens_a_sip_websocket_and_registers_with_digest(
+    pbx_factory: Callable[..., PbxServer], tmp_path: Path,
+) -> None:
+    """The page (served by the test on 127.0.0.1, no CDN) opens ``new WebSocket(url, "sip")``: the upgrade
+    is accepted with that subprotocol, the REGISTER it sends is challenged and, with the digest (computed
+    here from the challenge the page received), registered; the binding's transport is WS. The same page
+    without the subprotocol is refused."""
+    import http.server
+
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)", pytrace=False)
+    server, ws_port, _ = ws_server(pbx_factory)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(PAGE)))
+            self.end_headers()
+            self.wfile.write(PAGE)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"ws://127.0.0.1:{ws_port}"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
+            assert page.evaluate("([url]) => openSip(url, 'sip')", [url]) == "sip"
+            host, call_id = f"{secrets.token_hex(5)}.invalid", f"{secrets.token_hex(8)}@browser"
+            page.evaluate("(m) => sendSip(m)", browser_register(A.extension, host, call_id, 1))
+            page.wait_for_function("sip.log.length >= 1", timeout=5000)
+            challenge = parse_response(page.evaluate("sip.log[0]").encode())
+            assert challenge.status == 401, challenge.text
+            assert f"SIP/2.0/WS {host}" in (challenge.get("via") or "")
+            auth = authorization(pick_challenge(challenge), username=A.extension, password=A.password,
+                                 method="REGISTER", uri="sip:pbx.test")
+            page.evaluate("(m) => sendSip(m)", browser_register(A.extension, host, call_id, 2, auth))
+            page.wait_for_function("sip.log.length >= 2", timeout=5000)
+            ok = parse_response(page.evaluate("sip.log[1]").encode())
+            assert ok.status == 200, ok.text
+            assert any(f"sip:{A.extension}@{host};transport=ws" in c for c in ok.contacts()), ok.text
+            rows = server.wait_bindings(lambda rows: len(rows) == 1, "the browser's binding")
+            assert rows[0]["source_transport"] == "WS", rows
+            refused = page.evaluate("([url]) => openSip(url, null).then(() => 'open', e => e.message)", [url])
+            assert refused == "refused"
+            browser.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
