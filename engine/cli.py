@@ -3,7 +3,7 @@
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
                  [--log-format text|json]
-                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--advertise ADDRESS]
+                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--park-timeout SECONDS] [--advertise ADDRESS]
                  [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
                  [--tls HOST:PORT] [--ws HOST:PORT] [--wss HOST:PORT] [--tls-cert FILE.pem --tls-key FILE.pem]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
@@ -199,6 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="how long a line rings before the caller gets 480 No Answer (default 30)",
+    )
+    serve.add_argument(
+        "--park-timeout",
+        type=parse_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long a parked call waits on its orbit before the parker's line rings (default 60)",
     )
     serve.add_argument(
         "--rate-limit",
@@ -483,6 +490,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             digest_algorithms=args.digest,
             rtp_ports=args.rtp_ports,
             ring_timeout=args.ring_timeout,
+            park_timeout=args.park_timeout,
             advertise=args.advertise,
             hold_music=args.hold_music,
             smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),

@@ -60,6 +60,7 @@ class EngineParts:
     transport: SipTransport
     relay: RtpRelay
     outcomes: CallOutcomes
+    parked: Callable[[], int] = lambda: 0  # calls on a park orbit (engine.call.park)
 
 
 class EngineCollector(Collector):
@@ -78,6 +79,7 @@ class EngineCollector(Collector):
                                 value=len(p.calls.dialogs))
         yield GaugeMetricFamily("pbx_call_branches", "outbound legs ringing (INVITE transactions)",
                                 value=len(p.calls.legs))
+        yield GaugeMetricFamily("pbx_parked_calls", "calls waiting on a park orbit", value=p.parked())
         yield CounterMetricFamily("pbx_call_attempts", "calls started (INVITEs that began a call)",
                                   value=p.calls.stats["calls"])
         outcomes = CounterMetricFamily("pbx_calls_finished", "finished calls by disposition (their CDRs)",

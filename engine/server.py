@@ -28,6 +28,7 @@ from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
 from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.fax import FaxService
 from engine.call.mwi import MwiService
+from engine.call.park import DEFAULT_PARK_TIMEOUT_S, ParkService
 from engine.call.routing import Router
 from engine.call.shell import FlowShell
 from engine.call.transfer import TransferService
@@ -102,6 +103,8 @@ class Server:
     wss: tuple[str, int] | None = None  # ``--wss``: the same over TLS, with the TLS listener's certificate
     #: ``--rate-limit``/``--ban-seconds``: the per-source flood and scanner guard (engine.sip.guard)
     guard: GuardConfig = GuardConfig()
+    #: ``--park-timeout``: how long a parked call waits before its parker's line rings (engine.call.park)
+    park_timeout: float = DEFAULT_PARK_TIMEOUT_S
     _http: Any = None
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
@@ -194,8 +197,10 @@ class Server:
                 calls.sides.music = shell.music_on_hold
             transfers = TransferService(calls, config, location, shell.factory, clock.wall)
             calls.sides.refer = transfers.refer
+            parks = ParkService(transfers, clock, self.park_timeout, shell.announce)
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
                                  flows=shell.factory, mwi=mwi, transfers=transfers)
+            app.retrieve = parks.retrieve
             transport.handler = with_call_id(app.handle) if self.log_format == "json" else app.handle
             tune_gc()
             try:
@@ -209,7 +214,8 @@ class Server:
                 self._spawn(self._purge_loop(app))
                 transport.watch(mwi)  # one timer at the next subscription expiry, re-armed as it moves
                 self._spawn(self._config_loop(config, store, clock))
-                parts = EngineParts(location, calls, endpoint, transport, relay, outcomes)
+                parts = EngineParts(location, calls, endpoint, transport, relay, outcomes,
+                                parked=lambda: len(parks.parked))
                 self._http = (await start_http(store, self.http, advertised, port, parts, shell)
                               if self.http
                               else None)
@@ -399,7 +405,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           ring_timeout: float = DEFAULT_RING_TIMEOUT_S, advertise: str | None = None,
           smtp: SmtpConfig | None = None, hold_music: bool = True, tls: tuple[str, int] | None = None,
           tls_files: CertificateFiles | None = None, guard: GuardConfig | None = None,
-          ws: tuple[str, int] | None = None, wss: tuple[str, int] | None = None) -> int:
+          ws: tuple[str, int] | None = None, wss: tuple[str, int] | None = None,
+          park_timeout: float = DEFAULT_PARK_TIMEOUT_S) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
@@ -412,6 +419,7 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     server.tls_files = tls_files
     server.ws = ws
     server.wss = wss
+    server.park_timeout = park_timeout
     if guard is not None:
         server.guard = guard
     try:

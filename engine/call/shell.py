@@ -31,7 +31,7 @@ from engine.dialplan.plan import RingTarget
 from engine.media import prompts
 from engine.media.clock import MediaClock
 from engine.media.g711 import PT_PCMA, PT_PCMU
-from engine.media.hold import HoldStream, HoldStreams
+from engine.media.hold import HoldStream, HoldStreams, OneShot
 from engine.media.io import RelayMusic, RelaySide, RtpRelay
 from engine.media.prompts import AudioFileCache, PromptLibrary
 from engine.media.relay import RelayExhausted
@@ -114,13 +114,7 @@ class FlowShell:
         """Hold music for a bridged leg whose peer holds (``InDialog.music``): the stream of the company's
         hold clip in force (the one queues without a clip play), in the G.711 codec of the SDP we last sent
         that leg; None when it has none."""
-        try:
-            offer = parse_sdp(sdp)
-        except SdpError:
-            return None
-        audio = next((m for m in offer.media if m.media == "audio" and m.port != 0), None)
-        codec = next((int(pt) for pt in audio.formats if pt in (str(PT_PCMU), str(PT_PCMA))), None) \
-            if audio is not None else None
+        codec = _g711_of(sdp)
         if codec is None:
             return None
         plan = self.config.snapshot.plan if self.config is not None else None
@@ -128,6 +122,22 @@ class FlowShell:
         if stream is None:
             return None
         return RelayMusic(side, stream, codec, self.media_clock)
+
+    def announce(self, side: RelaySide, sdp: bytes, keys: tuple[str, ...]) -> tuple[RelayMusic, float] | None:
+        """Speak the prompts ``keys`` once out of a leg's relay side, in the plans' language and the G.711
+        codec of the SDP we last sent it (a parker hears its orbit): the sender and how long it speaks;
+        None when the leg runs no G.711 or a prompt is missing."""
+        codec = _g711_of(sdp)
+        if codec is None:
+            return None
+        plan = self.config.snapshot.plan if self.config is not None else None
+        try:
+            samples = self.prompts.sequence(plan.default_language if plan is not None else "en", keys)
+        except prompts.PromptError as exc:
+            logger.warning("announcement %s: %s", keys, exc)
+            return None
+        stream = OneShot(samples)
+        return RelayMusic(side, stream, codec, self.media_clock), stream.seconds
 
     def _run_media(self, port: MediaPort, action: MediaRequest, done: Callable[[MediaResult], None]) -> None:
         assert isinstance(port, MediaSession)
@@ -224,3 +234,14 @@ class FlowShell:
         task = self.loop.create_task(send())
         self._mail_tasks.add(task)
         task.add_done_callback(self._mail_tasks.discard)
+
+
+def _g711_of(sdp: bytes) -> int | None:
+    """The G.711 payload type (PCMU or PCMA) of the first audio stream of ``sdp``; None when it has none."""
+    try:
+        offer = parse_sdp(sdp)
+    except SdpError:
+        return None
+    audio = next((m for m in offer.media if m.media == "audio" and m.port != 0), None)
+    return next((int(pt) for pt in audio.formats if pt in (str(PT_PCMU), str(PT_PCMA))), None) \
+        if audio is not None else None

@@ -56,7 +56,7 @@ from engine.call.flows import FlowFactory
 from engine.call.fork import LegState
 from engine.call.indialog import InDialog
 from engine.call.legs import Call, CallController, CallInfo, CallState, Destination, Side, answer, respond
-from engine.call.routing import Rejection, Routed, Router
+from engine.call.routing import FeatureCall, Rejection, Routed, Router
 from engine.model.cdr import Direction, Disposition
 from engine.sip.errors import SipParseError
 from engine.sip.message import REASON_PHRASES, Field, Request, make_response
@@ -166,7 +166,7 @@ class TransferCall:
 class BlindTransfer:
     """One blind transfer in progress (see the module docstring and ``TRANSFER_TABLE``)."""
 
-    def __init__(self, service: TransferService, transferrer: Side, transferee: Side,
+    def __init__(self, service: TransferService, transferrer: Side | None, transferee: Side,
                  refer: ServerTransaction, line: str) -> None:
         self.service = service
         self.refer = refer  # the REFER's transaction: the transfer's calls are started by it (``Call.tx``)
@@ -275,6 +275,9 @@ class TransferService:
         self.flows = flows
         self.wall = wall
         self.transfers = 0  # blind transfers started (tests and metrics read it)
+        #: a blind transfer to the park extension (``engine.call.park``): (transferrer, transferee, REFER's
+        #: transaction, transferrer's line, target, now) -> True when it was that and parking took it
+        self.park: Callable[[Side, Side, ServerTransaction, str, ReferTo, float], bool] | None = None
 
     # -- REFER ---------------------------------------------------------------------------------------
     def refer(self, side: Side, req: Request, tx: ServerTransaction, now: float) -> None:
@@ -310,6 +313,8 @@ class TransferService:
                 self._semi_attended(BlindTransfer(self, side, transferee, tx, line), early, now)
             else:
                 self._attended(side, transferee, target, now)
+            return
+        if self.park is not None and self.park(side, transferee, tx, line, target, now):
             return
         self.notify(side, 100, "Trying", now, final=False)
         transfer = BlindTransfer(self, side, transferee, tx, line)
@@ -359,6 +364,12 @@ class TransferService:
         if isinstance(routed, Rejection):
             logger.info("transfer to %s: %d %s (%s)", uri, routed.status, routed.reason, routed.warning)
             transfer.failure = (routed.status, routed.reason)
+            return False
+        if isinstance(routed, FeatureCall):
+            # A star code would run its feature for the transferrer's line (its DND, its forwarding):
+            # never a transfer target (parking, the one that is, never gets here: ``TransferService.park``).
+            logger.info("transfer to %s refused: a star code", uri)
+            transfer.failure = (403, "Forbidden")
             return False
         offer = self._offer_of(side)
         if offer is None:
@@ -526,20 +537,30 @@ class TransferService:
         if other is None or other.media is None:
             respond(ep, tx, make_response(req, 603, to_tag=ep.new_tag()), now)
             return
-        info = CallInfo(Direction.INTERNAL, caller=line, caller_name=line, callee=other.call.info.caller)
+        if self.connect(req, tx, peer, line, other, other.call.info.caller, now):
+            manager.hang_up_leg(replaced, now, "replaced")
+
+    def connect(self, req: Request, tx: ServerTransaction, peer: Peer, line: str, other: Side, callee: str,
+                now: float) -> bool:
+        """Answer ``line``'s INVITE ``req`` on a new call whose caller side is bridged to ``other`` (an
+        anchored leg in no bridge, or about to leave its one): INVITE with Replaces, and a parked call's
+        retrieval (``engine.call.park``). False when the INVITE was refused instead (no usable audio, no
+        relay port)."""
+        manager = self.manager
+        info = CallInfo(Direction.INTERNAL, caller=line, caller_name=line, callee=callee)
         call = manager.start_controlled(req, tx, peer, info, _NO_FLOW, now)
         if call is None:
-            return
+            return False
         offer = call.offer
         audio = answer_audio(offer) if offer is not None else None
         if audio is None:
             manager.end_controlled(call, now, 488, "Not Acceptable Here", "no usable audio",
                                    Disposition.FAILED)
-            return
+            return False
         relay = manager.anchor.open(call)
         if relay is None:
             manager.end_controlled(call, now, 503, "Service Unavailable", "no relay", Disposition.FAILED)
-            return
+            return False
         call.media_ready = True
         if audio.host is not None:
             relay.a.set_remote(audio.host, audio.port)
@@ -548,13 +569,14 @@ class TransferService:
         manager.answer_locally(call, sdp, now)
         side = call.caller_side
         if side is None:
-            return
+            return False
         side.media = relay.a
         call.state = CallState.ANSWERED
         call.invite = call.offer = None
+        InDialog.stop_music(other)
         manager.bridging.bridge(side, other)
         self._active(other, now)
-        manager.hang_up_leg(replaced, now, "replaced")
+        return True
 
 
 class _NoFlow:

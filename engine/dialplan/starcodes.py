@@ -41,6 +41,7 @@ class Feature(enum.Enum):
     QUEUE_LOGIN = "queue_login"
     QUEUE_LOGOUT = "queue_logout"
     QUEUE_PAUSE = "queue_pause"
+    PARK = "park"  # the park extension: a blind transfer to it parks the call (engine.call.park)
 
 
 DEFAULT_CODES: Final[Mapping[Feature, str]] = MappingProxyType({
@@ -57,6 +58,7 @@ DEFAULT_CODES: Final[Mapping[Feature, str]] = MappingProxyType({
     Feature.QUEUE_LOGIN: "*45",
     Feature.QUEUE_LOGOUT: "*46",
     Feature.QUEUE_PAUSE: "*47",
+    Feature.PARK: "70",
 })
 """The codes a company gets unless its ``star_codes`` say otherwise."""
 
@@ -66,6 +68,9 @@ TAKES_ARGUMENT: Final = frozenset({
     Feature.QUEUE_LOGIN, Feature.QUEUE_LOGOUT,  # a queue's extension (bare: every queue of the agent)
 })
 """Features whose code may be followed by digits (an argument); the others are dialled alone."""
+
+PARK_SLOTS: Final = 9
+"""How many orbits the park extension has: 70 parks on 71-79 (as FreePBX numbers its default lot)."""
 
 _CODE_RE: Final = re.compile(r"[0-9*#]{2,8}")
 _ARGUMENT_RE: Final = re.compile(r"\+?[0-9]{1,20}")
@@ -90,6 +95,10 @@ class StarCodeTable:
     def code(self, feature: Feature) -> str:
         return self.codes[feature]
 
+    def park_slots(self) -> tuple[str, ...]:
+        """The orbits of the park extension (``park_slots``)."""
+        return park_slots(self.codes[Feature.PARK])
+
     def match(self, dialled: str) -> StarCode | None:
         """The star code ``dialled`` is: a code exactly, or a code that takes an argument followed by one
         (digits, optionally after ``+``); None when it is none (routing goes on with extensions and numbers).
@@ -107,6 +116,14 @@ class StarCodeTable:
 
 
 DEFAULT_TABLE: Final = StarCodeTable(DEFAULT_CODES)
+
+
+def park_slots(code: str) -> tuple[str, ...]:
+    """The orbits of park extension ``code``: the next ``PARK_SLOTS`` numbers when it is all digits (70:
+    71-79, FreePBX's default lot; 700: 701-709), else the code followed by 1-9 (``*70``: ``*701``-``*709``)."""
+    if code.isdigit():
+        return tuple(str(int(code) + i).zfill(len(code)) for i in range(1, PARK_SLOTS + 1))
+    return tuple(f"{code}{i}" for i in range(1, PARK_SLOTS + 1))
 
 
 def read_overrides(raw: object, report: Callable[[str, str], None]) -> dict[Feature, str]:
@@ -166,6 +183,12 @@ def check_table(raw: object, extensions: Mapping[str, str],
             if begun:
                 report(field, f"{code} takes digits after it, so it would shadow extension {begun[0]} "
                               f"({extensions[begun[0]]})")
+    park_field = f"{FIELD}.{Feature.PARK.value}"
+    for slot in park_slots(codes[Feature.PARK]):
+        if slot in extensions:
+            report(park_field, f"its orbit {slot} is the extension of {extensions[slot]}")
+        elif slot in by_code:
+            report(park_field, f"its orbit {slot} is the code of {by_code[slot].value}")
     for feature, code in codes.items():
         if feature not in TAKES_ARGUMENT or by_code.get(code) is not feature:
             continue

@@ -87,6 +87,28 @@ class HoldStream:
         return encoded[start : start + self._frame]
 
 
+class OneShot(HoldStream):
+    """A clip played once from the first frame asked for, then silence: an announcement sent out of a relay
+    side the way hold music is (the parker hears the orbit number, ``engine.call.park``)."""
+
+    __slots__ = ("_first",)
+
+    def __init__(self, samples: npt.NDArray[np.int16], frame_samples: int = FRAME_SAMPLES) -> None:
+        super().__init__(np.concatenate([samples.astype(np.int16), np.zeros(frame_samples, dtype=np.int16)]),
+                         frame_samples)
+        self._first: int | None = None
+
+    @property
+    def seconds(self) -> float:
+        """How long the clip plays."""
+        return self.frames * self._frame / 8000.0
+
+    def frame(self, codec: G711Codec, tick: int) -> bytes:
+        if self._first is None:
+            self._first = tick
+        return super().frame(codec, min(tick - self._first, self.frames - 1))
+
+
 class HoldStreams:
     """The process's hold streams by clip path (None: the system music), each read once per version of its
     file: the file's (size, modification time) is checked on every ``get``, one ``stat`` per hold.
