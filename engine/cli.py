@@ -3,7 +3,8 @@
 Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
                  [--log-format text|json]
-                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--park-timeout SECONDS] [--advertise ADDRESS]
+                 [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--park-timeout SECONDS]
+                 [--advertise ADDRESS]
                  [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
                  [--tls HOST:PORT] [--ws HOST:PORT] [--wss HOST:PORT] [--tls-cert FILE.pem --tls-key FILE.pem]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]

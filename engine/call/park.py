@@ -1,9 +1,9 @@
 """Call park (issue 19 part 3): a phone parks the call it is on by a blind transfer to the park extension,
 and any phone takes it back by dialling its orbit.
 
-The park extension is the company's ``park`` code (``engine.dialplan.starcodes``, default ``70``, FreePBX's; its
-orbits are ``71``-``79``, and the compiler refuses a configuration where the code or an orbit is an
-extension). B, in a call with A, transfers A blind (REFER) to ``70``:
+The park extension is the company's ``park`` code (``engine.dialplan.starcodes``, default ``70``, as in
+FreePBX; its orbits are ``71``-``79``, and the compiler refuses a configuration where the code or an
+orbit is an extension). B, in a call with A, transfers A blind (REFER) to ``70``:
 
 - A gets the first free orbit, leaves B's bridge and hears the company's hold music (as a transferee does
   while its target rings). Every orbit taken: B is NOTIFYed ``486 Busy Here`` and A stays with B.

@@ -120,7 +120,7 @@ DEFAULT_TABLE: Final = StarCodeTable(DEFAULT_CODES)
 
 def park_slots(code: str) -> tuple[str, ...]:
     """The orbits of park extension ``code``: the next ``PARK_SLOTS`` numbers when it is all digits (70:
-    71-79, FreePBX's default lot; 700: 701-709), else the code followed by 1-9 (``*70``: ``*701``-``*709``)."""
+    71-79, FreePBX's default lot; 700: 701-709), else the code followed by 1-9 (``*70``: ``*701``...)."""
     if code.isdigit():
         return tuple(str(int(code) + i).zfill(len(code)) for i in range(1, PARK_SLOTS + 1))
     return tuple(f"{code}{i}" for i in range(1, PARK_SLOTS + 1))
