@@ -105,9 +105,19 @@ def assert_hears_hold_music(rig: ParkRig, a: Softphone, name: str) -> None:
     assert any(abs(dominant - hz) <= 20 for hz in HOLD_HZ), f"{heard}: dominant {dominant:.1f} Hz"
 
 
+def connected_then_idle(rig: ParkRig, a: Softphone, x: Softphone, tones: tuple[Path, Path], name: str,
+                        ender: Softphone) -> None:
+    """A and X hear each other's tones; ``ender`` hangs up, the other phone is released, the engine idles."""
+    a_heard, x_heard = talk(rig, a, x, tones[0], tones[1], name)
+    assert_hears(x_heard, A_HZ)
+    assert_hears(a_heard, C_HZ)
+    ender.hangup()
+    (x if ender is a else a).wait_state("DISCONNECTED")
+    rig.assert_idle()
+
+
 def test_park_and_retrieve_from_another_phone(make_rig: RigMaker, tones: tuple[Path, Path]) -> None:
     rig = make_rig(60)
-    a_tone, c_tone = tones
     b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
     c = rig.phone("c", "203")
     a = rig.phone("a", "201")
@@ -120,12 +130,7 @@ def test_park_and_retrieve_from_another_phone(make_rig: RigMaker, tones: tuple[P
     c.wait_state("CONFIRMED")
     media(c)
     assert rig.parked() == 0
-    a_heard, c_heard = talk(rig, a, c, a_tone, c_tone, "retrieved")
-    assert_hears(c_heard, A_HZ)
-    assert_hears(a_heard, C_HZ)
-    c.hangup()
-    a.wait_state("DISCONNECTED")
-    rig.assert_idle()
+    connected_then_idle(rig, a, c, tones, "retrieved", ender=c)
 
 
 def test_an_empty_orbit_answers_404_and_a_parked_caller_may_hang_up(make_rig: RigMaker) -> None:
@@ -146,7 +151,6 @@ def test_an_empty_orbit_answers_404_and_a_parked_caller_may_hang_up(make_rig: Ri
 
 def test_an_unretrieved_call_rings_the_parker_back(make_rig: RigMaker, tones: tuple[Path, Path]) -> None:
     rig = make_rig(3)
-    a_tone, b_tone = tones
     b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
     a = rig.phone("a", "201")
     park(rig, a, b)
@@ -155,12 +159,7 @@ def test_an_unretrieved_call_rings_the_parker_back(make_rig: RigMaker, tones: tu
     b.wait_for("call_state", lambda e: e.get("state") == "CONFIRMED" and e.get("call") == callback["call"])
     assert rig.parked() == 0
     media(a)  # A was re-INVITEd onto the call-back's relay port
-    a_heard, b_heard = talk(rig, a, b, a_tone, b_tone, "park-callback")
-    assert_hears(b_heard, A_HZ)
-    assert_hears(a_heard, C_HZ)
-    a.hangup()
-    b.wait_state("DISCONNECTED")
-    rig.assert_idle()
+    connected_then_idle(rig, a, b, tones, "park-callback", ender=a)
 
 
 def test_a_call_back_nobody_answers_hangs_the_parked_call_up(make_rig: RigMaker) -> None:
@@ -175,7 +174,6 @@ def test_a_call_back_nobody_answers_hangs_the_parked_call_up(make_rig: RigMaker)
 
 def test_a_blind_transfer_to_a_star_code_is_refused(make_rig: RigMaker, tones: tuple[Path, Path]) -> None:
     rig = make_rig(60)
-    a_tone, b_tone = tones
     b = rig.phone("b", "202", auto_answer=200, ring_seconds=0.3)
     a = rig.phone("a", "201")
     answered_call(rig, a, b, "202")
@@ -184,9 +182,4 @@ def test_a_blind_transfer_to_a_star_code_is_refused(make_rig: RigMaker, tones: t
     b.send(f"xfer {rig.uri('*78')}")  # DND on: it would have been B's
     statuses = xfer_statuses(b)
     assert statuses[-1]["code"] == 403, statuses
-    a_heard, b_heard = talk(rig, a, b, a_tone, b_tone, "star-refused")  # still connected
-    assert_hears(b_heard, A_HZ)
-    assert_hears(a_heard, C_HZ)
-    b.hangup()
-    a.wait_state("DISCONNECTED")
-    rig.assert_idle()
+    connected_then_idle(rig, a, b, tones, "star-refused", ender=b)  # still connected
