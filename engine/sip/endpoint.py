@@ -50,6 +50,9 @@ _LOGGED_ERRORS_MAX: Final = 50
 _ADDRESS_HEADERS: Final = frozenset({"from", "to", "call-id", "cseq"})
 
 
+_LENGTH_FRAMED: Final = frozenset({"TCP", "TLS"})  # streams cut into messages by Content-Length (§18.3)
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
     """Settings of one endpoint. ``via_host``/``via_port`` are what we write in our own Via headers (UDP and
@@ -143,7 +146,8 @@ class SipEndpoint:
         if not data.strip(b"\r\n \t"):
             return  # RFC 5626 keep-alive: no answer over UDP
         try:
-            msg = parse_message(data, stream=peer.reliable)
+            # RFC 7118 §5.1: a WebSocket message is one SIP message, so there Content-Length may be left out
+            msg = parse_message(data, stream=peer.transport in _LENGTH_FRAMED)
             if isinstance(msg, Request):
                 if guard is not None and is_scanner(msg.get("user-agent")):
                     self._on_scanner(msg, peer, now)

@@ -375,3 +375,25 @@ def test_stop_closes_open_websockets_with_going_away(loop_kind: str, tmp_path: P
 
 def test_the_module_limits_are_bounded() -> None:
     assert ws_module.WS_HANDSHAKE_TIMEOUT_S <= 10.0 and ws_module.WS_CLOSE_TIMEOUT_S <= 10.0
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_a_message_without_content_length_is_taken_whole(loop_kind: str, tmp_path: Path) -> None:
+    """RFC 7118 §5.1: the WebSocket message is the SIP message, so Content-Length may be left out (over TCP
+    the same message with a body is a 400: it cannot be framed)."""
+
+    async def main() -> tuple[bytes, list[Peer]]:
+        engine = Engine(tmp_path)
+        await engine.start()
+        try:
+            async with engine.client() as conn:
+                message = options(1, b"a body without a length").replace(b"Content-Length: 23\r\n", b"")
+                assert b"Content-Length" not in message
+                await conn.send(message)
+                return await recv(conn), engine.peers
+        finally:
+            await engine.transport.stop()
+
+    answer, peers = run(loop_kind, main)
+    assert answer.startswith(b"SIP/2.0 200 OK\r\n")
+    assert [p.transport for p in peers] == ["WS"]
