@@ -29,6 +29,7 @@ from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.fax import FaxService
 from engine.call.mwi import MwiService
 from engine.call.park import DEFAULT_PARK_TIMEOUT_S, ParkService
+from engine.call.pickup import PickupService
 from engine.call.routing import Router
 from engine.call.shell import FlowShell
 from engine.call.transfer import TransferService
@@ -200,7 +201,9 @@ class Server:
             parks = ParkService(transfers, clock, self.park_timeout, shell.announce)
             app = SipApplication(endpoint, auth, Registrar(location), config, clock, writer, calls,
                                  flows=shell.factory, mwi=mwi, transfers=transfers)
-            app.retrieve = parks.retrieve
+            pickups = PickupService(transfers)
+            app.retrieve = lambda req, tx, peer, line, now: (parks.retrieve(req, tx, peer, line, now)
+                                                             or pickups.pick(req, tx, peer, line, now))
             transport.handler = with_call_id(app.handle) if self.log_format == "json" else app.handle
             tune_gc()
             try:

@@ -91,7 +91,8 @@ class SipApplication:
         self.mwi = mwi
         self.transfers = transfers
         self._registered: str | None = None
-        #: a line's INVITE to a park orbit (``ParkService.retrieve``: True when it took it)
+        #: a line's INVITE to a park orbit or the pickup code (``engine.call.park``/``pickup``: True when
+        #: one of them took it)
         self.retrieve: Callable[[Request, ServerTransaction, Peer, str, float], bool] | None = None
         #: the handler of each method outside a dialog; a method not listed gets 405 or 501
         self.methods: dict[str, Handler] = {
@@ -254,7 +255,7 @@ class SipApplication:
                 self.transfers.invite(req, tx, peer, auth, now)  # RFC 3891: it takes over one of our dialogs
                 return None
             if self.retrieve is not None and self.retrieve(req, tx, peer, auth, now):
-                return None  # a parked call's orbit (``engine.call.park``)
+                return None  # a parked call's orbit, a pickup (``engine.call.park``, ``pickup``)
             result = router.from_line(req, auth, peer, wall)
         if isinstance(result, Rejection):
             calls.refuse(req, tx, result.status, result.reason, result.disposition, result.info, now,

@@ -57,12 +57,13 @@ from engine.call.fork import LegState
 from engine.call.indialog import InDialog
 from engine.call.legs import Call, CallController, CallInfo, CallState, Destination, Side, answer, respond
 from engine.call.routing import FeatureCall, Rejection, Routed, Router
+from engine.media.io import RelaySession
 from engine.model.cdr import Direction, Disposition
 from engine.sip.errors import SipParseError
 from engine.sip.message import REASON_PHRASES, Field, Request, make_response
 from engine.sip.refer import SIPFRAG, ReferTo, Replaces, parse_refer_to, parse_replaces, sipfrag
 from engine.sip.registrar import Location
-from engine.sip.sdp import SdpError, SdpRewriter, SessionDescription, answer_audio, parse_sdp
+from engine.sip.sdp import AudioAnswer, SdpError, SdpRewriter, SessionDescription, answer_audio, parse_sdp
 from engine.sip.transaction import Peer, ServerTransaction
 
 logger = logging.getLogger(__name__)
@@ -278,6 +279,9 @@ class TransferService:
         #: a blind transfer to the park extension (``engine.call.park``): (transferrer, transferee, REFER's
         #: transaction, transferrer's line, target, now) -> True when it was that and parking took it
         self.park: Callable[[Side, Side, ServerTransaction, str, ReferTo, float], bool] | None = None
+        #: an INVITE with Replaces naming no confirmed dialog (``engine.call.pickup``): (INVITE, its
+        #: transaction, peer, line, replaces, now) -> True when it named a ringing leg and was taken
+        self.pickup: Callable[[Request, ServerTransaction, Peer, str, Replaces, float], bool] | None = None
 
     # -- REFER ---------------------------------------------------------------------------------------
     def refer(self, side: Side, req: Request, tx: ServerTransaction, now: float) -> None:
@@ -527,6 +531,8 @@ class TransferService:
             respond(ep, tx, make_response(req, exc.status, exc.reason, to_tag=ep.new_tag()), now)
             return
         replaced = self.find(replaces)
+        if replaced is None and self.pickup is not None and self.pickup(req, tx, peer, line, replaces, now):
+            return  # it named a leg we are ringing: a pickup
         if replaced is None:
             respond(ep, tx, make_response(req, 481, to_tag=ep.new_tag()), now)
             return
@@ -562,21 +568,32 @@ class TransferService:
             manager.end_controlled(call, now, 503, "Service Unavailable", "no relay", Disposition.FAILED)
             return False
         call.media_ready = True
-        if audio.host is not None:
-            relay.a.set_remote(audio.host, audio.port)
-        sdp = call.caller_rewriter.rewrite(audio.sdp, manager.anchor.media_host,
-                                           relay_ports(audio.sdp, relay.a.port))
-        manager.answer_locally(call, sdp, now)
-        side = call.caller_side
+        side = answer_on_relay(manager, call, audio, relay, now)
         if side is None:
             return False
-        side.media = relay.a
-        call.state = CallState.ANSWERED
-        call.invite = call.offer = None
         InDialog.stop_music(other)
         manager.bridging.bridge(side, other)
         self._active(other, now)
         return True
+
+
+def answer_on_relay(manager: CallManager, call: Call, audio: AudioAnswer, relay: RelaySession,
+                    now: float) -> Side | None:
+    """Answer ``call``'s ringing caller with ``audio`` (our answer to its offer) on ``relay``'s caller port:
+    the call is ANSWERED, its caller side (returned; None if the answer could not go out) relayed, in no
+    bridge yet: the caller of INVITE with Replaces and of a parked call's retrieval, a picked-up caller."""
+    if audio.host is not None:
+        relay.a.set_remote(audio.host, audio.port)
+    sdp = call.caller_rewriter.rewrite(audio.sdp, manager.anchor.media_host,
+                                       relay_ports(audio.sdp, relay.a.port))
+    manager.answer_locally(call, sdp, now)
+    side = call.caller_side
+    if side is None:
+        return None
+    side.media = relay.a
+    call.state = CallState.ANSWERED
+    call.invite = call.offer = None
+    return side
 
 
 class _NoFlow:

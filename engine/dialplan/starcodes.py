@@ -42,6 +42,7 @@ class Feature(enum.Enum):
     QUEUE_LOGOUT = "queue_logout"
     QUEUE_PAUSE = "queue_pause"
     PARK = "park"  # the park extension: a blind transfer to it parks the call (engine.call.park)
+    PICKUP = "pickup"  # directed pickup: the code and a ringing extension (engine.call.pickup)
 
 
 DEFAULT_CODES: Final[Mapping[Feature, str]] = MappingProxyType({
@@ -59,6 +60,7 @@ DEFAULT_CODES: Final[Mapping[Feature, str]] = MappingProxyType({
     Feature.QUEUE_LOGOUT: "*46",
     Feature.QUEUE_PAUSE: "*47",
     Feature.PARK: "70",
+    Feature.PICKUP: "**",
 })
 """The codes a company gets unless its ``star_codes`` say otherwise."""
 
@@ -66,6 +68,7 @@ TAKES_ARGUMENT: Final = frozenset({
     Feature.VOICEMAIL_ANY,  # the mailbox (bare: asked for)
     Feature.FORWARD_ALWAYS_ON, Feature.FORWARD_BUSY_ON, Feature.FORWARD_NO_ANSWER_ON,  # the number
     Feature.QUEUE_LOGIN, Feature.QUEUE_LOGOUT,  # a queue's extension (bare: every queue of the agent)
+    Feature.PICKUP,  # the ringing extension
 })
 """Features whose code may be followed by digits (an argument); the others are dialled alone."""
 

@@ -31,7 +31,8 @@ Every event is one JSON line on stdout:
     {"ev": "ready", "local": "127.0.0.1:40123", "transport": "udp", "uri": "sip:bob@127.0.0.1:40123"}
     {"ev": "reg_state", "code": 200, "reason": "OK", "active": true, "expires": 300}
     {"ev": "incoming_call", "call": 0, "call_id": "...", "from": "<sip:201@...>", "to": "...",
-     "request_uri": "sip:bob@127.0.0.1:40123", "sdp_connection": "127.0.0.1", "src": "127.0.0.1:5060"}
+     "request_uri": "sip:bob@127.0.0.1:40123", "sdp_connection": "127.0.0.1", "from_tag": "...",
+     "src": "127.0.0.1:5060"}
     {"ev": "call_state", "call": 0, "state": "CALLING|INCOMING|EARLY|CONNECTING|CONFIRMED|DISCONNECTED",
      "last_code": 180, "reason": "Ringing", "role": "caller|callee", "call_id": "...", "remote": "..."}
     {"ev": "media_state", "call": 0, "state": "active|hold|remote_hold|none|error", "dir": "sendrecv",
@@ -98,6 +99,7 @@ DIR_NAMES = {
     pj.PJMEDIA_DIR_ENCODING_DECODING: "sendrecv",
 }
 SDP_CONNECTION = re.compile(rb"^c=IN IP[46] (\S+)", re.MULTILINE)
+FROM_TAG = re.compile(rb"^(?:From|f):[^\r\n]*;\s*tag=([^;\s>]+)", re.MULTILINE | re.IGNORECASE)
 EVSUB_NAMES = {
     pj.PJSIP_EVSUB_STATE_NULL: "NULL",
     pj.PJSIP_EVSUB_STATE_SENT: "SENT",
@@ -397,6 +399,7 @@ class Phone:
         msg = bytes(str(prm.rdata.wholeMsg), "utf-8", "replace")
         request_line = msg.split(b"\r\n", 1)[0].split(b" ")
         conn = SDP_CONNECTION.search(msg)
+        from_tag = FROM_TAG.search(msg)
         emit(
             "incoming_call",
             **call.tag(),
@@ -405,6 +408,7 @@ class Phone:
             contact=str(ci.remoteContact),
             request_uri=request_line[1].decode(errors="replace") if len(request_line) > 1 else "",
             sdp_connection=conn.group(1).decode() if conn else None,
+            from_tag=from_tag.group(1).decode() if from_tag else None,
             src=str(prm.rdata.srcAddress),
         )
         op = pj.CallOpParam()
