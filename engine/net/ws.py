@@ -96,13 +96,20 @@ class SipWsProtocol(asyncio.Protocol):
         self._last_active = self.owner.clock.now()
         self._pinged = False
         ws = self.ws
-        ws.receive_data(data)
-        for event in ws.events_received():
-            if isinstance(event, Request):
-                self._upgrade(event)
-            elif isinstance(event, Frame):
-                self._frame(event)
-        self._write()
+        try:
+            ws.receive_data(data)
+            for event in ws.events_received():
+                if isinstance(event, Request):
+                    self._upgrade(event)
+                elif isinstance(event, Frame):
+                    self._frame(event)
+            self._write()
+        except Exception:  # a fault of ours or the library's: this connection ends, the transport serves on
+            self.owner.internal_errors += 1
+            logger.exception("internal error on %s %s:%d; closing it", self.TRANSPORT, self.peer.host,
+                             self.peer.port)
+            if self.transport is not None:
+                self.transport.abort()
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()

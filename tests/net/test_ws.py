@@ -397,3 +397,38 @@ def test_a_message_without_content_length_is_taken_whole(loop_kind: str, tmp_pat
     answer, peers = run(loop_kind, main)
     assert answer.startswith(b"SIP/2.0 200 OK\r\n")
     assert [p.transport for p in peers] == ["WS"]
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_a_fault_while_handling_a_connection_ends_that_connection_only(
+        loop_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception out of the frame handling (a bug of ours or the library's) is counted and logged, the
+    connection is aborted, nothing reaches the loop's exception handler, and the listener serves on."""
+    original = SipWsProtocol._frame
+
+    def broken(self: SipWsProtocol, frame: object) -> None:
+        raise RuntimeError("injected")
+
+    async def main() -> tuple[bool, int, bytes]:
+        engine = Engine(tmp_path)
+        await engine.start()
+        try:
+            monkeypatch.setattr(SipWsProtocol, "_frame", broken)
+            async with engine.client() as conn:
+                await conn.send(options(1))
+                closed = False
+                try:
+                    await asyncio.wait_for(conn.recv(), 5.0)
+                except ConnectionClosed:
+                    closed = True
+            monkeypatch.setattr(SipWsProtocol, "_frame", original)
+            async with engine.client() as conn:
+                await conn.send(options(2))
+                answer = await recv(conn)
+            return closed, engine.transport.internal_errors, answer
+        finally:
+            await engine.transport.stop()
+
+    closed, errors, answer = run(loop_kind, main)
+    assert closed and errors == 1
+    assert answer.startswith(b"SIP/2.0 200 OK")
