@@ -14,12 +14,9 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
-import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -34,23 +31,7 @@ from engine.sip.message import Request, make_response
 from engine.sip.parser import MAX_MESSAGE_BYTES
 from engine.sip.transaction import Peer
 
-from .test_tls import NOW, insecure_client
-
-T = TypeVar("T")
-LOOPS = ["asyncio", "uvloop"]
-
-
-def run(loop_kind: str, main: Callable[[], Awaitable[T]]) -> T:
-    """Run ``main`` on the loop; anything that reaches the loop's exception handler fails the test."""
-    leaked: list[dict[str, object]] = []
-
-    async def wrapped() -> T:
-        asyncio.get_running_loop().set_exception_handler(lambda loop, context: leaked.append(context))
-        return await main()
-
-    result = uvloop.run(wrapped()) if loop_kind == "uvloop" else asyncio.run(wrapped())
-    assert not leaked, leaked
-    return result
+from .test_tls import LOOPS, NOW, insecure_client, run
 
 
 def options(i: int, body: bytes = b"", transport: str = "WS") -> bytes:
