@@ -29,6 +29,8 @@ import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType, ValidationResult, shortnumberinfo
 from phonenumbers.phonenumber import CountryCodeSource
 
+from engine.model.rules import E164_RE
+
 MAX_E164_DIGITS: Final = 15
 """ITU-T E.164 §6: country code plus national significant number is at most 15 digits. The metadata for
 some countries (DE) accepts longer numbers, which no carrier will route."""
@@ -369,7 +371,9 @@ def _e164(number: PhoneNumber) -> str | None:
     if phonenumbers.is_possible_number_with_reason(number) != ValidationResult.IS_POSSIBLE:
         return None
     text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return text if len(text) - 1 <= MAX_E164_DIGITS else None
+    # The metadata calls some too-short numbers possible (+98 0000: 6 digits, or a leading-zero national
+    # number kept in the text): what the rest of the engine takes for E.164 is the one rule, E164_RE.
+    return text if len(text) - 1 <= MAX_E164_DIGITS and E164_RE.fullmatch(text) else None
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)

@@ -144,6 +144,12 @@ def test_normalize_did_overlong_input_is_none() -> None:
     assert normalize_did("+49 " + " " * 300 + "3023125100", "DE") is None
 
 
+def test_normalize_did_too_short_for_e164_is_none() -> None:
+    # Hypothesis found these: the metadata calls +98 0000 possible, and GB's reading kept "0098..." as text
+    for text in ("+980000", "980000", "0098 0000"):
+        assert normalize_did(text, "GB") is None, text
+
+
 @given(st.text(max_size=60))
 def test_normalize_did_any_text_is_e164_or_none(text: str) -> None:
     result = normalize_did(text, "DE")
