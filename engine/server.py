@@ -365,13 +365,14 @@ async def start_http(store: Store, address: tuple[str, int], sip_server: str, si
     cannot be bound (logged: SIP keeps serving)."""
     from engine.api.app import create_app, serve_api
     from engine.api.conferences import LiveConferences
+    from engine.api.queues import LiveQueues
     from engine.api.voicemail import LiveVoicemail
     from engine.metrics import metrics_route
     from engine.provisioning import ProvisioningService
     from engine.web.pages import WEB_ROUTES
 
     loop = asyncio.get_running_loop()
-    conferences = voicemail = None
+    conferences = voicemail = queues = None
     if shell is not None:
         live = shell
 
@@ -379,11 +380,12 @@ async def start_http(store: Store, address: tuple[str, int], sip_server: str, si
             loop.call_soon_threadsafe(live.counts_changed, mailbox, new, old)
 
         conferences = LiveConferences(loop, shell.conferences)
+        queues = LiveQueues(loop, shell.queues)
         voicemail = LiveVoicemail(shell.voicemail, counts_changed)
     app = create_app(
         store, provisioning=ProvisioningService(store, sip_server, sip_port),
         pages=[*WEB_ROUTES, *([] if metrics is None else [metrics_route(metrics)])],
-        conferences=conferences, voicemail=voicemail,
+        conferences=conferences, voicemail=voicemail, queues=queues,
     )
     try:
         return await serve_api(app, *address)

@@ -468,6 +468,7 @@ def test_cdr_list_table_json_and_limit(tmp_path: Path) -> None:
         "hangup_cause": "ring timeout",
         "legs": [],
         "path": [],
+        "queues": [],
         "duration": 0.0,
     }
     (inbound,) = pbx_json("cdr", "list", "--data-dir", str(data))[2:]

@@ -44,6 +44,7 @@ from engine.api import routes, sessions
 from engine.api.conferences import CONFERENCE_ROUTES, LiveConferences
 from engine.api.faxes import FAX_ROUTES
 from engine.api.features import FEATURE_ROUTES
+from engine.api.queues import QUEUE_ROUTES, LiveQueues
 from engine.api.validation import dialplan_validator
 from engine.api.voicemail import VOICEMAIL_ROUTES, LiveVoicemail
 from engine.clock import SYSTEM_CLOCK, Clock
@@ -211,6 +212,7 @@ def create_app(
     session_ttl_s: float = sessions.SESSION_TTL_S,
     pages: Sequence[Any] = (),
     conferences: LiveConferences | None = None,
+    queues: LiveQueues | None = None,
     voicemail: LiveVoicemail | None = None,
 ) -> Litestar:
     """The admin API over ``store``.
@@ -225,6 +227,7 @@ def create_app(
         session_ttl_s: how long a web-login session lasts.
         pages: more route handlers served by the same app (the web admin, ``engine.web.pages``, which
             sits above this layer); each declares its permission like the API's.
+        queues: the engine's call queues and their loop (``engine.api.queues``' live view); None: 503.
         conferences: the engine's live conference rooms and their loop (``engine.api.conferences``); None
             when no call engine runs in this process (the live-room routes then answer 503).
         voicemail: the engine's mailbox store and its MWI hand-off (``engine.api.voicemail``); None: the
@@ -236,7 +239,7 @@ def create_app(
     admin = AdminStore(store, clock)
     chosen = dialplan_validator() if validator is _AUTO else validator
     handlers: list[Any] = [
-        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *VOICEMAIL_ROUTES, *FEATURE_ROUTES,
+        *routes.ROUTES, *FAX_ROUTES, *CONFERENCE_ROUTES, *QUEUE_ROUTES, *VOICEMAIL_ROUTES, *FEATURE_ROUTES,
         *sessions.SESSION_ROUTES, health, *pages,
     ]
     if provisioning is not None:
@@ -277,6 +280,7 @@ def create_app(
     app.state["validator"] = chosen
     app.state["admin"] = admin
     app.state["conferences"] = conferences
+    app.state["queues"] = queues
     app.state["voicemail"] = voicemail
     app.state["session_ttl_s"] = session_ttl_s
     app.state["login_throttle"] = sessions.LoginThrottle(clock.wall)

@@ -2,11 +2,9 @@
 locking the room.
 
 The rooms live on the engine's event loop (``engine.call.conference.ConferenceService``: no locks, only
-the loop touches them), while the API's handlers run in worker threads. So each request hands one function
-to the loop (``loop.call_soon_threadsafe``) and waits for its result on a ``concurrent.futures.Future``
-for at most ``LIVE_TIMEOUT_S``: the loop never waits for the API, and a loop that does not answer in time
-(stopped, or stalled) is a 503, not a hung request. A function the loop has not started when the wait
-ends is cancelled, so a late removal never happens behind a 503.
+the loop touches them), while the API's handlers run in worker threads: each request hands one function to
+the loop and waits for its answer (``engine.api.live``: a loop that does not answer in time is a 503, and
+a function it has not started by then is cancelled, so a late removal never happens behind a 503).
 
 An app built without the call engine (``create_app(conferences=None)``: the CLI's tools, the API tests)
 answers 503 for these routes; the room must exist as a routing object either way (404 otherwise).
@@ -14,25 +12,20 @@ answers 503 for these routes; the room must exist as a routing object either way
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import msgspec
 from litestar import Request, delete, get, put
 from litestar.exceptions import ClientException, ServiceUnavailableException
 from litestar.params import FromPath, JSONBody
 
+from engine.api.live import LIVE_TIMEOUT_S, Live
 from engine.api.routes import CONFIGURE, Admin, Auth, Id, threaded
 from engine.call.conference import ConferenceService, SeatInfo
 from engine.store.errors import NotFoundError
 
-R = TypeVar("R")
+__all__ = ["CONFERENCE_ROUTES", "LIVE_TIMEOUT_S", "LiveConferences"]
 
-LIVE_TIMEOUT_S: Final = 2.0
-"""How long a request waits for the event loop's answer."""
 _CONFIGURE: Final = {"permission": CONFIGURE}
 
 
@@ -61,42 +54,10 @@ class LockIn(msgspec.Struct, forbid_unknown_fields=True):
     locked: bool
 
 
-@dataclass(frozen=True, slots=True)
-class LiveConferences:
-    """The engine's ``ConferenceService`` and the loop it lives on, reached from worker threads."""
+class LiveConferences(Live[ConferenceService]):
+    """The engine's conference rooms and the loop they live on (``engine.api.live``)."""
 
-    loop: asyncio.AbstractEventLoop
-    service: ConferenceService
-    timeout_s: float = LIVE_TIMEOUT_S
-
-    def call(self, fn: Callable[[ConferenceService], R]) -> R:
-        """``fn(service)`` run on the loop; its result or its exception, here.
-
-        Raises:
-            ServiceUnavailableException: the loop is closed or did not run ``fn`` within ``timeout_s``.
-        """
-        done: concurrent.futures.Future[R] = concurrent.futures.Future()
-
-        def run() -> None:
-            if not done.set_running_or_notify_cancel():
-                return  # the request gave up waiting: do nothing behind its back
-            try:
-                done.set_result(fn(self.service))
-            except Exception as exc:  # handed to the waiting thread, which raises it
-                done.set_exception(exc)
-
-        try:
-            self.loop.call_soon_threadsafe(run)
-        except RuntimeError:  # the loop is closed (the engine is stopping)
-            raise ServiceUnavailableException("the call engine is stopping") from None
-        try:
-            return done.result(self.timeout_s)
-        except concurrent.futures.TimeoutError:
-            if done.cancel():
-                raise ServiceUnavailableException(
-                    f"the call engine did not answer within {self.timeout_s:g} s; retry"
-                ) from None
-            return done.result()  # it started just now: its answer follows at once
+    __slots__ = ()
 
 
 def _live(request: Request[Any, Any, Any], admin: Admin, name: str) -> LiveConferences:

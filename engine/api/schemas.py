@@ -378,6 +378,18 @@ class AuditOut(msgspec.Struct):
     detail: dict[str, Any]
 
 
+class QueueVisitOut(msgspec.Struct):
+    """A caller's time in a call queue: how it left (answered, abandoned, timeout, key, full, no_agents),
+    the agent who answered and how long it waited (until the agent answered, for an answered call)."""
+
+    queue: str
+    joined_at: float
+    left_at: float
+    outcome: str
+    agent: str | None
+    waited_seconds: float
+
+
 class CallOut(msgspec.Struct):
     call_id: str
     direction: str
@@ -393,6 +405,7 @@ class CallOut(msgspec.Struct):
     status: int
     hangup_cause: str
     path: list[str]
+    queues: list[QueueVisitOut]
 
 
 class ExtensionOut(msgspec.Struct):
@@ -516,4 +529,6 @@ def call_out(r: CallRecord) -> CallOut:
         r.status,
         r.hangup_cause,
         list(r.path),
+        [QueueVisitOut(v.queue, v.joined_at, v.left_at, v.outcome, v.agent, round(v.waited, 1))
+         for v in r.queues],
     )

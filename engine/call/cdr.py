@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 from engine.call.legs import Call, CallInfo, CdrSink
 from engine.clock import Clock
@@ -37,6 +38,8 @@ class CdrRecorder:
             disposition=call.disposition or Disposition.FAILED, status=call.final_status,
             hangup_cause=call.cause, legs=tuple(leg.record(wall) for leg in call.legs),
             path=call.controller.path() if call.controller is not None else (),
+            queues=tuple(replace(v, joined_at=wall(v.joined_at), left_at=wall(v.left_at))
+                         for v in call.queue_visits),
         ))
 
     def refused(self, info: CallInfo, status: int, cause: str, disposition: Disposition, now: float) -> None:

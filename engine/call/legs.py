@@ -18,7 +18,7 @@ from typing import Final, Protocol
 
 from engine.call.fork import LegState
 from engine.media.io import RelayMusic, RelaySession, RelaySide
-from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
+from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord, QueueVisit
 from engine.sip.dialog import Dialog
 from engine.sip.endpoint import SipEndpoint
 from engine.sip.errors import SipParseError
@@ -257,6 +257,8 @@ class Call:
     #: a transfer's call (engine.call.transfer): its caller is a leg of another call already, and
     #: answering it moves that leg here (a re-INVITE) instead of sending a 200; returns that leg
     adopt: Callable[[Call, bytes, float], Side] | None = None
+    #: the call queues its caller waited in (monotonic times; engine.call.queuewait), for the CDR
+    queue_visits: list[QueueVisit] = field(default_factory=list)
 
     @property
     def request(self) -> Request:

@@ -128,12 +128,37 @@ class Ticket:
     queue: Queue
     member: Member
     joined_at: float
+    caller: str = ""  # who waits (number or extension, and name), for the live view
+    caller_name: str = ""
     offered: tuple[str, ...] = ()
     tried: set[str] = field(default_factory=set)
     connected: str | None = None
     gone: bool = False
     timer: TimerHandle | None = None  # the maximum wait
     retry: TimerHandle | None = None  # no agent could be rung: try again
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingInfo:
+    """A waiting caller as the live view shows it: its place, who it is, since when, who rings for it."""
+
+    position: int
+    caller: str
+    caller_name: str
+    joined_at: float
+    ringing: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """An agent as the live view shows it: ``state`` is ``logged_out``, ``paused`` or the agent state
+    (``available``, ``ringing``, ``on_call``, ``wrap_up``); ``calls``: queue calls answered since start."""
+
+    line: str
+    state: str
+    logged_in: bool
+    paused: bool
+    calls: int
 
 
 @dataclass(slots=True)
@@ -174,8 +199,10 @@ class QueueService:
 
     # -- callers -------------------------------------------------------------------------------------
 
-    def join(self, queue: Queue, member: Member) -> Ticket | QueueExit:
-        """A caller joins ``queue``: its ticket, or why it may not (``full``, ``no_agents``)."""
+    def join(self, queue: Queue, member: Member, caller: str = "",
+             caller_name: str = "") -> Ticket | QueueExit:
+        """A caller joins ``queue``: its ticket, or why it may not (``full``, ``no_agents``); ``caller``
+        and ``caller_name`` are for the live view."""
         self._queues[queue.name] = queue
         stats = self.stats.setdefault(queue.name, QueueStats())
         waiting = self.waiting.setdefault(queue.name, deque())
@@ -186,7 +213,7 @@ class QueueService:
             stats.exited += 1
             return "no_agents"
         now = self.clock.now()
-        ticket = Ticket(queue, member, now)
+        ticket = Ticket(queue, member, now, caller, caller_name)
         waiting.append(ticket)
         if queue.max_wait_s is not None:
             ticket.timer = self._at(now + queue.max_wait_s, lambda: self._leave(ticket, "timeout"))
@@ -254,6 +281,25 @@ class QueueService:
 
     def waiting_callers(self, name: str) -> int:
         return len(self.waiting.get(name, ()))
+
+    def waiting_info(self, name: str) -> list[WaitingInfo]:
+        """The callers waiting in queue ``name`` now, first to be served first."""
+        return [WaitingInfo(place, t.caller, t.caller_name, t.joined_at, t.offered)
+                for place, t in enumerate(self.waiting.get(name, ()), 1)]
+
+    def agent_info(self, name: str, agents: list[tuple[str, bool]]) -> list[AgentInfo]:
+        """``agents`` (extension, dynamic) of queue ``name`` as they are now (the caller passes the queue's
+        agents from the configuration: a queue no caller has reached yet is not known here)."""
+        out = []
+        for ext, dynamic in agents:
+            logged_in, paused = self.presence.get((name, ext), (not dynamic, False))
+            agent = self.agents.get(ext)
+            state = AgentState.AVAILABLE if agent is None else agent.state
+            shown = state.value
+            if state is AgentState.AVAILABLE:
+                shown = "logged_out" if not logged_in else "paused" if paused else shown
+            out.append(AgentInfo(ext, shown, logged_in, paused, 0 if agent is None else agent.calls))
+        return out
 
     def position(self, ticket: Ticket) -> int:
         """``ticket``'s place in its queue's line, 1 for the next caller to be served (0: not waiting)."""

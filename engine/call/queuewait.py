@@ -21,6 +21,7 @@ from engine.call.queue import QueueService, Ticket
 from engine.dialplan.evaluate import Enqueue, QueueExit, QueueResult
 from engine.dialplan.plan import Queue, RingTarget
 from engine.media.prompts import say_count, say_number
+from engine.model.cdr import QueueOutcome, QueueVisit
 from engine.script import Collect, Collected, File, HungUp, Play, PromptItem, Sound
 
 if TYPE_CHECKING:
@@ -76,8 +77,12 @@ class QueueWait:
         self.next_announcement = 0.0  # when the periodic announcement is due (monotonic)
         self.welcomed = False  # the welcome clip (if any) and the first announcement are over
         flow.queued = self
-        joined = queues.join(self.queue, self)
+        info = flow.call.info if flow.call is not None else None
+        joined = queues.join(self.queue, self, "" if info is None else info.caller,
+                             "" if info is None else info.caller_name)
         if not isinstance(joined, Ticket):
+            now = self._now()
+            self._visit(now, now, joined)
             flow.queued = None
             flow._step(QueueResult(joined))
             return
@@ -123,6 +128,8 @@ class QueueWait:
         manager.stop_ring(call, manager.clock.now())
 
     def left(self, how: QueueExit) -> None:
+        if self.ticket is not None:
+            self._visit(self.ticket.joined_at, self._now(), how)
         self._decide(how)
 
     # -- the call ----------------------------------------------------------------------------------------
@@ -136,6 +143,8 @@ class QueueWait:
         leg = next((leg for leg in call.legs if leg.state is LegState.ANSWERED), None)
         agent = None if leg is None else self.branches.get(leg.branch.uri)
         self.offer_over(agent)
+        if self.ticket is not None:
+            self._visit(self.ticket.joined_at, self._now(), "answered", agent)
         self.flow._steps.append(f"queue:{self.queue.name}:agent {agent}")
         self.connected = True
         media = self.flow.media
@@ -146,8 +155,20 @@ class QueueWait:
 
     def caller_gone(self) -> None:
         """The call is over: an agent it was bridged to goes into wrap-up; a waiting caller abandoned."""
-        if self.ticket is not None:
-            self.queues.hung_up(self.ticket)
+        ticket = self.ticket
+        if ticket is not None:
+            if not self.connected and not ticket.gone:
+                self._visit(ticket.joined_at, self._now(), "abandoned")
+            self.queues.hung_up(ticket)
+
+    def _now(self) -> float:
+        return self.flow.services.manager.clock.now()
+
+    def _visit(self, joined: float, left: float, outcome: QueueOutcome, agent: str | None = None) -> None:
+        """Record the caller's time in the queue on its call, for the CDR (the queue reports read it)."""
+        call = self.flow.call
+        if call is not None:
+            call.queue_visits.append(QueueVisit(self.queue.name, joined, left, outcome, agent))
 
     # -- media -------------------------------------------------------------------------------------------
     def _welcomed(self) -> None:
@@ -176,7 +197,7 @@ class QueueWait:
         media.hold = self.flow.services.hold_stream(self.queue.hold_clip)
         wait_s = 3600.0
         if self.queue.announces:
-            wait_s = max(0.5, self.next_announcement - self.flow.services.manager.clock.now())
+            wait_s = max(0.5, self.next_announcement - self._now())
         self._run(Collect(max_digits=1, first_timeout_s=wait_s, inter_digit_timeout_s=wait_s))
 
     def _run(self, action: MediaRequest) -> None:
@@ -203,7 +224,7 @@ class QueueWait:
         if not self.welcomed:
             self._welcomed()
             return
-        now = self.flow.services.manager.clock.now()
+        now = self._now()
         if isinstance(result, Collected) and self.queue.announces and now >= self.next_announcement - 0.25:
             self.next_announcement = now + self.queue.announce_every_s
             if self._announce(periodic=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 
 class Disposition(enum.StrEnum):
@@ -38,6 +39,27 @@ class LegRecord:
     status: int                    # the final SIP status the leg got (200 when answered; 487 when cancelled)
 
 
+QueueOutcome = Literal["answered", "abandoned", "timeout", "key", "full", "no_agents"]
+"""How a caller left a queue: an agent answered, it hung up waiting, or it took the queue's exit (the
+maximum wait, the exit key, a full queue, no agent when the queue lets nobody join then)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueVisit:
+    """One caller's time in one call queue (issue 12's reports): joined and left (wall-clock epoch
+    seconds; for ``answered`` the moment the agent answered), how it left, and the agent who answered."""
+
+    queue: str
+    joined_at: float
+    left_at: float
+    outcome: QueueOutcome
+    agent: str | None = None
+
+    @property
+    def waited(self) -> float:
+        return max(0.0, self.left_at - self.joined_at)
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     call_id: str                   # our own id for the call (not a SIP Call-ID: a B2BUA call has several)
@@ -55,6 +77,7 @@ class CallRecord:
     hangup_cause: str              # e.g. "caller hung up", "callee hung up", "486 Busy Here", "ring timeout"
     legs: tuple[LegRecord, ...] = ()
     path: tuple[str, ...] = ()     # dial-plan steps taken ("main/hours:open", "main/menu:1", "sales:ring")
+    queues: tuple[QueueVisit, ...] = ()  # the call queues the caller waited in, in order
 
     @property
     def duration(self) -> float:

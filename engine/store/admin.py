@@ -1785,9 +1785,11 @@ class AdminStore:
         direction: str | None = None,
         disposition: str | None = None,
         party: str | None = None,
+        queued: bool = False,
     ) -> list[CallRecord]:
-        """Call records, newest first, filtered: started in [since, until), direction, disposition, and
-        ``party`` (an extension or number as caller, callee or DID)."""
+        """Call records, newest first, filtered: started in [since, until), direction, disposition,
+        ``party`` (an extension or number as caller, callee or DID), and (``queued``) only the calls whose
+        callers waited in a call queue."""
         c = schema.cdrs
         q = sa.select(c).order_by(c.c.started_at.desc(), c.c.call_id.desc()).limit(max(0, limit))
         if since is not None:
@@ -1800,6 +1802,8 @@ class AdminStore:
             q = q.where(c.c.disposition == disposition)
         if party is not None:
             q = q.where(sa.or_(c.c.caller == party, c.c.callee == party, c.c.did == party))
+        if queued:
+            q = q.where(c.c.queues != "[]")
         with self.store._read() as conn:
             return [cdr_from_row(r._mapping) for r in conn.execute(q).all()]
 

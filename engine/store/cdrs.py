@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
-from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord
+from engine.model.cdr import CallRecord, Direction, Disposition, LegRecord, QueueVisit
 from engine.store.writer import QueueWriter
 
 if TYPE_CHECKING:
@@ -75,6 +75,15 @@ def cdr_row(record: CallRecord) -> dict[str, Any]:
         "hangup_cause": storable(record.hangup_cause),
         "legs": json.dumps(legs, ensure_ascii=False, allow_nan=False),
         "path": json.dumps([storable(step) for step in record.path], ensure_ascii=False),
+        "queues": json.dumps([_visit_json(v) for v in record.queues], ensure_ascii=False, allow_nan=False),
+    }
+
+
+def _visit_json(visit: QueueVisit) -> dict[str, Any]:
+    return {
+        "queue": storable(visit.queue), "joined_at": _finite(visit.joined_at, "queues.joined_at"),
+        "left_at": _finite(visit.left_at, "queues.left_at"), "outcome": visit.outcome,
+        "agent": None if visit.agent is None else storable(visit.agent),
     }
 
 
@@ -113,6 +122,7 @@ def cdr_from_row(row: sa.RowMapping) -> CallRecord:
             LegRecord(**{k: leg[k] for k in _LEG_FIELDS if k in leg}) for leg in json.loads(row["legs"])
         ),
         path=tuple(json.loads(row["path"])),
+        queues=tuple(QueueVisit(**v) for v in json.loads(row["queues"])),
     )
 
 
@@ -122,6 +132,7 @@ def cdr_to_json(record: CallRecord) -> dict[str, Any]:
     data = dataclasses.asdict(record)
     data["legs"] = list(data["legs"])
     data["path"] = list(data["path"])
+    data["queues"] = list(data["queues"])
     data["direction"] = record.direction.value
     data["disposition"] = record.disposition.value
     data["duration"] = record.duration

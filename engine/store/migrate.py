@@ -28,6 +28,7 @@ History:
   6  music on hold (issue 19): company.hold_clip, the sound clip callers hear on hold.
   7  star codes (issues 19 and 12): company.star_codes (the company's own codes) and the queue_agents
      table (agents' login and pause from their phones).
+  8  queue reports (issue 12): cdrs.queues, the call queues each caller waited in and how it left.
 """
 
 from __future__ import annotations
@@ -304,6 +305,11 @@ def _v6_to_v7(conn: sa.Connection) -> None:
     v7.create_all(conn, tables=[agents], checkfirst=False)
 
 
+def _v7_to_v8(conn: sa.Connection) -> None:
+    """Queue reports (issue 12): the queue visits of each call."""
+    conn.execute(sa.text("ALTER TABLE cdrs ADD COLUMN queues TEXT NOT NULL DEFAULT '[]'"))
+
+
 UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
@@ -311,5 +317,6 @@ UPGRADES: Final[dict[int, Callable[[sa.Connection], None]]] = {
     4: _v4_to_v5,
     5: _v5_to_v6,
     6: _v6_to_v7,
+    7: _v7_to_v8,
 }
 """``UPGRADES[v]`` turns a database of schema version ``v`` into ``v + 1``."""

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from engine.model import DEFAULT_DIAL_PERMISSIONS, rules
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 DEFAULT_DIAL_PERMISSIONS_JSON: Final = json.dumps(rules.format_dial_permissions(DEFAULT_DIAL_PERMISSIONS))
 
@@ -165,6 +165,7 @@ cdrs = sa.Table(  # v2
     sa.Column("hangup_cause", sa.Text, nullable=False),
     sa.Column("legs", sa.Text, nullable=False),  # JSON list of LegRecord fields
     sa.Column("path", sa.Text, nullable=False, server_default="[]"),  # v3, JSON list of dial-plan steps
+    sa.Column("queues", sa.Text, nullable=False, server_default="[]"),  # v8, JSON list of QueueVisit fields
 )
 
 routing_objects = sa.Table(  # v3

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from ..peers.softphone import Softphone
 from .audio import write_tone
-from .harness import require_module
+from .harness import free_port, require_module, run_pbx, wait_http
 from .test_calls_phones import rtp_range
 from .test_dialplan_calls import REALM, Rig, assert_heard, is_ended, password, record_for
 from .test_voicemail import Ear
@@ -73,8 +75,24 @@ trunks:
 """
 
 
+@dataclass
+class QueueRig(Rig):
+    """The dial-plan tests' rig with the admin API of the engine (the live view and the queue report)."""
+
+    api: httpx.Client | None = None
+
+    def get(self, path: str, **params: Any) -> Any:
+        assert self.api is not None
+        resp = self.api.get(path, params=params)
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    def report(self, queue: str) -> dict[str, Any]:
+        return next(q for q in self.get("/api/reports/queues") if q["queue"] == queue)
+
+
 @pytest.fixture
-def rig(pbx_factory: Any, peers: Any, tmp_path: Path) -> Iterator[Rig]:
+def rig(pbx_factory: Any, peers: Any, tmp_path: Path) -> Iterator[QueueRig]:
     require_module("pjsua2", "pip install pjsua2-python==2.15.1.post1 (part of `pip install -e '.[test]'`)")
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -83,18 +101,25 @@ def rig(pbx_factory: Any, peers: Any, tmp_path: Path) -> Iterator[Rig]:
     company = tmp_path / "queue-company.yaml"
     company.write_text(company_yaml(clips))
     rtp = rtp_range()
-    ports = ["--rtp-ports", f"{rtp[0]}-{rtp[1]}"]
+    http_port = free_port()
+    ports = ["--rtp-ports", f"{rtp[0]}-{rtp[1]}", "--http", f"127.0.0.1:{http_port}"]
     server = pbx_factory(company_file=company, name="queues", extra_args=ports)
-    rig = Rig(server, tmp_path, peers)
+    token = run_pbx("admin", "token", "create", "--data-dir", str(server.data_dir),
+                    "--email", "ops@pbx.test").stdout.strip()
+    wait_http(f"http://127.0.0.1:{http_port}/api/health")
+    api = httpx.Client(base_url=f"http://127.0.0.1:{http_port}", headers={"Authorization": f"Bearer {token}"},
+                       timeout=10)
+    rig = QueueRig(server, tmp_path, peers, api=api)
     try:
         yield rig
     finally:
         for phone in rig.phones:
             phone.close()
+        api.close()
 
 
 def test_a_caller_hears_welcome_and_hold_then_round_robin_bridges_the_agents_in_turn(
-    rig: Rig, tmp_path: Path
+    rig: QueueRig, tmp_path: Path
 ) -> None:
     """202 rings first and does not answer (the caller hears the hold clip meanwhile), 203 answers and is
     bridged; the next call starts after 203: with 202, who answers it this time."""
@@ -129,10 +154,15 @@ def test_a_caller_hears_welcome_and_hold_then_round_robin_bridges_the_agents_in_
     agents = sorted(step for cdr in rows for step in cdr["path"] if step.startswith("queue:"))
     assert agents == ["queue:support:agent 202", "queue:support:agent 203"], rows
     assert all(cdr["disposition"] == "answered" for cdr in rows)
+    support = rig.report("support")
+    assert (support["offered"], support["answered"], support["abandoned"]) == (2, 2, 0), support
+    assert [(a["line"], a["calls"]) for a in support["agents"]] == [("202", 1), ("203", 1)], support
+    assert support["agents"][1]["talk_seconds"] >= 1.5  # 203 talked while the caller heard its tone
+    assert support["longest_wait_seconds"] >= 3.0  # the first caller waited for 202's 4 s of ringing
 
 
 def test_the_maximum_wait_sends_the_caller_to_voicemail_where_a_message_is_left(
-    rig: Rig, tmp_path: Path
+    rig: QueueRig, tmp_path: Path
 ) -> None:
     message = write_tone(tmp_path / "message.wav", AGENT_HZ, 3.0)
     olga = rig.phone("olga", "201")  # the only agent: rings, never answers
@@ -154,7 +184,7 @@ def test_the_maximum_wait_sends_the_caller_to_voicemail_where_a_message_is_left(
     assert "@queue/sales:exit timeout" in cdr["path"] and "voicemail:800:unavailable" in cdr["path"], cdr
 
 
-def test_three_waiting_callers_hear_their_places_and_the_hold_clip_and_move_up(rig: Rig) -> None:
+def test_three_waiting_callers_hear_their_places_and_the_hold_clip_and_move_up(rig: QueueRig) -> None:
     """Nobody takes the "line" queue's calls (its one agent is logged out): three callers from the carrier
     wait; each hears its place in line at joining (German: the company is in Germany) and then the hold
     clip; once the first hangs up, the second hears on the next beat (10 s) that it is next in line."""
@@ -175,6 +205,11 @@ def test_three_waiting_callers_hear_their_places_and_the_hold_clip_and_move_up(r
         callers.append(phone)
     for ear in ears:
         ear.tone(HOLD_HZ, 1.0, timeout=10.0)  # the hold clip under and after the announcements
+    live = rig.get("/api/queues/line/live")
+    assert [(w["position"], w["caller"]) for w in live["waiting"]] == [
+        (1, "caller1"), (2, "caller2"), (3, "caller3")], live
+    assert live["waiting"][0]["waiting_seconds"] > live["waiting"][2]["waiting_seconds"] > 0
+    assert [(a["line"], a["state"]) for a in live["agents"]] == [("203", "logged_out")]
     before = [len(ear.samples()) for ear in ears]
     callers[0].hangup()
     callers[0].wait_for("call_state", is_ended, timeout=10.0)
@@ -185,3 +220,7 @@ def test_three_waiting_callers_hear_their_places_and_the_hold_clip_and_move_up(r
         phone.wait_for("call_state", is_ended, timeout=10.0)
     rows = rig.cdrs(3)
     assert all(cdr["disposition"] == "answered" for cdr in rows), rows  # the engine answered each
+    line = rig.report("line")
+    assert (line["offered"], line["answered"], line["abandoned"]) == (3, 0, 3), line
+    assert line["service_level_percent"] == 0.0 and line["average_abandoned_after_seconds"] > 5.0
+    assert rig.get("/api/queues/line/live")["waiting"] == []

@@ -214,7 +214,7 @@ def test_a_v1_data_dir_upgrades_on_open(data_dir: Path, db_url: str | None) -> N
     try:
         with store.engine.connect() as conn:
             version = conn.execute(sa.select(schema.schema_version.c.version)).scalar_one()
-        assert version == SCHEMA_VERSION == 7
+        assert version == SCHEMA_VERSION == 8
         assert store.config_version() == 7  # a schema upgrade is not a configuration change
         company = store.company()
         assert (company.name, company.area_code, company.media_release_networks) == ("Alt GmbH", None, ())

@@ -32,7 +32,7 @@ def test_a_v3_data_dir_upgrades_to_v4(data_dir: Path, db_url: str | None) -> Non
     try:
         with store.engine.connect() as conn:
             assert (
-                conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 7
+                conn.execute(sa.select(schema.schema_version.c.version)).scalar_one() == SCHEMA_VERSION == 8
             )
         admin = AdminStore(store)
         (user,) = admin.users()

@@ -56,7 +56,7 @@ def test_a_v4_data_dir_moves_web_passwords_and_sessions(data_dir: Path, db_url: 
     try:
         with store.engine.connect() as conn:
             version = conn.execute(sa.select(schema.schema_version.c.version)).scalar_one()
-            assert version == SCHEMA_VERSION == 7
+            assert version == SCHEMA_VERSION == 8
             users = conn.execute(sa.select(schema.users.c.registration_token_hash,
                                            schema.users.c.web_password_hash)).all()
             assert users == [(None, password_hash)]
