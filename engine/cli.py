@@ -4,7 +4,7 @@ Commands (flags are a stable contract; ``pbx COMMAND --help`` documents each):
   pbx serve      --data-dir DIR --sip HOST:PORT [--http HOST:PORT|off] [--log-level LEVEL] [--digest ALGS]
                  [--log-format text|json]
                  [--rtp-ports FIRST-LAST] [--ring-timeout SECONDS] [--park-timeout SECONDS]
-                 [--advertise ADDRESS]
+                 [--advertise ADDRESS] [--hot-desk-hours H]
                  [--smtp HOST:PORT] [--smtp-from ADDRESS] [--no-hold-music]
                  [--tls HOST:PORT] [--ws HOST:PORT] [--wss HOST:PORT] [--tls-cert FILE.pem --tls-key FILE.pem]
   pbx user add   --data-dir DIR --first F --last L [--email E] [--extension N] [--sip-password PW]
@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from engine import __version__
+from engine.call.hotdesk import DEFAULT_HOT_DESK_HOURS
 from engine.clock import SystemClock
 from engine.model import DEFAULT_DIAL_PERMISSIONS, DIAL_PERMISSIONS, CallRecord, ModelError, rules
 from engine.sip.guard import DEFAULT_BAN_S, DEFAULT_RATE, GuardConfig
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIRST-LAST",
         help="UDP port range of the RTP relay; each anchored call uses two even/odd pairs (default "
         "20000-29999)",
+    )
+    serve.add_argument(
+        "--hot-desk-hours",
+        type=parse_hours,
+        default=DEFAULT_HOT_DESK_HOURS,
+        metavar="HOURS",
+        help=f"how long a hot-desk login (*11) lasts unless logged out (default {DEFAULT_HOT_DESK_HOURS:g})",
     )
     serve.add_argument(
         "--ring-timeout",
@@ -440,6 +448,16 @@ def parse_ip_literal(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r}: expected an IP address") from None
 
 
+def parse_hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of hours") from None
+    if not 0.001 <= value <= 168.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0.001 and 168 hours")
+    return value
+
+
 def parse_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -492,6 +510,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             rtp_ports=args.rtp_ports,
             ring_timeout=args.ring_timeout,
             park_timeout=args.park_timeout,
+            hot_desk_hours=args.hot_desk_hours,
             advertise=args.advertise,
             hold_music=args.hold_music,
             smtp=None if args.smtp is None else SmtpConfig(args.smtp[0], args.smtp[1], args.smtp_from),

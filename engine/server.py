@@ -27,6 +27,7 @@ from engine.call.app import SipApplication
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, CallManager
 from engine.call.config import CurrentConfig, EngineConfig, read_engine_config
 from engine.call.fax import FaxService
+from engine.call.hotdesk import DEFAULT_HOT_DESK_HOURS
 from engine.call.mwi import MwiService
 from engine.call.park import DEFAULT_PARK_TIMEOUT_S, ParkService
 from engine.call.pickup import PickupService
@@ -121,6 +122,8 @@ class Server:
         self.digest_algorithms = digest_algorithms
         #: where voicemail e-mails go out (``--smtp``); None: no voicemail to e-mail
         self.smtp: SmtpConfig | None = None
+        #: how long a hot-desk login lasts (``--hot-desk-hours``)
+        self.hot_desk_hours = DEFAULT_HOT_DESK_HOURS
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -192,7 +195,8 @@ class Server:
             faxes = FaxService(loop, FaxStore.open(fax_store_dir(self.data_dir)), clock.wall, self.smtp,
                                zoneinfo.ZoneInfo(company.timezone))
             shell = FlowShell(loop, location, calls, voicemail, transport.pump, relay, self.sip_host,
-                              advertised, mwi=mwi, mailer=mailer, fax=faxes, config=config, store=store)
+                              advertised, mwi=mwi, mailer=mailer, fax=faxes, config=config, store=store,
+                              hot_desk_hours=self.hot_desk_hours)
             shell.features.restore(await loop.run_in_executor(None, queue_agents, store))
             if self.hold_music:
                 calls.sides.music = shell.music_on_hold
@@ -411,7 +415,8 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           smtp: SmtpConfig | None = None, hold_music: bool = True, tls: tuple[str, int] | None = None,
           tls_files: CertificateFiles | None = None, guard: GuardConfig | None = None,
           ws: tuple[str, int] | None = None, wss: tuple[str, int] | None = None,
-          park_timeout: float = DEFAULT_PARK_TIMEOUT_S) -> int:
+          park_timeout: float = DEFAULT_PARK_TIMEOUT_S,
+          hot_desk_hours: float = DEFAULT_HOT_DESK_HOURS) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
@@ -419,6 +424,7 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     server.db_url = db_url
     server.log_format = log_format
     server.smtp = smtp
+    server.hot_desk_hours = hot_desk_hours
     server.hold_music = hold_music
     server.tls = tls
     server.tls_files = tls_files

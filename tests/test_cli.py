@@ -270,6 +270,8 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "50",
                 "--ban-seconds",
                 "600",
+                "--hot-desk-hours",
+                "8",
             ]
         )
         == 0
@@ -288,6 +290,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "rtp_ports": (30000, 30099),
             "ring_timeout": 12.5,
             "park_timeout": 90.0,
+            "hot_desk_hours": 8.0,
             "advertise": "192.0.2.10",
             "smtp": SmtpConfig("127.0.0.1", 2525, "pbx@example.com"),
             "hold_music": False,
@@ -309,6 +312,7 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "rtp_ports": (20000, 29999),
             "ring_timeout": 30.0,
             "park_timeout": 60.0,
+            "hot_desk_hours": 12.0,
             "advertise": None,
             "smtp": None,
             "hold_music": True,

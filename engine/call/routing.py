@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from engine.call.b2bua import DEFAULT_RING_TIMEOUT_S, Branch, CallInfo, Destination
 from engine.dialplan.evaluate import CallFacts
 from engine.dialplan.plan import CompiledConfig, Entry, RingTarget
-from engine.dialplan.starcodes import DEFAULT_TABLE, Feature, StarCode
+from engine.dialplan.starcodes import DEFAULT_TABLE, HOT_DESK_FEATURES, Feature, StarCode
 from engine.model.cdr import Direction, Disposition
 from engine.model.entities import Company, Line, PhoneNumber, Trunk, User
 from engine.model.numbering import classify_dialled, normalize_did, permitted, refusal_reason
@@ -154,13 +154,16 @@ class Router:
     def from_line(self, req: Request, extension: str, source: Peer,
                   now_wall: float) -> Routed | Rejection | Planned | MailboxMenu | FeatureCall:
         cfg = self.config
-        line = cfg.lines.get(extension)
         target = req.request_uri.user_decoded or ""
+        star = (cfg.plan.star_codes if cfg.plan is not None else DEFAULT_TABLE).match(target)
+        if star is None or star.feature not in HOT_DESK_FEATURES:
+            # a desk phone with a hot-desk login dials as the user's line (engine.call.hotdesk)
+            extension = self._hot_desk_line(extension, now_wall) or extension
+        line = cfg.lines.get(extension)
         caller_name = self._line_name(line) if line is not None else extension
         info = CallInfo(Direction.INTERNAL, caller=extension, caller_name=caller_name, callee=target)
         if line is None:
             return Rejection(403, "Forbidden", Disposition.FORBIDDEN, info, "the caller has no line")
-        star = (cfg.plan.star_codes if cfg.plan is not None else DEFAULT_TABLE).match(target)
         if star is not None and star.feature is Feature.VOICEMAIL_OWN:
             return MailboxMenu(extension, info)
         if star is not None and star.feature is Feature.VOICEMAIL_ANY:
@@ -288,7 +291,7 @@ class Router:
         for target in targets:
             if target.kind == "line":
                 branches.extend(Branch(b.contact, branch_peer(b), b.aor)
-                                for b in self.location.lookup(target.value, now_wall))
+                                for b in self._bindings(target.value, now_wall))
                 continue
             trunk = next((t for t in cfg.trunks if t.outbound), None)
             address = None if trunk is None else _ip_literal(trunk.host) or cfg.addresses.get(trunk.host)
@@ -328,7 +331,7 @@ class Router:
         cfg = self.config
         if info.callee != extension:
             info = CallInfo(info.direction, info.caller, info.caller_name, extension, info.did, info.trunk)
-        bindings = self.location.lookup(extension, now_wall)
+        bindings = self._bindings(extension, now_wall)
         branches = tuple(Branch(b.contact, branch_peer(b), b.aor) for b in bindings)
         if not branches:
             return Rejection(480, "Temporarily Unavailable", Disposition.UNAVAILABLE, info,
@@ -338,6 +341,22 @@ class Router:
                            to_address=f"<sip:{extension}@{cfg.company.sip_realm}>",
                            ring_timeout=cfg.ring_timeout, media_release=release)
         return Routed(dest, info)
+
+    def _hot_desk_line(self, desk: str, now_wall: float) -> str | None:
+        """The line desk phone ``desk`` is logged in as (a hot-desk login in force), or None."""
+        plan = self.config.plan
+        features = plan.line_features.get(desk) if plan is not None else None
+        return features.hot_desk_line(now_wall) if features is not None else None
+
+    def _bindings(self, extension: str, now_wall: float) -> list[Binding]:
+        """The phones that ring for line ``extension``: its own, and desk phones logged in as it."""
+        found = list(self.location.lookup(extension, now_wall))
+        plan = self.config.plan
+        if plan is not None:
+            for desk, features in plan.line_features.items():
+                if features.hot_desk is not None and features.hot_desk_line(now_wall) == extension:
+                    found.extend(self.location.lookup(desk, now_wall))
+        return found
 
     def _release(self, source: Peer, branches: tuple[Branch, ...]) -> bool:
         """Media release: the caller and every branch are inside one allowed network."""

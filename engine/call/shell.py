@@ -21,8 +21,9 @@ from engine.call.b2bua import Call, CallManager, Destination
 from engine.call.conference import ConferenceService
 from engine.call.config import CurrentConfig, EngineConfig
 from engine.call.fax import FaxService
-from engine.call.features import ApplyFeature, FeatureFlow, FeatureService
+from engine.call.features import ApplyFeature, FeatureService
 from engine.call.flows import FlowFactory, FlowServices, MediaPort, MediaRequest, MediaResult
+from engine.call.hotdesk import DEFAULT_HOT_DESK_HOURS, HotDeskChange, HotDeskService, feature_flow
 from engine.call.mwi import MwiService
 from engine.call.queue import QueueService, line_on_call
 from engine.call.routing import MailboxMenu, Router
@@ -59,7 +60,8 @@ class FlowShell:
                  voicemail: VoicemailStore, flush: Callable[[], None], relay: RtpRelay, media_bind: str,
                  media_host: str, *, mwi: MwiService | None = None,
                  mailer: VoicemailMailer | None = None, fax: FaxService | None = None,
-                 config: CurrentConfig | None = None, store: Store | None = None) -> None:
+                 config: CurrentConfig | None = None, store: Store | None = None,
+                 hot_desk_hours: float = DEFAULT_HOT_DESK_HOURS) -> None:
         self.loop = loop
         #: the configuration in force: the company's hold clip for music on hold
         self.config = config
@@ -87,7 +89,8 @@ class FlowShell:
             conferences=self.conferences)
         #: star codes (their changes kept in ``store``; None: in memory only)
         self.features = FeatureService(loop, self.queues, store, calls.clock)
-        self.factory = FlowFactory(self.services, RingState(), self._menu, FeatureFlow)
+        self.hot_desks = HotDeskService(loop, store, calls.clock, hot_desk_hours)
+        self.factory = FlowFactory(self.services, RingState(), self._menu, feature_flow)
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
         """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""
@@ -182,6 +185,9 @@ class FlowShell:
         the message counts change, tell the phones (MWI). A star code's effect goes to ``features``."""
         if isinstance(effect, ApplyFeature):
             self.features.apply(effect, config, done)
+            return
+        if isinstance(effect, HotDeskChange):
+            self.hot_desks.apply(effect, config, done)
             return
         counting = isinstance(effect, COUNT_CHANGING)
 

@@ -65,7 +65,9 @@ def check_line_features(features: Mapping[str, LineFeatures], lines: Mapping[str
             kept[kind] = target
         out[ext] = replace(feats, forward_always=kept["always"], forward_busy=kept["busy"],
                            forward_no_answer=kept["no_answer"],
-                           find_me=_checked_find_me(ext, feats.find_me, line, lines, company, warn))
+                           find_me=_checked_find_me(ext, feats.find_me, line, lines, company, warn),
+                           hot_desk=feats.hot_desk if feats.hot_desk is not None
+                           and feats.hot_desk[0] in lines and feats.hot_desk[0] != ext else None)
     return out
 
 

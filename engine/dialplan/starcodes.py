@@ -5,7 +5,8 @@ A phone dials a code (``*78``), or a code followed by an argument (``*72`` then 
 a company may change any code (``company.star_codes: {dnd_on: "*30", ...}`` in the company file, the
 store and ``GET /api/company``); the rest keep their defaults, which follow FreePBX/Asterisk where it has
 the feature (``*72``/``*73`` forward, ``*78``/``*79`` DND, ``*90``-``*93`` forward busy/no answer,
-``*45`` queue login) and keep the engine's voicemail codes (``*98``, ``*99``).
+``*45`` queue login; ``*11``/``*12`` hot-desk login/logout) and keep the engine's voicemail codes
+(``*98``, ``*99``).
 
 ``check_table`` is the compiler's part: every code is 2-8 keys of 0-9, ``*``, ``#``; no code is used
 twice; a code that takes an argument may not begin another code (``*4`` + queue would swallow ``*45``);
@@ -43,6 +44,8 @@ class Feature(enum.Enum):
     QUEUE_PAUSE = "queue_pause"
     PARK = "park"  # the park extension: a blind transfer to it parks the call (engine.call.park)
     PICKUP = "pickup"  # directed pickup: the code and a ringing extension (engine.call.pickup)
+    HOT_DESK_LOGIN = "hot_desk_login"
+    HOT_DESK_LOGOUT = "hot_desk_logout"
 
 
 DEFAULT_CODES: Final[Mapping[Feature, str]] = MappingProxyType({
@@ -61,6 +64,8 @@ DEFAULT_CODES: Final[Mapping[Feature, str]] = MappingProxyType({
     Feature.QUEUE_PAUSE: "*47",
     Feature.PARK: "70",
     Feature.PICKUP: "**",
+    Feature.HOT_DESK_LOGIN: "*11",  # then the dialable username and password (asked for)
+    Feature.HOT_DESK_LOGOUT: "*12",
 })
 """The codes a company gets unless its ``star_codes`` say otherwise."""
 
@@ -74,6 +79,8 @@ TAKES_ARGUMENT: Final = frozenset({
 
 PARK_SLOTS: Final = 9
 """How many orbits the park extension has: 70 parks on 71-79 (as FreePBX numbers its default lot)."""
+HOT_DESK_FEATURES: Final = frozenset({Feature.HOT_DESK_LOGIN, Feature.HOT_DESK_LOGOUT})
+"""Codes a desk phone dials as itself (every other call from a phone with a hot-desk login is the user's)."""
 
 _CODE_RE: Final = re.compile(r"[0-9*#]{2,8}")
 _ARGUMENT_RE: Final = re.compile(r"\+?[0-9]{1,20}")

@@ -60,6 +60,32 @@ def change_line_options(store: Store, extension: str, change: Callable[[dict[str
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class HotDeskAccount:
+    """What a hot-desk login checks of the user with a dialable username: their line, whether they may
+    hot-desk, and their dialable password's hash (None: the default ``0000``)."""
+
+    line: str
+    allowed: bool
+    password_hash: str | None
+
+
+def hot_desk_account(store: Store, username: str) -> HotDeskAccount | None:
+    """The user whose dialable username is ``username`` and their first line; None when there is none.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the store cannot be read.
+    """
+    u, ln = schema.users, schema.lines
+    q = sa.select(ln.c.extension, u.c.hot_desking, u.c.dial_password_hash).join(
+        u, u.c.id == ln.c.user_id).where(u.c.dial_username == username).order_by(ln.c.id).limit(1)
+    with store._read() as conn:
+        row = conn.execute(q).first()
+    if row is None:
+        return None
+    return HotDeskAccount(row.extension, bool(row.hot_desking), row.dial_password_hash)
+
+
 def queue_agents(store: Store, queue: str | None = None) -> list[AgentRecord]:
     """The stored agent states (of ``queue``, or of every queue), by queue then extension.
 
