@@ -182,11 +182,14 @@ class QueueService:
     """
 
     def __init__(self, scheduler: Scheduler, clock: Clock, busy: Callable[[str], bool] = lambda ext: False,
-                 rng: random.Random | None = None, flush: Callable[[], None] = lambda: None) -> None:
+                 rng: random.Random | None = None, flush: Callable[[], None] = lambda: None,
+                 away: Callable[[str], bool] = lambda ext: False) -> None:
         self.scheduler = scheduler
         self.clock = clock
         self.flush = flush
         self.busy = busy
+        #: an agent line in do-not-disturb: never offered a call (whatever ``skip_busy`` says)
+        self.away = away
         self.rng = rng if rng is not None else random.Random()
         self.agents: dict[str, Agent] = {}
         self.waiting: dict[str, deque[Ticket]] = {}
@@ -391,16 +394,17 @@ class QueueService:
     def _busy_elsewhere(self, queue: Queue) -> bool:
         """Whether an agent who could take a call now is only kept from it by a call that is not the
         queue's (skipped as busy): the call layer does not tell the queue when such a call ends."""
-        return queue.skip_busy and any(
+        return any(
             self._agent(ext).state is AgentState.AVAILABLE and self.logged_in(queue, ext)
-            and not self.paused(queue, ext) and self.busy(ext) for ext in queue.agents)
+            and not self.paused(queue, ext) and ((queue.skip_busy and self.busy(ext)) or self.away(ext))
+            for ext in queue.agents)
 
     def _free(self, queue: Queue, tried: set[str]) -> list[str]:
         """The queue's agents who may be offered a call now, in the queue's order."""
         return [ext for ext in queue.agents
                 if ext not in tried and self._agent(ext).state is AgentState.AVAILABLE
                 and self.logged_in(queue, ext) and not self.paused(queue, ext)
-                and not (queue.skip_busy and self.busy(ext))]
+                and not (queue.skip_busy and self.busy(ext)) and not self.away(ext)]
 
     # -- helpers ---------------------------------------------------------------------------------------
 

@@ -79,7 +79,7 @@ class FlowShell:
         self.files = AudioFileCache()
         self._hold_streams = HoldStreams(self.files)
         self.queues = QueueService(calls.scheduler, calls.clock, busy=lambda ext: line_on_call(calls, ext),
-                                   flush=flush)
+                                   flush=flush, away=self._in_dnd)
         self.conferences = ConferenceService(lambda: self._hold_stream(None), calls.clock.now)
         self.services = FlowServices(
             manager=calls, open_media=self._open_media, run_media=self._run_media,
@@ -91,6 +91,12 @@ class FlowShell:
         self.features = FeatureService(loop, self.queues, store, calls.clock)
         self.hot_desks = HotDeskService(loop, store, calls.clock, hot_desk_hours)
         self.factory = FlowFactory(self.services, RingState(), self._menu, feature_flow)
+
+    def _in_dnd(self, extension: str) -> bool:
+        """Whether line ``extension`` is in do-not-disturb now: queues do not offer it calls."""
+        plan = self.config.snapshot.plan if self.config is not None else None
+        features = plan.line_features.get(extension) if plan is not None else None
+        return features is not None and features.dnd
 
     def _open_media(self, call: Call, offer: SessionDescription) -> tuple[MediaPort, bytes] | None:
         """The engine's RTP endpoint for ``call``, answering ``offer``; None when it cannot."""

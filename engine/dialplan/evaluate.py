@@ -463,11 +463,16 @@ class PlanRun:
         return outcome
 
     def _ring_group(self, group: RingGroup, total_s: float) -> Generator[Action, Outcome | None, bool]:
-        """Ring a group by its strategy within ``total_s``; True if a member answered."""
+        """Ring a group by its strategy within ``total_s``; True if a member answered. A member line in
+        do-not-disturb is skipped (as Asterisk/FreePBX do)."""
+        features = self._config.line_features
+        members = tuple(m for m in group.members if not (
+            m.target.kind == "line" and (f := features.get(m.target.value)) is not None and f.dnd))
+        if not members:
+            return False
         if group.strategy == "ring_all":
-            result = yield from self._ring(tuple(m.target for m in group.members), total_s)
+            result = yield from self._ring(tuple(m.target for m in members), total_s)
             return result.answered
-        members = group.members
         if group.strategy == "round_robin":
             last = self._ring_state.last(group.name)
             keys = [m.key for m in members]

@@ -202,3 +202,13 @@ def test_an_agent_busy_on_another_call_is_offered_the_caller_once_that_call_is_o
     assert [ext for _, ext in rig.offers] == ["202"]
     assert busy_until <= rig.offers[0][0] <= busy_until + 2.5  # looked again within BUSY_RETRY_S
     rig.assert_clean()
+
+
+def test_an_agent_in_dnd_is_skipped_even_where_busy_agents_are_not() -> None:
+    rig = QueueRig(_config(strategy="linear", skip_busy_agents=False))
+    rig.queues.away = lambda ext: ext == "202"  # 202's line is in do-not-disturb
+    rig.call_at(0.0, 0)
+    rig.hang_up_at(5.0, rig.callers[0])
+    rig.net.run(until=60.0)
+    assert [ext for _, ext in rig.offers] == ["203"]
+    rig.assert_clean()

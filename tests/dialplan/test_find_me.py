@@ -83,3 +83,14 @@ def test_numbers_the_line_may_not_dial_are_dropped_with_a_warning() -> None:
         "lines[202].options.find_me_follow_me[0].numbers[0]",  # itself
         "lines[202].options.find_me_follow_me[0].numbers[1]",  # international, beyond its permissions
     ]
+
+
+def test_a_ring_group_skips_a_member_line_in_dnd() -> None:
+    config = compile_config(dataclasses.replace(inputs(), line_features={
+        "202": LineFeatures(dnd=True)})).unwrap()
+    _, first = start_run(config, "300")  # the sales group: 202 and 203
+    assert first == Ring((RingTarget("line", "203"),), 60.0)
+    config = compile_config(dataclasses.replace(inputs(), line_features={
+        "202": LineFeatures(dnd=True), "203": LineFeatures(dnd=True)})).unwrap()
+    _, first = start_run(config, "300")
+    assert not isinstance(first, Ring)  # nobody to ring: the group's no-answer way
