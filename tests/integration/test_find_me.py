@@ -2,7 +2,7 @@
 the admin API (203 for 5 s, then a mobile number); a pjsua2 phone calls 202, which rings first, then 203
 (after 202 was cancelled), then the SIPp carrier gets the mobile number with 202's caller ID and answers;
 the call record shows the steps in order, and nothing is left in the engine's call tables. A bad step
-gets a 422 naming its field."""
+gets a 422 naming its field. A queue never offers a call to an agent in DND, and does again after."""
 
 from __future__ import annotations
 
@@ -72,4 +72,25 @@ def test_a_call_rings_the_line_then_each_step_in_order_then_the_carrier_answers(
     assert "@line/202:answered" in path
     assert len([e for e in sam.events if e.get("ev") == "incoming_call"]) == 1
     assert len([e for e in sara.events if e.get("ev") == "incoming_call"]) == 1
+    assert_idle(rig)
+
+
+def test_a_queue_never_offers_a_call_to_an_agent_in_dnd(rig: Rig) -> None:  # noqa: F811
+    olga = rig.phone("olga", "201")
+    sara = rig.phone("sara", "203")  # the sales queue's (static) agent
+    rig.star(sara, "*78", "star-dnd-on")
+    rig.until("203's DND", lambda: rig.line_options("203").get("do_not_disturb") is True)
+    olga.call(rig.uri("411"))
+    olga.wait_state("CONFIRMED", timeout=15.0)  # the queue answers: hold music
+    time.sleep(4.0)
+    assert not any(e.get("ev") == "incoming_call" for e in sara.events)  # in DND: never offered
+    olga.hangup()
+    olga.wait_for("call_state", is_ended, timeout=10.0)
+    rig.star(sara, "*79", "star-dnd-off")
+    rig.until("203's DND off", lambda: "do_not_disturb" not in rig.line_options("203"))
+    olga.call(rig.uri("411"))
+    assert sara.wait_for("incoming_call", timeout=15.0)  # out of DND: offered again
+    olga.hangup()
+    olga.wait_for("call_state", is_ended, timeout=10.0)
+    sara.wait_for("call_state", is_ended, timeout=10.0)
     assert_idle(rig)
