@@ -201,10 +201,10 @@ engine_run() {
 	for p in "$ENGINE_PORT" "$ENGINE_UAC_PORT" "$ENGINE_UAS_PORT"; do udp_port_free "$p" || die "udp port $p busy"; done
 	if [ "$GCWATCH" = 1 ]; then # log the cyclic GC's pauses (bench/lib/gcwatch/sitecustomize.py) to gc.json
 		PYTHONPATH="$REPO/bench/lib/gcwatch${PYTHONPATH:+:$PYTHONPATH}" GCWATCH_FILE="$outd/gc.json" \
-			"$PBX" serve --data-dir "$OUT/engine-data" --sip "$HOST:$ENGINE_PORT" --log-level "$ENGINE_LOG_LEVEL" --rate-limit 0 \
+			"$PBX" serve --data-dir "$OUT/engine-data" --sip "$HOST:$ENGINE_PORT" --log-level "$ENGINE_LOG_LEVEL" --rate-limit 0 --overload-cpu 0 \
 			>"$outd/server.log" 2>&1 &
 	else
-		"$PBX" serve --data-dir "$OUT/engine-data" --sip "$HOST:$ENGINE_PORT" --log-level "$ENGINE_LOG_LEVEL" --rate-limit 0 \
+		"$PBX" serve --data-dir "$OUT/engine-data" --sip "$HOST:$ENGINE_PORT" --log-level "$ENGINE_LOG_LEVEL" --rate-limit 0 --overload-cpu 0 \
 			>"$outd/server.log" 2>&1 &
 	fi
 	ENGINE_PID=$!

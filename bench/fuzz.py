@@ -3,12 +3,13 @@
 
 usage: .venv/bin/python bench/fuzz.py [--messages 1000000] [--tcp-share 0.25] [--seed 18]
 
-Imports the ten test lines into a temporary data directory, starts ``pbx serve --rate-limit 0`` on a free
-127.0.0.1 port, warms it up with 10,000 messages, then sends the rest as tests/integration/fuzzer.py does
-(UDP in batches each closed by an OPTIONS that must be answered; TCP over connections of 40 messages),
-sampling the server's RSS every 100,000 messages. Then an OPTIONS and a digest REGISTER over UDP and TCP
-must be answered and the log must hold no traceback. Prints msgs/s, RSS before/after and the samples as
-a markdown row block for bench/RESULTS.md; exits 1 on any failure.
+Imports the ten test lines into a temporary data directory, starts
+``pbx serve --rate-limit 0 --overload-cpu 0`` (no limits, as the load tests) on a free 127.0.0.1 port,
+warms it up with 10,000 messages, then sends the rest as tests/integration/fuzzer.py does (UDP in batches
+each closed by an OPTIONS that must be answered; TCP over connections of 40 messages), sampling the
+server's RSS every 100,000 messages. Then an OPTIONS and a digest REGISTER over UDP and TCP must be
+answered and the log must hold no traceback. Prints msgs/s, RSS before/after and the samples as a
+markdown table for bench/RESULTS.md; exits 1 on any failure.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def main() -> int:
         company = write_company_file(root / "company.yaml", SMALL_USERS)
         data_dir = root / "data"
         run_pbx("import", str(company), "--data-dir", str(data_dir))
-        server = PbxServer(data_dir, root / "pbx.log", log_level="info", extra_args=("--rate-limit", "0"))
+        server = PbxServer(data_dir, root / "pbx.log", log_level="info",
+                           extra_args=("--rate-limit", "0", "--overload-cpu", "0"))
         server.start()
         try:
             return fuzz(server, args.messages, args.tcp_share, args.seed)

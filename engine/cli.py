@@ -40,6 +40,9 @@ from engine import __version__
 from engine.call.hotdesk import DEFAULT_HOT_DESK_HOURS
 from engine.clock import SystemClock
 from engine.model import DEFAULT_DIAL_PERMISSIONS, DIAL_PERMISSIONS, CallRecord, ModelError, rules
+from engine.net.overload import OverloadConfig
+from engine.net.transport import MAX_TCP_CONNECTIONS, MAX_TCP_PER_SOURCE
+from engine.sip.endpoint import LoadLimits
 from engine.sip.guard import DEFAULT_BAN_S, DEFAULT_RATE, GuardConfig
 from engine.store import BindingRecord, Store, StoreError, cdr_to_json, load_company_file
 
@@ -50,6 +53,8 @@ DEFAULT_DATA_DIR: Final = "./data"
 DEFAULT_SIP: Final = "0.0.0.0:5060"
 DEFAULT_HTTP: Final = "127.0.0.1:8080"
 DEFAULT_CDR_LIMIT: Final = 50
+DEFAULT_LIMITS: Final = LoadLimits()
+DEFAULT_OVERLOAD: Final = OverloadConfig()
 
 
 def _out(text: str) -> None:
@@ -233,6 +238,53 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_BAN_S,
         metavar="SECONDS",
         help=f"how long a flooding or scanning source is banned (default {DEFAULT_BAN_S:g})",
+    )
+    serve.add_argument(
+        "--max-transactions",
+        type=parse_count,
+        default=DEFAULT_LIMITS.max_transactions,
+        metavar="N",
+        help="SIP server transactions alive at once (a completed one lives 32 s to absorb retransmissions); "
+        f"when full, new requests get 503 with Retry-After (default {DEFAULT_LIMITS.max_transactions:,})",
+    )
+    serve.add_argument(
+        "--max-calls",
+        type=parse_count,
+        default=DEFAULT_LIMITS.max_calls,
+        metavar="N",
+        help="calls in progress; beyond it a new INVITE gets 503 with Retry-After (default 0: no cap; the "
+        "RTP port range caps anchored calls anyway)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=parse_count,
+        default=MAX_TCP_CONNECTIONS,
+        metavar="N",
+        help=f"open TCP (and, apart, TLS) connections; beyond it new ones are closed (default "
+        f"{MAX_TCP_CONNECTIONS:,})",
+    )
+    serve.add_argument(
+        "--max-connections-per-source",
+        type=parse_count,
+        default=MAX_TCP_PER_SOURCE,
+        metavar="N",
+        help=f"open TCP/TLS connections from one address (default {MAX_TCP_PER_SOURCE})",
+    )
+    serve.add_argument(
+        "--overload-cpu",
+        type=parse_fraction,
+        default=DEFAULT_OVERLOAD.enter,
+        metavar="CORES",
+        help="CPU use (of one core) at which new INVITEs and REGISTERs get 503 with Retry-After while "
+        "calls in progress go on; shedding stops below 85 %% of it (default "
+        f"{DEFAULT_OVERLOAD.enter:g}; 0 never sheds)",
+    )
+    serve.add_argument(
+        "--retry-after",
+        type=parse_count,
+        default=DEFAULT_LIMITS.retry_after_s,
+        metavar="SECONDS",
+        help=f"the Retry-After of a 503 sent for load (default {DEFAULT_LIMITS.retry_after_s})",
     )
     serve.add_argument(
         "--no-hold-music",
@@ -479,6 +531,28 @@ def parse_rate(text: str) -> float:
     return value
 
 
+def parse_count(text: str) -> int:
+    """A cap or a number of seconds: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
+
+
+def parse_fraction(text: str) -> float:
+    """``--overload-cpu``: a share of one core, 0 (off) up to 1 (a whole core)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be between 0 and 1")
+    return value
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         from engine.server import serve
@@ -520,6 +594,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             tls_files=None if args.tls_cert is None else CertificateFiles(args.tls_cert, args.tls_key),
             guard=GuardConfig(rate=args.rate_limit, burst=max(1.0, 2 * args.rate_limit),
                               ban_s=args.ban_seconds),
+            limits=LoadLimits(max_transactions=max(1, args.max_transactions), max_calls=args.max_calls,
+                              retry_after_s=args.retry_after),
+            overload=OverloadConfig(enter=args.overload_cpu, leave=0.85 * args.overload_cpu),
+            connections=(max(1, args.max_connections), max(1, args.max_connections_per_source)),
         )
     except CertificateError as exc:
         _err(f"pbx serve: {exc}")

@@ -65,3 +65,9 @@ class LoopClock:
 
 class _Loop(Protocol):
     def time(self) -> float: ...
+
+
+def process_cpu() -> float:
+    """CPU seconds this process has used (user + system, all threads): the overload monitor's load
+    signal (engine.net.overload)."""
+    return time.process_time()

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from engine.call.b2bua import CallManager
 from engine.media.io import RtpRelay
 from engine.model import CallRecord
+from engine.net.overload import OverloadMonitor
 from engine.net.traffic import RESPONSE_PREFIX
 from engine.net.transport import SipTransport
 from engine.sip.endpoint import SipEndpoint
@@ -61,6 +62,7 @@ class EngineParts:
     relay: RtpRelay
     outcomes: CallOutcomes
     parked: Callable[[], int] = lambda: 0  # calls on a park orbit (engine.call.park)
+    overload: OverloadMonitor | None = None
 
 
 class EngineCollector(Collector):
@@ -107,6 +109,40 @@ class EngineCollector(Collector):
             yield CounterMetricFamily("pbx_sip_scanner_requests", "requests with a scanner's User-Agent",
                                       value=guard.stats["scanners"])
             yield GaugeMetricFamily("pbx_sip_banned_sources", "sources in the ban table", value=guard.banned)
+        yield from _load_families(p)
+
+
+def _load_families(p: EngineParts) -> Iterator[Metric]:
+    """Load shedding and the caps on what peers can grow (issue 18 part 3)."""
+    endpoint, transport = p.endpoint, p.transport
+    stats = endpoint.stats
+    shed = CounterMetricFamily("pbx_sip_shed", "new requests answered 503 Retry-After for load",
+                               labels=["reason"])
+    shed.add_metric(["overload"], stats["shed_overload"])
+    shed.add_metric(["calls"], stats["shed_calls"])
+    shed.add_metric(["transactions"], stats["refused_table_full"])
+    yield shed
+    yield GaugeMetricFamily("pbx_sip_overloaded", "1 while new INVITEs and REGISTERs are shed",
+                            value=1 if endpoint.overloaded else 0)
+    if p.overload is not None:
+        yield GaugeMetricFamily("pbx_process_load", "CPU use of the last window, in cores",
+                                value=p.overload.state.load)
+        yield CounterMetricFamily("pbx_sip_overload_episodes", "times shedding started",
+                                  value=p.overload.state.episodes)
+    connections = GaugeMetricFamily("pbx_sip_connections", "open stream connections", labels=["transport"])
+    for name, table in sorted(transport.streams.items()):
+        connections.add_metric([name], len(table))
+    yield connections
+    yield CounterMetricFamily("pbx_sip_connections_refused", "stream connections refused at a cap",
+                              value=transport.refused_connections)
+    limits = GaugeMetricFamily("pbx_limit", "configured caps", labels=["table"])
+    limits.add_metric(["transactions"], endpoint.limits.max_transactions)
+    limits.add_metric(["calls"], endpoint.limits.max_calls)
+    limits.add_metric(["connections"], transport.max_connections)
+    limits.add_metric(["connections_per_source"], transport.max_per_source)
+    ports = p.relay.allocator
+    limits.add_metric(["relay_sessions"], (ports.last - ports.first + 1) // 4)  # two even/odd pairs each
+    yield limits
 
 
 def _sip_families(direction: str, counts: dict[bytes, int]) -> Iterator[Metric]:

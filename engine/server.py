@@ -50,10 +50,11 @@ from engine.net.certificate import (
     fingerprint,
     server_context,
 )
-from engine.net.transport import SipTransport
+from engine.net.overload import OverloadConfig, OverloadMonitor
+from engine.net.transport import MAX_TCP_CONNECTIONS, MAX_TCP_PER_SOURCE, SipTransport
 from engine.net.ws import start_ws
 from engine.sip.auth import DigestAuthenticator
-from engine.sip.endpoint import EndpointConfig, SipEndpoint
+from engine.sip.endpoint import EndpointConfig, LoadLimits, SipEndpoint
 from engine.sip.events import Event
 from engine.sip.guard import GuardConfig, SourceGuard
 from engine.sip.registrar import Location, Registrar
@@ -107,6 +108,13 @@ class Server:
     guard: GuardConfig = GuardConfig()
     #: ``--park-timeout``: how long a parked call waits before its parker's line rings (engine.call.park)
     park_timeout: float = DEFAULT_PARK_TIMEOUT_S
+    #: ``--max-transactions``/``--max-calls``/``--retry-after``: caps and 503s for load (issue 18 part 3)
+    limits: LoadLimits = LoadLimits()
+    #: ``--overload-cpu``: when new INVITEs and REGISTERs are shed (engine.net.overload)
+    overload: OverloadConfig = OverloadConfig()
+    #: ``--max-connections``/``--max-connections-per-source``: accepted TCP/TLS connections
+    max_connections: int = MAX_TCP_CONNECTIONS
+    max_connections_per_source: int = MAX_TCP_PER_SOURCE
     _http: Any = None
 
     def __init__(self, data_dir: Path, sip_host: str, sip_port: int,
@@ -177,14 +185,17 @@ class Server:
             guard = SourceGuard(self.guard, trusted=lambda host: Router(config.snapshot.routing, location)
                                 .trunk_for(host) is not None)
             endpoint = SipEndpoint(EndpointConfig(via_host=advertised, via_port=self.sip_port,
-                                                  supported=SUPPORTED), guard=guard)
-            transport = SipTransport(endpoint, _not_wired, clock)
+                                                  supported=SUPPORTED), guard=guard, limits=self.limits)
+            transport = SipTransport(endpoint, _not_wired, clock, max_connections=self.max_connections,
+                                     max_per_source=self.max_connections_per_source)
+            overload = OverloadMonitor(endpoint, self.overload, clock)
             # The nonces' random part from the OS CSPRNG too (the HMAC tag is what makes them unforgeable).
             auth = DigestAuthenticator(company.sip_realm, os.urandom(32), algorithms=self.digest_algorithms,
                                        rng=random.SystemRandom())
             relay = RtpRelay(self.sip_host, *self.rtp_ports, loop=loop)
             calls = CallManager(endpoint, loop, transport.pump, relay, advertised,
                                 outcomes.counting(cdr_writer.write), clock)
+            endpoint.call_count = lambda: len(calls.calls)  # the endpoint's max_calls
             uri_host = f"[{advertised}]" if ":" in advertised else advertised  # an IPv6 literal in a URI
             mwi = MwiService(endpoint, location, company.sip_realm, f"sip:mwi@{uri_host}:{self.sip_port}")
             voicemail = VoicemailStore.open(self.data_dir, autocreate=config.has_mailbox)
@@ -220,9 +231,10 @@ class Server:
                     loop.add_signal_handler(sig, self._stop.set)
                 self._spawn(self._purge_loop(app))
                 transport.watch(mwi)  # one timer at the next subscription expiry, re-armed as it moves
+                overload.start()
                 self._spawn(self._config_loop(config, store, clock))
                 parts = EngineParts(location, calls, endpoint, transport, relay, outcomes,
-                                parked=lambda: len(parks.parked))
+                                    parked=lambda: len(parks.parked), overload=overload)
                 self._http = (await start_http(store, self.http, advertised, port, parts, shell)
                               if self.http
                               else None)
@@ -233,6 +245,7 @@ class Server:
                 transport.pump()
                 await asyncio.sleep(0.2)  # let the BYEs and final answers leave before the sockets close
             finally:
+                overload.stop()
                 for task in self._tasks:
                     task.cancel()
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -416,7 +429,9 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
           tls_files: CertificateFiles | None = None, guard: GuardConfig | None = None,
           ws: tuple[str, int] | None = None, wss: tuple[str, int] | None = None,
           park_timeout: float = DEFAULT_PARK_TIMEOUT_S,
-          hot_desk_hours: float = DEFAULT_HOT_DESK_HOURS) -> int:
+          hot_desk_hours: float = DEFAULT_HOT_DESK_HOURS,
+          limits: LoadLimits | None = None, overload: OverloadConfig | None = None,
+          connections: tuple[int, int] | None = None) -> int:
     """Run the engine in the foreground until SIGTERM/SIGINT; returns the process exit status."""
     configure_logging(log_level, log_format)
     server = Server(Path(data_dir), sip_host, sip_port, digest_algorithms, rtp_ports, ring_timeout, advertise)
@@ -433,6 +448,12 @@ def serve(data_dir: Path, sip_host: str, sip_port: int, api: tuple[str, int] | N
     server.park_timeout = park_timeout
     if guard is not None:
         server.guard = guard
+    if limits is not None:
+        server.limits = limits
+    if overload is not None:
+        server.overload = overload
+    if connections is not None:
+        server.max_connections, server.max_connections_per_source = connections
     try:
         import uvloop
     except ImportError:

@@ -47,7 +47,8 @@ from engine.sip.transaction import Peer
 logger = logging.getLogger(__name__)
 
 UDP_BUFFER_BYTES: Final = 8 * 1024 * 1024
-MAX_TCP_CONNECTIONS: Final = 10_000
+MAX_TCP_CONNECTIONS: Final = 10_000  # per stream transport; beyond it a new connection is aborted
+MAX_TCP_PER_SOURCE: Final = 200  # connections from one address: one host cannot take the whole table
 TCP_IDLE_TIMEOUT_S: Final = 3600.0
 CONNECT_TIMEOUT_S: Final = 5.0
 MAX_TCP_WRITE_BUFFER: Final = 1 << 20  # bytes queued for one peer before the connection is dropped
@@ -90,8 +91,16 @@ class _WatchedTimer:
 class SipTransport:
     """The SIP listening sockets of one engine process and the pump between them and the endpoint."""
 
-    def __init__(self, endpoint: SipEndpoint, handler: EventHandler, clock: Clock) -> None:
+    def __init__(self, endpoint: SipEndpoint, handler: EventHandler, clock: Clock, *,
+                 max_connections: int = MAX_TCP_CONNECTIONS,
+                 max_per_source: int = MAX_TCP_PER_SOURCE) -> None:
         self.endpoint = endpoint
+        #: caps on accepted stream connections (issue 18 part 3): per transport, and per source address
+        self.max_connections = max_connections
+        self.max_per_source = max_per_source
+        #: open stream connections by source address (all stream transports), for ``max_per_source``
+        self.per_source: dict[str, int] = {}
+        self.refused_connections = 0
         self.handler = handler
         self.clock = clock
         self.udp: asyncio.DatagramTransport | None = None
@@ -427,12 +436,18 @@ class SipTcpProtocol(asyncio.Protocol):
         self.transport = tr = cast(asyncio.Transport, transport)
         addr = transport.get_extra_info("peername")
         self.peer = Peer(self.TRANSPORT, str(addr[0]), int(addr[1]))
-        if len(self.table) >= MAX_TCP_CONNECTIONS:
-            logger.warning("too many %s connections; refusing %s:%d", self.TRANSPORT, self.peer.host,
-                           self.peer.port)
+        owner = self.owner
+        host = self.peer.host
+        if len(self.table) >= owner.max_connections or owner.per_source.get(host, 0) >= owner.max_per_source:
+            owner.refused_connections += 1
+            if owner.refused_connections <= 100 or owner.refused_connections % 1000 == 0:
+                logger.warning("too many %s connections (%d open, %d from %s); refusing %s:%d (%d refused)",
+                               self.TRANSPORT, len(self.table), owner.per_source.get(host, 0), host, host,
+                               self.peer.port, owner.refused_connections)
             tr.abort()
             return
-        self.table[(self.peer.host, self.peer.port)] = self
+        self.table[(host, self.peer.port)] = self
+        owner.per_source[host] = owner.per_source.get(host, 0) + 1
         self._touch()
 
     def data_received(self, data: bytes) -> None:
@@ -479,6 +494,12 @@ class SipTcpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.table.get((self.peer.host, self.peer.port)) is self:
             del self.table[(self.peer.host, self.peer.port)]
+            per_source = self.owner.per_source
+            left = per_source.get(self.peer.host, 1) - 1
+            if left > 0:
+                per_source[self.peer.host] = left
+            else:
+                per_source.pop(self.peer.host, None)
         if self._idle is not None:
             self._idle.cancel()
 

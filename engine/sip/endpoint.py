@@ -79,6 +79,29 @@ class EndpointConfig:
         return self.via_port
 
 
+@dataclass(frozen=True, slots=True)
+class LoadLimits:
+    """What peers may grow in the endpoint, and when new work is shed (issue 18 part 3).
+
+    Attributes:
+        max_transactions: server transactions alive at once. A completed one lives for Timer J/I (32 s over
+            UDP) to absorb retransmissions, so the table holds about that many seconds of requests; when it
+            is full, every new request but ACK and CANCEL is answered 503 statelessly (nothing is stored)
+            until Timer J frees entries: the eviction is their expiry.
+        max_calls: calls in progress (the ``call_count`` probe); beyond it a new INVITE (no To tag) gets 503.
+            0: no cap.
+        retry_after_s: the Retry-After of every 503 sent for load (RFC 3261 §21.5.4).
+    """
+
+    max_transactions: int = 200_000
+    max_calls: int = 0
+    retry_after_s: int = 5
+
+
+#: the requests that start new work and are shed under load (out of a dialog: no To tag)
+_SHED_METHODS: Final = frozenset({"INVITE", "REGISTER"})
+
+
 class SipEndpoint:
     """One SIP endpoint (all transports) as a pure state machine. See the module docstring.
 
@@ -90,8 +113,15 @@ class SipEndpoint:
 
     def __init__(self, config: EndpointConfig, *,
                  random_bytes: Callable[[int], bytes] = secrets.token_bytes,
-                 guard: SourceGuard | None = None) -> None:
+                 guard: SourceGuard | None = None, limits: LoadLimits | None = None,
+                 call_count: Callable[[], int] | None = None) -> None:
         self.config = config
+        #: caps and load shedding (``LoadLimits``); ``call_count`` says how many calls are in progress
+        self.limits = limits or LoadLimits()
+        self.call_count = call_count
+        #: set by the shell while the engine is saturated (engine.net.overload): new INVITEs and
+        #: REGISTERs get 503 with Retry-After; in-dialog requests, ACK, CANCEL and responses are served
+        self.overloaded = False
         #: the flood and scanner guard (``engine.sip.guard``); None serves every source
         self.guard = guard
         self._random_bytes = random_bytes
@@ -104,6 +134,7 @@ class SipEndpoint:
         self.stats: dict[str, int] = {
             "requests": 0, "responses": 0, "parse_errors": 0, "stateless_answers": 0, "dropped": 0,
             "retransmissions_absorbed": 0, "transport_errors": 0,
+            "shed_overload": 0, "shed_calls": 0, "refused_table_full": 0,
         }
 
     # -- identifiers -------------------------------------------------------------------------------
@@ -366,6 +397,15 @@ class SipEndpoint:
         if method == "CANCEL":
             self._on_cancel(req, key, dest, now)
             return
+        if len(self._server) >= self.limits.max_transactions:
+            self.stats["refused_table_full"] += 1
+            self._refuse(req, dest, "transaction table full")
+            return
+        if method in _SHED_METHODS and (self.overloaded or method == "INVITE") and req.to.tag is None:
+            shed = self._shed_reason(method)
+            if shed is not None:
+                self._refuse(req, dest, shed, key=key, now=now)
+                return
         if method == "INVITE":
             stx: ServerTransaction = ServerInviteTransaction(req, key, dest, self, self.config.timers)
             self._server[key] = stx
@@ -374,6 +414,37 @@ class SipEndpoint:
             stx = ServerNonInviteTransaction(req, key, dest, self, self.config.timers)
             self._server[key] = stx
         self._events.append(RequestReceived(req, stx, dest))
+
+    def _shed_reason(self, method: str) -> str | None:
+        """Why a new INVITE or REGISTER out of a dialog is refused now, or None to serve it."""
+        if self.overloaded:
+            self.stats["shed_overload"] += 1
+            return "overloaded"
+        limit = self.limits.max_calls
+        if method == "INVITE" and limit > 0 and self.call_count is not None and self.call_count() >= limit:
+            self.stats["shed_calls"] += 1
+            return "too many calls"
+        return None
+
+    def _refuse(self, req: Request, dest: Peer, why: str, *, key: tuple[str, ...] | None = None,
+                now: float = 0.0) -> None:
+        """503 with Retry-After for load. With ``key`` an INVITE gets a transaction of its own (it absorbs
+        the retransmissions and the ACK); without one (the table is full) the answer is stateless."""
+        resp = make_response(req, 503, f"Service Unavailable ({why})", to_tag=self.new_tag())
+        resp.fields.append(Field("retry-after", str(self.limits.retry_after_s)))
+        if key is None:
+            resp.fields.append(Field("server", self.config.server_header))
+            self._out.append((resp.serialize(), dest))
+            return
+        stx: ServerTransaction
+        if req.method == "INVITE":
+            stx = ServerInviteTransaction(req, key, dest, self, self.config.timers)
+            self._server[key] = stx
+            self.respond(stx, resp, now)
+        else:
+            stx = ServerNonInviteTransaction(req, key, dest, self, self.config.timers)
+            self._server[key] = stx
+            self.respond_stateless(stx, resp, now)
 
     def _on_cancel(self, req: Request, key: tuple[str, ...], dest: Peer, now: float) -> None:
         tx = ServerNonInviteTransaction(req, key, dest, self, self.config.timers)

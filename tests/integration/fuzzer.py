@@ -244,11 +244,11 @@ def fuzz_tcp(server: tuple[str, int], mutator: Mutator, count: int, stats: FuzzS
                 data = mutator.next(limit=70_000)
                 try:
                     _send_all(sock, data)
+                    stats.tcp_sent += 1
+                    stats.answers += _drain_stream(sock)
                 except OSError:  # closed by the server: a framing error is a correct end
                     stats.tcp_closed_by_server += 1
                     break
-                stats.tcp_sent += 1
-                stats.answers += _drain_stream(sock)
         finally:
             sock.close()
 
@@ -288,8 +288,8 @@ def run(server: tuple[str, int], *, udp: int, tcp: int, seed: int,
     tcp_thread.start()
     fuzz_udp(server, Mutator(seeds, seed), udp, stats, on_batch=on_batch)
     tcp_thread.join(timeout=600)
-    if tcp_thread.is_alive():
-        stats.failures.append("the TCP fuzzer did not finish")
+    if tcp_thread.is_alive() or (stats.tcp_sent < tcp and not stats.failures):
+        stats.failures.append(f"the TCP fuzzer stopped after {stats.tcp_sent} of {tcp} messages")
     return stats
 
 

@@ -67,7 +67,7 @@ class Prober(threading.Thread):
 
 
 def test_fuzzed_messages_leave_the_server_alive_and_its_memory_flat(pbx_factory) -> None:
-    server = pbx_factory(log_level="info", extra_args=("--rate-limit", "0"))
+    server = pbx_factory(log_level="info", extra_args=("--rate-limit", "0", "--overload-cpu", "0"))
     seeds = fuzzer.all_seeds()
     assert len(fuzzer.torture_seeds()) >= 30 and len(seeds) >= 50, "corpora missing"
 

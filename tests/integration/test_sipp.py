@@ -37,8 +37,10 @@ def test_sipp_registers_1000_users(pbx_factory: Callable[..., PbxServer], tmp_pa
     scenario = SCENARIO_DIR / "register_auth.xml"
     assert scenario.is_file(), f"{scenario} is missing"
     users = bulk_users(USERS)
-    # a load test from one address: the per-source flood limit (200 requests/s by default) is off
-    server = pbx_factory(users=[*SMALL_USERS, *users], log_level="info", extra_args=("--rate-limit", "0"))
+    # a load test from one address: the per-source flood limit (200 requests/s by default) and load
+    # shedding are off
+    server = pbx_factory(users=[*SMALL_USERS, *users], log_level="info",
+                         extra_args=("--rate-limit", "0", "--overload-cpu", "0"))
     inf = write_injection_file(tmp_path / "users.csv", [(u.extension, u.password) for u in users])
     stat = tmp_path / "sipp_stat.csv"
     cmd = [

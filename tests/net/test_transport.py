@@ -384,3 +384,40 @@ def test_a_port_whose_tcp_side_is_taken_is_refused_and_leaves_no_udp_socket() ->
             taken.close()
 
     asyncio.run(scenario())
+
+
+def test_stream_connections_are_capped_per_source_and_in_all() -> None:
+    """Issue 18 part 3: one address cannot open more than ``max_per_source`` connections, and all together
+    no more than ``max_connections``; a closed one frees its place."""
+
+    async def scenario() -> tuple[int, int, int, int]:
+        loop = asyncio.get_running_loop()
+        endpoint = SipEndpoint(EndpointConfig())
+        transport = SipTransport(endpoint, lambda event, now: None, LoopClock(loop), max_connections=5,
+                                 max_per_source=3)
+        _, port = await transport.start("127.0.0.1", 0)
+        opened: list[asyncio.StreamWriter] = []
+        try:
+            for source in ("127.0.0.1",) * 4 + ("127.0.0.2",) * 4:
+                _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+                opened.append(writer)
+            await asyncio.sleep(0.2)
+            per_source = dict(transport.per_source)
+            held = len(transport.connections)
+            refused = transport.refused_connections
+            opened.pop(0).close()
+            await asyncio.sleep(0.2)
+            _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            opened.append(writer)
+            await asyncio.sleep(0.2)
+            both = per_source["127.0.0.1"] + 10 * per_source["127.0.0.2"]
+            return held, refused, both, len(transport.connections)
+        finally:
+            for writer in opened:
+                writer.close()
+            await transport.stop()
+
+    held, refused, per_source, after = asyncio.run(scenario())
+    assert held == 5 and refused == 3  # 3 from .1 (the 4th refused), 2 from .2 (then the table is full)
+    assert per_source == 3 + 20
+    assert after == 5  # the closed one's place went to the next
