@@ -16,7 +16,9 @@ import yaml
 from engine.cli import build_parser, main, parse_hostport
 from engine.model import CallRecord, Direction, Disposition, LegRecord
 from engine.net.certificate import CertificateFiles
+from engine.net.overload import OverloadConfig
 from engine.sip.auth import compute_ha1
+from engine.sip.endpoint import LoadLimits
 from engine.sip.guard import GuardConfig
 from engine.store import BindingRecord, Store
 from engine.voicemail.email import SmtpConfig
@@ -272,6 +274,18 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
                 "600",
                 "--hot-desk-hours",
                 "8",
+                "--max-transactions",
+                "1000",
+                "--max-calls",
+                "40",
+                "--max-connections",
+                "500",
+                "--max-connections-per-source",
+                "20",
+                "--overload-cpu",
+                "0.8",
+                "--retry-after",
+                "30",
             ]
         )
         == 0
@@ -299,6 +313,9 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "ws": ("127.0.0.1", 8088),
             "wss": ("127.0.0.1", 8089),
             "guard": GuardConfig(rate=50, burst=100, ban_s=600),
+            "limits": LoadLimits(max_transactions=1000, max_calls=40, retry_after_s=30),
+            "overload": OverloadConfig(enter=0.8, leave=0.8 * 0.85),
+            "connections": (500, 20),
         },
         {
             "data_dir": Path("./data"),
@@ -321,6 +338,9 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
             "ws": None,
             "wss": None,
             "guard": GuardConfig(),
+            "limits": LoadLimits(),
+            "overload": OverloadConfig(enter=0.95, leave=0.95 * 0.85),
+            "connections": (10_000, 200),
         },
     ]
     # The certificate and key go together, and only with a TLS listener.
@@ -337,7 +357,9 @@ def test_serve_arguments_are_parsed_into_the_server_call(monkeypatch: pytest.Mon
     for flag, bad in (("--rtp-ports", "2000"), ("--rtp-ports", "30001-30000"), ("--rtp-ports", "80-90"),
                       ("--ring-timeout", "0"), ("--ring-timeout", "soon"), ("--advertise", "pbx.example"),
                       ("--smtp", "mail.example"), ("--tls", "5061"), ("--rate-limit", "0.5"),
-                      ("--rate-limit", "-1"), ("--rate-limit", "many"), ("--ban-seconds", "0")):
+                      ("--rate-limit", "-1"), ("--rate-limit", "many"), ("--ban-seconds", "0"),
+                      ("--overload-cpu", "1.5"), ("--overload-cpu", "-0.1"), ("--max-calls", "-1"),
+                      ("--max-transactions", "many")):
         with pytest.raises(SystemExit):
             main(["serve", flag, bad])
 

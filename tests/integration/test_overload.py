@@ -179,17 +179,3 @@ def test_one_address_cannot_hold_more_than_its_connections(pbx_factory) -> None:
     assert value(samples, "pbx_sip_connections_refused_total") == 3
     assert value(samples, "pbx_limit", table="connections_per_source") == 5
     assert "too many TCP connections" in server.log_text()
-
-
-def test_caps_are_checked_at_the_command_line() -> None:
-    from engine.cli import build_parser
-
-    parser = build_parser()
-    with pytest.raises(SystemExit):
-        parser.parse_args(["serve", "--overload-cpu", "1.5"])
-    with pytest.raises(SystemExit):
-        parser.parse_args(["serve", "--max-calls", "-1"])
-    args = parser.parse_args(["serve", "--max-calls", "50", "--overload-cpu", "0.9"])
-    assert (args.max_calls, args.overload_cpu, args.max_transactions) == (50, 0.9, 200_000)
-
-
