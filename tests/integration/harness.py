@@ -239,6 +239,16 @@ class PbxServer:
         except FileNotFoundError:
             return ""
 
+    def wait_log(self, needle: str, after: int = 0, timeout: float = 10.0) -> None:
+        """Until ``needle`` appears in the log past offset ``after``; fails the test otherwise. For what the
+        engine logs after it first answers (``start`` waits for UDP only: listeners such as WebSocket's
+        may come up a moment later on a loaded machine)."""
+        deadline = time.monotonic() + timeout
+        while needle not in self.log_text()[after:]:
+            if time.monotonic() >= deadline:
+                pytest.fail(f"the server never logged {needle!r} within {timeout} s\n{self.log_tail()}")
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 60) -> str:
         tail = self.log_text().splitlines()[-lines:]
         return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)

@@ -6,7 +6,6 @@ through LISTEN/NOTIFY (well before the 30 s safety poll), and a restart keeps us
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,15 +47,6 @@ def sipp_register(
     return subprocess.run(
         cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
     )
-
-
-def wait_log(server: PbxServer, needle: str, after: int, timeout: float) -> None:
-    """Until ``needle`` appears in the server log past offset ``after``."""
-    deadline = time.monotonic() + timeout
-    while needle not in server.log_text()[after:]:
-        if time.monotonic() >= deadline:
-            pytest.fail(f"the server never logged {needle!r} within {timeout} s\n{server.log_tail()}")
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -111,7 +101,7 @@ def test_serve_on_postgresql_registers_reloads_and_restarts(
         "--sip-password",
         "secret-1101x",
     )
-    wait_log(server, "configuration reloaded", offset, RELOAD_WAIT_S)
+    server.wait_log("configuration reloaded", offset, RELOAD_WAIT_S)
     other = sipp_register(server, "1101", "secret-1101x", tmp_path)
     assert other.returncode == 0, other.stdout[-2000:] + other.stderr[-2000:]
 

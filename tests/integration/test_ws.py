@@ -37,15 +37,16 @@ A, B = SMALL_USERS[1], SMALL_USERS[2]
 def ws_server(pbx_factory: Callable[..., PbxServer]) -> tuple[PbxServer, int, int]:
     ws_port, wss_port = free_port(), free_port()
     server = pbx_factory(extra_args=["--ws", f"127.0.0.1:{ws_port}", "--wss", f"127.0.0.1:{wss_port}"])
+    # pbx_factory waits for UDP; the WebSocket listeners start after it (CI once read the log too early)
+    server.wait_log(f"SIP listening on ws 127.0.0.1:{ws_port}")
+    server.wait_log(f"SIP listening on wss 127.0.0.1:{wss_port}")
     return server, ws_port, wss_port
 
 
 def test_a_websocket_client_registers_over_ws_and_wss_and_a_non_sip_upgrade_is_refused(
     pbx_factory: Callable[..., PbxServer],
 ) -> None:
-    server, ws_port, wss_port = ws_server(pbx_factory)
-    assert f"SIP listening on ws 127.0.0.1:{ws_port}" in server.log_text()
-    assert f"SIP listening on wss 127.0.0.1:{wss_port}" in server.log_text()
+    server, ws_port, wss_port = ws_server(pbx_factory)  # both listeners logged
     for kind, port, user in (("WS", ws_port, A), ("WSS", wss_port, B)):
         with SipClient(("127.0.0.1", port), transport=kind) as c:
             assert c.transport.ws.subprotocol == "sip"
