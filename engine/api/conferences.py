@@ -19,12 +19,10 @@ from litestar import Request, delete, get, put
 from litestar.exceptions import ClientException, ServiceUnavailableException
 from litestar.params import FromPath, JSONBody
 
-from engine.api.live import LIVE_TIMEOUT_S, Live
+from engine.api.live import Live
 from engine.api.routes import CONFIGURE, Admin, Auth, Id, threaded
 from engine.call.conference import ConferenceService, SeatInfo
 from engine.store.errors import NotFoundError
-
-__all__ = ["CONFERENCE_ROUTES", "LIVE_TIMEOUT_S", "LiveConferences"]
 
 _CONFIGURE: Final = {"permission": CONFIGURE}
 

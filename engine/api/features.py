@@ -40,6 +40,12 @@ class AgentOut(msgspec.Struct):
     paused: bool
 
 
+def spec_agents(spec: dict[str, Any]) -> list[tuple[str, bool]]:
+    """A stored queue spec's agents in its order: (line extension, dynamic)."""
+    return [(str(a.get("line")), a.get("dynamic") is True) for a in spec.get("agents") or []
+            if isinstance(a, dict)]
+
+
 def _table(own: dict[str, str]) -> list[StarCodeOut]:
     return [StarCodeOut(f.value, own.get(f.value, DEFAULT_CODES[f]), DEFAULT_CODES[f], f in TAKES_ARGUMENT)
             for f in Feature]
@@ -71,9 +77,7 @@ def list_agents(admin: Admin, principal: Auth, name: FromPath[str]) -> list[Agen
         raise NotFoundError("queue", name)
     stored = {r.extension: r for r in queue_agents(admin.store, name)}
     out = []
-    for agent in spec.get("agents") or []:
-        ext = str(agent.get("line"))
-        dynamic = agent.get("dynamic") is True
+    for ext, dynamic in spec_agents(spec):
         record = stored.get(ext)
         out.append(AgentOut(ext, dynamic, not dynamic if record is None else record.logged_in,
                             False if record is None else record.paused))

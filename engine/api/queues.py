@@ -17,6 +17,7 @@ from litestar import Request, get
 from litestar.exceptions import ServiceUnavailableException
 from litestar.params import FromPath
 
+from engine.api.features import spec_agents
 from engine.api.live import Live
 from engine.api.routes import CONFIGURE, REPORTS, Admin, Auth, EpochSeconds, threaded
 from engine.call.queue import AgentInfo, QueueService, WaitingInfo
@@ -123,8 +124,7 @@ def queue_live(request: Request[Any, Any, Any], admin: Admin, principal: Auth,
                name: FromPath[str]) -> QueueLiveOut:
     """Queue ``name`` as it runs: who waits (first to be served first) and each agent's state."""
     spec = admin.routing_object("queues", name).spec  # 404 when there is no such queue
-    agents = [(str(a.get("line")), a.get("dynamic") is True) for a in spec.get("agents") or []
-              if isinstance(a, dict)]
+    agents = spec_agents(spec)
     live: LiveQueues | None = request.app.state.get("queues")
     if live is None:
         raise ServiceUnavailableException("no call engine runs in this process: no live queues")

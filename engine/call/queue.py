@@ -268,10 +268,15 @@ class QueueService:
 
     def logged_in(self, queue: Queue, ext: str) -> bool:
         """Whether agent ``ext`` is logged in to ``queue`` (see the module docstring)."""
-        return self.presence.get((queue.name, ext), (ext not in queue.dynamic, False))[0]
+        return self._presence(queue.name, ext, ext in queue.dynamic)[0]
 
     def paused(self, queue: Queue, ext: str) -> bool:
-        return self.presence.get((queue.name, ext), (False, False))[1]
+        return self._presence(queue.name, ext, ext in queue.dynamic)[1]
+
+    def _presence(self, name: str, ext: str, dynamic: bool) -> tuple[bool, bool]:
+        """(logged in, paused) of agent ``ext`` in queue ``name``: as set from its phone, else the
+        queue's rule (a dynamic agent is logged out until it logs in), never paused."""
+        return self.presence.get((name, ext), (not dynamic, False))
 
     def set_presence(self, queue: Queue, ext: str, logged_in: bool, paused: bool) -> None:
         """Log agent ``ext`` in or out of ``queue`` and pause or unpause it there; a waiting caller may
@@ -295,7 +300,7 @@ class QueueService:
         agents from the configuration: a queue no caller has reached yet is not known here)."""
         out = []
         for ext, dynamic in agents:
-            logged_in, paused = self.presence.get((name, ext), (not dynamic, False))
+            logged_in, paused = self._presence(name, ext, dynamic)
             agent = self.agents.get(ext)
             state = AgentState.AVAILABLE if agent is None else agent.state
             shown = state.value
